@@ -1,0 +1,211 @@
+"""Typed experiment configuration: YAML → overrides → validated, frozen pydantic objects.
+
+Config is data. It stops at the builders: models get plain constructor arguments, the loop gets
+:class:`TrainConfig`, evaluators get ``k``. Errors name the file, the key path and the allowed
+values, and are raised as :class:`ConfigError` so the CLI prints one line.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from recbench.errors import ConfigError
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+
+class DatasetConfig(Strict):
+    """Which data and which split protocol. Everything here determines the processed graph."""
+
+    name: str
+    protocol: Literal["fixed", "random", "holdout", "loo"] | None = None
+    split: str | None = None  # fixed protocol: u1..u5/ua/ub (ML-100K), default (Douban), published (Yelp)
+    test_ratio: float = 0.2  # random protocol
+    per_user: bool = True  # random protocol: per user or over all rows
+    legacy_shuffle: bool = False  # random, global: NumPy RandomState(split_seed) as GLocal-K's ML-1M split
+    holdout_k: int = 3  # holdout protocol: test items per user
+    num_negatives: int = 99  # loo protocol: sampled negatives per user
+    loo_by_time: bool = True  # loo: latest interaction (False: a random one, e.g. Yelp)
+    valid_ratio: float = 0.0  # share of training rows carved out for validation
+    valid_per_user: bool = True
+    train_ratio: float = 1.0  # keep this share of training rows (cold-start curves)
+    min_rating: float | None = None  # keep rows with rating >= this (e.g. Douban positives >= 4)
+    split_seed: int = 0  # the data split's seed, separate from the run seed
+
+    def key(self) -> str:
+        """Folder name under data/processed/NAME/: the protocol and a hash of its parameters."""
+        body = json.dumps(self.model_dump(exclude={"name"}), sort_keys=True)
+        return f"{self.protocol or 'default'}-{hashlib.sha256(body.encode()).hexdigest()[:8]}"
+
+
+class TrainConfig(Strict):
+    """The loop's settings; model-specific schedules live in the model's config."""
+
+    epochs: int = 100
+    lr: float = 1e-3
+    batch_size: int = 2048
+    weight_decay: float = 0.0
+    optimizer: Literal["adam", "adamw", "sgd", "adagrad", "lbfgs"] = "adam"
+    patience: int | None = 10  # early stopping on `monitor` (None: run the fixed schedule)
+    monitor: str | None = None  # validation metric for best.pt; default: the task's headline
+    eval_every: int = 1
+    num_threads: int | None = None
+
+
+class EvalConfig(Strict):
+    metrics: list[str] = Field(default_factory=list)  # empty: the task's defaults
+    k: list[int] = Field(default_factory=lambda: [20])
+    batch_size: int = 1024  # users scored at once in full ranking
+
+
+class ExperimentConfig(Strict):
+    """One experiment file. ``model`` is replaced by the registry's discriminated union."""
+
+    name: str
+    dataset: DatasetConfig
+    model: Any
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    seed: int | None = None  # set when the experiment is expanded into one run per seed
+    paper: dict[str, float] = Field(default_factory=dict)
+
+
+def experiment_schema() -> type[ExperimentConfig]:
+    """ExperimentConfig whose ``model`` is the union of every registered model config."""
+    from typing import Annotated, Union
+
+    from recbench.models import MODELS
+
+    configs = tuple(spec.config for spec in MODELS.values())
+    union = Annotated[Union[configs], Field(discriminator="name")]  # noqa: UP007
+    return create_model("Experiment", __base__=ExperimentConfig, model=(union, ...))
+
+
+def set_path(raw: dict, dotted: str, value: Any) -> None:
+    """Apply one ``a.b.c=value`` override to a raw dict (creating missing sub-dicts)."""
+    node = raw
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"cannot set '{dotted}': '{part}' is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``key=value`` with the value parsed as YAML, so 7, false and [3, 5] keep their types."""
+    if "=" not in text:
+        raise ConfigError(f"--set takes key=value (e.g. model.emb_dim=64), got '{text}'")
+    key, value = text.split("=", 1)
+    try:
+        return key.strip(), yaml.safe_load(value)
+    except yaml.YAMLError:
+        return key.strip(), value
+
+
+def read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such experiment file")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}:{where}: malformed YAML: {problem}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: an experiment file must be a mapping of sections")
+    return raw
+
+
+def validate(raw: dict, origin: str) -> ExperimentConfig:
+    try:
+        return experiment_schema().model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{origin}: {explain(exc, raw)}") from None
+
+
+def explain(exc: ValidationError, raw: dict) -> str:
+    """The first validation error as ``path: message (allowed: ...)``."""
+    from recbench.models import MODELS
+
+    err = exc.errors()[0]
+    loc = [str(p) for p in err["loc"] if not (isinstance(p, str) and p in MODELS)]
+    path = ".".join(loc)
+    if err["type"] == "extra_forbidden":
+        allowed = _allowed_keys(exc.title, loc[:-1], raw)
+        return f"unknown key '{path}'" + (f" (allowed: {', '.join(allowed)})" if allowed else "")
+    if err["type"] == "union_tag_invalid":
+        return f"unknown model '{err['input'] if 'input' in err else '?'}'; valid models: " + ", ".join(
+            sorted(MODELS))
+    if err["type"] == "union_tag_not_found":
+        return "model.name is required; valid models: " + ", ".join(sorted(MODELS))
+    return f"{path}: {err['msg']}"
+
+
+def _allowed_keys(_title: str, parent: list[str], raw: dict) -> list[str]:
+    from recbench.models import MODELS
+
+    sections: dict[str, type[BaseModel]] = {
+        "dataset": DatasetConfig, "train": TrainConfig, "eval": EvalConfig}
+    if not parent:
+        return sorted(ExperimentConfig.model_fields)
+    if parent[0] == "model":
+        name = (raw.get("model") or {}).get("name")
+        cls: type[BaseModel] | None = MODELS[name].config if name in MODELS else None
+    else:
+        cls = sections.get(parent[0])
+    for part in parent[1:]:
+        if cls is None:
+            return []
+        ann = cls.model_fields.get(part)
+        cls = ann.annotation if ann and isinstance(ann.annotation, type) else None
+        if cls is not None and not issubclass(cls, BaseModel):
+            cls = None
+    return sorted(cls.model_fields) if cls else []
+
+
+def load_experiment(path: Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    raw = read_yaml(path)
+    for text in overrides or []:
+        key, value = parse_override(text)
+        set_path(raw, key, value)
+    return validate(raw, str(path))
+
+
+def expand_seeds(cfg: ExperimentConfig) -> list[ExperimentConfig]:
+    """One resolved run config per seed (``seed`` set)."""
+    if cfg.seed is not None:
+        return [cfg]
+    return [cfg.model_copy(update={"seed": s}) for s in cfg.seeds]
+
+
+def to_plain(cfg: BaseModel) -> dict:
+    return json.loads(cfg.model_dump_json())
+
+
+def run_hash(cfg: ExperimentConfig) -> str:
+    """sha256 of the canonical JSON of a resolved run config (seed included), 10 hex chars."""
+    body = json.dumps(to_plain(cfg), sort_keys=True)
+    return hashlib.sha256(body.encode()).hexdigest()[:10]
+
+
+def with_overrides(cfg: ExperimentConfig, patch: dict[str, Any]) -> ExperimentConfig:
+    """A copy of ``cfg`` with dotted-key overrides applied and the result re-validated."""
+    raw = copy.deepcopy(to_plain(cfg))
+    for key, value in patch.items():
+        set_path(raw, key, value)
+    return validate(raw, cfg.name)

@@ -1,0 +1,1 @@
+"""Raw files → DGL heterograph: registry, fetch, parse, split, build."""

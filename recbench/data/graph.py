@@ -1,0 +1,137 @@
+"""The one data container: a DGL heterograph, its schema, storage and read-only views.
+
+This module owns the schema strings; no other module spells them. The stored graph is never
+mutated: models receive :func:`split_view` (edges of one split, all nodes kept) so validation
+and test edges cannot leak into message passing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from recbench.data.protocols import TEST, TRAIN, VALID
+from recbench.errors import DatasetError
+
+USER, ITEM = "user", "item"
+RATES = (USER, "rates", ITEM)
+RATED_BY = (ITEM, "rated-by", USER)
+FOLLOWS = (USER, "follows", USER)
+SPLITS = ("train", "valid", "test")
+_CODE = {"train": TRAIN, "valid": VALID, "test": TEST}
+
+
+@dataclass
+class Dataset:
+    """A processed dataset: the graph, provenance, and (leave-one-out) sampled negatives."""
+
+    g: Any  # dgl.DGLHeteroGraph
+    meta: dict = field(default_factory=dict)
+    negatives: torch.Tensor | None = None  # (num_users, 99) int64, -1 rows without a test item
+
+    @property
+    def num_users(self) -> int:
+        return self.g.num_nodes(USER)
+
+    @property
+    def num_items(self) -> int:
+        return self.g.num_nodes(ITEM)
+
+
+def build_graph(frame, codes: np.ndarray, num_users: int, num_items: int,
+                social: np.ndarray | None = None, item_genres: np.ndarray | None = None):
+    """Interactions + split codes → heterograph with both edge directions sharing edge ids."""
+    import dgl
+
+    u = torch.as_tensor(frame["user"].to_numpy(), dtype=torch.int64)
+    i = torch.as_tensor(frame["item"].to_numpy(), dtype=torch.int64)
+    edges = {RATES: (u, i), RATED_BY: (i, u)}
+    if social is not None:
+        edges[FOLLOWS] = (torch.as_tensor(social[0]), torch.as_tensor(social[1]))
+    g = dgl.heterograph(edges, num_nodes_dict={USER: num_users, ITEM: num_items})
+    codes_t = torch.as_tensor(codes)
+    data = {
+        "rating": torch.as_tensor(frame["rating"].to_numpy(), dtype=torch.float32),
+        "timestamp": torch.as_tensor(frame["timestamp"].to_numpy(), dtype=torch.int64),
+        **{split: codes_t == _CODE[split] for split in SPLITS},
+    }
+    for etype in (RATES, RATED_BY):
+        for key, value in data.items():
+            g.edges[etype].data[key] = value
+    if item_genres is not None:
+        g.nodes[ITEM].data["genres"] = torch.as_tensor(item_genres, dtype=torch.float32)
+    return g
+
+
+def split_view(g, split: str = "train", keep_social: bool = True):
+    """The graph with only ``split``'s rating edges (both directions), every node kept."""
+    import dgl
+
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}")
+    eids = torch.nonzero(g.edges[RATES].data[split], as_tuple=True)[0]
+    wanted = {RATES: eids, RATED_BY: eids}
+    if FOLLOWS in g.canonical_etypes:
+        wanted[FOLLOWS] = (torch.arange(g.num_edges(FOLLOWS)) if keep_social
+                           else torch.zeros(0, dtype=torch.int64))
+    return dgl.edge_subgraph(g, wanted, relabel_nodes=False, store_ids=False)
+
+
+def split_edges(g, split: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(users, items, ratings)`` of one split, in edge-id order."""
+    mask = g.edges[RATES].data[split]
+    u, i = g.edges(etype=RATES)
+    return u[mask], i[mask], g.edges[RATES].data["rating"][mask]
+
+
+def dense_ratings(g, split: str, items_by_users: bool = False) -> torch.Tensor:
+    """Dense rating matrix of one split (0 = unobserved); (num_users, num_items) by default."""
+    u, i, r = split_edges(g, split)
+    m = torch.zeros(g.num_nodes(USER), g.num_nodes(ITEM), dtype=torch.float32)
+    m[u, i] = r
+    return m.T.contiguous() if items_by_users else m
+
+
+def seen_matrix_csr(g, split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
+    """CSR ``(indptr, items)`` of each user's items in ``split``, for masking and sampling."""
+    u, i, _ = split_edges(g, split)
+    order = torch.argsort(u * g.num_nodes(ITEM) + i)
+    u, i = u[order], i[order]
+    counts = torch.bincount(u, minlength=g.num_nodes(USER))
+    indptr = torch.zeros(g.num_nodes(USER) + 1, dtype=torch.int64)
+    indptr[1:] = torch.cumsum(counts, 0)
+    return indptr, i
+
+
+def save_dataset(folder: Path, ds: Dataset) -> None:
+    """Write graph.bin and meta.json atomically (temp names, then rename)."""
+    import dgl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    labels = {"negatives": ds.negatives} if ds.negatives is not None else {}
+    tmp_graph = folder / ".graph.bin.tmp"
+    dgl.save_graphs(str(tmp_graph), [ds.g], labels)
+    tmp_meta = folder / ".meta.json.tmp"
+    tmp_meta.write_text(json.dumps(ds.meta, indent=2, sort_keys=True))
+    os.replace(tmp_graph, folder / "graph.bin")
+    os.replace(tmp_meta, folder / "meta.json")
+
+
+def load_dataset(folder: Path) -> Dataset:
+    import dgl
+
+    if not (folder / "graph.bin").is_file() or not (folder / "meta.json").is_file():
+        raise DatasetError(f"{folder} holds no processed dataset; run `recbench preprocess` first")
+    graphs, labels = dgl.load_graphs(str(folder / "graph.bin"))
+    g = graphs[0]
+    for etype in (RATES, RATED_BY):  # DGL stores bool edge data as uint8
+        for split in SPLITS:
+            g.edges[etype].data[split] = g.edges[etype].data[split].bool()
+    meta = json.loads((folder / "meta.json").read_text())
+    return Dataset(g, meta, labels.get("negatives"))

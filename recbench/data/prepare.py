@@ -1,0 +1,172 @@
+"""Preprocessing: raw folder + dataset config → processed graph (cached by config key).
+
+Paths come from one :class:`DataPaths` object passed in (no module-level locations): the CLI
+builds it from ``--data-dir`` / ``RECBENCH_DATA``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from recbench.config import DatasetConfig
+from recbench.data import parsers, protocols
+from recbench.data.fetch import is_fetched, sha256_of
+from recbench.data.graph import Dataset, build_graph, load_dataset, save_dataset
+from recbench.data.sources import SOURCES, get_source
+from recbench.errors import ConfigError, DatasetError
+from recbench.seeding import numpy_rng
+
+CUSTOM_MARKER = "custom.json"
+DEFAULT_SPLIT = {"ml-100k": "u1", "douban-monti": "default", "yelp-madison": "published",
+                 "yelp-pittsburgh": "published"}
+
+
+@dataclass(frozen=True)
+class DataPaths:
+    root: Path
+
+    @property
+    def raw(self) -> Path:
+        return self.root / "raw"
+
+    @property
+    def processed(self) -> Path:
+        return self.root / "processed"
+
+    def processed_dir(self, cfg: DatasetConfig) -> Path:
+        return self.processed / cfg.name / resolve(cfg).key()
+
+
+def resolve(cfg: DatasetConfig) -> DatasetConfig:
+    """Fill the protocol and fixed split a dataset defaults to, so equal setups share a key."""
+    update = {}
+    if cfg.protocol is None:
+        update["protocol"] = SOURCES[cfg.name].default_protocol if cfg.name in SOURCES else "random"
+    protocol = update.get("protocol", cfg.protocol)
+    if protocol == "fixed" and cfg.split is None:
+        update["split"] = DEFAULT_SPLIT.get(cfg.name)
+    return cfg.model_copy(update=update) if update else cfg
+
+
+def load_raw(name: str, paths: DataPaths) -> parsers.RawData:
+    folder = paths.raw / name
+    marker = folder / CUSTOM_MARKER
+    if marker.is_file():
+        spec = json.loads(marker.read_text())
+        return parsers.parse_table(folder / spec["file"], sep=spec["sep"], header=spec["header"],
+                                   rating_col=spec["rating_col"], timestamp_col=spec["timestamp_col"])
+    if name not in SOURCES:
+        get_source(name)  # raises with the valid names
+    source = SOURCES[name]
+    if not is_fetched(source, paths.raw):
+        raise DatasetError(f"dataset '{name}' is not fetched; run `recbench fetch {name}` "
+                           "(add --source DIR to copy from a local mirror)")
+    return parsers.parse(name, folder)
+
+
+def split_codes(raw: parsers.RawData, cfg: DatasetConfig) -> tuple[np.ndarray, np.ndarray | None]:
+    """Apply the protocol, validation carve-out, train subsampling and rating filter."""
+    rng = numpy_rng(cfg.split_seed, f"split:{cfg.name}")
+    negatives = None
+    frame = raw.frame
+    if cfg.protocol == "fixed":
+        if cfg.split not in raw.fixed_splits:
+            have = ", ".join(raw.fixed_splits) or "none"
+            raise ConfigError(f"dataset '{cfg.name}' has no fixed split '{cfg.split}' "
+                              f"(published splits: {have})")
+        codes = protocols.fixed(raw.fixed_splits[cfg.split])
+    elif cfg.protocol == "random":
+        codes = protocols.random_ratio(frame, cfg.test_ratio, rng, cfg.per_user,
+                                       cfg.split_seed if cfg.legacy_shuffle else None)
+    elif cfg.protocol == "holdout":
+        codes = protocols.holdout(frame, cfg.holdout_k, rng)
+    else:
+        codes, negatives = protocols.leave_one_out(frame, rng, raw.num_items, cfg.num_negatives,
+                                                   cfg.loo_by_time)
+    codes = protocols.carve_validation(codes, frame, cfg.valid_ratio,
+                                       numpy_rng(cfg.split_seed, "valid"), cfg.valid_per_user)
+    codes = protocols.subsample_train(codes, cfg.train_ratio, numpy_rng(cfg.split_seed, "subsample"))
+    if cfg.min_rating is not None:
+        codes = np.where(frame.rating.to_numpy() >= cfg.min_rating, codes,
+                         protocols.UNUSED).astype(np.int8)
+    return codes, negatives
+
+
+def preprocess(cfg: DatasetConfig, paths: DataPaths, force: bool = False) -> Path:
+    """Build and store the processed graph for ``cfg`` unless already there. Returns its folder."""
+    import torch
+
+    cfg = resolve(cfg)
+    out = paths.processed_dir(cfg)
+    if (out / "graph.bin").is_file() and not force:
+        return out
+    raw = load_raw(cfg.name, paths)
+    codes, negatives = split_codes(raw, cfg)
+    g = build_graph(raw.frame, codes, raw.num_users, raw.num_items, raw.social, raw.item_genres)
+    counts = {name: int((codes == code).sum()) for name, code in
+              (("train", protocols.TRAIN), ("valid", protocols.VALID), ("test", protocols.TEST),
+               ("unused", protocols.UNUSED))}
+    meta = {
+        "dataset": cfg.name,
+        "protocol": cfg.model_dump(),
+        "key": cfg.key(),
+        "num_users": raw.num_users,
+        "num_items": raw.num_items,
+        "num_interactions": len(raw.frame),
+        "counts": counts,
+        "social_edges": 0 if raw.social is None else int(raw.social.shape[1]),
+        "genre_names": raw.genre_names,
+        "item_titles": raw.item_titles,
+        "user_ids": raw.user_ids,
+        "item_ids": raw.item_ids,
+        "inputs": _input_digests(paths.raw / cfg.name),
+    }
+    neg = torch.as_tensor(negatives) if negatives is not None else None
+    save_dataset(out, Dataset(g, meta, neg))
+    return out
+
+
+def _input_digests(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): sha256_of(p) for p in sorted(folder.rglob("*"))
+            if p.is_file() and not p.name.startswith(".") and p.stat().st_size < 200 << 20}
+
+
+def load(cfg: DatasetConfig, paths: DataPaths, auto: bool = True) -> Dataset:
+    """The processed dataset for ``cfg``; preprocesses it first when ``auto`` and raw data exist."""
+    cfg = resolve(cfg)
+    out = paths.processed_dir(cfg)
+    if not (out / "graph.bin").is_file():
+        if not auto:
+            raise DatasetError(f"dataset '{cfg.name}' ({cfg.key()}) is not preprocessed; run "
+                               f"`recbench preprocess {cfg.name} --protocol {cfg.protocol}`")
+        preprocess(cfg, paths)
+    return load_dataset(out)
+
+
+def register_custom(path: Path, name: str, paths: DataPaths, sep: str | None, header: bool | None,
+                    rating_col: str | int | None, timestamp_col: str | int | None) -> Path:
+    """Copy a researcher's interactions file into data/raw/NAME so it behaves like a built-in."""
+    import os
+    import shutil
+
+    if name in SOURCES:
+        raise ConfigError(f"'{name}' is a built-in dataset; choose another --name")
+    raw = parsers.parse_table(path, sep, header, rating_col=rating_col, timestamp_col=timestamp_col)
+    folder = paths.raw / name
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{path.name}.tmp"
+    shutil.copyfile(path, tmp)
+    os.replace(tmp, folder / path.name)
+    sep_used, header_used = parsers._sniff(path, sep, header)
+    spec = {"file": path.name, "sep": sep_used, "header": header_used, "rating_col": rating_col,
+            "timestamp_col": timestamp_col, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "users": raw.num_users, "items": raw.num_items}
+    (folder / CUSTOM_MARKER).write_text(json.dumps(spec, indent=2))
+    id_map = {"users": raw.user_ids, "items": raw.item_ids}
+    (folder / "id_map.json").write_text(json.dumps(id_map))
+    return folder

@@ -1,0 +1,1 @@
+"""Metrics (pure functions) and the evaluators that apply them."""

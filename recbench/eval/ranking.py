@@ -1,0 +1,109 @@
+"""Ranking evaluators shared by every implicit-feedback model.
+
+``score_fn(users) -> (len(users), num_items)`` is all a model provides. Full ranking masks the
+items each user already has in the training (and, for test, validation) split; sampled ranking
+scores the positive against the negatives stored with a leave-one-out split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from recbench.data.graph import RATES, Dataset
+from recbench.eval.metrics import ranking_metrics
+from recbench.train.api import EvalResult
+
+ScoreFn = Callable[[torch.Tensor], torch.Tensor]
+PairScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (U,), (U, C) -> (U, C)
+
+
+def _user_items(g, masks: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    u, i = g.edges(etype=RATES)
+    keep = torch.zeros(len(u), dtype=torch.bool)
+    for split in masks:
+        keep |= g.edges[RATES].data[split]
+    return u[keep], i[keep]
+
+
+def _to_csr(u: torch.Tensor, i: torch.Tensor, num_users: int) -> tuple[torch.Tensor, torch.Tensor]:
+    order = torch.argsort(u, stable=True)
+    counts = torch.bincount(u, minlength=num_users)
+    indptr = torch.zeros(num_users + 1, dtype=torch.int64)
+    indptr[1:] = torch.cumsum(counts, 0)
+    return indptr, i[order]
+
+
+def masked_splits(split: str) -> list[str]:
+    """Which splits' items are removed from the candidate pool when evaluating ``split``."""
+    return ["train"] if split == "valid" else ["train", "valid"]
+
+
+def full_ranking(score_fn: ScoreFn, data: Dataset, split: str, ks: list[int],
+                 batch_size: int = 1024, device: torch.device | None = None) -> EvalResult:
+    """Top-max(ks) over all items with seen items masked; users with ≥ 1 item in ``split``."""
+    g = data.g
+    n_users, n_items = data.num_users, data.num_items
+    seen_ptr, seen_items = _to_csr(*_user_items(g, masked_splits(split)), n_users)
+    rel_ptr, rel_items = _to_csr(*_user_items(g, [split]), n_users)
+    num_rel = rel_ptr[1:] - rel_ptr[:-1]
+    users = torch.nonzero(num_rel > 0, as_tuple=True)[0]
+    top_n = max(ks)
+    parts: dict[str, list[torch.Tensor]] = {}
+    for start in range(0, len(users), batch_size):
+        batch = users[start:start + batch_size]
+        with torch.no_grad():
+            scores = score_fn(batch.to(device) if device is not None else batch).float().cpu()
+        rows, cols = _gather_rows(seen_ptr, seen_items, batch)
+        scores[rows, cols] = -torch.inf
+        top = scores.topk(min(top_n, n_items), dim=1).indices
+        rrows, rcols = _gather_rows(rel_ptr, rel_items, batch)
+        relevant = torch.zeros(len(batch), n_items, dtype=torch.bool)
+        relevant[rrows, rcols] = True
+        hits = relevant.gather(1, top)
+        for name, vec in ranking_metrics(hits, num_rel[batch], ks).items():
+            parts.setdefault(name, []).append(vec)
+    per_user = {name: torch.cat(v).numpy() for name, v in parts.items()}
+    per_user["user"] = users.numpy()
+    return EvalResult({k: float(np.mean(v)) for k, v in per_user.items() if k != "user"}, per_user)
+
+
+def _gather_rows(indptr: torch.Tensor, items: torch.Tensor,
+                 batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    starts, ends = indptr[batch], indptr[batch + 1]
+    lengths = ends - starts
+    rows = torch.repeat_interleave(torch.arange(len(batch)), lengths)
+    offsets = torch.arange(int(lengths.sum())) - torch.repeat_interleave(
+        torch.cumsum(lengths, 0) - lengths, lengths)
+    return rows, items[torch.repeat_interleave(starts, lengths) + offsets]
+
+
+def sampled_ranking(pair_score_fn: PairScoreFn, data: Dataset, split: str, ks: list[int],
+                    batch_size: int = 4096) -> EvalResult:
+    """Leave-one-out: rank each user's held-out item among its stored sampled negatives.
+
+    HR@k = 1 if the positive ranks within k; NDCG@k = 1/log2(rank+1) (NCF protocol). Ties
+    count against the positive (its rank is 1 + number of negatives scoring ≥ it).
+    """
+    if data.negatives is None:
+        raise ValueError("sampled ranking needs a leave-one-out split with stored negatives")
+    u, i = _user_items(data.g, [split])
+    order = torch.argsort(u, stable=True)
+    u, i = u[order], i[order]
+    ranks = []
+    for start in range(0, len(u), batch_size):
+        bu, bi = u[start:start + batch_size], i[start:start + batch_size]
+        cands = torch.cat([bi[:, None], data.negatives[bu]], dim=1)
+        with torch.no_grad():
+            s = pair_score_fn(bu, cands).float().cpu()
+        ranks.append(1 + (s[:, 1:] >= s[:, :1]).sum(1))
+    rank = torch.cat(ranks).float()
+    per_user: dict[str, np.ndarray] = {"user": u.numpy()}
+    for k in ks:
+        inside = rank <= k
+        per_user[f"hr@{k}"] = inside.float().numpy()
+        per_user[f"ndcg@{k}"] = torch.where(inside, 1.0 / torch.log2(rank + 1),
+                                            torch.zeros_like(rank)).numpy()
+    return EvalResult({k: float(np.mean(v)) for k, v in per_user.items() if k != "user"}, per_user)

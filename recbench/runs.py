@@ -1,0 +1,117 @@
+"""Run directories: create, write atomically, resume, find finished runs by config hash.
+
+A run trains in ``runs/<experiment>/<UTC stamp>-<hash>.partial/`` and is renamed to drop the
+suffix once ``metrics.json`` is written, so a finished run is exactly a folder without the
+suffix that holds ``metrics.json``; an interrupted one keeps ``last.pt`` for ``--resume``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from recbench.errors import RunError
+
+PARTIAL = ".partial"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=float) + "\n")
+
+
+def save_torch(path: Path, obj: Any) -> None:
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def create_run_dir(runs_root: Path, experiment: str, config_hash: str, config: dict) -> Path:
+    """A fresh partial run folder; never reuses an existing name."""
+    parent = runs_root / experiment
+    parent.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    for attempt in range(1000):
+        suffix = "" if attempt == 0 else f"-{attempt}"
+        name = f"{stamp}{suffix}-{config_hash}"
+        final, partial = parent / name, parent / f"{name}{PARTIAL}"
+        if not final.exists() and not partial.exists():
+            partial.mkdir()
+            atomic_write_text(partial / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+            return partial
+    raise RunError(f"could not create a run folder under {parent}")
+
+
+def finalize(run_dir: Path) -> Path:
+    """Rename a partial run to its final name (never over an existing folder)."""
+    if not run_dir.name.endswith(PARTIAL):
+        return run_dir
+    final = run_dir.with_name(run_dir.name[: -len(PARTIAL)])
+    if final.exists():
+        raise RunError(f"{final} already exists; refusing to overwrite a finished run")
+    os.replace(run_dir, final)
+    return final
+
+
+def is_finished(run_dir: Path) -> bool:
+    return (run_dir / "metrics.json").is_file() and not run_dir.name.endswith(PARTIAL)
+
+
+def find_finished(runs_root: Path, experiment: str, config_hash: str) -> Path | None:
+    """The newest finished run of this exact resolved config, if any (study cache)."""
+    parent = runs_root / experiment
+    if not parent.is_dir():
+        return None
+    hits = sorted(p for p in parent.glob(f"*-{config_hash}") if is_finished(p))
+    return hits[-1] if hits else None
+
+
+def find_partial(runs_root: Path, experiment: str, config_hash: str) -> Path | None:
+    parent = runs_root / experiment
+    if not parent.is_dir():
+        return None
+    hits = sorted(p for p in parent.glob(f"*-{config_hash}{PARTIAL}") if (p / "last.pt").is_file())
+    return hits[-1] if hits else None
+
+
+def read_config(run_dir: Path) -> dict:
+    if not run_dir.is_dir():
+        raise RunError(f"{run_dir} is not a run directory; list runs with `ls runs/<experiment>/`")
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        raise RunError(f"{run_dir} has no config.yaml; it is not a recbench run directory")
+    return yaml.safe_load(path.read_text())
+
+
+def read_metrics(run_dir: Path) -> dict:
+    path = run_dir / "metrics.json"
+    if not path.is_file():
+        raise RunError(f"{run_dir} has no metrics.json: the run did not finish; "
+                       f"resume it with `recbench train CONFIG --resume {run_dir}`")
+    return json.loads(path.read_text())
+
+
+def append_jsonl(path: Path, obj: dict) -> None:
+    with open(path, "a") as fh:
+        fh.write(json.dumps(obj, sort_keys=True, default=float) + "\n")
+        fh.flush()

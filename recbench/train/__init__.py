@@ -1,0 +1,1 @@
+"""The one training loop, its epoch strategies, losses and samplers."""
