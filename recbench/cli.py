@@ -55,6 +55,7 @@ def _runs_root(runs_dir: Path | None) -> Path:
     return runs_dir or Path(os.environ.get("RECBENCH_RUNS", "runs"))
 
 
+Threads = typer.Option(None, "--threads", help="CPU threads for torch (default: all cores)")
 DataDir = typer.Option(None, "--data-dir", help="data folder (default $RECBENCH_DATA or ./data)")
 RunsDir = typer.Option(None, "--runs-dir", help="run folder (default $RECBENCH_RUNS or ./runs)")
 
@@ -191,12 +192,15 @@ def train(
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N"),
     resume: Path = typer.Option(None, "--resume", help="continue an interrupted run directory"),
     seed: int = typer.Option(None, "--seed", help="run only this seed"),
+    threads: int = Threads,
     data_dir: Path = DataDir,
     runs_dir: Path = RunsDir,
 ) -> None:
     """Train an experiment (one run per seed) and print its test metrics."""
     from recbench.config import expand_seeds, load_experiment, validate
     from recbench.runs import read_config
+
+    _set_threads(threads)
 
     if resume is not None:
         cfg = validate(read_config(resume), str(resume / "config.yaml"))
@@ -220,6 +224,13 @@ def train(
     console.print(_metrics_table(f"{cfg.name}: test metrics", rows))
     if cfg.paper:
         console.print("paper: " + ", ".join(f"{k} {v}" for k, v in cfg.paper.items()))
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def _train_one(cfg, paths, runs_root: Path, device: str, resume: Path | None) -> Path:
@@ -269,9 +280,10 @@ def eval_(
 
 
 def _run_study(study, jobs: int, dry_run: bool, rerun: bool, device: str, data_dir, runs_dir,
-               results_dir: Path) -> None:
+               results_dir: Path, threads: int | None = None) -> None:
     from recbench import report, studies
 
+    _set_threads(threads)
     paths, runs_root = _paths(data_dir), _runs_root(runs_dir)
     plan = studies.plan(study, runs_root)
     cached = sum(1 for p in plan if p.cached is not None)
@@ -295,7 +307,7 @@ def _run_study(study, jobs: int, dry_run: bool, rerun: bool, device: str, data_d
             bar.update(task, info=f"{p.base} {p.variant} seed {p.seed}: {outcome}")
 
         failures = studies.execute(plan, paths, runs_root, jobs=jobs, rerun=rerun, device=device,
-                                   on_done=on_done)
+                                   on_done=on_done, threads=threads)
     for p, message in failures:
         err_console.print(f"[red]failed[/] {p.base} {p.variant} seed {p.seed}: {message}")
     result = studies.aggregate(study, studies.plan(study, runs_root))
@@ -318,6 +330,7 @@ def sweep(
     name: str = typer.Option(None, "--name", help="study name (default derived)"),
     metric: str = typer.Option(None, "--metric", help="table metric (default: the task's)"),
     jobs: int = StudyJobs,
+    threads: int = Threads,
     dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and what is cached"),
     rerun: bool = typer.Option(False, "--rerun", help="run again even if cached"),
     device: str = typer.Option("cpu", "--device"),
@@ -329,7 +342,7 @@ def sweep(
     from recbench import studies
 
     study = studies.adhoc(experiment, set_, seeds, name, metric)
-    _run_study(study, jobs, dry_run, rerun, device, data_dir, runs_dir, results_dir)
+    _run_study(study, jobs, dry_run, rerun, device, data_dir, runs_dir, results_dir, threads)
 
 
 @app.command()
@@ -338,6 +351,7 @@ def ablate(
     study_name: str = typer.Option(None, "--study", help="a study of experiments/studies/"),
     list_: bool = typer.Option(False, "--list", help="list the named studies"),
     jobs: int = StudyJobs,
+    threads: int = Threads,
     dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and what is cached"),
     rerun: bool = typer.Option(False, "--rerun", help="run again even if cached"),
     set_: list[str] = typer.Option([], "--set", help="override a key in every run"),
@@ -360,7 +374,7 @@ def ablate(
     if study_name is None:
         _fail("name a study with --study NAME (`recbench ablate --list` shows them)")
     study = studies.load_study(studies_dir, study_name, set_)
-    _run_study(study, jobs, dry_run, rerun, device, data_dir, runs_dir, results_dir)
+    _run_study(study, jobs, dry_run, rerun, device, data_dir, runs_dir, results_dir, threads)
 
 
 def main() -> None:  # pragma: no cover - console entry point alias

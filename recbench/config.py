@@ -199,7 +199,9 @@ def to_plain(cfg: BaseModel) -> dict:
 
 def run_hash(cfg: ExperimentConfig) -> str:
     """sha256 of the canonical JSON of a resolved run config (seed included), 10 hex chars."""
-    body = json.dumps(to_plain(cfg), sort_keys=True)
+    plain = to_plain(cfg)
+    plain["train"].pop("num_threads", None)  # how fast, not what: runs stay shareable
+    body = json.dumps(plain, sort_keys=True)
     return hashlib.sha256(body.encode()).hexdigest()[:10]
 
 

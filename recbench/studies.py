@@ -193,8 +193,8 @@ def _run_planned(plain: dict, data_root: str, runs_root: str, device: str,
 
 def execute(planned: list[PlannedRun], paths, runs_root: Path, jobs: int = 1,
             rerun: bool = False, device: str = "cpu",
-            on_done: Callable[[PlannedRun, str], None] | None = None
-            ) -> list[tuple[PlannedRun, str]]:
+            on_done: Callable[[PlannedRun, str], None] | None = None,
+            threads: int | None = None) -> list[tuple[PlannedRun, str]]:
     """Run every planned run not cached (all with ``rerun``); one failure never stops the rest."""
     todo = [p for p in planned if rerun or p.cached is None]
     for p in planned:
@@ -204,7 +204,7 @@ def execute(planned: list[PlannedRun], paths, runs_root: Path, jobs: int = 1,
     if jobs <= 1:
         for p in todo:
             try:
-                _run_planned(to_plain(p.cfg), str(paths.root), str(runs_root), device, None)
+                _run_planned(to_plain(p.cfg), str(paths.root), str(runs_root), device, threads)
                 if on_done:
                     on_done(p, "done")
             except (RecbenchError, Exception) as exc:  # noqa: BLE001 - reported, others go on
@@ -215,7 +215,7 @@ def execute(planned: list[PlannedRun], paths, runs_root: Path, jobs: int = 1,
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = threads or max(1, (os.cpu_count() or 1) // jobs)
     with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
         futures = {pool.submit(_run_planned, to_plain(p.cfg), str(paths.root), str(runs_root),
                                device, threads): p for p in todo}

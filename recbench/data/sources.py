@@ -119,7 +119,7 @@ SOURCES: dict[str, DatasetSource] = {
     ),
     "douban-monti": DatasetSource(
         name="douban-monti",
-        description="Douban subset of Monti et al. 2017: 3,000 users x 3,000 items, ratings 1-5, social graph",
+        description="Douban subset of Monti et al. 2017: 3,000 x 3,000, ratings 1-5, social graph",
         licence="research use; file published with the code of Monti et al. (mgcnn)",
         size_mb=9.3,
         downloads=(Download("https://github.com/fmonti/mgcnn/raw/master/Data/douban/"

@@ -1,0 +1,52 @@
+"""Shared bits of the benchmarks: data paths (fetching from the mirror when needed), output."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DGLBACKEND", "pytorch")
+
+
+def data_paths(*names: str):
+    from recbench.data.fetch import fetch
+    from recbench.data.prepare import DataPaths
+    from recbench.data.sources import SOURCES
+
+    paths = DataPaths(Path(os.environ.get("RECBENCH_DATA", ROOT / "data")))
+    mirror = os.environ.get("RECBENCH_MIRROR")
+    for name in names:
+        fetch(SOURCES[name], paths.raw, Path(mirror) if mirror else None)
+    return paths
+
+
+def machine() -> dict:
+    import torch
+
+    return {"machine": platform.machine(), "processor": platform.processor(),
+            "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "load_average_1m": os.getloadavg()[0], "torch": torch.__version__}
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def write(name: str, figures: dict, lines: list[str]) -> None:
+    out = ROOT / "results" / "bench"
+    out.mkdir(parents=True, exist_ok=True)
+    figures = {**figures, "env": machine()}
+    (out / f"{name}.json").write_text(json.dumps(figures, indent=2, default=float) + "\n")
+    env = figures["env"]
+    head = [f"# bench: {name}", "",
+            f"machine: {env['cpus']} CPUs ({env['machine']}), torch {env['torch']} with "
+            f"{env['torch_threads']} threads, 1-min load average at the end {env['load_average_1m']:.2f}",
+            ""]
+    (out / f"{name}.md").write_text("\n".join(head + lines) + "\n")
+    print("\n".join(head + lines))
