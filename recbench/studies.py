@@ -204,9 +204,10 @@ def execute(planned: list[PlannedRun], paths, runs_root: Path, jobs: int = 1,
     if jobs <= 1:
         for p in todo:
             try:
-                _run_planned(to_plain(p.cfg), str(paths.root), str(runs_root), device, threads)
+                run_dir = _run_planned(to_plain(p.cfg), str(paths.root), str(runs_root), device,
+                                       threads)
                 if on_done:
-                    on_done(p, "done")
+                    on_done(p, _outcome(Path(run_dir)))
             except (RecbenchError, Exception) as exc:  # noqa: BLE001 - reported, others go on
                 failures.append((p, str(exc) or type(exc).__name__))
                 if on_done:
@@ -222,14 +223,21 @@ def execute(planned: list[PlannedRun], paths, runs_root: Path, jobs: int = 1,
         for fut in as_completed(futures):
             p = futures[fut]
             try:
-                fut.result()
+                run_dir = fut.result()
                 if on_done:
-                    on_done(p, "done")
+                    on_done(p, _outcome(Path(run_dir)))
             except Exception as exc:  # noqa: BLE001 - reported, others go on
                 failures.append((p, str(exc) or type(exc).__name__))
                 if on_done:
                     on_done(p, "failed")
     return failures
+
+
+def _outcome(run_dir: Path) -> str:
+    """'done: <monitor> <value>' for the progress line."""
+    m = runs.read_metrics(run_dir)
+    value = m["test"].get(m["monitor"])
+    return f"done: test {m['monitor']} {value:.4f}" if value is not None else "done"
 
 
 def _per_unit(run_dir: Path, metric: str) -> tuple[np.ndarray | None, np.ndarray | None]:

@@ -42,7 +42,7 @@ def test_interrupted_study_runs_only_the_missing(tmp_path, tiny_paths):
     assert sum(p.cached is not None for p in plan) == 1
     ran = []
     studies.execute(plan, tiny_paths, root, on_done=lambda p, s: ran.append(s))
-    assert ran.count("done") == 3 and ran.count("cached") == 1
+    assert sum(r.startswith("done") for r in ran) == 3 and ran.count("cached") == 1
 
 
 def test_aggregate_equals_hand_computation(tmp_path, tiny_paths):
