@@ -99,88 +99,118 @@ def _better(value: float, best: float | None, metric: str) -> bool:
 
 def _save_per_unit(run_dir: Path, result: EvalResult) -> None:
     if result.per_unit:
-        buf_path = run_dir / "per_unit.npz"
-        tmp = run_dir / ".per_unit.npz.tmp.npz"
+        tmp = run_dir / ".per_unit.tmp.npz"
         np.savez_compressed(tmp, **result.per_unit)
-        tmp.replace(buf_path)
+        tmp.replace(run_dir / "per_unit.npz")
+
+
+@dataclass
+class LoopState:
+    """What the loop must carry across an interruption (saved in last.pt)."""
+
+    epoch: int = -1
+    best: float | None = None
+    best_epoch: int = -1
+    bad: int = 0
+    elapsed: float = 0.0
+
+
+def _open_run_dir(cfg: ExperimentConfig, runs_root: Path, resume: Path | None) -> Path:
+    plain = to_plain(cfg)
+    if resume is None:
+        return runs.create_run_dir(runs_root, cfg.name, run_hash(cfg), plain)
+    if runs.read_config(resume) != plain:
+        from recbench.errors import RunError
+
+        raise RunError(f"{resume} was made with a different config; resume it with "
+                       "`recbench train --resume RUN`, which reads the run's own config.yaml")
+    return resume
+
+
+def _restore(run_dir: Path, built: Built) -> LoopState:
+    if not (run_dir / "last.pt").is_file():
+        return LoopState()
+    state = torch.load(run_dir / "last.pt", map_location=built.ctx.device)
+    built.trainer.model.load_state_dict(state["model"])
+    built.trainer.load_state_dict(state["trainer"])
+    torch.set_rng_state(state["torch_rng"])
+    return LoopState(**state["loop"])
+
+
+def _checkpoint(run_dir: Path, built: Built, loop: LoopState) -> None:
+    runs.save_torch(run_dir / "last.pt", {
+        "model": built.trainer.model.state_dict(), "trainer": built.trainer.state_dict(),
+        "loop": loop.__dict__, "torch_rng": torch.get_rng_state()})
+
+
+def _validate(built: Built, run_dir: Path, loop: LoopState, epoch: int, patience: int | None,
+              record: dict) -> bool:
+    """Evaluate on validation, keep best.pt, and say whether early stopping triggers."""
+    val = built.trainer.evaluate("valid").metrics
+    record.update({f"valid_{k}": v for k, v in val.items()})
+    if _better(val[built.monitor], loop.best, built.monitor):
+        loop.best, loop.best_epoch, loop.bad = val[built.monitor], epoch, 0
+        runs.save_torch(run_dir / "best.pt", {"model": built.trainer.model.state_dict(),
+                                              "epoch": epoch})
+        return False
+    loop.bad += 1
+    return patience is not None and loop.bad >= patience
+
+
+def _finish(run_dir: Path, built: Built, loop: LoopState, has_valid: bool, num_epochs: int) -> dict:
+    """Evaluate the best (or, on a fixed schedule, the final) weights on test; metrics.json."""
+    model = built.trainer.model
+    if not has_valid:  # the paper's fixed schedule: the final epoch is the reported one
+        loop.best_epoch = num_epochs - 1
+        runs.save_torch(run_dir / "best.pt", {"model": model.state_dict(), "epoch": loop.best_epoch})
+    model.load_state_dict(torch.load(run_dir / "best.pt", map_location=built.ctx.device)["model"])
+    t0 = time.perf_counter()
+    result = built.trainer.evaluate("test")
+    eval_s = time.perf_counter() - t0
+    _save_per_unit(run_dir, result)
+    epochs_run = loop.epoch + 1
+    metrics = {
+        "test": result.metrics, "best_epoch": loop.best_epoch, "monitor": built.monitor,
+        "best_valid": loop.best, "epochs_run": epochs_run, "train_seconds": loop.elapsed,
+        "seconds_per_epoch": loop.elapsed / max(epochs_run, 1), "eval_seconds": eval_s,
+        "num_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "extra": getattr(built.trainer, "extra_metrics", lambda: {})(),
+    }
+    runs.write_json(run_dir / "metrics.json", metrics)
+    return metrics
 
 
 def train_run(cfg: ExperimentConfig, paths: DataPaths, runs_root: Path, device: str = "cpu",
               resume: Path | None = None, progress: Progress | None = None) -> Path:
     """Train one resolved run config into a run directory; returns the finished folder."""
     built = build(cfg, paths, device)
-    trainer, model = built.trainer, built.trainer.model
-    plain = to_plain(cfg)
-    chash = run_hash(cfg)
-    if resume is not None:
-        run_dir = resume
-        if runs.read_config(run_dir) != plain:
-            from recbench.errors import RunError
-
-            raise RunError(f"{run_dir} was made with a different config; resume it with "
-                           "`recbench train --resume RUN`, which reads the run's own config.yaml")
-    else:
-        run_dir = runs.create_run_dir(runs_root, cfg.name, chash, plain)
+    run_dir = _open_run_dir(cfg, runs_root, resume)
     runs.write_json(run_dir / "env.json", _env(cfg, device))
-    num_epochs = getattr(trainer, "num_epochs", None) or cfg.train.epochs
-    start, best, best_epoch, bad, elapsed = 0, None, -1, 0, 0.0
-    if resume is not None and (run_dir / "last.pt").is_file():
-        state = torch.load(run_dir / "last.pt", map_location=built.ctx.device)
-        model.load_state_dict(state["model"])
-        trainer.load_state_dict(state["trainer"])
-        torch.set_rng_state(state["torch_rng"])
-        start, best, best_epoch, bad = state["epoch"] + 1, state["best"], state["best_epoch"], state["bad"]
-        elapsed = state.get("elapsed", 0.0)
+    num_epochs = getattr(built.trainer, "num_epochs", None) or cfg.train.epochs
+    loop = _restore(run_dir, built) if resume is not None else LoopState()
     has_valid = _has_valid(built)
-    log = open(run_dir / "log.txt", "a")
-    for epoch in range(start, num_epochs):
-        t0 = time.perf_counter()
-        parts = trainer.train_epoch(epoch)
-        train_s = time.perf_counter() - t0
-        record = {"epoch": epoch, **parts, "train_seconds": train_s}
-        stop = False
-        if has_valid and ((epoch + 1) % cfg.train.eval_every == 0 or epoch == num_epochs - 1):
-            val = trainer.evaluate("valid").metrics
-            record.update({f"valid_{k}": v for k, v in val.items()})
-            if _better(val[built.monitor], best, built.monitor):
-                best, best_epoch, bad = val[built.monitor], epoch, 0
-                runs.save_torch(run_dir / "best.pt", {"model": model.state_dict(), "epoch": epoch})
-            else:
-                bad += 1
-                stop = cfg.train.patience is not None and bad >= cfg.train.patience
-        elapsed += time.perf_counter() - t0
-        runs.append_jsonl(run_dir / "history.jsonl", record)
-        log.write(json.dumps(record, default=float) + "\n")
-        log.flush()
-        runs.save_torch(run_dir / "last.pt", {
-            "model": model.state_dict(), "trainer": trainer.state_dict(), "epoch": epoch,
-            "best": best, "best_epoch": best_epoch, "bad": bad, "torch_rng": torch.get_rng_state(),
-            "elapsed": elapsed, "config_hash": chash})
-        if progress:
-            progress({"epoch": epoch + 1, "epochs": num_epochs, **record,
-                      "monitor": built.monitor, "best": best})
-        if stop:
-            break
-    if not has_valid:  # the paper's fixed schedule: the final epoch is the reported one
-        best_epoch = num_epochs - 1
-        runs.save_torch(run_dir / "best.pt", {"model": model.state_dict(), "epoch": best_epoch})
-    state = torch.load(run_dir / "best.pt", map_location=built.ctx.device)
-    model.load_state_dict(state["model"])
-    t0 = time.perf_counter()
-    result = trainer.evaluate("test")
-    eval_s = time.perf_counter() - t0
-    _save_per_unit(run_dir, result)
-    epochs_run = sum(1 for _ in open(run_dir / "history.jsonl")) if num_epochs else 0
-    metrics = {
-        "test": result.metrics, "best_epoch": best_epoch, "monitor": built.monitor,
-        "best_valid": best, "epochs_run": epochs_run, "train_seconds": elapsed,
-        "seconds_per_epoch": elapsed / max(epochs_run, 1), "eval_seconds": eval_s,
-        "num_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
-        "extra": getattr(trainer, "extra_metrics", lambda: {})(),
-    }
-    runs.write_json(run_dir / "metrics.json", metrics)
-    log.write(f"test {json.dumps(result.metrics, default=float)}\n")
-    log.close()
+    with open(run_dir / "log.txt", "a") as log:
+        for epoch in range(loop.epoch + 1, num_epochs):
+            t0 = time.perf_counter()
+            record = {"epoch": epoch, **built.trainer.train_epoch(epoch)}
+            record["train_seconds"] = time.perf_counter() - t0
+            due = (epoch + 1) % cfg.train.eval_every == 0 or epoch == num_epochs - 1
+            stop = has_valid and due and _validate(built, run_dir, loop, epoch,
+                                                   cfg.train.patience, record)
+            loop.elapsed += time.perf_counter() - t0
+            loop.epoch = epoch
+            runs.append_jsonl(run_dir / "history.jsonl", record)
+            log.write(" ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}"
+                               for k, v in record.items()) + "\n")
+            log.flush()
+            _checkpoint(run_dir, built, loop)
+            if progress:
+                progress({"epochs": num_epochs, **record, "epoch": epoch + 1,
+                          "monitor": built.monitor, "best": loop.best})
+            if stop:
+                break
+        metrics = _finish(run_dir, built, loop, has_valid, num_epochs)
+        log.write(f"test {json.dumps(metrics['test'], default=float)}\n")
     return runs.finalize(run_dir)
 
 
