@@ -56,6 +56,15 @@ def shard(x: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return x.tensor_split(info.world)[info.rank]
 
 
+def all_sum(values: list[float]) -> list[float]:
+    """Element-wise sum of a few floats over all ranks."""
+    import torch.distributed as dist
+
+    t = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
 def cleanup() -> None:
     import torch.distributed as dist
 

@@ -263,7 +263,7 @@ class BlockPairwiseTrainer(PairwiseTrainer):
     def train_epoch(self, epoch: int) -> dict[str, float]:
         self.start_epoch(epoch)
         steps = self._neighbor_steps() if self.mode == "neighbor" else self._cluster_steps()
-        total, total_reg, n, edges = 0.0, 0.0, 0, 0
+        total, total_reg, n = 0.0, 0.0, 0
         for ue, pe, ne, ego, size in steps:
             loss, reg = self.pair_loss(ue, pe, ne, ego)
             self.opt.zero_grad()
@@ -272,6 +272,10 @@ class BlockPairwiseTrainer(PairwiseTrainer):
             total += float(loss) * size
             total_reg += float(reg) * size
             n += size
+        if self.dist.enabled:  # report the epoch over every rank's shards
+            from recbench.train.distributed import all_sum
+
+            total, total_reg, n = all_sum([total, total_reg, float(n)])
         return {self.loss: total / max(n, 1), "reg": total_reg / max(n, 1), "edges": float(n)}
 
     def _neighbor_steps(self):
