@@ -76,16 +76,19 @@ class NeighborBlocks:
 
         self.g = g
         self.sampler = NeighborSampler(fanouts)
-        self.full_deg = g.in_degrees().float()
+        deg = g.in_degrees().float()
+        # sampling without replacement keeps min(deg, fanout) in-edges of every node
+        self.ratios = [deg / deg.clamp(max=f).clamp(min=1) if f > 0 else None for f in fanouts]
 
     def sample(self, seeds: torch.Tensor):
         import dgl
 
         input_nodes, _, blocks = self.sampler.sample(self.g, seeds.to(self.g.device))
-        for block in blocks:
-            ratio = self.full_deg[block.dstdata[dgl.NID]] / block.in_degrees().float().clamp(min=1)
-            _, dst = block.edges()
-            block.edata["w"] = block.edata["w"] * ratio[dst]
+        for block, ratio in zip(blocks, self.ratios, strict=True):
+            if ratio is None:
+                continue
+            ratio = ratio[block.dstdata[dgl.NID]]
+            block.edata["w"] = block.edata["w"] * ratio[block.edges()[1]]
             if "nd" in block.dstdata:
                 block.dstdata["nd"] = block.dstdata["nd"] * ratio
         return input_nodes, blocks

@@ -289,11 +289,11 @@ class BlockPairwiseTrainer(PairwiseTrainer):
             seeds, inv = torch.unique(torch.cat([u, p + off, neg.flatten() + off]),
                                       return_inverse=True)
             input_nodes, blocks = self.loader.sample(seeds)
-            h = self.net(blocks, input_nodes.to(dev))
-            b = len(u)
-            ue, pe = h[inv[:b].to(dev)], h[inv[b:2 * b].to(dev)]
-            ne = h[inv[2 * b:].to(dev)].view(*neg.shape, -1)
-            yield ue, pe, ne, self.model.ego(u.to(dev), p.to(dev), neg.to(dev)), b
+            h, h0 = self.net(blocks, input_nodes.to(dev), return_ego=True)
+            b, inv = len(u), inv.to(dev)
+            ue, pe, ne = h[inv[:b]], h[inv[b:2 * b]], h[inv[2 * b:]].view(*neg.shape, -1)
+            ego = h0[inv[:b]], h0[inv[b:2 * b]], h0[inv[2 * b:]].view(*neg.shape, -1)
+            yield ue, pe, ne, ego, b
 
     def _cluster_steps(self):
         import dgl

@@ -139,8 +139,12 @@ class GraphRecommender(nn.Module):
         """The full message graph (built once by the trainer's builder, on the model's device)."""
         self.graph = g
 
-    def forward(self, graphs: list, input_nodes: torch.Tensor) -> torch.Tensor:
-        return self.propagate(graphs, self.emb(input_nodes))
+    def forward(self, graphs: list, input_nodes: torch.Tensor, return_ego: bool = False):
+        """Propagate from the ego rows of ``input_nodes``; with ``return_ego`` also return the
+        output nodes' ego rows (they lead ``input_nodes``, DGL keeps destinations first)."""
+        h0 = self.emb(input_nodes)
+        h = self.propagate(graphs, h0)
+        return (h, h0[:len(h)]) if return_ego else h
 
     def propagate(self, graphs: list, h: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
