@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from recbench.models import mf
+from recbench.models.gnn import gat, gcn, lightgcn, ngcf, pinsage, sage, social
 
 Task = Literal["rating", "ranking", "classification"]
 
@@ -34,4 +35,18 @@ MODELS: dict[str, ModelSpec] = {
                         "BPR matrix factorisation (Rendle et al. 2009)"),
     "most_popular": ModelSpec(mf.MostPopularConfig, mf.make_most_popular_trainer, "ranking",
                               "non-personalised baseline: items by training popularity"),
+    "lightgcn": ModelSpec(lightgcn.LightGCNConfig, lightgcn.make_lightgcn_trainer, "ranking",
+                          "LightGCN (He et al. 2020): normalised propagation, layer combination"),
+    "ngcf": ModelSpec(ngcf.NGCFConfig, ngcf.make_ngcf_trainer, "ranking",
+                      "NGCF (Wang et al. 2019): transformed messages + element-wise interaction"),
+    "gcn": ModelSpec(gcn.GCNConfig, gcn.make_gcn_trainer, "ranking",
+                     "GCN encoder (Kipf & Welling 2017) of the user-item graph, dot product"),
+    "gat": ModelSpec(gat.GATConfig, gat.make_gat_trainer, "ranking",
+                     "multi-head GAT encoder (Velickovic et al. 2018), dot product"),
+    "sage": ModelSpec(sage.SAGEConfig, sage.make_sage_trainer, "ranking",
+                      "GraphSAGE encoder (Hamilton et al. 2017), mean or pooling aggregator"),
+    "pinsage": ModelSpec(pinsage.PinSageConfig, pinsage.make_pinsage_trainer, "ranking",
+                         "PinSage (Ying et al. 2018): random-walk neighbours, hard negatives"),
+    "social": ModelSpec(social.SocialConfig, social.make_social_trainer, "ranking",
+                        "LightGCN propagating over follow edges as well (social recommendation)"),
 }

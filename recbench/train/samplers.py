@@ -60,3 +60,79 @@ def hard_negatives(users: torch.Tensor, seen: SeenIndex, score_pairs, gen: torch
     top = scores.topk(num, dim=1).indices
     picked = cands.gather(1, top)
     return picked[:, 0] if num == 1 else picked
+
+
+class NeighborBlocks:
+    """DGL neighbour sampling (``dgl.dataloading.NeighborSampler``) for pairwise mini-batches.
+
+    ``sample(seeds)`` returns ``(input_nodes, blocks)`` whose last block's destination nodes are
+    ``seeds`` in order. Each block's edge weight ``w`` is the parent's times
+    ``deg_full(dst) / deg_sampled(dst)``, so a sum over a sampled neighbourhood estimates the
+    full-graph sum without bias (fanout -1 keeps every neighbour and the exact weights).
+    """
+
+    def __init__(self, g, fanouts: list[int]):
+        from dgl.dataloading import NeighborSampler
+
+        self.g = g
+        self.sampler = NeighborSampler(fanouts)
+        deg = g.in_degrees().float()
+        # sampling without replacement keeps min(deg, fanout) in-edges of every node
+        self.ratios = [deg / deg.clamp(max=f).clamp(min=1) if f > 0 else None for f in fanouts]
+
+    def sample(self, seeds: torch.Tensor):
+        import dgl
+
+        input_nodes, _, blocks = self.sampler.sample(self.g, seeds.to(self.g.device))
+        for block, ratio in zip(blocks, self.ratios, strict=True):
+            if ratio is None:
+                continue
+            ratio = ratio[block.dstdata[dgl.NID]]
+            block.edata["w"] = block.edata["w"] * ratio[block.edges()[1]]
+            if "nd" in block.dstdata:
+                block.dstdata["nd"] = block.dstdata["nd"] * ratio
+        return input_nodes, blocks
+
+
+class ClusterBatches:
+    """Cluster-GCN (``dgl.dataloading.ClusterGCNSampler``): METIS parts, a few merged per step.
+
+    Each step's subgraph re-normalises its interaction edges on its own degrees (the paper's
+    per-cluster normalised adjacency); social edges keep the parent's weights.
+    """
+
+    def __init__(self, g, num_parts: int, parts_per_batch: int, cache_dir: str):
+        from dgl.dataloading import ClusterGCNSampler
+
+        self.g = g
+        self.num_parts, self.per_batch = num_parts, parts_per_batch
+        self.sampler = ClusterGCNSampler(g, num_parts, cache_path=f"{cache_dir}/cluster_gcn.pkl")
+
+    def epoch(self, gen: torch.Generator) -> list[torch.Tensor]:
+        return list(torch.randperm(self.num_parts, generator=gen).split(self.per_batch))
+
+    def subgraph(self, parts: torch.Tensor):
+        sg = self.sampler.sample(self.g, parts)
+        src, dst = sg.edges()
+        inter = sg.edata["kind"] == 0
+        w = sg.edata["w"].clone()
+        deg = torch.bincount(dst[inter], minlength=sg.num_nodes()).float().clamp(min=1)
+        w[inter] = deg[src[inter]].rsqrt() * deg[dst[inter]].rsqrt()
+        sg.edata["w"] = w
+        if "ns" in sg.ndata:
+            sg.ndata["ns"], sg.ndata["nd"] = deg.rsqrt(), deg.rsqrt()
+        return sg
+
+
+def negatives_among(users: torch.Tensor, candidates: torch.Tensor, seen: SeenIndex,
+                    gen: torch.Generator, num: int = 1, max_rounds: int = 20) -> torch.Tensor:
+    """Positions into ``candidates`` (global item ids) of uniform non-interacted items."""
+    shape = (len(users), num)
+    u = users[:, None].expand(shape)
+    pos = torch.randint(len(candidates), shape, generator=gen)
+    for _ in range(max_rounds):
+        bad = seen.contains(u, candidates[pos])
+        if not bad.any():
+            break
+        pos[bad] = torch.randint(len(candidates), (int(bad.sum()),), generator=gen)
+    return pos[:, 0] if num == 1 else pos

@@ -3,6 +3,8 @@
 - :class:`RatingTrainer`: mini-batch MSE over observed training ratings (``model.predict``).
 - :class:`PairwiseTrainer`: mini-batch BPR/NCE over training edges with sampled negatives, for
   any model exposing ``embed() -> (user_emb, item_emb)`` (MF and message-passing models alike).
+- :class:`BlockPairwiseTrainer`: the same objective on sampled blocks (DGL neighbour sampling)
+  or Cluster-GCN subgraphs, data-parallel under ``torchrun`` (``train/distributed.py``).
 """
 
 from __future__ import annotations
@@ -97,11 +99,11 @@ class PairwiseTrainer:
 
     def __init__(self, model: torch.nn.Module, ctx: RunContext, loss: str = "bpr",
                  num_negatives: int = 1, negative_sampler: str = "uniform", reg: float = 0.0,
-                 hard_pool: int = 16):
+                 hard_pool: int = 16, hard_warmup_epochs: int = 0):
         self.model = model.to(ctx.device)
         self.ctx = ctx
         self.loss, self.k, self.sampler_name, self.reg = loss, num_negatives, negative_sampler, reg
-        self.hard_pool = hard_pool
+        self.hard_pool, self.hard_warmup, self.epoch = hard_pool, hard_warmup_epochs, 0
         self.opt = make_optimizer(model.parameters(), ctx.train)
         self.gen = torch_generator(ctx.seed, "batches")
         self.neg_gen = torch_generator(ctx.seed, "negatives")
@@ -110,39 +112,58 @@ class PairwiseTrainer:
         self.seen = samplers.SeenIndex(self.users, self.items, ctx.data.num_items)
         self.popularity = torch.bincount(self.items, minlength=ctx.data.num_items)
 
-    def sample(self, users: torch.Tensor) -> torch.Tensor:
-        if self.sampler_name == "uniform":
+    def sample(self, users: torch.Tensor, emb: tuple[torch.Tensor, torch.Tensor] | None = None
+               ) -> torch.Tensor:
+        """Negatives for ``users``; the hard sampler scores its pool with ``emb`` when given
+        (the batch's own embeddings, detached) instead of a fresh ``embed()``."""
+        if self.sampler_name == "uniform" or (self.sampler_name == "hard"
+                                               and self.epoch < self.hard_warmup):
             return samplers.uniform_negatives(users, self.seen, self.neg_gen, self.k)
         if self.sampler_name == "popularity":
             return samplers.popularity_negatives(users, self.seen, self.popularity, self.neg_gen,
                                                  self.k)
         if self.sampler_name == "hard":
-            return samplers.hard_negatives(users, self.seen, self.pair_scores, self.neg_gen,
+            score = self.pair_scores if emb is None else (
+                lambda u, c: self.pair_scores(u, c, emb))
+            return samplers.hard_negatives(users, self.seen, score, self.neg_gen,
                                            self.hard_pool, self.k)
         raise ValueError(f"unknown negative sampler '{self.sampler_name}'")
 
-    def pair_scores(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    def pair_scores(self, users: torch.Tensor, items: torch.Tensor,
+                    emb: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         dev = self.ctx.device
-        users_e, items_e = self.model.embed()
+        users_e, items_e = emb if emb is not None else self.model.embed()
         return (users_e[users.to(dev)][:, None, :] * items_e[items.to(dev)]).sum(-1).cpu()
 
-    def train_epoch(self, epoch: int) -> dict[str, float]:
+    def start_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
         self.model.train()
+        if hasattr(self.model, "start_epoch"):  # e.g. PinSage re-walks its neighbourhoods
+            self.model.start_epoch(epoch)
+
+    def pair_loss(self, ue: torch.Tensor, pe: torch.Tensor, ne: torch.Tensor,
+                  ego: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ranking loss, L2 term) of a batch: ``ue, pe (B, d)``, ``ne (B, d)`` or ``(B, k, d)``."""
+        pos_s = (ue * pe).sum(-1)
+        neg_s = (ue[:, None, :] * ne).sum(-1) if ne.dim() == 3 else (ue * ne).sum(-1)
+        loss = objectives.bpr(pos_s, neg_s) if self.loss == "bpr" else objectives.nce(pos_s, neg_s)
+        reg = torch.zeros((), device=ue.device)
+        if self.reg > 0:
+            reg = self.reg * objectives.l2_sum(*ego) / len(ue)
+        return loss, reg
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        self.start_epoch(epoch)
         dev = self.ctx.device
         total, total_reg, n = 0.0, 0.0, 0
         for idx in _batches(len(self.users), self.ctx.train.batch_size, self.gen):
             u, p = self.users[idx], self.items[idx]
-            neg = self.sample(u)
-            u, p, neg = u.to(dev), p.to(dev), neg.to(dev)
             users_e, items_e = self.model.embed()
+            neg = self.sample(u, (users_e.detach(), items_e.detach()))
+            u, p, neg = u.to(dev), p.to(dev), neg.to(dev)
             ue, pe, ne = users_e[u], items_e[p], items_e[neg]
-            pos_s = (ue * pe).sum(-1)
-            neg_s = (ue[:, None, :] * ne).sum(-1) if ne.dim() == 3 else (ue * ne).sum(-1)
-            loss = objectives.bpr(pos_s, neg_s) if self.loss == "bpr" else objectives.nce(pos_s, neg_s)
-            reg = torch.zeros((), device=dev)
-            if self.reg > 0:
-                ego = self.model.ego(u, p, neg) if hasattr(self.model, "ego") else (ue, pe, ne)
-                reg = self.reg * objectives.l2_sum(*ego) / len(idx)
+            ego = self.model.ego(u, p, neg) if hasattr(self.model, "ego") else (ue, pe, ne)
+            loss, reg = self.pair_loss(ue, pe, ne, ego)
             self.opt.zero_grad()
             (loss + reg).backward()
             self.opt.step()
@@ -174,3 +195,125 @@ class PairwiseTrainer:
         self.neg_gen.set_state(state["neg_gen"])
 
 
+
+
+class _Optimizers:
+    """Several optimisers stepped together (SparseAdam for a sparse ego table, Adam for the rest)."""
+
+    def __init__(self, opts: list[torch.optim.Optimizer]):
+        self.opts = opts
+
+    def zero_grad(self) -> None:
+        for opt in self.opts:
+            opt.zero_grad()
+
+    def step(self) -> None:
+        for opt in self.opts:
+            opt.step()
+
+    def state_dict(self) -> dict:
+        return {"opts": [opt.state_dict() for opt in self.opts]}
+
+    def load_state_dict(self, state: dict) -> None:
+        for opt, s in zip(self.opts, state["opts"], strict=True):
+            opt.load_state_dict(s)
+
+
+class BlockPairwiseTrainer(PairwiseTrainer):
+    """Pairwise loss on sampled computation graphs instead of one full-graph propagation.
+
+    ``mode='neighbor'``: each batch's users, positives and negatives are the seeds of
+    ``NeighborBlocks``; ``mode='cluster'``: each step propagates over a Cluster-GCN subgraph and
+    trains on its interaction edges with negatives among its items. The model is called as
+    ``model(graphs, input_nodes)`` (through DDP under ``torchrun``); it must expose ``graph``
+    (the full message graph, nodes = users then items) and ``num_layers``. Evaluation uses the
+    full-graph ``embed()``.
+    """
+
+    def __init__(self, model: torch.nn.Module, ctx: RunContext, mode: str = "neighbor",
+                 fanouts: list[int] | None = None, num_clusters: int = 32,
+                 clusters_per_batch: int = 4, **kwargs):
+        import tempfile
+
+        from recbench.train import distributed
+
+        super().__init__(model, ctx, **kwargs)
+        self.mode = mode
+        self.dist = distributed.setup(ctx.device)
+        self.net = distributed.wrap(self.model, self.dist, ctx.device)
+        if getattr(model.emb, "sparse", False):
+            rest = [p for n, p in model.named_parameters() if not n.startswith("emb.")]
+            opts = [torch.optim.SparseAdam([model.emb.weight], lr=ctx.train.lr)]
+            if rest:
+                opts.append(make_optimizer(rest, ctx.train))
+            self.opt = _Optimizers(opts)
+        g = model.graph
+        if mode == "neighbor":
+            fanouts = fanouts or [10] * model.num_layers
+            if len(fanouts) != model.num_layers:
+                raise ValueError(f"fanouts has {len(fanouts)} entries for {model.num_layers} layers")
+            self.loader = samplers.NeighborBlocks(g, fanouts)
+        elif mode == "cluster":
+            self._tmp = tempfile.TemporaryDirectory(prefix="recbench-cluster-")
+            self.loader = samplers.ClusterBatches(g, num_clusters, clusters_per_batch,
+                                                  self._tmp.name)
+        else:
+            raise ValueError(f"unknown training mode '{mode}' (full, neighbor, cluster)")
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        self.start_epoch(epoch)
+        steps = self._neighbor_steps() if self.mode == "neighbor" else self._cluster_steps()
+        total, total_reg, n = 0.0, 0.0, 0
+        for ue, pe, ne, ego, size in steps:
+            loss, reg = self.pair_loss(ue, pe, ne, ego)
+            self.opt.zero_grad()
+            (loss + reg).backward()
+            self.opt.step()
+            total += float(loss) * size
+            total_reg += float(reg) * size
+            n += size
+        if self.dist.enabled:  # report the epoch over every rank's shards
+            from recbench.train.distributed import all_sum
+
+            total, total_reg, n = all_sum([total, total_reg, float(n)])
+        return {self.loss: total / max(n, 1), "reg": total_reg / max(n, 1), "edges": float(n)}
+
+    def _neighbor_steps(self):
+        from recbench.train.distributed import shard
+
+        dev, off = self.ctx.device, self.ctx.data.num_users
+        for idx in _batches(len(self.users), self.ctx.train.batch_size, self.gen):
+            u, p = self.users[idx], self.items[idx]
+            neg = self.sample(u)
+            u, p, neg = (shard(x, self.dist) for x in (u, p, neg))
+            seeds, inv = torch.unique(torch.cat([u, p + off, neg.flatten() + off]),
+                                      return_inverse=True)
+            input_nodes, blocks = self.loader.sample(seeds)
+            h, h0 = self.net(blocks, input_nodes.to(dev), return_ego=True)
+            b, inv = len(u), inv.to(dev)
+            ue, pe, ne = h[inv[:b]], h[inv[b:2 * b]], h[inv[2 * b:]].view(*neg.shape, -1)
+            ego = h0[inv[:b]], h0[inv[b:2 * b]], h0[inv[2 * b:]].view(*neg.shape, -1)
+            yield ue, pe, ne, ego, b
+
+    def _cluster_steps(self):
+        import dgl
+
+        dev, off = self.ctx.device, self.ctx.data.num_users
+        groups = self.loader.epoch(self.gen)
+        for parts in groups[self.dist.rank::self.dist.world]:
+            sg = self.loader.subgraph(parts)
+            nodes = sg.ndata[dgl.NID]
+            src, dst = sg.edges()
+            mine = (sg.edata["kind"] == 0) & (nodes[src.to(nodes.device)] < off)
+            u_loc, p_loc = src[mine].cpu(), dst[mine].cpu()
+            if len(u_loc) == 0:
+                continue
+            item_loc = torch.nonzero(nodes.cpu() >= off, as_tuple=True)[0]
+            users_g = nodes.cpu()[u_loc]
+            neg_pos = samplers.negatives_among(users_g, nodes.cpu()[item_loc] - off, self.seen,
+                                               self.neg_gen, self.k)
+            n_loc = item_loc[neg_pos]
+            h = self.net([sg] * self.model.num_layers, nodes.to(dev))
+            e = self.model.emb(nodes.to(dev))
+            u_loc, p_loc, n_loc = u_loc.to(dev), p_loc.to(dev), n_loc.to(dev)
+            yield (h[u_loc], h[p_loc], h[n_loc], (e[u_loc], e[p_loc], e[n_loc]), len(u_loc))

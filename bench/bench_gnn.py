@@ -1,0 +1,224 @@
+"""GNN benchmarks: seconds per epoch of every model, and neighbour-sampled training at scale.
+
+speed: full-graph training epochs on ML-100K (random per-user 80/10/10 split, 64-d, 3 layers,
+       BPR batch 2048); LightGCN is timed over several epochs with 1 and 2 threads, every other
+       model over one or two. The sparse kernel is DGL's ``copy_u_sum`` g-SpMM between two
+       degree scalings (``u_mul_e_sum`` where weights do not factorise).
+scale: neighbour-sampled LightGCN (2 layers, fanouts 10/5, sparse ego table + SparseAdam) on a
+       synthetic graph of 1M users, 200k items and 20M edges; reports edges per second and the
+       peak resident memory (limit 24 GiB).
+Writes results/bench/gnn.json and results/bench/gnn.md. The machine's load average is recorded
+with every figure: on a shared 2-core machine the timings move with it.
+
+    python bench/bench_gnn.py [--skip-speed] [--skip-scale] [--scale-batches N | --full-epoch]
+
+By default the scale figure trains the first 50 batches of the epoch (409,600 edges, the same
+batches a full epoch starts with): a full epoch of 20M edges takes tens of minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import time
+from pathlib import Path
+
+os.environ.setdefault("DGLBACKEND", "pytorch")
+
+import torch  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+ML100K = {"name": "ml-100k", "protocol": "random", "test_ratio": 0.1, "valid_ratio": 0.111111,
+          "per_user": True}
+DOUBAN = {"name": "douban-monti", "min_rating": 4, "valid_ratio": 0.1}
+MODELS = [  # (label, model section, dataset, epochs timed)
+    ("lightgcn", {"name": "lightgcn"}, ML100K, 5),
+    ("ngcf", {"name": "ngcf"}, ML100K, 2),
+    ("gcn", {"name": "gcn"}, ML100K, 2),
+    ("gat (4 heads)", {"name": "gat"}, ML100K, 1),
+    ("sage-mean", {"name": "sage", "aggregator": "mean"}, ML100K, 2),
+    ("sage-pool", {"name": "sage", "aggregator": "pool"}, ML100K, 2),
+    ("pinsage (2 layers)", {"name": "pinsage", "num_layers": 2}, ML100K, 2),
+    ("social (douban)", {"name": "social"}, DOUBAN, 2),
+    ("bpr_mf", {"name": "bpr_mf"}, ML100K, 5),
+]
+KERNEL = {"lightgcn": "copy_u_sum", "ngcf": "copy_u_sum", "gcn": "GraphConv (copy_u_sum)",
+          "gat (4 heads)": "GATConv (edge softmax + u_mul_e_sum)",
+          "sage-mean": "SAGEConv (copy_u + mean)", "sage-pool": "SAGEConv (copy_u + max)",
+          "pinsage (2 layers)": "u_mul_e_sum (importance weights)",
+          "social (douban)": "copy_u_sum ×2 (interaction + social graph)", "bpr_mf": "none"}
+
+
+def load_avg() -> float:
+    return os.getloadavg()[0]
+
+
+def data_paths():
+    from recbench.data.fetch import fetch
+    from recbench.data.prepare import DataPaths
+    from recbench.data.sources import SOURCES
+
+    paths = DataPaths(Path(os.environ.get("RECBENCH_DATA", ROOT / "data")))
+    mirror = os.environ.get("RECBENCH_MIRROR")
+    for name in ("ml-100k", "douban-monti"):
+        if mirror and not (paths.raw / name).is_dir():
+            fetch(SOURCES[name], paths.raw, Path(mirror))
+    return paths
+
+
+def time_model(model: dict, dataset: dict, epochs: int, threads: int, paths) -> dict:
+    from recbench.config import validate
+    from recbench.train.loop import build
+
+    cfg = validate({"name": "bench", "dataset": dataset,
+                    "model": {"emb_dim": 64, "num_layers": 3, **model} if model["name"] != "bpr_mf"
+                    else {"emb_dim": 64, **model},
+                    "train": {"lr": 1e-3, "batch_size": 2048, "num_threads": threads},
+                    "seeds": [0]}, "bench")
+    built = build(cfg.model_copy(update={"seed": 0}), paths)
+    trainer = built.trainer
+    trainer.train_epoch(0)  # warm-up: graph formats, allocator
+    load0 = load_avg()
+    t0 = time.perf_counter()
+    for e in range(1, epochs + 1):
+        trainer.train_epoch(e)
+    seconds = (time.perf_counter() - t0) / epochs
+    return {"seconds_per_epoch": round(seconds, 4), "epochs_timed": epochs, "threads": threads,
+            "load_avg_1min": round((load0 + load_avg()) / 2, 2)}
+
+
+def speed(paths) -> dict:
+    out = {}
+    for threads in (1, 2):
+        out[f"lightgcn@{threads}t"] = time_model({"name": "lightgcn"}, ML100K, 10, threads, paths)
+    for label, model, dataset, epochs in MODELS:
+        if label == "lightgcn":
+            continue
+        out[label] = time_model(model, dataset, epochs, 2, paths)
+        out[label]["kernel"] = KERNEL[label]
+    for key in ("lightgcn@1t", "lightgcn@2t"):
+        out[key]["kernel"] = KERNEL["lightgcn"]
+    return out
+
+
+def synthetic_dataset(num_users: int, num_items: int, num_edges: int, seed: int = 0):
+    """Users with power-law activity, items with power-law popularity (duplicates kept)."""
+    import dgl
+
+    from recbench.data.graph import ITEM, RATED_BY, RATES, USER, Dataset
+
+    gen = torch.Generator().manual_seed(seed)
+    user_w = torch.arange(1, num_users + 1, dtype=torch.float32).pow(-0.5)
+    item_w = torch.arange(1, num_items + 1, dtype=torch.float32).pow(-0.8)
+    u = torch.multinomial(user_w, num_edges, replacement=True, generator=gen)
+    i = torch.multinomial(item_w, num_edges, replacement=True, generator=gen)
+    g = dgl.heterograph({RATES: (u, i), RATED_BY: (i, u)},
+                        {USER: num_users, ITEM: num_items})
+    for et in (RATES, RATED_BY):
+        g.edges[et].data["train"] = torch.ones(num_edges, dtype=torch.bool)
+        g.edges[et].data["valid"] = torch.zeros(num_edges, dtype=torch.bool)
+        g.edges[et].data["test"] = torch.zeros(num_edges, dtype=torch.bool)
+        g.edges[et].data["rating"] = torch.ones(num_edges)
+    return Dataset(g, {"dataset": "synthetic"})
+
+
+def scale(num_users: int, num_items: int, num_edges: int, max_batches: int | None,
+          batch_size: int = 8192) -> dict:
+    from recbench.config import EvalConfig, TrainConfig
+    from recbench.models.gnn.lightgcn import LightGCNConfig, make_lightgcn_trainer
+    from recbench.seeding import seed_everything
+    from recbench.train.api import RunContext
+    from recbench.train.trainers import _batches
+
+    torch.set_num_threads(2)
+    seed_everything(0)
+    t0 = time.perf_counter()
+    data = synthetic_dataset(num_users, num_items, num_edges)
+    cfg = LightGCNConfig(name="lightgcn", emb_dim=64, num_layers=2, training="neighbor",
+                         fanouts=[10, 5], sparse_embeddings=True)
+    ctx = RunContext(data, TrainConfig(lr=1e-3, batch_size=batch_size), EvalConfig(),
+                     torch.device("cpu"), 0)
+    trainer = make_lightgcn_trainer(cfg, ctx)
+    build_s = time.perf_counter() - t0
+    if max_batches is not None:  # time a prefix of the epoch: same batches, fewer of them
+        full = trainer.users
+        order = torch.cat(_batches(len(full), batch_size, torch.Generator().manual_seed(1)))
+        keep = order[:max_batches * batch_size]
+        trainer.users, trainer.items = trainer.users[keep], trainer.items[keep]
+    load0 = load_avg()
+    t0 = time.perf_counter()
+    parts = trainer.train_epoch(0)
+    seconds = time.perf_counter() - t0
+    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return {"users": num_users, "items": num_items, "edges": num_edges,
+            "edges_trained": int(parts["edges"]), "full_epoch": max_batches is None,
+            "epoch_seconds": round(seconds, 1), "edges_per_second": round(parts["edges"] / seconds),
+            "build_seconds": round(build_s, 1), "peak_rss_gib": round(peak_gib, 2),
+            "limit_gib": 24, "within_limit": peak_gib <= 24, "batch_size": batch_size,
+            "model": "LightGCN, 2 layers, fanouts 10/5, 64-d, SparseAdam", "threads": 2,
+            "bpr": round(parts["bpr"], 4),
+            "load_avg_1min": round((load0 + load_avg()) / 2, 2)}
+
+
+def write(result: dict) -> None:
+    out = ROOT / "results" / "bench"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "gnn.json").write_text(json.dumps(result, indent=2))
+    lines = ["# GNN benchmarks", "", f"Machine: {os.cpu_count()} CPU cores, shared; "
+             "load average (1 min) recorded beside each figure.", ""]
+    if "speed" in result:
+        lines += ["## Seconds per training epoch (ML-100K 80/10/10, 64-d, BPR batch 2048)", "",
+                  "| model | sparse kernel | threads | s/epoch | load avg |", "|---|---|---|---|---|"]
+        for label, r in result["speed"].items():
+            lines.append(f"| {label} | {r.get('kernel', '')} | {r['threads']} | "
+                         f"{r['seconds_per_epoch']:.3f} | {r['load_avg_1min']} |")
+        lines.append("")
+    if "scale" in result:
+        s = result["scale"]
+        lines += ["## Scale: neighbour-sampled training on a synthetic graph", "",
+                  f"{s['users']:,} users, {s['items']:,} items, {s['edges']:,} edges; {s['model']}, "
+                  f"batch {s['batch_size']}, {s['threads']} threads.", "",
+                  f"- edges trained: {s['edges_trained']:,} "
+                  f"({'the full epoch' if s['full_epoch'] else 'a prefix of the epoch'}) "
+                  f"in {s['epoch_seconds']} s: **{s['edges_per_second']:,} edges/s**",
+                  f"- a full epoch at this rate: about {s.get('projected_epoch_seconds', '?')} s",
+                  f"- peak resident memory {s['peak_rss_gib']} GiB (limit {s['limit_gib']} GiB)",
+                  f"- graph build {s['build_seconds']} s; load average {s['load_avg_1min']}", ""]
+    (out / "gnn.md").write_text("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--skip-scale", action="store_true")
+    parser.add_argument("--scale-batches", type=int, default=50,
+                        help="train this many batches (of 8192 edges) of the scale epoch")
+    parser.add_argument("--full-epoch", action="store_true",
+                        help="train the whole scale epoch (about 2,400 batches; long on 2 cores)")
+    parser.add_argument("--scale-edges", type=int, default=20_000_000)
+    args = parser.parse_args()
+    result: dict = {}
+    path = ROOT / "results" / "bench" / "gnn.json"
+    if path.is_file():
+        result = json.loads(path.read_text())
+    if not args.skip_speed:
+        result["speed"] = speed(data_paths())
+        lg = result["speed"]["lightgcn@2t"]
+        print(f"LightGCN full-graph ML-100K: {lg['seconds_per_epoch']:.3f} s/epoch "
+              f"(2 threads, load {lg['load_avg_1min']}; target <= 0.6)")
+        for label, r in result["speed"].items():
+            print(f"  {label:22s} {r['seconds_per_epoch']:8.3f} s/epoch  [{r.get('kernel', '')}]")
+    if not args.skip_scale:
+        n = args.scale_edges
+        result["scale"] = scale(n // 20, n // 100, n, None if args.full_epoch else args.scale_batches)
+        s = result["scale"]
+        s["projected_epoch_seconds"] = round(s["edges"] / s["edges_per_second"])
+        print(f"scale: {s['edges_trained']:,} edges in {s['epoch_seconds']} s = "
+              f"{s['edges_per_second']:,} edges/s, peak {s['peak_rss_gib']} GiB")
+    write(result)
+
+
+if __name__ == "__main__":
+    main()

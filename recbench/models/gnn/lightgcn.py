@@ -1,0 +1,59 @@
+"""LightGCN (He et al., SIGIR 2020): neighbourhood aggregation only, layers combined by α_l.
+
+e^(l+1)_u = Σ_{i∈N(u)} e^(l)_i / sqrt(|N(u)||N(i)|) (and symmetrically for items): no feature
+transformation, no non-linearity, no self-loop; the output is e = Σ_{l=0..L} α_l e^(l) with
+α_l = 1/(L+1) by default (the paper's choice). Trained with BPR plus λ‖E^(0)_batch‖² / B.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import model_validator
+
+from recbench.models.gnn.base import (
+    GraphRecommender,
+    GraphTrainOptions,
+    make_graph_trainer,
+    num_outputs,
+)
+from recbench.train.api import RunContext
+
+
+class LightGCNConfig(GraphTrainOptions):
+    name: Literal["lightgcn"]
+    alpha: list[float] | None = None  # α_0..α_L; None: 1/(L+1) each
+
+    @model_validator(mode="after")
+    def _alpha_len(self) -> LightGCNConfig:
+        if self.alpha is not None and len(self.alpha) != self.num_layers + 1:
+            raise ValueError(f"alpha needs num_layers + 1 = {self.num_layers + 1} weights")
+        return self
+
+
+class LightGCN(GraphRecommender):
+    """Output ``(num_outputs, emb_dim)``: the α-weighted sum of layer 0..L embeddings."""
+
+    def __init__(self, num_users: int, num_items: int, emb_dim: int = 64, num_layers: int = 3,
+                 alpha: list[float] | None = None, init_std: float = 0.1, **kwargs):
+        super().__init__(num_users, num_items, emb_dim, num_layers, init_std, **kwargs)
+        alpha = alpha or [1.0 / (num_layers + 1)] * (num_layers + 1)
+        self.register_buffer("alpha", torch.tensor(alpha, dtype=torch.float32))
+
+    def propagate(self, graphs: list, h: torch.Tensor) -> torch.Tensor:
+        n_out = num_outputs(graphs[-1])
+        out = self.alpha[0] * h[:n_out]
+        for layer, g in enumerate(graphs):
+            h = self.spmm(g, h)
+            h = self.message_dropout(h)
+            out = out + self.alpha[layer + 1] * h[:n_out]
+        return out
+
+
+def make_lightgcn_trainer(cfg: LightGCNConfig, ctx: RunContext):
+    torch.manual_seed(ctx.seed)
+    model = LightGCN(ctx.data.num_users, ctx.data.num_items, cfg.emb_dim, cfg.num_layers,
+                     cfg.alpha, cfg.init_std, edge_dropout=cfg.edge_dropout,
+                     message_dropout=cfg.message_dropout, sparse=cfg.sparse_embeddings)
+    return make_graph_trainer(model, cfg, ctx)

@@ -1,0 +1,285 @@
+"""The GNN family: graph construction, each model's equations, every training switch."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from recbench.config import DatasetConfig, EvalConfig, TrainConfig
+from recbench.data.graph import RATES
+from recbench.models import MODELS
+from recbench.models.gnn.base import interaction_graph
+from recbench.seeding import seed_everything
+from recbench.train.api import RunContext
+
+GNN_MODELS = ["lightgcn", "ngcf", "gcn", "gat", "sage", "pinsage", "social"]
+
+
+@pytest.fixture
+def tiny_data(tiny_paths):
+    from recbench.data.prepare import load
+
+    return load(DatasetConfig(name="tiny", protocol="random", test_ratio=0.2, valid_ratio=0.2),
+                tiny_paths)
+
+
+def make_trainer(data, name: str, seed: int = 0, lr: float = 0.02, **model_args):
+    torch.set_num_threads(1)
+    spec = MODELS[name]
+    if name == "social":
+        model_args.setdefault("social", False)  # the tiny dataset has no follow edges
+    model_args.setdefault("num_layers", 2)
+    cfg = spec.config(name=name, emb_dim=8, **model_args)
+    ctx = RunContext(data, TrainConfig(lr=lr, batch_size=32), EvalConfig(k=[5]),
+                     torch.device("cpu"), seed)
+    seed_everything(seed)  # as the loop does: DGL's walks and samplers read its global seed
+    return spec.make_trainer(cfg, ctx)
+
+
+def dense_norm_adj(g) -> torch.Tensor:
+    src, dst = g.edges()
+    a = torch.zeros(g.num_nodes(), g.num_nodes())
+    a[dst, src] = g.edata["w"]
+    return a
+
+
+def test_interaction_graph_holds_only_training_edges_with_symmetric_norm(tiny_data):
+    g = tiny_data.g
+    users, items = tiny_data.num_users, tiny_data.num_items
+    hg = interaction_graph(g, users, items)
+    train = int(g.edges[RATES].data["train"].sum())
+    assert hg.num_edges() == 2 * train
+    src, dst = hg.edges()
+    deg = hg.in_degrees().float()
+    assert torch.allclose(hg.edata["w"], (deg[src] * deg[dst]).rsqrt())
+    assert torch.allclose(hg.edata["w"], hg.ndata["ns"][src] * hg.ndata["nd"][dst])
+    u, i = g.edges(etype=RATES)
+    held = ~g.edges[RATES].data["train"]
+    assert not hg.has_edges_between(u[held], i[held] + users).any()
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_lightgcn_equals_its_matrix_form(tiny_data, dropout):
+    """e = Σ_l α_l Â^l e0; the fast copy_u_sum path and the weighted kernel agree."""
+    tr = make_trainer(tiny_data, "lightgcn", edge_dropout=dropout)
+    model = tr.model.eval()
+    a = dense_norm_adj(model.graph)
+    e0 = model.emb.weight.detach()
+    want, h = e0 / 3, e0
+    for _ in range(2):
+        h = a @ h
+        want = want + h / 3
+    with torch.no_grad():
+        users, items = model.embed()
+        weighted = model.propagate([model.graph] * 2, e0) if dropout == 0 else None
+    got = torch.cat([users, items])
+    assert torch.allclose(got, want, atol=1e-5)
+    if weighted is not None:
+        model.edge_dropout, model.training = 1e-9, True  # force the u_mul_e_sum path
+        slow = model.propagate([model.graph] * 2, e0)
+        assert torch.allclose(slow, want, atol=1e-4)
+
+
+def test_ngcf_layer_matches_equation(tiny_data):
+    tr = make_trainer(tiny_data, "ngcf", num_layers=1)
+    model = tr.model.eval()
+    a = dense_norm_adj(model.graph)
+    e0 = model.emb.weight.detach()
+    side = a @ e0
+    h1 = torch.nn.functional.leaky_relu(model.w1[0](side + e0) + model.w2[0](side * e0), 0.2)
+    want = torch.cat([e0, torch.nn.functional.normalize(h1, dim=1)], dim=1)
+    with torch.no_grad():
+        got = model.propagate([model.graph], e0)
+    assert got.shape == (e0.shape[0], 16)
+    assert torch.allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", GNN_MODELS)
+def test_model_contract(tiny_data, name):
+    """Loss falls, shapes are right, same seed gives same scores, state_dict round-trips."""
+    tr = make_trainer(tiny_data, name)
+    tr.hard_warmup = 10  # PinSage's hard negatives would raise the loss when they start
+    losses = [tr.train_epoch(e)["bpr"] for e in range(6)]
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert losses[-1] < losses[0]
+    tr.model.eval()
+    with torch.no_grad():
+        users, items = tr.model.embed()
+    assert users.shape[0] == tiny_data.num_users and items.shape[0] == tiny_data.num_items
+    result = tr.evaluate("test")
+    assert 0 <= result.metrics["recall@5"] <= 1 and len(result.per_unit["user"]) > 0
+    again = make_trainer(tiny_data, name)
+    again.hard_warmup = 10
+    for e in range(6):
+        again.train_epoch(e)
+    again.model.eval()
+    with torch.no_grad():
+        assert torch.allclose(again.model.embed()[0], users)
+    fresh = make_trainer(tiny_data, name)  # same seed: PinSage's eval walks depend on it
+    fresh.train_epoch(0)
+    fresh.model.load_state_dict(tr.model.state_dict())
+    fresh.model.eval()
+    with torch.no_grad():
+        assert torch.allclose(fresh.model.embed()[1], items, atol=1e-6)
+
+
+@pytest.mark.parametrize("aggregator", ["mean", "pool"])
+def test_sage_aggregators_differ(tiny_data, aggregator):
+    tr = make_trainer(tiny_data, "sage", aggregator=aggregator)
+    assert tr.model.convs[0]._aggre_type == aggregator
+    assert tr.train_epoch(0)["bpr"] > 0
+
+
+def test_gat_is_multi_head(tiny_data):
+    tr = make_trainer(tiny_data, "gat", num_heads=2)
+    assert tr.model.convs[0]._num_heads == 2
+    assert tr.model.convs[0].fc.out_features == 8  # 2 heads × 4, concatenated to emb_dim
+
+
+@pytest.mark.parametrize("option", [
+    {"loss": "nce", "num_negatives": 4},
+    {"negative_sampler": "popularity"},
+    {"negative_sampler": "hard", "hard_pool": 8},
+    {"edge_dropout": 0.2},
+    {"message_dropout": 0.2},
+    {"reg": 1e-2},
+    {"training": "neighbor", "fanouts": [3, 3]},
+    {"training": "cluster", "num_clusters": 4, "clusters_per_batch": 2},
+    {"training": "neighbor", "fanouts": [-1, -1], "sparse_embeddings": True},
+])
+def test_training_switches_learn(tiny_data, option):
+    tr = make_trainer(tiny_data, "lightgcn", **option)
+    loss = "nce" if option.get("loss") == "nce" else "bpr"
+    first = tr.train_epoch(0)
+    for e in range(1, 8):
+        last = tr.train_epoch(e)
+    assert last[loss] < first[loss]
+    if option.get("reg"):
+        assert first["reg"] > 0
+
+
+def test_neighbor_blocks_with_all_neighbours_equal_full_graph(tiny_data):
+    from recbench.train.samplers import NeighborBlocks
+
+    tr = make_trainer(tiny_data, "lightgcn")
+    model = tr.model.eval()
+    seeds = torch.tensor([0, 3, tiny_data.num_users + 2])
+    input_nodes, blocks = NeighborBlocks(model.graph, [-1, -1]).sample(seeds)
+    with torch.no_grad():
+        got = model(blocks, input_nodes)
+        full = torch.cat(model.embed())[seeds]
+    assert torch.allclose(got, full, atol=1e-6)
+
+
+def test_sampled_blocks_reweight_to_full_degree(tiny_data):
+    from recbench.train.samplers import NeighborBlocks
+
+    g = make_trainer(tiny_data, "lightgcn").model.graph
+    _, blocks = NeighborBlocks(g, [2, 2]).sample(torch.arange(5))
+    block = blocks[-1]
+    import dgl
+
+    # Σ over the sampled in-edges of a node's weights ≈ Σ over all its in-edges, per node
+    ones = torch.ones(block.num_src_nodes(), 1)
+    est = dgl.ops.u_mul_e_sum(block, ones, block.edata["w"]).squeeze(1)
+    full = dgl.ops.u_mul_e_sum(g, torch.ones(g.num_nodes(), 1), g.edata["w"]).squeeze(1)[:5]
+    deg = g.in_degrees()[:5]
+    exact = deg <= 2
+    assert torch.allclose(est[exact], full[exact], atol=1e-6)
+
+
+def test_hard_negatives_are_the_top_scored_unseen_candidates():
+    from recbench.train.samplers import SeenIndex, hard_negatives
+
+    seen = SeenIndex(torch.tensor([0, 0]), torch.tensor([9, 8]), num_items=10)
+    gen = torch.Generator().manual_seed(0)
+    neg = hard_negatives(torch.zeros(50, dtype=torch.long), seen,
+                         lambda u, c: c.float(), gen, pool=6)
+    assert not seen.contains(torch.zeros(50, dtype=torch.long), neg).any()
+    assert neg.float().mean() > 6  # the highest id in each pool of 6 is mostly 6 or 7
+
+
+def test_hard_warmup_uses_uniform_first(tiny_data):
+    tr = make_trainer(tiny_data, "lightgcn", negative_sampler="hard", hard_warmup_epochs=2)
+    tr.start_epoch(0)
+    calls = []
+    tr.pair_scores = lambda *a: calls.append(1)  # would be used by the hard sampler
+    tr.sample(torch.tensor([0, 1]))
+    assert not calls
+
+
+def test_pinsage_neighbours_are_same_type_and_weights_normalised(tiny_data):
+    tr = make_trainer(tiny_data, "pinsage")
+    g = tr.model.eval_graph
+    src, dst = g.edges()
+    users = tiny_data.num_users
+    assert torch.equal(src < users, dst < users)
+    total = torch.zeros(g.num_nodes()).index_add_(0, dst, g.edata["w"])
+    has = g.in_degrees() > 0
+    assert torch.allclose(total[has], torch.ones(int(has.sum())), atol=1e-5)
+
+
+def test_social_edges_change_user_embeddings(tiny_data):
+    import dgl
+
+    from recbench.data.graph import FOLLOWS, ITEM, RATED_BY, USER
+    from recbench.models.gnn.social import make_social_trainer
+
+    g = tiny_data.g
+    users = tiny_data.num_users
+    edges = {et: g.edges(etype=et) for et in (RATES, RATED_BY)}
+    edges[FOLLOWS] = (torch.arange(users - 1), torch.arange(1, users))
+    sg = dgl.heterograph(edges, {USER: users, ITEM: tiny_data.num_items})
+    for et in (RATES, RATED_BY):
+        sg.edges[et].data.update(g.edges[et].data)
+    from recbench.data.graph import Dataset
+
+    data = Dataset(sg, tiny_data.meta)
+    spec = MODELS["social"]
+    ctx = RunContext(data, TrainConfig(lr=0.02, batch_size=32), EvalConfig(k=[5]),
+                     torch.device("cpu"), 0)
+    on = make_social_trainer(spec.config(name="social", emb_dim=8, num_layers=2), ctx)
+    off = make_social_trainer(spec.config(name="social", emb_dim=8, num_layers=2,
+                                          social=False), ctx)
+    sampled = make_social_trainer(spec.config(name="social", emb_dim=8, num_layers=2,
+                                              training="neighbor", fanouts=[-1, -1]), ctx)
+    with torch.no_grad():
+        u_on, i_on = on.model.eval().embed()
+        u_off, _ = off.model.eval().embed()
+        u_s, i_s = sampled.model.eval().embed()
+    assert not torch.allclose(u_on, u_off)
+    assert torch.allclose(u_on, u_s, atol=1e-5) and torch.allclose(i_on, i_s, atol=1e-5)
+    assert sampled.model.graph.edata["kind"].sum() == 2 * (users - 1)
+
+
+def test_social_without_follow_edges_is_a_config_error(tiny_data):
+    from recbench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="follow edges"):
+        make_trainer(tiny_data, "social", social=True)
+
+
+@pytest.mark.realdata
+def test_lightgcn_ml100k_end_to_end(real_paths, tmp_path):
+    """5 epochs of LightGCN on ML-100K 80/10/10 beat popularity; lr 0 stops early on valid."""
+    import json
+
+    from recbench.config import validate
+    from recbench.train.loop import train_run
+
+    base = {"name": "lightgcn-e2e",
+            "dataset": {"name": "ml-100k", "protocol": "random", "test_ratio": 0.1,
+                        "valid_ratio": 0.111111},
+            "model": {"name": "lightgcn", "emb_dim": 32, "num_layers": 2},
+            "train": {"epochs": 5, "lr": 0.01, "batch_size": 8192, "num_threads": 1,
+                      "patience": 1},
+            "eval": {"k": [20]}, "seed": 0}
+    run = train_run(validate(base, "e2e"), real_paths, tmp_path / "runs")
+    metrics = json.loads((run / "metrics.json").read_text())
+    popular = train_run(validate({**base, "name": "pop-e2e", "model": {"name": "most_popular"}},
+                                 "e2e"), real_paths, tmp_path / "runs")
+    pop = json.loads((popular / "metrics.json").read_text())["test"]["recall@20"]
+    assert metrics["test"]["recall@20"] > pop
+    frozen = {**base, "train": {**base["train"], "lr": 0.0, "epochs": 6}}
+    run = train_run(validate(frozen, "e2e"), real_paths, tmp_path / "runs")
+    assert json.loads((run / "metrics.json").read_text())["epochs_run"] == 2  # early stop

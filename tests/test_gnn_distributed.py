@@ -1,0 +1,38 @@
+"""Data-parallel mini-batch training: 2 processes under torchrun (gloo) match 1 process."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+WORKER = Path(__file__).with_name("ddp_worker.py")
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None
+                    and not Path(sys.executable).with_name("torchrun").exists(),
+                    reason="torchrun not installed")
+def test_two_processes_match_one(tiny_paths, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(WORKER.parent.parent), "OMP_NUM_THREADS": "1",
+           "DGLBACKEND": "pytorch"}
+    from recbench.config import DatasetConfig
+    from recbench.data.prepare import load
+
+    load(DatasetConfig(name="tiny", protocol="random", test_ratio=0.2, valid_ratio=0.2),
+         tiny_paths)  # preprocess once, so the workers only read
+    one, two = tmp_path / "one.pt", tmp_path / "two.pt"
+    subprocess.run([sys.executable, str(WORKER), str(tiny_paths.root), str(one)], env=env,
+                   check=True, timeout=120)
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
+    subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", str(WORKER),
+                    str(tiny_paths.root), str(two)], env=env, check=True, timeout=120)
+    a, b = torch.load(one), torch.load(two)
+    assert a["world"] == 1 and b["world"] == 2
+    assert torch.allclose(torch.tensor(a["losses"]), torch.tensor(b["losses"]), atol=1e-3)
+    assert torch.allclose(a["emb"], b["emb"], atol=1e-4)
+    assert not torch.allclose(a["emb"], torch.zeros_like(a["emb"]))
