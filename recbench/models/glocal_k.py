@@ -8,6 +8,7 @@ an item row over all users; the whole matrix is one full batch.
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal
 
 import torch
@@ -134,21 +135,26 @@ class Entries:
         it, us = items[self.order], users[self.order]
         self.col = us
         self.crow = _crow(it, num_items)
-        self.pattern = torch.sparse_csr_tensor(self.crow, us, torch.ones(len(us)), self.shape)
+        self.pattern = _csr(self.crow, us, torch.ones(len(us)), self.shape)
         self.perm = torch.argsort(us * num_items + it)  # CSR order of the transpose
         self.crow_t, self.col_t = _crow(us, num_users), it[self.perm]
         self.values = values[self.order] if values is not None else None
 
     def matrix(self, vals: torch.Tensor, transpose: bool = False) -> torch.Tensor:
         if transpose:
-            return torch.sparse_csr_tensor(self.crow_t, self.col_t, vals[self.perm],
-                                           self.shape[::-1])
-        return torch.sparse_csr_tensor(self.crow, self.col, vals, self.shape)
+            return _csr(self.crow_t, self.col_t, vals[self.perm], self.shape[::-1])
+        return _csr(self.crow, self.col, vals, self.shape)
 
     def to_edges(self, vals: torch.Tensor) -> torch.Tensor:
         out = torch.empty_like(vals)
         out[self.order] = vals
         return out
+
+
+def _csr(crow: torch.Tensor, col: torch.Tensor, vals: torch.Tensor, shape) -> torch.Tensor:
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": the ops used here are stable
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(crow, col, vals, shape)
 
 
 def _crow(rows: torch.Tensor, num_rows: int) -> torch.Tensor:
