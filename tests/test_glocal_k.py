@@ -251,3 +251,23 @@ def test_ml100k_short_run(real_paths, tmp_path):
     assert hist[-1]["loss"] < hist[0]["loss"]
     assert metrics["test"]["rmse"] < 1.1  # the global mean scores about 1.15 on u1
     assert metrics["extra"]["test_selected_rmse"] <= metrics["test"]["rmse"] + 1e-6
+
+
+def test_validation_carve_out_selects_epoch(tiny_paths, tmp_path):
+    """With dataset.valid_ratio > 0 the loop picks best.pt on validation RMSE, never on test."""
+    import json
+
+    from recbench.config import validate
+    from recbench.train.loop import train_run
+
+    cfg = validate({
+        "name": "gk-valid", "seed": 0, "train": {"patience": None, "optimizer": "lbfgs"},
+        "dataset": {"name": "tiny", "protocol": "random", "test_ratio": 0.2, "valid_ratio": 0.2},
+        "model": {"name": "glocal_k", "hidden_dims": [6, 6], "kernel_dim": 2, "lambda_2": 0.1,
+                  "lambda_s": 0.01, "pretrain_epochs": 2, "finetune_epochs": 2}}, "test")
+    run = train_run(cfg, tiny_paths, tmp_path / "runs")
+    metrics = json.loads((run / "metrics.json").read_text())
+    hist = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    valid = [h["valid_rmse"] for h in hist]
+    assert metrics["best_valid"] == min(valid)
+    assert metrics["best_epoch"] == valid.index(min(valid))
