@@ -73,7 +73,8 @@ def main() -> None:
     out = {
         "what": "GLocal-K ML-100K u1, 30 pre + 60 fine L-BFGS-B epochs (maxiter 5), seed 0",
         "threads": args.threads, "load_avg_before": load_before, "load_avg_after": os.getloadavg(),
-        "cpu_count": os.cpu_count(), "wall_seconds": wall, "process_cpu_seconds": cpu, "train_seconds": train_s,
+        "cpu_count": os.cpu_count(), "wall_seconds": wall, "process_cpu_seconds": cpu,
+        "train_seconds": train_s,
         "function_evaluations": nfev_pre + nfev_fine, "nfev_pretrain": nfev_pre,
         "nfev_finetune": nfev_fine, "dense_gflop_per_eval": [f_pre / 1e9, f_fine / 1e9],
         "floor_seconds_at_ref": floor_s, "reference_gflops": REFERENCE_GFLOPS,
