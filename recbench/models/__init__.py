@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from recbench.models import mf
+from recbench.models import glocal_k, mf
 from recbench.models.gnn import gat, gcn, lightgcn, ngcf, pinsage, sage, social
 
 Task = Literal["rating", "ranking", "classification"]
@@ -33,6 +33,9 @@ MODELS: dict[str, ModelSpec] = {
                            "biased matrix factorisation on observed ratings (MSE)"),
     "bpr_mf": ModelSpec(mf.BPRMFConfig, mf.make_bpr_mf_trainer, "ranking",
                         "BPR matrix factorisation (Rendle et al. 2009)"),
+    "glocal_k": ModelSpec(glocal_k.GLocalKConfig, glocal_k.make_glocal_k_trainer, "rating",
+                          "GLocal-K: local-kernel AE + global conv kernel (SparseFC, I-AutoRec by "
+                          "switches)"),
     "most_popular": ModelSpec(mf.MostPopularConfig, mf.make_most_popular_trainer, "ranking",
                               "non-personalised baseline: items by training popularity"),
     "lightgcn": ModelSpec(lightgcn.LightGCNConfig, lightgcn.make_lightgcn_trainer, "ranking",
