@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from recbench.models import mf
+from recbench.models import gl_attention, mf
 
 Task = Literal["rating", "ranking", "classification"]
 
@@ -32,6 +32,12 @@ MODELS: dict[str, ModelSpec] = {
                            "biased matrix factorisation on observed ratings (MSE)"),
     "bpr_mf": ModelSpec(mf.BPRMFConfig, mf.make_bpr_mf_trainer, "ranking",
                         "BPR matrix factorisation (Rendle et al. 2009)"),
+    "neumf": ModelSpec(mf.NeuMFConfig, mf.make_neumf_trainer, "ranking",
+                       "NeuMF: GMF + MLP fused (He et al. 2017), pointwise log loss"),
+    "gl_attention": ModelSpec(gl_attention.GLAttentionConfig,
+                              gl_attention.make_gl_attention_trainer, "ranking",
+                              "attention on global-local representation spaces "
+                              "(Rattaphun et al. 2021)"),
     "most_popular": ModelSpec(mf.MostPopularConfig, mf.make_most_popular_trainer, "ranking",
                               "non-personalised baseline: items by training popularity"),
 }
