@@ -44,21 +44,23 @@ def ctx_for(data: Dataset, seed: int = 0, k: int = 5, lr: float = 0.01) -> RunCo
 
 def test_scorer_matches_explicit_blend():
     torch.manual_seed(0)
-    for distance in (True, False):
-        model = gla.GLAttention(5, 7, ["GD", "GP", "LD"], ["GD", "GP", "LD"], emb_dim=8,
-                                hidden_dims=[8], out_dim=6, num_clusters=2, attention_depth=2,
-                                alpha_linear=True, distance=distance)
-        scorer = gla.Scorer(model)
-        users = torch.tensor([0, 3, 4])
-        items = torch.tensor([[0, 1, 2], [6, 5, 4], [3, 3, 0]])
-        got = scorer(users, items)
-        gu, gi = model.space_tables()
+    for rep in ("AD", "AP", "GD", "GP"):
+        model = gla.GLAttention(5, 7, rep, emb_dim=8, hidden_dims=[8], out_dim=6,
+                                num_clusters=2, attention_depth=2, alpha_linear=True)
+        got = model.scorer()(users := torch.tensor([0, 3, 4]),
+                             items := torch.tensor([[0, 1, 2], [6, 5, 4], [3, 3, 0]]))
+        gu, gi = model.space_tables(gla.SPACES[rep])
         for b in range(3):
             for p in range(3):
                 u, i = gu[users[b]][None], gi[items[b, p]][None]
-                ub, ib, _ = model.blend(u, i, i)
-                want = -(ub - ib).norm() if distance else (ub * ib).sum()
+                if len(gla.SPACES[rep]) > 1:
+                    u, i, _ = model.blend(rep, u, i, i)
+                else:
+                    u, i = u[:, 0], i[:, 0]
+                want = -(u - i).norm() if rep.endswith("D") else (u * i).sum()
                 assert got[b, p].item() == pytest.approx(want.item(), abs=1e-5)
+        full = model.scorer().all_items(users)
+        assert torch.allclose(full.gather(1, items), got, atol=1e-5)
 
 
 def test_attention_weights_are_a_softmax_over_spaces():
@@ -119,7 +121,7 @@ def test_cluster_index_partitions_and_searches():
 
 
 def test_rank_candidates_semantics_by_hand():
-    # one user, 6 items; training item 0; test items {1, 4}; candidates [0, 1, 2, 4] (3 after masking)
+    # one user, 6 items; training item 0; test items {1, 4}; candidates [0, 1, 2, 4]
     seen = (torch.tensor([0, 1]), torch.tensor([0]))
     rel = (torch.tensor([0, 2]), torch.tensor([1, 4]))
     scores = torch.tensor([[9.0, 1.0, 5.0, 0.0, 3.0, 0.0]])
@@ -168,7 +170,7 @@ def test_staged_trainer_runs_every_stage_and_losses_fall():
     assert trainer.num_epochs == 20
     assert [h["stage"] for h in hist] == [0.0] * 8 + [1.0] * 6 + [2.0] * 6
     assert hist[7]["loss_GD"] < hist[0]["loss_GD"] and hist[7]["loss_GP"] < hist[0]["loss_GP"]
-    assert hist[-1]["loss_attention"] < hist[14]["loss_attention"]
+    assert hist[-1]["loss_AP"] < hist[14]["loss_AP"]
     assert len(trainer.local) > 0 and trainer.model.centroids.abs().sum() > 0
     res = trainer.evaluate("test")
     assert 0.0 <= res.metrics["recall@5"] <= 1.0
@@ -177,12 +179,14 @@ def test_staged_trainer_runs_every_stage_and_losses_fall():
 
 
 def test_trainer_is_deterministic_and_state_round_trips():
-    cfg = _gla_cfg(representation="AD", report_candidates=[1, 3])
+    cfg = _gla_cfg(representation="AD", report_candidates=[1, 3],
+                   extra_representations=["GP", "LAP"])
     t1, _ = _fit(cfg, seed=3)
     t2, _ = _fit(cfg, seed=3)
     m1, m2 = t1.evaluate("test").metrics, t2.evaluate("test").metrics
     assert m1 == m2
-    assert "recall@5|K3" in m1
+    assert "recall@5|K3" in m1 and "recall@5|GP" in m1 and "recall@5|LAP" in m1
+    assert set(t1.model.heads) == {"AD", "LAP"}
     fresh = gla.make_gl_attention_trainer(cfg, ctx_for(tiny_data(), 3))
     fresh.model.load_state_dict(t1.model.state_dict())
     fresh.load_state_dict(t1.state_dict())
@@ -201,8 +205,9 @@ def test_every_representation_type_trains(rep: str):
 def test_code_variant_switches_run():
     trainer, hist = _fit(_gla_cfg(loss_impl="code", alpha_linear=True, attention_mlp_depth=3,
                                   attention_data=["global"]))
+    assert trainer.model.attention is trainer.model.heads["AP"]
     assert trainer.model.attention.mix is not None
-    assert np.isfinite(hist[-1]["loss_attention"])
+    assert np.isfinite(hist[-1]["loss_AP"])
 
 
 def test_config_rejects_k_above_m():

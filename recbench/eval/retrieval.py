@@ -62,10 +62,15 @@ class ClusterIndex:
         return out
 
     @classmethod
-    def train(cls, item_vecs: np.ndarray, num_clusters: int, seed: int,
-              niter: int = 25) -> ClusterIndex:
-        """k-means (faiss, seeded) on ``item_vecs`` (I, d), then the IVF index on its centroids."""
-        return cls.from_centroids(kmeans(item_vecs, num_clusters, seed, niter), item_vecs)
+    def train(cls, item_vecs: np.ndarray, num_clusters: int, seed: int, niter: int = 25,
+              max_points: int | None = None) -> ClusterIndex:
+        """k-means (faiss, seeded) on ``item_vecs`` (I, d), then the IVF index on its centroids.
+
+        ``max_points`` caps the k-means training sample (faiss subsamples, seeded) for large
+        catalogues; every item is still indexed.
+        """
+        cent = kmeans(item_vecs, num_clusters, seed, niter, max_points)
+        return cls.from_centroids(cent, item_vecs)
 
     def nearest_clusters(self, queries: np.ndarray, k: int) -> np.ndarray:
         """The ``k`` clusters whose centroids are nearest (L2) to each query: (B, k)."""
@@ -93,13 +98,15 @@ class ClusterIndex:
         return torch.from_numpy(out)
 
 
-def kmeans(vecs: np.ndarray, num_clusters: int, seed: int, niter: int = 25) -> np.ndarray:
-    """faiss k-means centroids (M, d), seeded; every item vector is a training point."""
+def kmeans(vecs: np.ndarray, num_clusters: int, seed: int, niter: int = 25,
+           max_points: int | None = None) -> np.ndarray:
+    """faiss k-means centroids (M, d), seeded; all vectors train it unless ``max_points``."""
     import faiss
 
     x = np.ascontiguousarray(vecs, dtype=np.float32)
+    per_centroid = -(-(max_points or len(x)) // num_clusters)  # ceil: all points by default
     km = faiss.Kmeans(x.shape[1], num_clusters, niter=niter, seed=int(seed) % (2**31),
-                      max_points_per_centroid=max(256, len(x)), verbose=False)
+                      max_points_per_centroid=max(per_centroid, 1), verbose=False)
     km.train(x)
     return km.centroids.copy()
 

@@ -53,7 +53,8 @@ class GLAttentionConfig(Strict):
     num_clusters: int = 20  # M: k-means clusters (local mining and the retrieval index)
     candidate_clusters: int = 2  # K: clusters whose items are re-ranked
     report_candidates: list[int] = Field(default_factory=list)  # also report metrics at these K
-    report_spaces: bool = False  # also report each trained single space (same index, K, N)
+    extra_representations: list[Representation] = Field(default_factory=list)  # also trained
+    # from the same nets and reported as metric|TYPE (one run gives Tables 2-3's ten rows)
     cluster_space: Literal["GD", "GP"] = "GD"  # the global space clustered (paper: not stated)
     mining_clusters: int = 2  # J: a user's candidate clusters for local triplets
     mining_negatives: int = 10  # negatives tried per positive; those passing Eq. 5/6 are kept
@@ -150,36 +151,54 @@ class AttentionNet(nn.Module):
 
 
 class GLAttention(nn.Module):
-    """The representation nets a run needs, the attention net (R > 1) and the k-means centroids.
+    """The representation nets a run needs, one attention head per attentive type, centroids.
 
-    ``spaces``: the R spaces scored (in order); ``nets``: every space trained (``spaces`` plus
-    the clustered space). ``distance`` picks how blended vectors are compared (AD vs AP).
+    ``representation`` is the type scored by default; ``extra`` types are trained alongside
+    from the same representation nets (one head each) so one run can report all ten types.
+    Every space the types use is trained, plus ``cluster_space`` (the retrieval index).
     """
 
-    def __init__(self, num_users: int, num_items: int, spaces: list[str], nets: list[str],
-                 emb_dim: int = 64, hidden_dims: list[int] | None = None, out_dim: int = 64,
+    def __init__(self, num_users: int, num_items: int, representation: str = "AD",
+                 extra: list[str] | None = None, cluster_space: str = "GD", emb_dim: int = 64,
+                 hidden_dims: list[int] | None = None, out_dim: int = 64,
                  num_clusters: int = 20, attention_depth: int = 3, alpha_linear: bool = False,
-                 distance: bool = True, normalize: bool = True):
+                 normalize: bool = True):
         super().__init__()
-        self.spaces, self.distance = list(spaces), distance
+        self.representation = representation
+        self.types = [representation] + [t for t in dict.fromkeys(extra or [])
+                                         if t != representation]
+        used = {s for t in self.types for s in SPACES[t]} | {cluster_space}
+        nets = [n for n in ("GD", "GP", "LD", "LP") if n in used]
         self.nets = nn.ModuleDict({n: RepresentationNet(num_users, num_items, emb_dim,
                                                         hidden_dims, out_dim, normalize)
                                    for n in nets})
-        self.attention = (AttentionNet(len(spaces), out_dim, attention_depth, alpha_linear)
-                          if len(spaces) > 1 else None)
+        self.heads = nn.ModuleDict({
+            t: AttentionNet(len(SPACES[t]), out_dim, attention_depth, alpha_linear)
+            for t in self.types if len(SPACES[t]) > 1})
         self.register_buffer("centroids", torch.zeros(num_clusters, out_dim))
 
+    @property
+    def attention(self) -> AttentionNet | None:
+        return self.heads[self.representation] if self.representation in self.heads else None
+
     @torch.no_grad()
-    def space_tables(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Frozen representations of the scored spaces: users (U, R, d), items (I, R, d)."""
-        tabs = [self.nets[s].tables() for s in self.spaces]
+    def space_tables(self, spaces: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frozen representations of ``spaces``: users (U, R, d), items (I, R, d)."""
+        tabs = [self.nets[s].tables() for s in spaces]
         return torch.stack([t[0] for t in tabs], 1), torch.stack([t[1] for t in tabs], 1)
 
-    def blend(self, gu: torch.Tensor, gp: torch.Tensor, gn: torch.Tensor):
+    def blend(self, head: str, gu: torch.Tensor, gp: torch.Tensor, gn: torch.Tensor):
         """Eq. 9 for a batch of triplets of (B, R, d) reps; α from (u, i⁺) only."""
-        att = self.attention
+        att = self.heads[head]
         a = att.alpha(att.transform(gu), att.transform(gp))[..., None]
         return (a * gu).sum(-2), (a * gp).sum(-2), (a * gn).sum(-2)
+
+    def scorer(self, rep: str | None = None) -> Scorer:
+        """Pair scorer of one type (default: ``representation``) with the current weights."""
+        rep = rep or self.representation
+        gu, gi = self.space_tables(SPACES[rep])
+        return Scorer.from_tables(gu, gi, self.heads[rep] if rep in self.heads else None,
+                                  rep.endswith("D"))
 
 
 class Scorer:
@@ -189,15 +208,42 @@ class Scorer:
     ‖ū − ī‖² = αᵀG_uu α + αᵀG_ii α − 2 αᵀG α, so a pair costs O(R²) after the tables.
     """
 
-    def __init__(self, model: GLAttention):
+    @classmethod
+    def from_tables(cls, gu: torch.Tensor, gi: torch.Tensor, attention: AttentionNet | None,
+                    distance: bool) -> Scorer:
+        """A scorer on given (U, R, d) / (I, R, d) representations (benchmarks, references)."""
+        out = cls.__new__(cls)
+        out._setup(gu, gi, attention, distance)
+        return out
+
+    def _setup(self, gu: torch.Tensor, gi: torch.Tensor, attention: AttentionNet | None,
+               distance: bool) -> None:
         with torch.no_grad():
-            self.gu, self.gi = model.space_tables()
-            self.att = model.attention
-            self.distance = model.distance
+            self.gu, self.gi, self.att, self.distance = gu, gi, attention, distance
             if self.att is not None:
                 self.fu, self.fi = self.att.transform(self.gu), self.att.transform(self.gi)
                 self.guu = torch.einsum("urd,usd->urs", self.gu, self.gu)
                 self.gii = torch.einsum("ird,isd->irs", self.gi, self.gi)
+
+    @torch.no_grad()
+    def all_items(self, users: torch.Tensor) -> torch.Tensor:
+        """Scores of users (B,) against every item (B, I) by matmuls, without gathering."""
+        if self.att is None:
+            u, i = self.gu[users, 0], self.gi[:, 0]
+            if self.distance:
+                return -torch.cdist(u, i)
+            return u @ i.T
+        a = torch.softmax(self._logits(torch.einsum("brd,ird->bir", self.fu[users], self.fi)), -1)
+        cross = torch.einsum("brd,isd->birs", self.gu[users], self.gi)
+        dot = torch.einsum("bir,birs,bis->bi", a, cross, a)
+        if not self.distance:
+            return dot
+        uu = torch.einsum("bir,brs,bis->bi", a, self.guu[users], a)
+        ii = torch.einsum("bir,irs,bis->bi", a, self.gii, a)
+        return -(uu + ii - 2 * dot).clamp(min=0).sqrt()
+
+    def _logits(self, s: torch.Tensor) -> torch.Tensor:
+        return self.att.mix(s) if self.att.mix is not None else s
 
     @torch.no_grad()
     def __call__(self, users: torch.Tensor, items: torch.Tensor,
@@ -289,21 +335,20 @@ class GLAttentionTrainer:
 
     def __init__(self, cfg: GLAttentionConfig, ctx: RunContext):
         self.cfg, self.ctx = cfg, ctx
-        spaces = SPACES[cfg.representation]
-        nets = sorted(set(spaces) | {cfg.cluster_space}, key=["GD", "GP", "LD", "LP"].index)
         torch.manual_seed(derive_seed(ctx.seed, "init") % (2**31))
-        distance = cfg.representation.endswith("D")
-        self.model = GLAttention(ctx.data.num_users, ctx.data.num_items, spaces, nets,
-                                 cfg.emb_dim, cfg.hidden_dims, cfg.out_dim, cfg.num_clusters,
-                                 cfg.attention_mlp_depth, cfg.alpha_linear, distance,
+        self.model = GLAttention(ctx.data.num_users, ctx.data.num_items, cfg.representation,
+                                 cfg.extra_representations, cfg.cluster_space, cfg.emb_dim,
+                                 cfg.hidden_dims, cfg.out_dim, cfg.num_clusters,
+                                 cfg.attention_mlp_depth, cfg.alpha_linear,
                                  cfg.normalize).to(ctx.device)
+        nets = list(self.model.nets)
         self.stages: list[tuple[str, list[str], int]] = []
         glob = [n for n in nets if n.startswith("G")]
         local = [n for n in nets if n.startswith("L")]
         self.stages.append(("global", glob, cfg.global_epochs))
         if local:
             self.stages.append(("local", local, cfg.local_epochs))
-        if self.model.attention is not None:
+        if len(self.model.heads):
             self.stages.append(("attention", [], cfg.attention_epochs))
         self.num_epochs = sum(e for _, _, e in self.stages)
         g = ctx.data.g
@@ -331,7 +376,7 @@ class GLAttentionTrainer:
 
     def _params(self, stage: str, nets: list[str]):
         if stage == "attention":
-            return self.model.attention.parameters()
+            return self.model.heads.parameters()
         return [p for n in nets for p in self.model.nets[n].parameters()]
 
     def _opt(self, stage: str, nets: list[str]) -> torch.optim.Optimizer:
@@ -376,11 +421,11 @@ class GLAttentionTrainer:
             loss = loss + self.cfg.reg * objectives.l2_sum(*ego) / len(trip)
         return loss
 
-    def _attention_loss(self, trip: torch.Tensor, gu: torch.Tensor,
+    def _attention_loss(self, head: str, trip: torch.Tensor, gu: torch.Tensor,
                         gi: torch.Tensor) -> torch.Tensor:
-        ub, pb, nb = self.model.blend(gu[trip[:, 0]], gi[trip[:, 1]], gi[trip[:, 2]])
+        ub, pb, nb = self.model.blend(head, gu[trip[:, 0]], gi[trip[:, 1]], gi[trip[:, 2]])
         code = self.cfg.loss_impl == "code"
-        if self.model.distance:
+        if head.endswith("D"):
             if code:
                 return code_distance_loss(ub, pb, nb, self.cfg.margin)
             return objectives.triplet_distance(ub, pb, nb, self.cfg.margin,
@@ -437,18 +482,20 @@ class GLAttentionTrainer:
         if "local" in self.cfg.attention_data:
             parts.append(self.local)
         trip = torch.cat(parts)
-        with torch.no_grad():
-            self.model.nets.eval()
-            gu, gi = self.model.space_tables()
-        self.model.attention.train()
-        total, dev = 0.0, self.ctx.device
+        self.model.nets.eval()
+        tables = {h: self.model.space_tables(SPACES[h]) for h in self.model.heads}
+        self.model.heads.train()
+        totals = dict.fromkeys(self.model.heads, 0.0)
+        dev = self.ctx.device
         for idx in torch.randperm(len(trip), generator=self.gen).split(self.ctx.train.batch_size):
-            loss = self._attention_loss(trip[idx].to(dev), gu, gi)
+            batch = trip[idx].to(dev)
+            losses = {h: self._attention_loss(h, batch, *tables[h]) for h in self.model.heads}
             opt.zero_grad()
-            loss.backward()
+            sum(losses.values()).backward()
             opt.step()
-            total += float(loss) * len(idx)
-        return {"loss_attention": total / max(len(trip), 1)}
+            for h, v in losses.items():
+                totals[h] += float(v) * len(idx)
+        return {f"loss_{h}": v / max(len(trip), 1) for h, v in totals.items()}
 
     def _stage_score(self, stage: str, nets: list[str]) -> float:
         k = f"recall@{self.ctx.eval.k[0]}"
@@ -460,9 +507,8 @@ class GLAttentionTrainer:
     def _stage_early_stop(self, epoch: int, stage: str, nets: list[str]) -> None:
         score = self._stage_score(stage, nets)
         best = self.stage_best.get(stage)
-        keep = self.model.attention if stage == "attention" else None
         if best is None or score > best["score"]:
-            mods = ({"attention": keep} if keep is not None
+            mods = ({"heads": self.model.heads} if stage == "attention"
                     else {n: self.model.nets[n] for n in nets})
             self.stage_best[stage] = {"score": score, "bad": 0, "epoch": epoch, "state": {
                 n: copy.deepcopy(m.state_dict()) for n, m in mods.items()}}
@@ -476,8 +522,7 @@ class GLAttentionTrainer:
         best = self.stage_best.get(stage)
         if best is not None and stage not in self.done:
             for n, state in best["state"].items():
-                (self.model.attention if n == "attention" else self.model.nets[n]).load_state_dict(
-                    state)
+                (self.model.heads if n == "heads" else self.model.nets[n]).load_state_dict(state)
         self.done.add(stage)
         if stage == "global" and not self.clustered:
             self._cluster_and_mine()
@@ -498,36 +543,39 @@ class GLAttentionTrainer:
             uv = net.tables()[0].cpu().numpy()
         return lambda users: index.candidates(index.nearest_clusters(uv[users.numpy()], k))
 
-    def _evaluate_spaces(self, spaces: list[str], split: str, exhaustive: bool,
-                         index: ClusterIndex | None = None) -> EvalResult:
-        """Evaluation of one trained net alone (stage early stopping, ``report_spaces``)."""
+    def _evaluate_spaces(self, spaces: list[str], split: str, exhaustive: bool) -> EvalResult:
+        """Exhaustive evaluation of one trained net alone (stage early stopping)."""
         self.model.eval()
-        sub = GLAttention(1, 1, spaces, [], distance=spaces[0].endswith("D"))
-        sub.nets = nn.ModuleDict({s: self.model.nets[s] for s in spaces})
-        cands = None if exhaustive else self._candidate_fn(
-            index or self._index(), self.cfg.candidate_clusters)
-        return retrieval_ranking(Scorer(sub), cands, self.ctx.data, split, self.ctx.eval.k)
+        return retrieval_ranking(self.model.scorer(spaces[0]), None, self.ctx.data, split,
+                                 self.ctx.eval.k)
+
+    def _evaluate_type(self, rep: str, split: str, index: ClusterIndex | None,
+                       k: int) -> EvalResult:
+        scorer = self.model.scorer(rep)
+        if self.ctx.data.negatives is not None:
+            return sampled_ranking(scorer, self.ctx.data, split, self.ctx.eval.k)
+        cands = None if index is None else self._candidate_fn(index, k)
+        return retrieval_ranking(scorer, cands, self.ctx.data, split, self.ctx.eval.k)
 
     def evaluate(self, split: str) -> EvalResult:
+        """The main type at K (cluster index) or exhaustively; leave-one-out splits rank the
+        stored candidates. Extra types report as ``metric|TYPE``, extra K as ``metric|K<k>``."""
         self.model.eval()
-        scorer = Scorer(self.model)
-        ks = self.ctx.eval.k
-        if self.ctx.data.negatives is not None:
-            return sampled_ranking(scorer, self.ctx.data, split, ks)
-        if self.cfg.retrieval == "exhaustive":
-            return retrieval_ranking(scorer, None, self.ctx.data, split, ks)
-        index = self._index()
-        result = retrieval_ranking(scorer, self._candidate_fn(index, self.cfg.candidate_clusters),
-                                   self.ctx.data, split, ks)
-        for k in self.cfg.report_candidates:
-            extra = retrieval_ranking(scorer, self._candidate_fn(index, k), self.ctx.data,
-                                      split, ks)
-            result.metrics.update({f"{m}|K{k}": v for m, v in extra.metrics.items()})
-        if self.cfg.report_spaces:
-            for name in self.model.nets:
-                extra = self._evaluate_spaces([name], split, False, index)
-                result.metrics.update({f"{m}|{name}": v for m, v in extra.metrics.items()
-                                       if m not in ("pool_size", "candidate_fraction")})
+        loo = self.ctx.data.negatives is not None
+        index = None if loo or self.cfg.retrieval == "exhaustive" else self._index()
+        k = self.cfg.candidate_clusters
+        result = self._evaluate_type(self.cfg.representation, split, index, k)
+        if index is not None:
+            for kk in self.cfg.report_candidates:
+                extra = self._evaluate_type(self.cfg.representation, split, index, kk)
+                result.metrics.update({f"{m}|K{kk}": v for m, v in extra.metrics.items()})
+        for rep in self.model.types[1:]:
+            extra = self._evaluate_type(rep, split, index, k)
+            result.metrics.update({f"{m}|{rep}": v for m, v in extra.metrics.items()
+                                   if m not in ("pool_size", "candidate_fraction")})
+            for name, vec in extra.per_unit.items():
+                if name != "user":
+                    result.per_unit[f"{name}|{rep}"] = vec
         if split == "valid":
             result.metrics["progress"] = float(self.epochs_seen)
         return result
