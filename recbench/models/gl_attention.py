@@ -58,6 +58,9 @@ class GLAttentionConfig(Strict):
     cluster_space: Literal["GD", "GP"] = "GD"  # the global space clustered (paper: not stated)
     mining_clusters: int = 2  # J: a user's candidate clusters for local triplets
     mining_negatives: int = 10  # negatives tried per positive; those passing Eq. 5/6 are kept
+    local_init: Literal["scratch", "global"] = "global"  # LD/LP start from GD/GP's weights
+    local_data: list[Literal["global", "local"]] = Field(
+        default_factory=lambda: ["local"])  # LD/LP's triplets: T† ∪ T‡ (paper), plus T if asked
     attention_mlp_depth: int = 3  # layers of f^(r) (the code's 3 × Dense(64, ReLU))
     alpha_linear: bool = False  # the code's learned R×R layer before the softmax
     attention_data: list[Literal["global", "local"]] = Field(
@@ -162,12 +165,14 @@ class GLAttention(nn.Module):
                  extra: list[str] | None = None, cluster_space: str = "GD", emb_dim: int = 64,
                  hidden_dims: list[int] | None = None, out_dim: int = 64,
                  num_clusters: int = 20, attention_depth: int = 3, alpha_linear: bool = False,
-                 normalize: bool = True):
+                 normalize: bool = True, local_from_global: bool = False):
         super().__init__()
         self.representation = representation
         self.types = [representation] + [t for t in dict.fromkeys(extra or [])
                                          if t != representation]
         used = {s for t in self.types for s in SPACES[t]} | {cluster_space}
+        if local_from_global:  # a local net starts from its global counterpart's weights
+            used |= {"G" + s[1] for s in used if s.startswith("L")}
         nets = [n for n in ("GD", "GP", "LD", "LP") if n in used]
         self.nets = nn.ModuleDict({n: RepresentationNet(num_users, num_items, emb_dim,
                                                         hidden_dims, out_dim, normalize)
@@ -339,8 +344,8 @@ class GLAttentionTrainer:
         self.model = GLAttention(ctx.data.num_users, ctx.data.num_items, cfg.representation,
                                  cfg.extra_representations, cfg.cluster_space, cfg.emb_dim,
                                  cfg.hidden_dims, cfg.out_dim, cfg.num_clusters,
-                                 cfg.attention_mlp_depth, cfg.alpha_linear,
-                                 cfg.normalize).to(ctx.device)
+                                 cfg.attention_mlp_depth, cfg.alpha_linear, cfg.normalize,
+                                 cfg.local_init == "global").to(ctx.device)
         nets = list(self.model.nets)
         self.stages: list[tuple[str, list[str], int]] = []
         glob = [n for n in nets if n.startswith("G")]
@@ -407,6 +412,11 @@ class GLAttentionTrainer:
                                    self.cfg.mining_negatives, numpy_rng(self.ctx.seed, "mining"))
         self.local = torch.from_numpy(trip).long()
         self.clustered = True
+        if self.cfg.local_init == "global":
+            for name in ("LD", "LP"):
+                if name in self.model.nets:
+                    self.model.nets[name].load_state_dict(
+                        self.model.nets["G" + name[1]].state_dict())
 
     # ---- losses ---------------------------------------------------------------------------
     def _rep_loss(self, name: str, trip: torch.Tensor) -> torch.Tensor:
@@ -459,7 +469,13 @@ class GLAttentionTrainer:
 
     def _rep_epoch(self, stage: str, nets: list[str]) -> dict[str, float]:
         opt = self._opt(stage, nets)
-        trip = self._global_triplets() if stage == "global" else self.local
+        if stage == "global":
+            trip = self._global_triplets()
+        else:
+            parts = [self.local] if "local" in self.cfg.local_data else []
+            if "global" in self.cfg.local_data:
+                parts.append(self._global_triplets())
+            trip = torch.cat(parts)
         for n in nets:
             self.model.nets[n].train()
         totals = dict.fromkeys(nets, 0.0)
@@ -559,7 +575,8 @@ class GLAttentionTrainer:
 
     def evaluate(self, split: str) -> EvalResult:
         """The main type at K (cluster index) or exhaustively; leave-one-out splits rank the
-        stored candidates. Extra types report as ``metric|TYPE``, extra K as ``metric|K<k>``."""
+        stored candidates. Extra types report as ``metric|TYPE``, extra K as ``metric|K<k>``
+        (``metric|TYPE|K<k>`` for the extra types)."""
         self.model.eval()
         loo = self.ctx.data.negatives is not None
         index = None if loo or self.cfg.retrieval == "exhaustive" else self._index()
@@ -576,6 +593,10 @@ class GLAttentionTrainer:
             for name, vec in extra.per_unit.items():
                 if name != "user":
                     result.per_unit[f"{name}|{rep}"] = vec
+            for kk in self.cfg.report_candidates if index is not None else []:
+                extra = self._evaluate_type(rep, split, index, kk)
+                result.metrics.update({f"{m}|{rep}|K{kk}": v for m, v in extra.metrics.items()
+                                       if m not in ("pool_size", "candidate_fraction")})
         if split == "valid":
             result.metrics["progress"] = float(self.epochs_seen)
         return result
