@@ -58,6 +58,8 @@ class GLAttentionConfig(Strict):
     cluster_space: Literal["GD", "GP"] = "GD"  # the global space clustered (paper: not stated)
     mining_clusters: int = 2  # J: a user's candidate clusters for local triplets
     mining_negatives: int = 10  # negatives tried per positive; those passing Eq. 5/6 are kept
+    local_sets: list[Literal["intra", "inter"]] = Field(
+        default_factory=lambda: ["intra", "inter"])  # T† (Eq. 5) and T‡ (Eq. 6)
     local_init: Literal["scratch", "global"] = "global"  # LD/LP start from GD/GP's weights
     local_data: list[Literal["global", "local"]] = Field(
         default_factory=lambda: ["local"])  # LD/LP's triplets: T† ∪ T‡ (paper), plus T if asked
@@ -276,7 +278,8 @@ class Scorer:
 def mine_local_triplets(user_vecs: np.ndarray, item_vecs: np.ndarray, centroids: np.ndarray,
                         assign: np.ndarray, users: np.ndarray, items: np.ndarray,
                         seen: samplers.SeenIndex, num_clusters_per_user: int,
-                        negatives_per_positive: int, rng: np.random.Generator) -> np.ndarray:
+                        negatives_per_positive: int, rng: np.random.Generator,
+                        sets: tuple[str, ...] = ("intra", "inter")) -> np.ndarray:
     """Local triplets T† ∪ T‡ (Eqs. 5–6) in the clustered global space: (n, 3) [u, i⁺, i⁻].
 
     For user u, its J nearest centroids are the candidate clusters. A training positive i⁺ in
@@ -309,7 +312,8 @@ def mine_local_triplets(user_vecs: np.ndarray, item_vecs: np.ndarray, centroids:
         d_pos = ((user_vecs[u] - item_vecs[pos]) ** 2).sum(-1)
         d_neg = ((user_vecs[u] - item_vecs[neg]) ** 2).sum(-1)
         same = assign[pos] == assign[neg]
-        hard = np.where(same, d_pos > d_neg, d_uc[u, assign[pos]] > d_uc[u, assign[neg]])
+        hard = np.where(same, (d_pos > d_neg) & ("intra" in sets),
+                        (d_uc[u, assign[pos]] > d_uc[u, assign[neg]]) & ("inter" in sets))
         keep = ok & hard
         out.append(np.stack([uu[keep], pos[keep], neg[keep]], 1))
     return np.concatenate(out) if out else np.zeros((0, 3), dtype=np.int64)
@@ -409,7 +413,8 @@ class GLAttentionTrainer:
         assign = ClusterIndex.from_centroids(cent, iv).assignments()
         trip = mine_local_triplets(uv, iv, cent, assign, self.users.numpy(), self.items.numpy(),
                                    self.seen, self.cfg.mining_clusters,
-                                   self.cfg.mining_negatives, numpy_rng(self.ctx.seed, "mining"))
+                                   self.cfg.mining_negatives, numpy_rng(self.ctx.seed, "mining"),
+                                   tuple(self.cfg.local_sets))
         self.local = torch.from_numpy(trip).long()
         self.clustered = True
         if self.cfg.local_init == "global":
