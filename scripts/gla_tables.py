@@ -91,10 +91,15 @@ def representations(runs: list[dict], out: Path) -> None:
              "representation nets of a run (one attention head per attentive type).", ""]
     rows = [["dataset", "type", "seeds"] + [f"{m}@15" for m in METRICS]
             + [f"paper_{m}@15" for m in METRICS]]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    combos = sorted({(r["cfg"]["dataset"]["name"], r["cfg"]["name"]) for r in cluster_runs(runs)
+                     if r["cfg"]["dataset"]["name"] in PAPER_T23})
+    fig, axes = plt.subplots(1, max(1, len(combos)), figsize=(5 * max(1, len(combos)), 4),
+                             squeeze=False)
+    axes = axes[0]
     used, ax_i = [], 0
-    for ds in PAPER_T23:
+    for ds, name in combos:
         group = [r for r in cluster_runs(runs) if r["cfg"]["dataset"]["name"] == ds
+                 and r["cfg"]["name"] == name
                  and r["cfg"]["model"]["num_clusters"] == (10 if "pitts" in ds else 20)
                  and r["cfg"]["model"]["candidate_clusters"] == 2
                  and 15 in r["cfg"]["eval"]["k"]]
@@ -102,7 +107,8 @@ def representations(runs: list[dict], out: Path) -> None:
             continue
         used += [r["dir"] for r in group]
         main = group[0]["cfg"]["model"]["representation"]
-        lines += [f"## {ds} (M = {group[0]['cfg']['model']['num_clusters']}, seeds "
+        lines += [f"## {ds} — experiment `{name}` (M = "
+                  f"{group[0]['cfg']['model']['num_clusters']}, seeds "
                   f"{sorted(r['cfg']['seed'] for r in group)})", "",
                   "| type | recall@15 | precision@15 | HR@15 | ARHR@15 | paper R / P / HR / ARHR |",
                   "|---|---|---|---|---|---|"]
@@ -128,7 +134,7 @@ def representations(runs: list[dict], out: Path) -> None:
         ax.bar(x - 0.2, [v for _, v, _ in ours], 0.4, label="ours")
         ax.bar(x + 0.2, [p for _, _, p in ours], 0.4, label="paper")
         ax.set_xticks(x, [t for t, _, _ in ours], rotation=45)
-        ax.set_title(f"{ds}: recall@15")
+        ax.set_title(f"{name}: recall@15", fontsize=9)
         ax.legend()
     fig.tight_layout()
     write(out, "representations", lines, rows, used)
@@ -144,17 +150,18 @@ def candidates(runs: list[dict], out: Path) -> None:
              "seed evaluated at K = 1..5; candidate fraction = pool after masking / items.", ""]
     rows = [["dataset", "M", "type"] + [f"K{k}" for k in range(1, 6)]]
     used = []
-    groups: dict[tuple[str, int], list[dict]] = {}
+    groups: dict[tuple[str, int, str], list[dict]] = {}
     for r in cluster_runs(runs):
         if 20 in r["cfg"]["eval"]["k"] and r["cfg"]["model"].get("report_candidates"):
             ds, m = r["cfg"]["dataset"]["name"], r["cfg"]["model"]["num_clusters"]
-            groups.setdefault((ds, m), []).append(r)
+            groups.setdefault((ds, m, r["cfg"]["name"]), []).append(r)
     fig, axes = plt.subplots(1, max(1, len(groups)), figsize=(5 * max(1, len(groups)), 4),
                              squeeze=False)
-    for ax, ((ds, m), group) in zip(axes[0], sorted(groups.items()), strict=False):
+    for ax, ((ds, m, name), group) in zip(axes[0], sorted(groups.items()), strict=False):
         used += [r["dir"] for r in group]
         main = group[0]["cfg"]["model"]["representation"]
-        lines += [f"## {ds}, M = {m} (seeds {sorted(r['cfg']['seed'] for r in group)})", "",
+        lines += [f"## {ds}, M = {m}, experiment `{name}` (seeds "
+                  f"{sorted(r['cfg']['seed'] for r in group)})", "",
                   "| type | " + " | ".join(f"K = {k}" for k in range(1, 6)) + " |",
                   "|---|" + "---|" * 5]
         for t in ["GD", "GP", "LD", "LP", "AD", "AP"]:
@@ -171,7 +178,7 @@ def candidates(runs: list[dict], out: Path) -> None:
                 f"{np.mean(v):.4f} (K/M {k / m:.3f})" for k, v in zip(range(1, 6), frac,
                                                                       strict=True)) + " |")
         lines.append("")
-        ax.set_title(f"{ds}, M = {m}")
+        ax.set_title(f"{name}, M = {m}", fontsize=9)
         ax.set_xlabel("K candidate clusters")
         ax.set_ylabel("recall@20")
         ax.legend()
@@ -192,12 +199,12 @@ def clusters_table(groups: dict, out: Path) -> None:
              "|---|---|" + "---|" * 5]
     rows = [["dataset", "M"] + [f"K{k}" for k in range(1, 6)]]
     used = []
-    datasets = sorted({ds for ds, _ in groups})
+    datasets = sorted({ds for ds, _, _ in groups})
     fig, axes = plt.subplots(1, max(1, len(datasets)), figsize=(5 * max(1, len(datasets)), 4),
                              squeeze=False)
     for ax, ds in zip(axes[0], datasets, strict=False):
-        for (d, m), group in sorted(groups.items()):
-            if d != ds:
+        for (d, m, name), group in sorted(groups.items()):
+            if d != ds or "intra" in name:  # the paper-recipe runs only
                 continue
             used += [r["dir"] for r in group]
             main = group[0]["cfg"]["model"]["representation"]
@@ -228,7 +235,7 @@ def top_n(runs: list[dict], out: Path) -> None:
         m = r["cfg"]["model"]
         if set(ns) <= set(r["cfg"]["eval"]["k"]) and m["candidate_clusters"] == 2 and \
                 m["num_clusters"] == (10 if "pitts" in r["cfg"]["dataset"]["name"] else 20):
-            groups.setdefault(r["cfg"]["dataset"]["name"], []).append(r)
+            groups.setdefault(r["cfg"]["name"], []).append(r)
     fig, axes = plt.subplots(max(1, len(groups)), 4, figsize=(18, 4 * max(1, len(groups))),
                              squeeze=False)
     for row_axes, (ds, group) in zip(axes, sorted(groups.items()), strict=False):

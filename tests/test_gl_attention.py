@@ -102,6 +102,9 @@ def test_mining_keeps_only_hard_triplets():
     # intra: (0, 0, 1) since |0.9-0| > |0.9-1|; inter: (0, 2, 1) since the positive's cluster
     # is farther than the negative's; (0, 0, 3) is easy (negative's cluster is farther)
     assert got == {(0, 0, 1), (0, 2, 1)}
+    intra = gla.mine_local_triplets(users, items, cent, assign, pos_u, pos_i, seen, 2, 50,
+                                    np.random.default_rng(0), sets=("intra",))
+    assert {tuple(t) for t in intra.tolist()} == {(0, 0, 1)}
 
 
 def test_cluster_index_partitions_and_searches():
