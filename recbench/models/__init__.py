@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from recbench.models import glocal_k, mf
+from recbench.models import gl_attention, glocal_k, mf
 from recbench.models.gnn import gat, gcn, lightgcn, ngcf, pinsage, sage, social
 
 Task = Literal["rating", "ranking", "classification"]
@@ -36,6 +36,12 @@ MODELS: dict[str, ModelSpec] = {
     "glocal_k": ModelSpec(glocal_k.GLocalKConfig, glocal_k.make_glocal_k_trainer, "rating",
                           "GLocal-K: local-kernel AE + global conv kernel (SparseFC, I-AutoRec by "
                           "switches)"),
+    "neumf": ModelSpec(mf.NeuMFConfig, mf.make_neumf_trainer, "ranking",
+                       "NeuMF: GMF + MLP fused (He et al. 2017), pointwise log loss"),
+    "gl_attention": ModelSpec(gl_attention.GLAttentionConfig,
+                              gl_attention.make_gl_attention_trainer, "ranking",
+                              "attention on global-local representation spaces "
+                              "(Rattaphun et al. 2021)"),
     "most_popular": ModelSpec(mf.MostPopularConfig, mf.make_most_popular_trainer, "ranking",
                               "non-personalised baseline: items by training popularity"),
     "lightgcn": ModelSpec(lightgcn.LightGCNConfig, lightgcn.make_lightgcn_trainer, "ranking",

@@ -1,4 +1,4 @@
-"""Matrix factorisation baselines: biased MF (ratings), BPR-MF (implicit), most popular.
+"""Matrix factorisation baselines: biased MF (ratings), BPR-MF and NeuMF (implicit), most popular.
 
 BPR-MF (Rendle et al. 2009) is also the baseline of the attention paper's Table 6 and of the
 GNN family; it shares :class:`~recbench.train.trainers.PairwiseTrainer` with them.
@@ -9,12 +9,21 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
 from recbench.config import Strict
 from recbench.data.graph import split_edges
+from recbench.seeding import torch_generator
+from recbench.train import objectives, samplers
 from recbench.train.api import EvalResult, RunContext
-from recbench.train.trainers import PairwiseTrainer, RatingTrainer, evaluate_ranking
+from recbench.train.trainers import (
+    PairwiseTrainer,
+    RatingTrainer,
+    evaluate_ranking,
+    make_optimizer,
+)
 
 
 class BiasedMFConfig(Strict):
@@ -123,3 +132,105 @@ class MostPopularTrainer:
 
 def make_most_popular_trainer(cfg: MostPopularConfig, ctx: RunContext) -> MostPopularTrainer:
     return MostPopularTrainer(ctx)
+
+
+class NeuMFConfig(Strict):
+    name: Literal["neumf"]
+    emb_dim: int = 64  # predictive factors: GMF size; the MLP tower ends at this width too
+    mlp_dims: list[int] = Field(default_factory=lambda: [128, 64])  # hidden widths after the
+    # concatenated (2 × emb_dim) MLP embeddings; the last one feeds NeuMF's output layer
+    num_negatives: int = 4  # sampled negatives per positive (NCF's pointwise log loss)
+    loss: Literal["bce", "bpr"] = "bce"
+    init_std: float = 0.01
+
+
+class NeuMF(nn.Module):
+    """NeuMF (He et al. 2017): GMF (p_u ⊙ q_i) and an MLP on [p'_u, q'_i], fused by one linear
+    output layer; ``score`` is the logit ŷ_ui before the sigmoid."""
+
+    def __init__(self, num_users: int, num_items: int, emb_dim: int = 64,
+                 mlp_dims: list[int] | None = None, init_std: float = 0.01):
+        super().__init__()
+        dims = [128, 64] if mlp_dims is None else mlp_dims
+        self.gmf_user = nn.Embedding(num_users, emb_dim)
+        self.gmf_item = nn.Embedding(num_items, emb_dim)
+        self.mlp_user = nn.Embedding(num_users, emb_dim)
+        self.mlp_item = nn.Embedding(num_items, emb_dim)
+        for emb in (self.gmf_user, self.gmf_item, self.mlp_user, self.mlp_item):
+            nn.init.normal_(emb.weight, std=init_std)
+        layers: list[nn.Module] = []
+        width = 2 * emb_dim
+        for h in dims:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        self.mlp = nn.Sequential(*layers)
+        self.out = nn.Linear(emb_dim + width, 1)
+
+    def pair_scores(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Logits for users (B,) against items (B, C) → (B, C)."""
+        b, c = items.shape
+        gu = self.gmf_user(users)[:, None].expand(b, c, -1)
+        mu = self.mlp_user(users)[:, None].expand(b, c, -1)
+        gmf = gu * self.gmf_item(items)
+        mlp = self.mlp(torch.cat([mu, self.mlp_item(items)], -1))
+        return self.out(torch.cat([gmf, mlp], -1)).squeeze(-1)
+
+    def score(self, users: torch.Tensor) -> torch.Tensor:
+        items = torch.arange(self.gmf_item.num_embeddings, device=users.device)
+        return self.pair_scores(users, items.expand(len(users), -1))
+
+
+class NeuMFTrainer:
+    """Pointwise log loss on each positive and ``num_negatives`` sampled unobserved items
+    (NCF's protocol), or BPR on the same samples; scored by full or sampled ranking."""
+
+    def __init__(self, model: NeuMF, ctx: RunContext, num_negatives: int = 4, loss: str = "bce"):
+        self.model = model.to(ctx.device)
+        self.ctx, self.k, self.loss = ctx, num_negatives, loss
+        self.opt = make_optimizer(model.parameters(), ctx.train)
+        self.gen = torch_generator(ctx.seed, "batches")
+        self.neg_gen = torch_generator(ctx.seed, "negatives")
+        self.users, self.items, _ = split_edges(ctx.data.g, "train")
+        self.seen = samplers.SeenIndex(self.users, self.items, ctx.data.num_items)
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        self.model.train()
+        dev, total, n = self.ctx.device, 0.0, 0
+        for idx in torch.randperm(len(self.users), generator=self.gen).split(
+                self.ctx.train.batch_size):
+            u, p = self.users[idx], self.items[idx]
+            neg = samplers.uniform_negatives(u, self.seen, self.neg_gen, max(self.k, 1))
+            neg = neg if neg.dim() == 2 else neg[:, None]
+            u, p, neg = u.to(dev), p.to(dev), neg.to(dev)
+            s = self.model.pair_scores(u, torch.cat([p[:, None], neg], 1))
+            if self.loss == "bce":
+                labels = torch.zeros_like(s)
+                labels[:, 0] = 1
+                loss = F.binary_cross_entropy_with_logits(s, labels)
+            else:
+                loss = objectives.bpr(s[:, 0], s[:, 1:])
+            self.opt.zero_grad()
+            loss.backward()
+            self.opt.step()
+            total += float(loss) * len(idx)
+            n += len(idx)
+        return {self.loss: total / max(n, 1)}
+
+    def evaluate(self, split: str) -> EvalResult:
+        self.model.eval()
+        return evaluate_ranking(self.model.score, self.model.pair_scores, self.ctx, split)
+
+    def state_dict(self) -> dict:
+        return {"opt": self.opt.state_dict(), "gen": self.gen.get_state(),
+                "neg_gen": self.neg_gen.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.opt.load_state_dict(state["opt"])
+        self.gen.set_state(state["gen"])
+        self.neg_gen.set_state(state["neg_gen"])
+
+
+def make_neumf_trainer(cfg: NeuMFConfig, ctx: RunContext) -> NeuMFTrainer:
+    torch.manual_seed(ctx.seed)
+    model = NeuMF(ctx.data.num_users, ctx.data.num_items, cfg.emb_dim, cfg.mlp_dims, cfg.init_std)
+    return NeuMFTrainer(model, ctx, cfg.num_negatives, cfg.loss)

@@ -1,0 +1,281 @@
+"""Global-local attention: scorer algebra, local mining, cluster index, retrieval evaluator,
+the staged trainer on a tiny graph, NeuMF, and the authors' published Madison figures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from recbench.config import EvalConfig, TrainConfig
+from recbench.data import parsers, protocols
+from recbench.data.graph import Dataset, build_graph
+from recbench.eval.retrieval import ClusterIndex, rank_candidates, retrieval_ranking
+from recbench.models import gl_attention as gla
+from recbench.models.mf import NeuMFConfig, make_neumf_trainer
+from recbench.train import samplers
+from recbench.train.api import RunContext
+
+
+def tiny_data(num_users: int = 12, num_items: int = 30, per_user: int = 8, seed: int = 0,
+              test_per_user: int = 2) -> Dataset:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(num_users):  # two taste groups so there is something to learn
+        base = 0 if u % 2 == 0 else num_items // 2
+        items = rng.choice(np.arange(base, base + num_items // 2), per_user, replace=False)
+        rows += [(u, int(i), 5.0, 0) for i in items]
+    frame = pd.DataFrame(rows, columns=["user", "item", "rating", "timestamp"])
+    codes = np.zeros(len(frame), dtype=np.int8)
+    for u in range(num_users):
+        idx = np.flatnonzero(frame.user.to_numpy() == u)
+        codes[idx[:test_per_user]] = protocols.TEST
+    return Dataset(build_graph(frame, codes, num_users, num_items))
+
+
+def ctx_for(data: Dataset, seed: int = 0, k: int = 5, lr: float = 0.01) -> RunContext:
+    return RunContext(data, TrainConfig(lr=lr, batch_size=16), EvalConfig(k=[k]),
+                      torch.device("cpu"), seed)
+
+
+def test_scorer_matches_explicit_blend():
+    torch.manual_seed(0)
+    for rep in ("AD", "AP", "GD", "GP"):
+        model = gla.GLAttention(5, 7, rep, emb_dim=8, hidden_dims=[8], out_dim=6,
+                                num_clusters=2, attention_depth=2, alpha_linear=True)
+        got = model.scorer()(users := torch.tensor([0, 3, 4]),
+                             items := torch.tensor([[0, 1, 2], [6, 5, 4], [3, 3, 0]]))
+        gu, gi = model.space_tables(gla.SPACES[rep])
+        for b in range(3):
+            for p in range(3):
+                u, i = gu[users[b]][None], gi[items[b, p]][None]
+                if len(gla.SPACES[rep]) > 1:
+                    u, i, _ = model.blend(rep, u, i, i)
+                else:
+                    u, i = u[:, 0], i[:, 0]
+                want = -(u - i).norm() if rep.endswith("D") else (u * i).sum()
+                assert got[b, p].item() == pytest.approx(want.item(), abs=1e-5)
+        full = model.scorer().all_items(users)
+        assert torch.allclose(full.gather(1, items), got, atol=1e-5)
+
+
+def test_attention_weights_are_a_softmax_over_spaces():
+    att = gla.AttentionNet(4, 6, depth=0)
+    fu, fi = torch.randn(3, 4, 6), torch.randn(3, 4, 6)
+    a = att.alpha(fu, fi)
+    assert torch.allclose(a.sum(-1), torch.ones(3))
+    assert torch.allclose(a, torch.softmax((fu * fi).sum(-1), -1))  # Eq. 8, no extra layer
+
+
+def test_representations_are_unit_norm():
+    net = gla.RepresentationNet(4, 5, emb_dim=8, hidden_dims=[8, 8], out_dim=3)
+    u, i = net.tables()
+    assert u.shape == (4, 3) and i.shape == (5, 3)
+    assert torch.allclose(u.norm(dim=-1), torch.ones(4), atol=1e-6)
+
+
+def test_code_losses_by_hand():
+    u = torch.tensor([[1.0, 0.0]])
+    p = torch.tensor([[0.0, 0.0]])
+    n = torch.tensor([[1.0, 1.0]])
+    # per coordinate: (1-0)^2-(1-1)^2+0.5 = 1.5 ; (0-0)^2-(0-1)^2+0.5 = -0.5 -> 0 ; mean 0.75
+    assert gla.code_distance_loss(u, p, n, 0.5).item() == pytest.approx(0.75)
+    # 1 - sigmoid(0 - 1)
+    assert gla.code_product_loss(u, p, n).item() == pytest.approx(1 - 1 / (1 + np.e))
+
+
+def test_mining_keeps_only_hard_triplets():
+    # 1-d space: clusters {0,1} around 0 and {2,3} around 10; user at 0.9
+    items = np.array([[0.0], [1.0], [10.0], [11.0]], dtype=np.float32)
+    users = np.array([[0.9]], dtype=np.float32)
+    cent = np.array([[0.5], [10.5]], dtype=np.float32)
+    assign = np.array([0, 0, 1, 1])
+    pos_u, pos_i = np.array([0, 0]), np.array([0, 2])
+    seen = samplers.SeenIndex(torch.tensor(pos_u), torch.tensor(pos_i), 4)
+    trip = gla.mine_local_triplets(users, items, cent, assign, pos_u, pos_i, seen, 2, 50,
+                                   np.random.default_rng(0))
+    got = {tuple(t) for t in trip.tolist()}
+    # intra: (0, 0, 1) since |0.9-0| > |0.9-1|; inter: (0, 2, 1) since the positive's cluster
+    # is farther than the negative's; (0, 0, 3) is easy (negative's cluster is farther)
+    assert got == {(0, 0, 1), (0, 2, 1)}
+    intra = gla.mine_local_triplets(users, items, cent, assign, pos_u, pos_i, seen, 2, 50,
+                                    np.random.default_rng(0), sets=("intra",))
+    assert {tuple(t) for t in intra.tolist()} == {(0, 0, 1)}
+
+
+def test_cluster_index_partitions_and_searches():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 4)).astype(np.float32)
+    index = ClusterIndex.train(x, 8, seed=0)
+    members = np.concatenate(index.lists)
+    assert sorted(members.tolist()) == list(range(200))
+    q = rng.normal(size=(5, 4)).astype(np.float32)
+    cent = np.stack([x[ids].mean(0) for ids in index.lists])  # noqa: F841 (lists are not empty)
+    near = index.nearest_clusters(q, 3)
+    assert near.shape == (5, 3)
+    cands = index.candidates(near)
+    for row, clusters in enumerate(near):
+        want = set(np.concatenate([index.lists[c] for c in clusters]).tolist())
+        assert set(cands[row][cands[row] >= 0].tolist()) == want
+
+
+def test_rank_candidates_semantics_by_hand():
+    # one user, 6 items; training item 0; test items {1, 4}; candidates [0, 1, 2, 4]
+    seen = (torch.tensor([0, 1]), torch.tensor([0]))
+    rel = (torch.tensor([0, 2]), torch.tensor([1, 4]))
+    scores = torch.tensor([[9.0, 1.0, 5.0, 0.0, 3.0, 0.0]])
+    res = rank_candidates(lambda u, c: scores[0][c], lambda u: torch.tensor([[0, 1, 2, 4]]),
+                          torch.tensor([0]), seen, rel, 6, [5])
+    m = res.metrics
+    # order: 2 (5.0), 4 (3.0), 1 (1.0) -> hits at ranks 2 and 3
+    assert m["recall@5"] == pytest.approx(1.0)
+    assert m["precision@5"] == pytest.approx(2 / 5)  # divided by N, not by the pool of 3
+    assert m["hr@5"] == 1.0
+    assert m["arhr@5"] == pytest.approx(1 / 2 + 1 / 3)  # a sum over hits
+    assert m["pool_size"] == 3.0
+    empty = rank_candidates(lambda u, c: scores[0][c], lambda u: torch.tensor([[0]]),
+                            torch.tensor([0]), seen, rel, 6, [5])
+    assert empty.metrics["recall@5"] == 0.0 and empty.metrics["pool_size"] == 0.0
+
+
+def test_exhaustive_retrieval_equals_full_ranking():
+    from recbench.eval.ranking import full_ranking
+
+    data = tiny_data()
+    torch.manual_seed(0)
+    table = torch.randn(data.num_users, data.num_items)
+    a = retrieval_ranking(lambda u, c: table[u[:, None], c], None, data, "test", [5]).metrics
+    b = full_ranking(lambda u: table[u], data, "test", [5]).metrics
+    for key in ("recall@5", "precision@5", "hr@5", "arhr@5", "ndcg@5"):
+        assert a[key] == pytest.approx(b[key])
+
+
+def _gla_cfg(**kw) -> gla.GLAttentionConfig:
+    base = dict(name="gl_attention", representation="AP", emb_dim=8, hidden_dims=[8],
+                out_dim=8, num_clusters=3, candidate_clusters=2, mining_clusters=2,
+                attention_mlp_depth=1, global_epochs=3, local_epochs=3, attention_epochs=3)
+    base.update(kw)
+    return gla.GLAttentionConfig(**base)
+
+
+def _fit(cfg: gla.GLAttentionConfig, seed: int = 0):
+    trainer = gla.make_gl_attention_trainer(cfg, ctx_for(tiny_data(), seed))
+    history = [trainer.train_epoch(e) for e in range(trainer.num_epochs)]
+    return trainer, history
+
+
+def test_staged_trainer_runs_every_stage_and_losses_fall():
+    trainer, hist = _fit(_gla_cfg(global_epochs=8, local_epochs=6, attention_epochs=6))
+    assert trainer.num_epochs == 20
+    assert [h["stage"] for h in hist] == [0.0] * 8 + [1.0] * 6 + [2.0] * 6
+    assert hist[7]["loss_GD"] < hist[0]["loss_GD"] and hist[7]["loss_GP"] < hist[0]["loss_GP"]
+    assert hist[-1]["loss_AP"] < hist[14]["loss_AP"]
+    assert len(trainer.local) > 0 and trainer.model.centroids.abs().sum() > 0
+    res = trainer.evaluate("test")
+    assert 0.0 <= res.metrics["recall@5"] <= 1.0
+    assert 0.0 < res.metrics["candidate_fraction"] < 1.0
+    assert len(res.per_unit["user"]) == 12
+
+
+def test_trainer_is_deterministic_and_state_round_trips():
+    cfg = _gla_cfg(representation="AD", report_candidates=[1, 3],
+                   extra_representations=["GP", "LAP"])
+    t1, _ = _fit(cfg, seed=3)
+    t2, _ = _fit(cfg, seed=3)
+    m1, m2 = t1.evaluate("test").metrics, t2.evaluate("test").metrics
+    assert m1 == m2
+    assert "recall@5|K3" in m1 and "recall@5|GP" in m1 and "recall@5|LAP" in m1
+    assert set(t1.model.heads) == {"AD", "LAP"}
+    fresh = gla.make_gl_attention_trainer(cfg, ctx_for(tiny_data(), 3))
+    fresh.model.load_state_dict(t1.model.state_dict())
+    fresh.load_state_dict(t1.state_dict())
+    assert fresh.evaluate("test").metrics == m1
+
+
+@pytest.mark.parametrize("rep", ["GD", "LP", "GAD", "LAP"])
+def test_every_representation_type_trains(rep: str):
+    trainer, _ = _fit(_gla_cfg(representation=rep, global_epochs=1, local_epochs=1,
+                               attention_epochs=1))
+    expected = {"GD": 1, "LP": 2, "GAD": 2, "LAP": 3}[rep]  # stages trained
+    assert len(trainer.stages) == expected
+    assert np.isfinite(trainer.evaluate("test").metrics["recall@5"])
+
+
+def test_code_variant_switches_run():
+    trainer, hist = _fit(_gla_cfg(loss_impl="code", alpha_linear=True, attention_mlp_depth=3,
+                                  attention_data=["global"]))
+    assert trainer.model.attention is trainer.model.heads["AP"]
+    assert trainer.model.attention.mix is not None
+    assert np.isfinite(hist[-1]["loss_AP"])
+
+
+def test_config_rejects_k_above_m():
+    with pytest.raises(ValueError):
+        _gla_cfg(num_clusters=3, candidate_clusters=4)
+
+
+def test_neumf_learns_and_scores_all_items():
+    data = tiny_data()
+    cfg = NeuMFConfig(name="neumf", emb_dim=8, mlp_dims=[16, 8])
+    trainer = make_neumf_trainer(cfg, ctx_for(data, lr=0.01))
+    losses = [trainer.train_epoch(e)["bce"] for e in range(15)]
+    assert losses[-1] < losses[0]
+    s = trainer.model.score(torch.tensor([0, 1]))
+    assert s.shape == (2, data.num_items)
+    assert 0.0 <= trainer.evaluate("test").metrics["recall@5"] <= 1.0
+
+
+MIRROR = os.environ.get("RECBENCH_MIRROR")
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not MIRROR, reason="RECBENCH_MIRROR is not set")
+def test_reference_evaluator_reproduces_the_authors_madison_figures():
+    """The authors' GP vectors and M = 30 clusters, K = 2, N = 20, Euclidean (spec §5)."""
+    root = Path(MIRROR) / "yelp-madison"
+    ref = root / "reference"
+    raw = parsers.parse_yelp(root, "yelp_mcity")
+    codes = protocols.fixed(raw.fixed_splits["published"])
+    data = Dataset(build_graph(raw.frame, codes, raw.num_users, raw.num_items))
+    user = torch.from_numpy(np.loadtxt(ref / "GP_yelp_mcity_user_emb.txt", dtype=np.float32))
+    item = torch.from_numpy(np.loadtxt(ref / "GP_yelp_mcity_item_emb.txt", dtype=np.float32))
+    lists = [np.array(line.split(), dtype=np.int64) for line in
+             (ref / "yelp_mcity_cluster_member_M30.txt").read_text().splitlines() if line.strip()]
+    ranking = np.array([line.split() for line in
+                        (ref / "yelp_mcity_index_user_cluster_M30.txt").read_text().splitlines()
+                        if line.strip()], dtype=np.int64)
+    index = ClusterIndex(lists, raw.num_items)
+    res = retrieval_ranking(lambda u, c: -(user[u][:, None, :] - item[c]).norm(dim=-1),
+                            lambda u: index.candidates(ranking[u.numpy(), :2]),
+                            data, "test", [20])
+    m = res.metrics
+    assert round(m["recall@20"], 4) == 0.1037
+    assert round(m["precision@20"], 4) == 0.0156
+    assert round(m["hr@20"], 4) == 0.2672
+    assert round(m["arhr@20"], 4) == 0.0653
+    assert m["pool_size"] == pytest.approx(175.5, abs=0.05)
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not MIRROR, reason="RECBENCH_MIRROR is not set")
+def test_short_real_run_on_madison(tmp_path):
+    from recbench.config import load_experiment
+    from recbench.data.fetch import fetch
+    from recbench.data.prepare import DataPaths
+    from recbench.data.sources import SOURCES
+    from recbench.runs import read_metrics
+    from recbench.train.loop import train_run
+
+    paths = DataPaths(tmp_path / "data")
+    fetch(SOURCES["yelp-madison"], paths.raw, Path(MIRROR))
+    cfg = load_experiment(Path("experiments/gl_attention_yelp_madison.yaml"), [
+        "model.global_epochs=1", "model.local_epochs=1", "model.attention_epochs=1",
+        "train.num_threads=1", "seeds=[0]"])
+    run = train_run(cfg.model_copy(update={"seed": 0}), paths, tmp_path / "runs")
+    test = read_metrics(run)["test"]
+    assert 0.0 < test["recall@15"] < 1.0
+    assert 0.0 < test["candidate_fraction"] < 0.5  # K = 2 of M = 20 clusters
