@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from recbench.models import mf
+from recbench.models import baselines, gconv_transform, mf
 
 Task = Literal["rating", "ranking", "classification"]
 
@@ -34,4 +34,10 @@ MODELS: dict[str, ModelSpec] = {
                         "BPR matrix factorisation (Rendle et al. 2009)"),
     "most_popular": ModelSpec(mf.MostPopularConfig, mf.make_most_popular_trainer, "ranking",
                               "non-personalised baseline: items by training popularity"),
+    "gconv_transform": ModelSpec(
+        gconv_transform.GConvTransformConfig, gconv_transform.make_gconv_transform_trainer,
+        "classification", "ChebConv → N × (attention, learnable-adjacency GCN) → ChebConv"),
+    "gconv_baseline": ModelSpec(
+        baselines.GConvBaselineConfig, baselines.make_gconv_baseline_trainer, "classification",
+        "GConv-Transform's Table 1 baselines (kind: svm, dnn, cnn, densenet, densecnn)"),
 }
