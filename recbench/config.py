@@ -149,8 +149,8 @@ def explain(exc: ValidationError, raw: dict) -> str:
         allowed = _allowed_keys(exc.title, loc[:-1], raw)
         return f"unknown key '{path}'" + (f" (allowed: {', '.join(allowed)})" if allowed else "")
     if err["type"] == "union_tag_invalid":
-        return f"unknown model '{err['input'] if 'input' in err else '?'}'; valid models: " + ", ".join(
-            sorted(MODELS))
+        tag = (err.get("ctx") or {}).get("tag", "?")
+        return f"unknown model '{tag}'; valid models: " + ", ".join(sorted(MODELS))
     if err["type"] == "union_tag_not_found":
         return "model.name is required; valid models: " + ", ".join(sorted(MODELS))
     return f"{path}: {err['msg']}"

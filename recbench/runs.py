@@ -104,10 +104,11 @@ def read_config(run_dir: Path) -> dict:
 
 
 def read_metrics(run_dir: Path) -> dict:
+    read_config(run_dir)  # a clear error when the folder is not a run directory at all
     path = run_dir / "metrics.json"
     if not path.is_file():
         raise RunError(f"{run_dir} has no metrics.json: the run did not finish; "
-                       f"resume it with `recbench train CONFIG --resume {run_dir}`")
+                       f"resume it with `recbench train --resume {run_dir}`")
     return json.loads(path.read_text())
 
 

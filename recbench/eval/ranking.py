@@ -56,6 +56,7 @@ def full_ranking(score_fn: ScoreFn, data: Dataset, split: str, ks: list[int],
         batch = users[start:start + batch_size]
         with torch.no_grad():
             scores = score_fn(batch.to(device) if device is not None else batch).float().cpu()
+        scores = scores.clone()  # never write into a model-owned or expanded tensor
         rows, cols = _gather_rows(seen_ptr, seen_items, batch)
         scores[rows, cols] = -torch.inf
         top = scores.topk(min(top_n, n_items), dim=1).indices

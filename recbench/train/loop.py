@@ -120,8 +120,8 @@ def train_run(cfg: ExperimentConfig, paths: DataPaths, runs_root: Path, device: 
         if runs.read_config(run_dir) != plain:
             from recbench.errors import RunError
 
-            raise RunError(f"{run_dir} was made with a different config; resume it with its own "
-                           "config.yaml (`recbench train RUN/config.yaml --resume RUN`)")
+            raise RunError(f"{run_dir} was made with a different config; resume it with "
+                           "`recbench train --resume RUN`, which reads the run's own config.yaml")
     else:
         run_dir = runs.create_run_dir(runs_root, cfg.name, chash, plain)
     runs.write_json(run_dir / "env.json", _env(cfg, device))

@@ -1,0 +1,367 @@
+"""The ``recbench`` command line: six thin commands over the library.
+
+This is the one place where errors become a red line and an exit code (2 for bad input, 1 for a
+failed check) and where progress is drawn. torch and DGL are imported inside the commands so
+``recbench --help`` and config errors answer instantly.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from recbench.errors import RecbenchError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Experiment runner for graph and kernel recommender systems.")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _guard(fn):
+    """Run a command body; user-fixable errors become one line, never a traceback."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except RecbenchError as exc:
+            _fail(str(exc))
+        except KeyboardInterrupt:
+            _fail("interrupted; finished runs are kept and an unfinished one can be resumed "
+                  "(`recbench train CONFIG --resume RUN_DIR`, or run the study again)", 130)
+
+    return wrapper
+
+
+def _paths(data_dir: Path | None):
+    from recbench.data.prepare import DataPaths
+
+    return DataPaths(data_dir or Path(os.environ.get("RECBENCH_DATA", "data")))
+
+
+def _runs_root(runs_dir: Path | None) -> Path:
+    return runs_dir or Path(os.environ.get("RECBENCH_RUNS", "runs"))
+
+
+DataDir = typer.Option(None, "--data-dir", help="data folder (default $RECBENCH_DATA or ./data)")
+RunsDir = typer.Option(None, "--runs-dir", help="run folder (default $RECBENCH_RUNS or ./runs)")
+
+
+@app.command()
+@_guard
+def fetch(
+    name: str = typer.Argument(None, help="dataset name (see --list)"),
+    source: Path = typer.Option(None, "--source", help="copy from a local mirror folder instead "
+                                "of downloading (default $RECBENCH_MIRROR)"),
+    force: bool = typer.Option(False, "--force", help="fetch again even if present"),
+    list_: bool = typer.Option(False, "--list", help="list the datasets and exit"),
+    all_: bool = typer.Option(False, "--all", help="fetch every dataset the source holds"),
+    data_dir: Path = DataDir,
+) -> None:
+    """Download (or copy from a mirror) a dataset's raw files, verified by sha256."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    from recbench.data.fetch import fetch as do_fetch
+    from recbench.data.fetch import is_fetched
+    from recbench.data.sources import SOURCES, get_source
+
+    paths = _paths(data_dir)
+    if list_:
+        table = Table("name", "description", "size", "fetched", "licence")
+        for src in SOURCES.values():
+            table.add_row(src.name, src.description, f"{src.size_mb:.1f} MB",
+                          "yes" if is_fetched(src, paths.raw) else "no", src.licence)
+        console.print(table)
+        return
+    mirror = source or (Path(os.environ["RECBENCH_MIRROR"]) if os.environ.get("RECBENCH_MIRROR")
+                        else None)
+    if all_:
+        if mirror is None:
+            _fail("--all needs --source DIR (or RECBENCH_MIRROR)")
+        names = [n for n in SOURCES if (mirror / n).is_dir()]
+    elif name is None:
+        _fail("name a dataset (`recbench fetch --list` shows them)")
+    else:
+        names = [get_source(name).name]
+    for dataset in names:
+        src = SOURCES[dataset]
+        with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                      TransferSpeedColumn(), console=console, transient=True) as bar:
+            tasks: dict[str, int] = {}
+
+            def report(label: str, done: int, total: int | None, bar=bar, tasks=tasks) -> None:
+                if label not in tasks:
+                    tasks[label] = bar.add_task(label, total=total)
+                bar.update(tasks[label], completed=done, total=total)
+
+            written = do_fetch(src, paths.raw, mirror, force, report)
+        where = "mirror" if mirror else "official source"
+        if written:
+            console.print(f"[green]fetched[/] {dataset}: {len(written)} files from the {where} "
+                          f"into {paths.raw / dataset}")
+        else:
+            console.print(f"{dataset} already fetched in {paths.raw / dataset} (--force refetches)")
+        unpinned = paths.raw / dataset / "SHA256SUMS"
+        if written and unpinned.is_file():
+            console.print(f"[yellow]note:[/] no published checksum is pinned for some files of "
+                          f"{dataset}; their sha256 are recorded in {unpinned}")
+
+
+@app.command()
+@_guard
+def preprocess(
+    name: str = typer.Argument(None, help="dataset name, or a new name with --from"),
+    protocol: str = typer.Option(None, "--protocol", help="fixed | random | holdout | loo"),
+    split: str = typer.Option(None, "--split", help="fixed split (u1..u5, ua, ub; default; published)"),
+    seed: int = typer.Option(0, "--seed", help="split seed"),
+    test_ratio: float = typer.Option(0.2, "--test-ratio"),
+    global_split: bool = typer.Option(False, "--global", help="random: split all rows, not per user"),
+    holdout_k: int = typer.Option(3, "--holdout-k"),
+    valid_ratio: float = typer.Option(0.0, "--valid-ratio"),
+    train_ratio: float = typer.Option(1.0, "--train-ratio"),
+    min_rating: float = typer.Option(None, "--min-rating"),
+    from_file: Path = typer.Option(None, "--from", help="your own interactions file"),
+    sep: str = typer.Option(None, "--sep", help="delimiter of --from (detected if omitted)"),
+    header: bool = typer.Option(None, "--header/--no-header", help="--from has a header row"),
+    rating_col: str = typer.Option("2", "--rating-col", help="column name or index; 'none'"),
+    timestamp_col: str = typer.Option("3", "--timestamp-col", help="column name or index; 'none'"),
+    force: bool = typer.Option(False, "--force", help="rebuild even if present"),
+    data_dir: Path = DataDir,
+) -> None:
+    """Build the DGL graph and split masks of a dataset (cached by protocol parameters)."""
+    from recbench.config import DatasetConfig
+    from recbench.data.prepare import preprocess as do_preprocess
+    from recbench.data.prepare import register_custom, resolve
+
+    paths = _paths(data_dir)
+    if name is None:
+        _fail("name a dataset (`recbench fetch --list`), or give --from FILE --name NAME")
+    if from_file is not None:
+        cols = [None if c.lower() == "none" else c for c in (rating_col, timestamp_col)]
+        folder = register_custom(from_file, name, paths, sep, header, *cols)
+        console.print(f"registered {from_file} as dataset '{name}' in {folder}")
+    cfg = resolve(DatasetConfig(
+        name=name, protocol=protocol, split=split, split_seed=seed, test_ratio=test_ratio,
+        per_user=not global_split, holdout_k=holdout_k, valid_ratio=valid_ratio,
+        train_ratio=train_ratio, min_rating=min_rating))
+    with console.status(f"preprocessing {name} ({cfg.protocol})"):
+        out = do_preprocess(cfg, paths, force=force)
+    import json
+
+    meta = json.loads((out / "meta.json").read_text())
+    c = meta["counts"]
+    console.print(f"[green]{name}[/] {cfg.protocol}{'/' + cfg.split if cfg.split else ''}: "
+                  f"{meta['num_users']:,} users, {meta['num_items']:,} items, "
+                  f"{meta['num_interactions']:,} interactions → train {c['train']:,}, "
+                  f"valid {c['valid']:,}, test {c['test']:,}"
+                  + (f", social edges {meta['social_edges']:,}" if meta["social_edges"] else "")
+                  + f"\n  {out}")
+
+
+def _metrics_table(title: str, rows: list[tuple[str, dict]]) -> Table:
+    keys: list[str] = []
+    for _, m in rows:
+        keys += [k for k in m if k not in keys]
+    table = Table(title=title)
+    table.add_column("run")
+    for k in keys:
+        table.add_column(k, justify="right")
+    for label, m in rows:
+        table.add_row(label, *(f"{m[k]:.4f}" if k in m else "" for k in keys))
+    return table
+
+
+@app.command()
+@_guard
+def train(
+    experiment: Path = typer.Argument(None, help="experiment YAML (experiments/*.yaml)"),
+    set_: list[str] = typer.Option([], "--set", help="override a key: model.emb_dim=128"),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N"),
+    resume: Path = typer.Option(None, "--resume", help="continue an interrupted run directory"),
+    seed: int = typer.Option(None, "--seed", help="run only this seed"),
+    data_dir: Path = DataDir,
+    runs_dir: Path = RunsDir,
+) -> None:
+    """Train an experiment (one run per seed) and print its test metrics."""
+    from recbench.config import expand_seeds, load_experiment, validate
+    from recbench.runs import read_config
+
+    if resume is not None:
+        cfg = validate(read_config(resume), str(resume / "config.yaml"))
+        configs = [cfg]
+    elif experiment is None:
+        _fail("name an experiment file (e.g. experiments/bpr_mf.yaml) or --resume RUN_DIR")
+    else:
+        cfg = load_experiment(experiment, set_)
+        configs = expand_seeds(cfg)
+        if seed is not None:
+            configs = [c.model_copy(update={"seed": seed}) for c in configs[:1]]
+    rows = []
+    for run_cfg in configs:
+        run_dir = _train_one(run_cfg, _paths(data_dir), _runs_root(runs_dir), device, resume)
+        import json
+
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        rows.append((f"seed {run_cfg.seed}", metrics["test"]))
+        console.print(f"[green]done[/] {run_dir}  ({metrics['train_seconds']:.1f} s, "
+                      f"best epoch {metrics['best_epoch']})")
+    console.print(_metrics_table(f"{cfg.name}: test metrics", rows))
+    if cfg.paper:
+        console.print("paper: " + ", ".join(f"{k} {v}" for k, v in cfg.paper.items()))
+
+
+def _train_one(cfg, paths, runs_root: Path, device: str, resume: Path | None) -> Path:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from recbench.train.loop import train_run
+
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), "{task.fields[info]}", console=console,
+                  transient=True) as bar:
+        task = bar.add_task(f"{cfg.name} seed {cfg.seed}", total=None, info="loading data")
+
+        def report(rec: dict) -> None:
+            loss = ", ".join(f"{k} {v:.4f}" for k, v in rec.items()
+                             if isinstance(v, float) and not k.startswith(("valid_", "train_s"))
+                             and k not in ("best",))
+            val = rec.get(f"valid_{rec['monitor']}")
+            info = loss + (f" | valid {rec['monitor']} {val:.4f}" if val is not None else "")
+            bar.update(task, completed=rec["epoch"], total=rec["epochs"], info=info)
+
+        return train_run(cfg, paths, runs_root, device, resume, report)
+
+
+@app.command("eval")
+@_guard
+def eval_(
+    run_dir: Path = typer.Argument(..., help="a finished run directory"),
+    device: str = typer.Option("cpu", "--device"),
+    tolerance: float = typer.Option(1e-5, "--tol", help="allowed absolute difference"),
+    data_dir: Path = DataDir,
+) -> None:
+    """Reload a run's best checkpoint and re-check its test metrics against metrics.json."""
+    from recbench.train.loop import evaluate_run
+
+    fresh, stored = evaluate_run(run_dir, _paths(data_dir), device)
+    table = Table("metric", "metrics.json", "recomputed", "match", title=str(run_dir))
+    ok = True
+    for key, value in stored.items():
+        new = fresh.get(key)
+        same = new is not None and abs(new - value) <= tolerance
+        ok &= same
+        table.add_row(key, f"{value:.6f}", "—" if new is None else f"{new:.6f}",
+                      "[green]yes[/]" if same else "[red]NO[/]")
+    console.print(table)
+    if not ok:
+        _fail(f"{run_dir}: recomputed metrics differ from metrics.json", 1)
+
+
+def _run_study(study, jobs: int, dry_run: bool, rerun: bool, device: str, data_dir, runs_dir,
+               results_dir: Path) -> None:
+    from recbench import report, studies
+
+    paths, runs_root = _paths(data_dir), _runs_root(runs_dir)
+    plan = studies.plan(study, runs_root)
+    cached = sum(1 for p in plan if p.cached is not None)
+    console.print(f"study [bold]{study.study}[/]: {len(plan)} runs, {cached} cached"
+                  + (" (--rerun: all will run)" if rerun else ""))
+    if dry_run:
+        table = Table("experiment", "variant", "seed", "hash", "status")
+        for p in plan:
+            table.add_row(p.base, p.variant, str(p.seed), p.hash,
+                          "cached" if p.cached and not rerun else "to run")
+        console.print(table)
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), "{task.fields[info]}", console=console) as bar:
+        task = bar.add_task(study.study, total=len(plan), info="")
+
+        def on_done(p, outcome: str) -> None:
+            bar.advance(task)
+            bar.update(task, info=f"{p.base} {p.variant} seed {p.seed}: {outcome}")
+
+        failures = studies.execute(plan, paths, runs_root, jobs=jobs, rerun=rerun, device=device,
+                                   on_done=on_done)
+    for p, message in failures:
+        err_console.print(f"[red]failed[/] {p.base} {p.variant} seed {p.seed}: {message}")
+    result = studies.aggregate(study, studies.plan(study, runs_root))
+    out = report.write_study(result, results_dir / study.study)
+    console.print(report.rich_table(result))
+    console.print(f"wrote {out}/table.md, table.csv, table.tex, plot.png, runs.txt")
+    if failures:
+        raise typer.Exit(1)
+
+
+StudyJobs = typer.Option(1, "--jobs", help="parallel processes (CPU threads are split)")
+
+
+@app.command()
+@_guard
+def sweep(
+    experiment: Path = typer.Argument(..., help="experiment YAML"),
+    set_: list[str] = typer.Option([], "--set", help="key=v1,v2 (several --set form a grid)"),
+    seeds: str = typer.Option(None, "--seeds", help="comma-separated seeds (default: the file's)"),
+    name: str = typer.Option(None, "--name", help="study name (default derived)"),
+    metric: str = typer.Option(None, "--metric", help="table metric (default: the task's)"),
+    jobs: int = StudyJobs,
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and what is cached"),
+    rerun: bool = typer.Option(False, "--rerun", help="run again even if cached"),
+    device: str = typer.Option("cpu", "--device"),
+    data_dir: Path = DataDir,
+    runs_dir: Path = RunsDir,
+    results_dir: Path = typer.Option(Path("results"), "--results-dir"),
+) -> None:
+    """Run an ad-hoc grid over one experiment and write results/NAME/."""
+    from recbench import studies
+
+    study = studies.adhoc(experiment, set_, seeds, name, metric)
+    _run_study(study, jobs, dry_run, rerun, device, data_dir, runs_dir, results_dir)
+
+
+@app.command()
+@_guard
+def ablate(
+    study_name: str = typer.Option(None, "--study", help="a study of experiments/studies/"),
+    list_: bool = typer.Option(False, "--list", help="list the named studies"),
+    jobs: int = StudyJobs,
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and what is cached"),
+    rerun: bool = typer.Option(False, "--rerun", help="run again even if cached"),
+    set_: list[str] = typer.Option([], "--set", help="override a key in every run"),
+    device: str = typer.Option("cpu", "--device"),
+    studies_dir: Path = typer.Option(Path("experiments/studies"), "--studies-dir"),
+    data_dir: Path = DataDir,
+    runs_dir: Path = RunsDir,
+    results_dir: Path = typer.Option(Path("results"), "--results-dir"),
+) -> None:
+    """Run a named study (sweep or ablation) and write its table and plot to results/NAME/."""
+    from recbench import studies
+
+    if list_:
+        table = Table("study", "bases", "runs", "description")
+        for s in studies.list_studies(studies_dir):
+            table.add_row(s.study, ", ".join(Path(b).stem for b in s.base),
+                          str(studies.count_runs(s)), s.description)
+        console.print(table)
+        return
+    if study_name is None:
+        _fail("name a study with --study NAME (`recbench ablate --list` shows them)")
+    study = studies.load_study(studies_dir, study_name, set_)
+    _run_study(study, jobs, dry_run, rerun, device, data_dir, runs_dir, results_dir)
+
+
+def main() -> None:  # pragma: no cover - console entry point alias
+    app(prog_name="recbench", args=sys.argv[1:])

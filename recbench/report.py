@@ -1,0 +1,164 @@
+"""Study output: table.md / table.csv / table.tex, plot.png and runs.txt, paper beside ours."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+
+from rich.table import Table
+
+from recbench.runs import atomic_write_bytes, atomic_write_text
+from recbench.studies import Cell, StudyResult
+
+
+def _fmt(x: float | None, digits: int = 4) -> str:
+    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def _ours(cell: Cell) -> str:
+    if not cell.values:
+        return "(not run)"
+    if len(cell.values) == 1:
+        return f"{cell.mean:.4f}"
+    return f"{cell.mean:.4f} ± {cell.std:.4f}"
+
+
+def _p(cell: Cell, result: StudyResult) -> str:
+    if cell.variant == result.reference:
+        return "ref"
+    if cell.p_value is None:
+        return ""
+    mark = " *" if cell.p_value < 0.05 else ""
+    return f"{cell.p_value:.2g}{mark}"
+
+
+def _rows(result: StudyResult) -> list[list[str]]:
+    rows = []
+    for c in result.cells:
+        diff = c.mean - c.paper if c.paper is not None and c.values else None
+        rows.append([c.base, c.dataset, c.variant, _ours(c), str(len(c.values)), _fmt(c.paper),
+                     _fmt(diff), _p(c, result)])
+    return rows
+
+
+HEADER = ["experiment", "dataset", "variant", "ours (mean ± std)", "seeds", "paper", "ours − paper",
+          "p vs ref"]
+
+
+def markdown(result: StudyResult) -> str:
+    s = result.study
+    lines = [f"# {s.study}", "", s.description, "",
+             f"Metric: **{result.metric}** (test split; mean ± sample std over seeds). "
+             f"Reference variant for the paired Wilcoxon signed-rank test: `{result.reference}` "
+             "(* = p < 0.05, units pooled over seeds).", "",
+             "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(r) + " |" for r in _rows(result)]
+    return "\n".join(lines) + "\n"
+
+
+def csv_text(result: StudyResult) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["experiment", "dataset", "variant", "metric", "mean", "std", "seeds", "paper",
+                "diff", "p_value", "values"])
+    for c in result.cells:
+        diff = c.mean - c.paper if c.paper is not None and c.values else ""
+        w.writerow([c.base, c.dataset, c.variant, result.metric, _fmt(c.mean, 6),
+                    _fmt(c.std, 6), len(c.values), "" if c.paper is None else c.paper,
+                    diff if diff == "" else f"{diff:.6f}",
+                    "" if c.p_value is None else f"{c.p_value:.6g}",
+                    " ".join(f"{v:.6f}" for v in c.values)])
+    return buf.getvalue()
+
+
+def latex(result: StudyResult) -> str:
+    def esc(t: str) -> str:
+        for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("&", r"\&"), ("%", r"\%"),
+                     ("#", r"\#"), ("±", r"$\pm$")):
+            t = t.replace(a, b)
+        return t
+
+    lines = [r"\begin{tabular}{lllrrrl}", r"\toprule",
+             r"Experiment & Dataset & Variant & Ours & Paper & $\Delta$ & $p$ \\", r"\midrule"]
+    for r in _rows(result):
+        lines.append(" & ".join(esc(x) for x in (r[0], r[1], r[2], r[3], r[5], r[6], r[7]))
+                     + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}",
+              f"% {result.study.study}: {result.metric}, mean $\\pm$ std over seeds"]
+    return "\n".join(lines) + "\n"
+
+
+def plot_png(result: StudyResult) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    bases = list(dict.fromkeys(c.base for c in result.cells))
+    fig, axes = plt.subplots(1, len(bases), figsize=(5.5 * len(bases), 4.2), squeeze=False)
+    s = result.study
+    x_label = s.x_label or (next(iter(s.vary)) if s.vary else "variant")
+    for ax, base in zip(axes[0], bases):
+        cells = [c for c in result.cells if c.base == base]
+        dataset = cells[0].dataset
+        if result.numeric_axis:
+            xs = [float(c.variant) for c in cells]
+            ax.errorbar(xs, [c.mean for c in cells], yerr=[c.std for c in cells], marker="o",
+                        capsize=3, label="ours (mean ± std)")
+            px = [(x, c.paper) for x, c in zip(xs, cells) if c.paper is not None]
+            if px:
+                ax.plot(*zip(*px), "s--", color="tab:red", label="paper")
+            ax.set_xlabel(x_label)
+        else:
+            pos = np.arange(len(cells))
+            ax.bar(pos - 0.2, [c.mean for c in cells], 0.4, yerr=[c.std for c in cells],
+                   capsize=3, label="ours (mean ± std)")
+            paper = [c.paper if c.paper is not None else np.nan for c in cells]
+            if not all(np.isnan(paper)):
+                ax.bar(pos + 0.2, paper, 0.4, color="tab:red", alpha=0.7, label="paper")
+            ax.set_xticks(pos, [c.variant for c in cells], rotation=30, ha="right")
+            ax.set_xlabel("variant")
+            finite = [v for c in cells for v in (c.mean - c.std, c.paper) if v is not None
+                      and not np.isnan(v)]
+            if finite:
+                lo, hi = min(finite), max(c.mean + c.std for c in cells)
+                pad = 0.15 * (hi - lo + 1e-9)
+                ax.set_ylim(max(0.0, lo - pad), hi + pad)
+        ax.set_ylabel(f"{result.metric} (test)")
+        ax.set_title(f"{s.study} — {dataset} ({base})", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def runs_listing(result: StudyResult) -> str:
+    lines = []
+    for c in result.cells:
+        lines.append(f"[{c.base} | {c.variant}]")
+        lines += [f"  {p}" for p in c.run_dirs] or ["  (no finished run)"]
+    return "\n".join(lines) + "\n"
+
+
+def write_study(result: StudyResult, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / "table.md", markdown(result))
+    atomic_write_text(folder / "table.csv", csv_text(result))
+    atomic_write_text(folder / "table.tex", latex(result))
+    atomic_write_text(folder / "runs.txt", runs_listing(result))
+    if any(c.values for c in result.cells):
+        atomic_write_bytes(folder / "plot.png", plot_png(result))
+    return folder
+
+
+def rich_table(result: StudyResult) -> Table:
+    table = Table(*HEADER, title=f"{result.study.study}: {result.metric}")
+    for r in _rows(result):
+        table.add_row(*r)
+    return table

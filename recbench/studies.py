@@ -1,0 +1,331 @@
+"""Sweeps and ablations: expand a study into ordinary runs, run what is missing, aggregate.
+
+Every variant × experiment × seed is one run directory identified by the hash of its resolved
+config, so a study that is started again reuses finished runs, resumes a partial one from its
+``last.pt`` and only runs what is missing. Aggregation reads the run directories alone.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from pydantic import Field, ValidationError
+
+from recbench import runs
+from recbench.config import (
+    ExperimentConfig,
+    Strict,
+    load_experiment,
+    parse_override,
+    run_hash,
+    to_plain,
+    with_overrides,
+)
+from recbench.errors import ConfigError, RecbenchError
+
+
+class StudyConfig(Strict):
+    """A named study file (experiments/studies/NAME.yaml)."""
+
+    study: str
+    description: str = ""
+    base: list[str]
+    vary: dict[str, list[Any]] = Field(default_factory=dict)
+    variants: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    set: dict[str, Any] = Field(default_factory=dict)
+    seeds: list[int] | None = None
+    metric: str | None = None
+    reference: str | None = None
+    x_label: str | None = None
+    paper: dict[str, dict[str, float]] = Field(default_factory=dict)
+
+
+@dataclass
+class PlannedRun:
+    base: str  # experiment name
+    dataset: str
+    variant: str
+    seed: int
+    cfg: ExperimentConfig
+    hash: str
+    cached: Path | None
+
+
+@dataclass
+class Cell:
+    base: str
+    dataset: str
+    variant: str
+    values: list[float]
+    run_dirs: list[Path]
+    paper: float | None = None
+    p_value: float | None = None
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.values)) if self.values else float("nan")
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.values, ddof=1)) if len(self.values) > 1 else 0.0
+
+
+@dataclass
+class StudyResult:
+    study: StudyConfig
+    metric: str
+    reference: str
+    cells: list[Cell]
+    numeric_axis: bool
+    variants: list[str] = field(default_factory=list)
+
+
+def load_study(studies_dir: Path, name: str, overrides: list[str] | None = None) -> StudyConfig:
+    known = {s.study: s for s in list_studies(studies_dir)}
+    if name not in known:
+        raise ConfigError(f"unknown study '{name}'; known studies: {', '.join(sorted(known)) or 'none'}")
+    study = known[name]
+    if overrides:
+        extra = dict(study.set)
+        extra.update(dict(parse_override(o) for o in overrides))
+        study = study.model_copy(update={"set": extra})
+    return study
+
+
+def read_study(path: Path) -> StudyConfig:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where}: malformed YAML") from None
+    try:
+        return StudyConfig.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        allowed = ", ".join(StudyConfig.model_fields)
+        hint = f" (allowed keys: {allowed})" if err["type"] == "extra_forbidden" else ""
+        raise ConfigError(f"{path}: {loc}: {err['msg']}{hint}") from None
+
+
+def list_studies(studies_dir: Path) -> list[StudyConfig]:
+    """Every study file; names must be unique because they name results/NAME/."""
+    found: dict[str, Path] = {}
+    out = []
+    for path in sorted(studies_dir.glob("*.yaml")):
+        study = read_study(path)
+        if study.study in found:
+            raise ConfigError(f"study name '{study.study}' is used by both {found[study.study]} "
+                              f"and {path}; study names must be unique")
+        found[study.study] = path
+        out.append(study)
+    return out
+
+
+def _label(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+
+
+def variant_patches(study: StudyConfig) -> list[tuple[str, dict[str, Any]]]:
+    """(label, dotted-key patch) for the grid of ``vary`` and the named ``variants``."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    if study.vary:
+        keys = list(study.vary)
+        for combo in itertools.product(*(study.vary[k] for k in keys)):
+            if len(keys) == 1:
+                label = _label(combo[0])
+            else:
+                label = ", ".join(f"{k.split('.')[-1]}={_label(v)}" for k, v in zip(keys, combo))
+            out.append((label, dict(zip(keys, combo))))
+    out.extend((name, dict(patch)) for name, patch in study.variants.items())
+    return out or [("base", {})]
+
+
+def _base_config(path: str, study: StudyConfig) -> ExperimentConfig:
+    overrides = [f"{k}={json.dumps(v)}" for k, v in study.set.items()]
+    return load_experiment(Path(path), overrides)
+
+
+def plan(study: StudyConfig, runs_root: Path) -> list[PlannedRun]:
+    out = []
+    for base_path in study.base:
+        base = _base_config(base_path, study)
+        for label, patch in variant_patches(study):
+            cfg = with_overrides(base, patch) if patch else base
+            for seed in study.seeds if study.seeds is not None else cfg.seeds:
+                run_cfg = cfg.model_copy(update={"seed": seed})
+                h = run_hash(run_cfg)
+                out.append(PlannedRun(base.name, cfg.dataset.name, label, seed, run_cfg, h,
+                                      runs.find_finished(runs_root, run_cfg.name, h)))
+    return out
+
+
+def count_runs(study: StudyConfig) -> int:
+    n_variants = len(variant_patches(study))
+    n_seeds = len(study.seeds) if study.seeds is not None else 0
+    return len(study.base) * n_variants * n_seeds if n_seeds else len(study.base) * n_variants
+
+
+def _run_planned(plain: dict, data_root: str, runs_root: str, device: str,
+                 threads: int | None) -> str:
+    """Train one planned run (also the body of a worker process)."""
+    import torch
+
+    from recbench.config import validate
+    from recbench.data.prepare import DataPaths
+    from recbench.train.loop import train_run
+
+    if threads:
+        torch.set_num_threads(threads)
+    cfg = validate(plain, plain.get("name", "study run"))
+    partial = runs.find_partial(Path(runs_root), cfg.name, run_hash(cfg))
+    return str(train_run(cfg, DataPaths(Path(data_root)), Path(runs_root), device, partial))
+
+
+def execute(planned: list[PlannedRun], paths, runs_root: Path, jobs: int = 1,
+            rerun: bool = False, device: str = "cpu",
+            on_done: Callable[[PlannedRun, str], None] | None = None
+            ) -> list[tuple[PlannedRun, str]]:
+    """Run every planned run not cached (all with ``rerun``); one failure never stops the rest."""
+    todo = [p for p in planned if rerun or p.cached is None]
+    for p in planned:
+        if p not in todo and on_done:
+            on_done(p, "cached")
+    failures: list[tuple[PlannedRun, str]] = []
+    if jobs <= 1:
+        for p in todo:
+            try:
+                _run_planned(to_plain(p.cfg), str(paths.root), str(runs_root), device, None)
+                if on_done:
+                    on_done(p, "done")
+            except (RecbenchError, Exception) as exc:  # noqa: BLE001 - reported, others go on
+                failures.append((p, str(exc) or type(exc).__name__))
+                if on_done:
+                    on_done(p, "failed")
+        return failures
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+        futures = {pool.submit(_run_planned, to_plain(p.cfg), str(paths.root), str(runs_root),
+                               device, threads): p for p in todo}
+        for fut in as_completed(futures):
+            p = futures[fut]
+            try:
+                fut.result()
+                if on_done:
+                    on_done(p, "done")
+            except Exception as exc:  # noqa: BLE001 - reported, others go on
+                failures.append((p, str(exc) or type(exc).__name__))
+                if on_done:
+                    on_done(p, "failed")
+    return failures
+
+
+def _per_unit(run_dir: Path, metric: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+    path = run_dir / "per_unit.npz"
+    if not path.is_file():
+        return None, None
+    data = np.load(path)
+    if metric in data:
+        values = data[metric]
+    elif metric in ("rmse", "mse") and "squared_error" in data:
+        values = data["squared_error"]
+    elif metric == "mae" and "squared_error" in data:
+        values = np.sqrt(data["squared_error"])
+    else:
+        return None, None
+    ids = next((data[k] for k in ("user", "index") if k in data), np.arange(len(values)))
+    return ids, values
+
+
+def paired_p_value(pairs: list[tuple[Path, Path]], metric: str) -> float | None:
+    """Paired Wilcoxon signed-rank over units (users, ratings or samples), seeds pooled."""
+    from scipy.stats import wilcoxon
+
+    xs, ys = [], []
+    for run_a, run_b in pairs:
+        ids_a, va = _per_unit(run_a, metric)
+        ids_b, vb = _per_unit(run_b, metric)
+        if va is None or vb is None:
+            return None
+        common, ia, ib = np.intersect1d(ids_a, ids_b, return_indices=True)
+        if len(common) == 0:
+            return None
+        xs.append(va[ia])
+        ys.append(vb[ib])
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    if np.allclose(x, y):
+        return 1.0
+    return float(wilcoxon(x, y).pvalue)
+
+
+def _default_metric(planned: list[PlannedRun]) -> str:
+    for p in planned:
+        if p.cached is not None:
+            return runs.read_metrics(p.cached)["monitor"]
+    return "rmse"
+
+
+def aggregate(study: StudyConfig, planned: list[PlannedRun]) -> StudyResult:
+    """Mean ± std per (experiment, variant) over finished seeds, the paper's figure, p-values."""
+    metric = study.metric or _default_metric(planned)
+    labels = list(dict.fromkeys(p.variant for p in planned))
+    reference = study.reference or labels[0]
+    cells: dict[tuple[str, str], Cell] = {}
+    by_seed: dict[tuple[str, str, int], Path] = {}
+    for p in planned:
+        cell = cells.setdefault((p.base, p.variant), Cell(p.base, p.dataset, p.variant, [], []))
+        if p.cached is None:
+            continue
+        test = runs.read_metrics(p.cached)["test"]
+        if metric not in test:
+            raise ConfigError(f"study {study.study}: metric '{metric}' not in {p.cached}/metrics.json "
+                              f"(has {', '.join(test)})")
+        cell.values.append(float(test[metric]))
+        cell.run_dirs.append(p.cached)
+        by_seed[(p.base, p.variant, p.seed)] = p.cached
+    for cell in cells.values():
+        paper = study.paper.get(cell.base, study.paper.get(cell.dataset, {}))
+        cell.paper = paper.get(cell.variant)
+        if cell.variant != reference and cell.values:
+            pairs = [(run, by_seed[(cell.base, reference, seed)])
+                     for (b, v, seed), run in by_seed.items()
+                     if b == cell.base and v == cell.variant and (b, reference, seed) in by_seed]
+            cell.p_value = paired_p_value(pairs, metric) if pairs else None
+    numeric = len(study.vary) == 1 and not study.variants and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in next(iter(study.vary.values())))
+    return StudyResult(study, metric, reference, list(cells.values()), numeric, labels)
+
+
+def adhoc(experiment: Path, sets: list[str], seeds: str | None, name: str | None,
+          metric: str | None) -> StudyConfig:
+    """A study built in memory from ``recbench sweep EXP --set key=v1,v2``."""
+    vary: dict[str, list[Any]] = {}
+    for text in sets:
+        if "=" not in text:
+            raise ConfigError(f"--set takes key=v1,v2 (e.g. model.emb_dim=32,64), got '{text}'")
+        key, values = text.split("=", 1)
+        try:
+            parsed = yaml.safe_load(f"[{values}]")
+        except yaml.YAMLError:
+            parsed = values.split(",")
+        vary[key.strip()] = parsed
+    if not vary:
+        raise ConfigError("sweep needs at least one --set key=v1,v2")
+    base = load_experiment(experiment)
+    stem = "-".join(k.split(".")[-1] for k in vary)
+    return StudyConfig(
+        study=name or f"sweep-{base.name}-{stem}", description=f"ad-hoc sweep of {experiment}",
+        base=[str(experiment)], vary=vary,
+        seeds=[int(s) for s in seeds.split(",")] if seeds else None, metric=metric)

@@ -1,0 +1,75 @@
+"""Shared fixtures: a tiny seeded interactions file registered as dataset 'tiny', the mirror."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+os.environ.setdefault("DGLBACKEND", "pytorch")
+
+
+def make_interactions(num_users: int = 24, num_items: int = 30, per_user: int = 10,
+                      seed: int = 0) -> pd.DataFrame:
+    """Users with a preference for one of three item blocks, so models have signal to learn."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(num_users):
+        block = u % 3
+        pool = np.arange(block * num_items // 3, (block + 1) * num_items // 3)
+        liked = rng.choice(pool, size=min(per_user - 2, len(pool)), replace=False)
+        other = rng.choice(np.setdiff1d(np.arange(num_items), liked), size=2, replace=False)
+        for t, i in enumerate(np.concatenate([liked, other])):
+            rows.append((f"u{u}", f"i{i}", float(rng.integers(3, 6) if i in liked else 1), 1000 + t))
+    return pd.DataFrame(rows, columns=["user", "item", "rating", "timestamp"])
+
+
+@pytest.fixture
+def tiny_paths(tmp_path: Path):
+    """DataPaths whose raw folder holds the registered dataset 'tiny'."""
+    from recbench.data.prepare import DataPaths, register_custom
+
+    csv = tmp_path / "tiny.csv"
+    make_interactions().to_csv(csv, index=False)
+    paths = DataPaths(tmp_path / "data")
+    register_custom(csv, "tiny", paths, None, None, "rating", "timestamp")
+    return paths
+
+
+def write_experiment(folder: Path, name: str, **sections) -> Path:
+    body = {"name": name,
+            "dataset": {"name": "tiny", "protocol": "random", "test_ratio": 0.2,
+                        "valid_ratio": 0.2},
+            "model": {"name": "bpr_mf", "emb_dim": 8},
+            "train": {"epochs": 4, "lr": 0.05, "batch_size": 64, "patience": None},
+            "eval": {"k": [5]}, "seeds": [0]}
+    for key, value in sections.items():
+        body[key] = {**body.get(key, {}), **value} if isinstance(value, dict) else value
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(body, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="session")
+def mirror() -> Path:
+    value = os.environ.get("RECBENCH_MIRROR")
+    if not value or not Path(value).is_dir():
+        pytest.skip("RECBENCH_MIRROR is not set to the dataset mirror")
+    return Path(value)
+
+
+@pytest.fixture(scope="session")
+def real_paths(tmp_path_factory, mirror: Path):
+    """A session data folder with every mirrored dataset fetched from the mirror."""
+    from recbench.data.fetch import fetch
+    from recbench.data.prepare import DataPaths
+    from recbench.data.sources import SOURCES
+
+    paths = DataPaths(tmp_path_factory.mktemp("realdata"))
+    for name in ("ml-100k", "douban-monti", "yelp-madison", "yelp-pittsburgh"):
+        fetch(SOURCES[name], paths.raw, mirror)
+    return paths

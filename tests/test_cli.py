@@ -1,0 +1,88 @@
+"""Bad input gets one clear line and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from recbench.cli import app
+from tests.conftest import write_experiment
+
+runner = CliRunner()
+
+
+def _invoke(*args: str, env: dict | None = None):
+    result = runner.invoke(app, list(args), env=env or {})
+    out = result.output
+    assert "Traceback" not in out, out
+    return result, out
+
+
+def _one_error_line(out: str) -> str:
+    lines = [ln for ln in out.strip().splitlines() if ln.strip()]
+    assert lines and lines[0].startswith("error:"), out
+    return " ".join(lines)  # rich may wrap one long line
+
+
+def test_malformed_yaml_names_file_and_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nmodel: {name: bpr_mf\ntrain: [1, 2\n")
+    result, out = _invoke("train", str(bad))
+    assert result.exit_code == 2
+    msg = _one_error_line(out)
+    assert "bad.yaml" in msg and "line" in msg and "malformed YAML" in msg
+
+
+def test_unknown_key_lists_allowed_keys(tmp_path):
+    exp = write_experiment(tmp_path, "e", model={"name": "bpr_mf", "emb_dimm": 8})
+    result, out = _invoke("train", str(exp))
+    assert result.exit_code == 2
+    msg = _one_error_line(out)
+    assert "model.emb_dimm" in msg and "emb_dim" in msg and "allowed" in msg
+
+
+def test_unknown_model_lists_valid_models(tmp_path):
+    exp = write_experiment(tmp_path, "e", model={"name": "deepfm"})
+    result, out = _invoke("train", str(exp))
+    assert result.exit_code == 2
+    msg = _one_error_line(out)
+    assert "unknown model 'deepfm'" in msg and "bpr_mf" in msg
+
+
+def test_unknown_dataset_lists_valid_names(tmp_path):
+    result, out = _invoke("fetch", "movielens-5m", "--data-dir", str(tmp_path))
+    assert result.exit_code == 2
+    assert "unknown dataset 'movielens-5m'" in _one_error_line(out) and "ml-100k" in out
+
+
+def test_dataset_not_fetched_says_which_command(tmp_path):
+    exp = write_experiment(tmp_path, "e", dataset={"name": "yelp-madison"})
+    result, out = _invoke("train", str(exp), "--data-dir", str(tmp_path / "empty"))
+    assert result.exit_code == 2
+    assert "recbench fetch yelp-madison" in _one_error_line(out)
+
+
+def test_missing_run_directory(tmp_path):
+    result, out = _invoke("eval", str(tmp_path / "runs" / "nope"))
+    assert result.exit_code == 2
+    assert "not a run directory" in _one_error_line(out)
+
+
+def test_unknown_study(tmp_path):
+    (tmp_path / "studies").mkdir()
+    result, out = _invoke("ablate", "--study", "nope", "--studies-dir", str(tmp_path / "studies"))
+    assert result.exit_code == 2
+    assert "unknown study 'nope'" in _one_error_line(out)
+
+
+def test_bad_override_syntax(tmp_path):
+    exp = write_experiment(tmp_path, "e")
+    result, out = _invoke("train", str(exp), "--set", "model.emb_dim")
+    assert result.exit_code == 2
+    assert "key=value" in _one_error_line(out)
+
+
+@pytest.mark.parametrize("args", [["--help"], ["fetch", "--help"], ["ablate", "--help"]])
+def test_help_works(args):
+    result, _ = _invoke(*args)
+    assert result.exit_code == 0

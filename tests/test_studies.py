@@ -1,0 +1,98 @@
+"""The studies engine on tiny data: caching, resume, aggregation by hand, --jobs parity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import yaml
+
+from recbench import report, runs, studies
+from tests.conftest import write_experiment
+
+
+def _study(tmp_path, **extra) -> studies.StudyConfig:
+    exp = write_experiment(tmp_path, "tiny-bpr")
+    body = {"study": "dims", "description": "embedding size", "base": [str(exp)],
+            "vary": {"model.emb_dim": [4, 8]}, "seeds": [0, 1], "metric": "recall@5",
+            "paper": {"tiny": {"8": 0.5}}, **extra}
+    (tmp_path / "studies").mkdir(exist_ok=True)
+    (tmp_path / "studies" / "dims.yaml").write_text(yaml.safe_dump(body))
+    return studies.load_study(tmp_path / "studies", "dims")
+
+
+def test_study_runs_then_caches(tmp_path, tiny_paths):
+    study = _study(tmp_path)
+    root = tmp_path / "runs"
+    plan = studies.plan(study, root)
+    assert len(plan) == 4 and all(p.cached is None for p in plan)
+    assert studies.execute(plan, tiny_paths, root) == []
+    again = studies.plan(study, root)
+    assert all(p.cached is not None for p in again)
+    done = []
+    studies.execute(again, tiny_paths, root, on_done=lambda p, s: done.append(s))
+    assert done == ["cached"] * 4
+
+
+def test_interrupted_study_runs_only_the_missing(tmp_path, tiny_paths):
+    study = _study(tmp_path)
+    root = tmp_path / "runs"
+    plan = studies.plan(study, root)
+    studies.execute(plan[:1], tiny_paths, root)  # "killed" after the first run
+    plan = studies.plan(study, root)
+    assert sum(p.cached is not None for p in plan) == 1
+    ran = []
+    studies.execute(plan, tiny_paths, root, on_done=lambda p, s: ran.append(s))
+    assert ran.count("done") == 3 and ran.count("cached") == 1
+
+
+def test_aggregate_equals_hand_computation(tmp_path, tiny_paths):
+    study = _study(tmp_path)
+    root = tmp_path / "runs"
+    studies.execute(studies.plan(study, root), tiny_paths, root)
+    result = studies.aggregate(study, studies.plan(study, root))
+    for cell in result.cells:
+        values = [runs.read_metrics(d)["test"]["recall@5"] for d in cell.run_dirs]
+        assert cell.mean == pytest.approx(np.mean(values))
+        assert cell.std == pytest.approx(np.std(values, ddof=1))
+    eight = next(c for c in result.cells if c.variant == "8")
+    assert eight.paper == 0.5 and eight.p_value is not None
+    out = report.write_study(result, tmp_path / "results" / "dims")
+    for name in ("table.md", "table.csv", "table.tex", "plot.png", "runs.txt"):
+        assert (out / name).is_file()
+    assert "0.5000" in (out / "table.md").read_text()
+
+
+def test_jobs_two_gives_the_same_table(tmp_path, tiny_paths):
+    study = _study(tmp_path)
+    one, two = tmp_path / "r1", tmp_path / "r2"
+    studies.execute(studies.plan(study, one), tiny_paths, one, jobs=1)
+    assert studies.execute(studies.plan(study, two), tiny_paths, two, jobs=2) == []
+    a = report.csv_text(studies.aggregate(study, studies.plan(study, one)))
+    b = report.csv_text(studies.aggregate(study, studies.plan(study, two)))
+    assert a == b
+
+
+def test_a_failing_variant_does_not_stop_the_others(tmp_path, tiny_paths):
+    study = _study(tmp_path, vary={"model.emb_dim": [8]},
+                   variants={"broken": {"dataset.split": "nope", "dataset.protocol": "fixed"}})
+    root = tmp_path / "runs"
+    failures = studies.execute(studies.plan(study, root), tiny_paths, root)
+    assert {p.variant for p, _ in failures} == {"broken"}
+    assert sum(p.cached is not None for p in studies.plan(study, root)) == 2
+
+
+def test_adhoc_sweep_parses_value_lists(tmp_path):
+    exp = write_experiment(tmp_path, "e")
+    study = studies.adhoc(exp, ["model.emb_dim=4,8,16", "train.lr=0.01"], "0,1", None, None)
+    assert study.vary == {"model.emb_dim": [4, 8, 16], "train.lr": [0.01]}
+    assert study.seeds == [0, 1] and study.study == "sweep-e-emb_dim-lr"
+
+
+def test_duplicate_study_names_are_rejected(tmp_path):
+    from recbench.errors import ConfigError
+
+    (tmp_path / "s").mkdir()
+    for f in ("a.yaml", "b.yaml"):
+        (tmp_path / "s" / f).write_text("study: same\nbase: [x.yaml]\n")
+    with pytest.raises(ConfigError, match="unique"):
+        studies.list_studies(tmp_path / "s")
