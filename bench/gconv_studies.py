@@ -37,8 +37,8 @@ def extra_table(result: studies.StudyResult, seeds: list[int]) -> str:
                          + f" | {cell.paper if cell.paper is not None else ''} |")
             continue
 
-        def mean(get) -> float:
-            return statistics.fmean(get(m) for m in metrics)
+        def mean(get, rows=metrics) -> float:
+            return statistics.fmean(get(m) for m in rows)
 
         vals = [mean(lambda m: m["test"]["accuracy@1"]), mean(lambda m: m["test"]["accuracy@3"]),
                 mean(lambda m: m["extra"]["inference_ms_per_batch"]),
