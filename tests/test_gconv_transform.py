@@ -294,3 +294,24 @@ def test_ml100k_genre_task_end_to_end(tmp_path):
     tr.train_epoch(0)
     acc = tr.evaluate("test").metrics["accuracy@1"]
     assert acc > floor + 0.02  # beats always guessing Drama after 150 batches
+
+
+def test_experiment_and_study_files_validate(tmp_path):
+    from recbench import studies
+    from recbench.config import load_experiment
+
+    root = Path(__file__).resolve().parents[1]
+    for name in ("gconv_transform", "gconv_baseline", "gconv_transform_ml1m"):
+        cfg = load_experiment(root / "experiments" / f"{name}.yaml")
+        assert cfg.train.batch_size == 96 and cfg.train.patience == 5 and cfg.train.epochs == 50
+    expected = {"gconv-table1": 8, "gconv-components": 5, "gconv-n-layers": 6}
+    for name, variants in expected.items():
+        study = studies.load_study(root / "experiments" / "studies", name)
+        planned = studies.plan(study, tmp_path)
+        assert len(planned) == variants * 3  # three seeds each
+    table1 = studies.plan(studies.load_study(root / "experiments" / "studies", "gconv-table1"),
+                          tmp_path)
+    kinds = {p.variant: p.cfg.model for p in table1 if p.seed == 0}
+    assert kinds["svm"].name == "gconv_baseline" and kinds["svm"].kind == "svm"
+    assert kinds["attention"].graph is False and kinds["attention"].chebyshev is False
+    assert kinds["graph"].attention is False and kinds["ours"].num_blocks == 2
