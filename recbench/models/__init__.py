@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from recbench.models import gl_attention, glocal_k, mf
+from recbench.models import baselines, gconv_transform, gl_attention, glocal_k, mf
 from recbench.models.gnn import gat, gcn, lightgcn, ngcf, pinsage, sage, social
 
 Task = Literal["rating", "ranking", "classification"]
@@ -58,4 +58,10 @@ MODELS: dict[str, ModelSpec] = {
                          "PinSage (Ying et al. 2018): random-walk neighbours, hard negatives"),
     "social": ModelSpec(social.SocialConfig, social.make_social_trainer, "ranking",
                         "LightGCN propagating over follow edges as well (social recommendation)"),
+    "gconv_transform": ModelSpec(
+        gconv_transform.GConvTransformConfig, gconv_transform.make_gconv_transform_trainer,
+        "classification", "ChebConv → N × (attention, learnable-adjacency GCN) → ChebConv"),
+    "gconv_baseline": ModelSpec(
+        baselines.GConvBaselineConfig, baselines.make_gconv_baseline_trainer, "classification",
+        "GConv-Transform's Table 1 baselines (kind: svm, dnn, cnn, densenet, densecnn)"),
 }

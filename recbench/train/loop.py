@@ -88,6 +88,9 @@ def _env(cfg: ExperimentConfig, device: str) -> dict:
 
 
 def _has_valid(built: Built) -> bool:
+    own = getattr(built.trainer, "has_valid", None)  # a task with its own split (sample-level)
+    if own is not None:
+        return bool(own)
     return bool(built.ctx.data.g.edges[RATES].data["valid"].any())
 
 
