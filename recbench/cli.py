@@ -280,7 +280,7 @@ def eval_(
 
 
 def _run_study(study, jobs: int, dry_run: bool, rerun: bool, device: str, data_dir, runs_dir,
-               results_dir: Path, threads: int | None = None) -> None:
+               results_dir: Path, threads: int | None = None, report_only: bool = False) -> None:
     from recbench import report, studies
 
     _set_threads(threads)
@@ -289,6 +289,12 @@ def _run_study(study, jobs: int, dry_run: bool, rerun: bool, device: str, data_d
     cached = sum(1 for p in plan if p.cached is not None)
     console.print(f"study [bold]{study.study}[/]: {len(plan)} runs, {cached} cached"
                   + (" (--rerun: all will run)" if rerun else ""))
+    if report_only:
+        result = studies.aggregate(study, plan)
+        out = report.write_study(result, results_dir / study.study)
+        console.print(report.rich_table(result))
+        console.print(f"wrote {out}/ from {cached} cached runs (--report-only: nothing trained)")
+        return
     if dry_run:
         table = Table("experiment", "variant", "seed", "hash", "status")
         for p in plan:
@@ -332,6 +338,8 @@ def sweep(
     jobs: int = StudyJobs,
     threads: int = Threads,
     dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and what is cached"),
+    report_only: bool = typer.Option(False, "--report-only",
+                                     help="write the table from finished runs; train nothing"),
     rerun: bool = typer.Option(False, "--rerun", help="run again even if cached"),
     device: str = typer.Option("cpu", "--device"),
     data_dir: Path = DataDir,
@@ -342,7 +350,8 @@ def sweep(
     from recbench import studies
 
     study = studies.adhoc(experiment, set_, seeds, name, metric)
-    _run_study(study, jobs, dry_run, rerun, device, data_dir, runs_dir, results_dir, threads)
+    _run_study(study, jobs, dry_run, rerun, device, data_dir, runs_dir, results_dir, threads,
+               report_only)
 
 
 @app.command()
@@ -353,6 +362,8 @@ def ablate(
     jobs: int = StudyJobs,
     threads: int = Threads,
     dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and what is cached"),
+    report_only: bool = typer.Option(False, "--report-only",
+                                     help="write the table from finished runs; train nothing"),
     rerun: bool = typer.Option(False, "--rerun", help="run again even if cached"),
     set_: list[str] = typer.Option([], "--set", help="override a key in every run"),
     device: str = typer.Option("cpu", "--device"),
@@ -374,7 +385,8 @@ def ablate(
     if study_name is None:
         _fail("name a study with --study NAME (`recbench ablate --list` shows them)")
     study = studies.load_study(studies_dir, study_name, set_)
-    _run_study(study, jobs, dry_run, rerun, device, data_dir, runs_dir, results_dir, threads)
+    _run_study(study, jobs, dry_run, rerun, device, data_dir, runs_dir, results_dir, threads,
+               report_only)
 
 
 def main() -> None:  # pragma: no cover - console entry point alias

@@ -106,8 +106,11 @@ def plot_png(result: StudyResult) -> bytes:
         dataset = cells[0].dataset
         if result.numeric_axis:
             xs = [float(c.variant) for c in cells]
-            ax.errorbar(xs, [c.mean for c in cells], yerr=[c.std for c in cells], marker="o",
-                        capsize=3, label="ours (mean ± std)")
+            ran = [(x, c) for x, c in zip(xs, cells) if c.values]
+            if ran:
+                ax.errorbar([x for x, _ in ran], [c.mean for _, c in ran],
+                            yerr=[c.std for _, c in ran], marker="o", capsize=3,
+                            label="ours (mean ± std)")
             px = [(x, c.paper) for x, c in zip(xs, cells) if c.paper is not None]
             if px:
                 ax.plot(*zip(*px), "s--", color="tab:red", label="paper")
@@ -121,10 +124,12 @@ def plot_png(result: StudyResult) -> bytes:
                 ax.bar(pos + 0.2, paper, 0.4, color="tab:red", alpha=0.7, label="paper")
             ax.set_xticks(pos, [c.variant for c in cells], rotation=30, ha="right")
             ax.set_xlabel("variant")
-            finite = [v for c in cells for v in (c.mean - c.std, c.paper) if v is not None
-                      and not np.isnan(v)]
-            if finite:
-                lo, hi = min(finite), max(c.mean + c.std for c in cells)
+            lows = [v for c in cells for v in (c.mean - c.std, c.paper)
+                    if v is not None and np.isfinite(v)]
+            highs = [v for c in cells for v in (c.mean + c.std, c.paper)
+                     if v is not None and np.isfinite(v)]
+            if lows and highs:
+                lo, hi = min(lows), max(highs)
                 pad = 0.15 * (hi - lo + 1e-9)
                 ax.set_ylim(max(0.0, lo - pad), hi + pad)
         ax.set_ylabel(f"{result.metric} (test)")
