@@ -87,6 +87,12 @@ def _env(cfg: ExperimentConfig, device: str) -> dict:
             "git_dirty": bool(git("status", "--porcelain")), "seed": cfg.seed}
 
 
+def _secondary_rank() -> bool:
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized() and dist.get_rank() != 0
+
+
 def _has_valid(built: Built) -> bool:
     own = getattr(built.trainer, "has_valid", None)  # a task with its own split (sample-level)
     if own is not None:
@@ -187,6 +193,10 @@ def train_run(cfg: ExperimentConfig, paths: DataPaths, runs_root: Path, device: 
               resume: Path | None = None, progress: Progress | None = None) -> Path:
     """Train one resolved run config into a run directory; returns the finished folder."""
     built = build(cfg, paths, device)
+    if _secondary_rank():  # under torchrun only rank 0 writes the run directory
+        import tempfile
+
+        runs_root, resume = Path(tempfile.mkdtemp(prefix="recbench-rank-")), None
     run_dir = _open_run_dir(cfg, runs_root, resume)
     runs.write_json(run_dir / "env.json", _env(cfg, device))
     num_epochs = getattr(built.trainer, "num_epochs", None) or cfg.train.epochs
