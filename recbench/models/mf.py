@@ -23,6 +23,7 @@ from recbench.train.trainers import (
     RatingTrainer,
     evaluate_ranking,
     make_optimizer,
+    shuffled_batches,
 )
 
 
@@ -196,8 +197,7 @@ class NeuMFTrainer:
     def train_epoch(self, epoch: int) -> dict[str, float]:
         self.model.train()
         dev, total, n = self.ctx.device, 0.0, 0
-        for idx in torch.randperm(len(self.users), generator=self.gen).split(
-                self.ctx.train.batch_size):
+        for idx in shuffled_batches(len(self.users), self.ctx.train.batch_size, self.gen):
             u, p = self.users[idx], self.items[idx]
             neg = samplers.uniform_negatives(u, self.seen, self.neg_gen, max(self.k, 1))
             neg = neg if neg.dim() == 2 else neg[:, None]
@@ -220,14 +220,9 @@ class NeuMFTrainer:
         self.model.eval()
         return evaluate_ranking(self.model.score, self.model.pair_scores, self.ctx, split)
 
-    def state_dict(self) -> dict:
-        return {"opt": self.opt.state_dict(), "gen": self.gen.get_state(),
-                "neg_gen": self.neg_gen.get_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.opt.load_state_dict(state["opt"])
-        self.gen.set_state(state["gen"])
-        self.neg_gen.set_state(state["neg_gen"])
+    # the same optimiser + two generators as PairwiseTrainer, checkpointed the same way
+    state_dict = PairwiseTrainer.state_dict
+    load_state_dict = PairwiseTrainer.load_state_dict
 
 
 def make_neumf_trainer(cfg: NeuMFConfig, ctx: RunContext) -> NeuMFTrainer:

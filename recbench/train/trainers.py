@@ -35,7 +35,7 @@ def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
     raise ValueError(f"optimizer '{cfg.optimizer}' needs its model's own epoch strategy")
 
 
-def _batches(n: int, batch_size: int, gen: torch.Generator) -> list[torch.Tensor]:
+def shuffled_batches(n: int, batch_size: int, gen: torch.Generator) -> list[torch.Tensor]:
     return list(torch.randperm(n, generator=gen).split(batch_size))
 
 
@@ -53,7 +53,7 @@ class RatingTrainer:
     def train_epoch(self, epoch: int) -> dict[str, float]:
         self.model.train()
         total, dev = 0.0, self.ctx.device
-        for idx in _batches(len(self.users), self.ctx.train.batch_size, self.gen):
+        for idx in shuffled_batches(len(self.users), self.ctx.train.batch_size, self.gen):
             u, i, r = self.users[idx].to(dev), self.items[idx].to(dev), self.ratings[idx].to(dev)
             loss = objectives.masked_mse(self.model.predict(u, i), r)
             self.opt.zero_grad()
@@ -156,7 +156,7 @@ class PairwiseTrainer:
         self.start_epoch(epoch)
         dev = self.ctx.device
         total, total_reg, n = 0.0, 0.0, 0
-        for idx in _batches(len(self.users), self.ctx.train.batch_size, self.gen):
+        for idx in shuffled_batches(len(self.users), self.ctx.train.batch_size, self.gen):
             u, p = self.users[idx], self.items[idx]
             users_e, items_e = self.model.embed()
             neg = self.sample(u, (users_e.detach(), items_e.detach()))
@@ -282,7 +282,7 @@ class BlockPairwiseTrainer(PairwiseTrainer):
         from recbench.train.distributed import shard
 
         dev, off = self.ctx.device, self.ctx.data.num_users
-        for idx in _batches(len(self.users), self.ctx.train.batch_size, self.gen):
+        for idx in shuffled_batches(len(self.users), self.ctx.train.batch_size, self.gen):
             u, p = self.users[idx], self.items[idx]
             neg = self.sample(u)
             u, p, neg = (shard(x, self.dist) for x in (u, p, neg))
