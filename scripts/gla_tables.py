@@ -154,7 +154,9 @@ def candidates(runs: list[dict], out: Path) -> None:
     for r in cluster_runs(runs):
         if 20 in r["cfg"]["eval"]["k"] and r["cfg"]["model"].get("report_candidates"):
             ds, m = r["cfg"]["dataset"]["name"], r["cfg"]["model"]["num_clusters"]
-            groups.setdefault((ds, m, r["cfg"]["name"]), []).append(r)
+            group = groups.setdefault((ds, m, r["cfg"]["name"]), [])
+            if r["cfg"]["seed"] not in {g["cfg"]["seed"] for g in group}:
+                group.append(r)  # one run per seed (all-in-one and study runs may coincide)
     fig, axes = plt.subplots(1, max(1, len(groups)), figsize=(5 * max(1, len(groups)), 4),
                              squeeze=False)
     for ax, ((ds, m, name), group) in zip(axes[0], sorted(groups.items()), strict=False):
