@@ -325,6 +325,11 @@ def _run_study(study, jobs: int, dry_run: bool, rerun: bool, device: str, data_d
 
 
 StudyJobs = typer.Option(1, "--jobs", help="parallel processes (CPU threads are split)")
+DryRun = typer.Option(False, "--dry-run", help="print the plan and what is cached")
+ReportOnly = typer.Option(False, "--report-only",
+                          help="write the table from finished runs; train nothing")
+Rerun = typer.Option(False, "--rerun", help="run again even if cached")
+ResultsDir = typer.Option(Path("results"), "--results-dir")
 
 
 @app.command()
@@ -337,14 +342,13 @@ def sweep(
     metric: str = typer.Option(None, "--metric", help="table metric (default: the task's)"),
     jobs: int = StudyJobs,
     threads: int = Threads,
-    dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and what is cached"),
-    report_only: bool = typer.Option(False, "--report-only",
-                                     help="write the table from finished runs; train nothing"),
-    rerun: bool = typer.Option(False, "--rerun", help="run again even if cached"),
+    dry_run: bool = DryRun,
+    report_only: bool = ReportOnly,
+    rerun: bool = Rerun,
     device: str = typer.Option("cpu", "--device"),
     data_dir: Path = DataDir,
     runs_dir: Path = RunsDir,
-    results_dir: Path = typer.Option(Path("results"), "--results-dir"),
+    results_dir: Path = ResultsDir,
 ) -> None:
     """Run an ad-hoc grid over one experiment and write results/NAME/."""
     from recbench import studies
@@ -361,16 +365,15 @@ def ablate(
     list_: bool = typer.Option(False, "--list", help="list the named studies"),
     jobs: int = StudyJobs,
     threads: int = Threads,
-    dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and what is cached"),
-    report_only: bool = typer.Option(False, "--report-only",
-                                     help="write the table from finished runs; train nothing"),
-    rerun: bool = typer.Option(False, "--rerun", help="run again even if cached"),
+    dry_run: bool = DryRun,
+    report_only: bool = ReportOnly,
+    rerun: bool = Rerun,
     set_: list[str] = typer.Option([], "--set", help="override a key in every run"),
     device: str = typer.Option("cpu", "--device"),
     studies_dir: Path = typer.Option(Path("experiments/studies"), "--studies-dir"),
     data_dir: Path = DataDir,
     runs_dir: Path = RunsDir,
-    results_dir: Path = typer.Option(Path("results"), "--results-dir"),
+    results_dir: Path = ResultsDir,
 ) -> None:
     """Run a named study (sweep or ablation) and write its table and plot to results/NAME/."""
     from recbench import studies

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from recbench.cli import _paths
 from recbench.config import validate
 from recbench.data.graph import split_edges
-from recbench.data.prepare import DataPaths
 from recbench.eval.retrieval import ClusterIndex
 from recbench.models.gl_attention import mine_local_triplets
 from recbench.runs import read_config
@@ -28,7 +28,7 @@ from recbench.train.loop import build
 
 def main(run_dir: Path) -> None:
     cfg = validate(read_config(run_dir), str(run_dir / "config.yaml"))
-    built = build(cfg, DataPaths(Path("data")), "cpu")
+    built = build(cfg, _paths(None), "cpu")  # honours RECBENCH_DATA like the CLI
     trainer = built.trainer
     trainer.model.load_state_dict(torch.load(run_dir / "best.pt", map_location="cpu")["model"])
     trainer.model.eval()
