@@ -283,3 +283,28 @@ def test_lightgcn_ml100k_end_to_end(real_paths, tmp_path):
     frozen = {**base, "train": {**base["train"], "lr": 0.0, "epochs": 6}}
     run = train_run(validate(frozen, "e2e"), real_paths, tmp_path / "runs")
     assert json.loads((run / "metrics.json").read_text())["epochs_run"] == 2  # early stop
+
+@pytest.mark.parametrize("distinct", [True, False])
+def test_row_sparse_adam_matches_torch_sparse_adam(distinct):
+    """The scale benchmark's optimiser must be SparseAdam's update, only cheaper."""
+    from recbench.train.sparse_adam import RowSparseAdam
+
+    gen = torch.Generator().manual_seed(0)
+    ours, ref = torch.nn.Embedding(50, 4, sparse=True), torch.nn.Embedding(50, 4, sparse=True)
+    ref.weight.data.copy_(ours.weight.data)
+    start, touched = ours.weight.detach().clone(), torch.zeros(50, dtype=torch.bool)
+    opt_ours, opt_ref = RowSparseAdam(ours.parameters(), lr=0.05), torch.optim.SparseAdam(
+        ref.parameters(), lr=0.05)
+    for _ in range(10):
+        idx = (torch.randperm(50, generator=gen)[:20] if distinct
+               else torch.randint(0, 50, (30,), generator=gen))
+        idx = idx[idx % 7 != 0]  # rows 0, 7, 14, ... never receive a gradient
+        touched[idx] = True
+        target = torch.randn(len(idx), 4, generator=gen)
+        for emb, opt in ((ours, opt_ours), (ref, opt_ref)):
+            opt.zero_grad()
+            ((emb(idx) - target) ** 2).sum().backward()
+            opt.step()
+    assert torch.allclose(ours.weight, ref.weight, atol=1e-6)
+    assert torch.equal(ours.weight[~touched], start[~touched])
+    assert not torch.allclose(ours.weight[touched], start[touched])

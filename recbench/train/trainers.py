@@ -20,6 +20,7 @@ from recbench.eval.ranking import full_ranking, sampled_ranking
 from recbench.seeding import torch_generator
 from recbench.train import objectives, samplers
 from recbench.train.api import EvalResult, RunContext
+from recbench.train.sparse_adam import RowSparseAdam
 
 
 def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -198,7 +199,7 @@ class PairwiseTrainer:
 
 
 class _Optimizers:
-    """Several optimisers stepped together (SparseAdam for a sparse ego table, Adam for the rest)."""
+    """Several optimisers stepped together (row-sparse Adam for a sparse ego table, Adam for the rest)."""
 
     def __init__(self, opts: list[torch.optim.Optimizer]):
         self.opts = opts
@@ -243,7 +244,7 @@ class BlockPairwiseTrainer(PairwiseTrainer):
         self.net = distributed.wrap(self.model, self.dist, ctx.device)
         if getattr(model.emb, "sparse", False):
             rest = [p for n, p in model.named_parameters() if not n.startswith("emb.")]
-            opts = [torch.optim.SparseAdam([model.emb.weight], lr=ctx.train.lr)]
+            opts = [RowSparseAdam([model.emb.weight], lr=ctx.train.lr)]
             if rest:
                 opts.append(make_optimizer(rest, ctx.train))
             self.opt = _Optimizers(opts)
