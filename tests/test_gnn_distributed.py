@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -34,10 +35,13 @@ def test_two_processes_match_one(tiny_paths, tmp_path):
     cmd = [torchrun, "--standalone", "--nproc_per_node", "2", str(WORKER), str(tiny_paths.root),
            str(two)]
     for attempt in range(3):  # retries: a torchrun start-up hang is not a result mismatch
+        proc = subprocess.Popen(cmd, env=env, start_new_session=True)
         try:
-            subprocess.run(cmd, env=env, check=True, timeout=150)  # ≈ 15 s when it does not hang
+            assert proc.wait(timeout=150) == 0  # ≈ 15 s when it does not hang
             break
         except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # the workers too, or they linger holding CPU
+            proc.wait()
             if attempt == 2:
                 raise
     a, b = torch.load(one), torch.load(two)
