@@ -127,8 +127,11 @@ def synthetic_dataset(num_users: int, num_items: int, num_edges: int, seed: int 
     return Dataset(g, {"dataset": "synthetic"})
 
 
+SCALE_BATCH = 32768  # edges per step; why this size: module docstring
+
+
 def scale(num_users: int, num_items: int, num_edges: int, max_batches: int | None,
-          batch_size: int = 32768) -> dict:
+          batch_size: int = SCALE_BATCH) -> dict:
     from recbench.config import EvalConfig, TrainConfig
     from recbench.models.gnn.lightgcn import LightGCNConfig, make_lightgcn_trainer
     from recbench.seeding import seed_everything
@@ -163,6 +166,11 @@ def scale(num_users: int, num_items: int, num_edges: int, max_batches: int | Non
             "model": "LightGCN, 2 layers, fanouts 10/5, 64-d, row-sparse Adam", "threads": 2,
             "bpr": round(parts["bpr"], 4),
             "load_avg_1min": round((load0 + load_avg()) / 2, 2)}
+
+
+def scale_summary(s: dict) -> str:
+    return (f"{s['edges_trained']:,} edges in {s['epoch_seconds']} s = "
+            f"{s['edges_per_second']:,} edges/s, peak {s['peak_rss_gib']} GiB")
 
 
 def write(result: dict) -> None:
@@ -201,7 +209,7 @@ def main() -> None:
     parser.add_argument("--skip-scale", action="store_true")
     parser.add_argument("--scale-batches", type=int, default=20,
                         help="train this many batches of the scale epoch")
-    parser.add_argument("--scale-batch-size", type=int, default=32768)
+    parser.add_argument("--scale-batch-size", type=int, default=SCALE_BATCH)
     parser.add_argument("--full-epoch", action="store_true",
                         help="train the whole scale epoch (about 610 batches; long on 2 cores)")
     parser.add_argument("--scale-edges", type=int, default=20_000_000)
@@ -225,12 +233,10 @@ def main() -> None:
                             args.scale_batch_size)
         s = result[key]
         s["projected_epoch_seconds"] = round(s["edges"] / s["edges_per_second"])
-        print(f"scale: {s['edges_trained']:,} edges in {s['epoch_seconds']} s = "
-              f"{s['edges_per_second']:,} edges/s, peak {s['peak_rss_gib']} GiB")
+        print("scale: " + scale_summary(s))
     if "scale_full_epoch" in result:
-        f = result["scale_full_epoch"]
-        print(f"scale, full epoch (stored; --full-epoch reruns it): {f['edges_trained']:,} edges in "
-              f"{f['epoch_seconds']} s = {f['edges_per_second']:,} edges/s, peak {f['peak_rss_gib']} GiB")
+        print("scale, full epoch (stored; --full-epoch reruns it): "
+              + scale_summary(result["scale_full_epoch"]))
     write(result)
 
 

@@ -284,6 +284,7 @@ def test_lightgcn_ml100k_end_to_end(real_paths, tmp_path):
     run = train_run(validate(frozen, "e2e"), real_paths, tmp_path / "runs")
     assert json.loads((run / "metrics.json").read_text())["epochs_run"] == 2  # early stop
 
+
 @pytest.mark.parametrize("distinct", [True, False])
 def test_row_sparse_adam_matches_torch_sparse_adam(distinct):
     """The scale benchmark's optimiser must be SparseAdam's update, only cheaper."""

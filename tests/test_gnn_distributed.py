@@ -19,8 +19,8 @@ WORKER = Path(__file__).with_name("ddp_worker.py")
                     and not Path(sys.executable).with_name("torchrun").exists(),
                     reason="torchrun not installed")
 def test_two_processes_match_one(tiny_paths, tmp_path):
-    # gloo on the loopback interface: letting it pick an interface from the host name hung the
-    # 2-process run once in ten-odd fresh-clone CI runs (killed by the 600 s guard), idle machine
+    # gloo kept on loopback (local-only run). torchrun still hangs at start-up now and then (seen
+    # in CI and locally, idle machine); the retry loop below handles that, not this setting.
     env = {**os.environ, "PYTHONPATH": str(WORKER.parent.parent), "OMP_NUM_THREADS": "1",
            "DGLBACKEND": "pytorch", "GLOO_SOCKET_IFNAME": "lo", "MASTER_ADDR": "127.0.0.1"}
     from recbench.config import DatasetConfig

@@ -62,7 +62,7 @@ def _rows(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return grad.indices()[0], grad.values()
     idx, values = grad._indices()[0], grad._values()
     rows, inverse = torch.unique(idx, return_inverse=True)
-    if len(rows) == len(idx):  # already distinct (one embedding lookup of unique ids): reorder only
+    if len(rows) == len(idx):  # already distinct (one lookup of unique ids): nothing to sum
         return idx, values
     summed = torch.zeros((len(rows),) + values.shape[1:], dtype=values.dtype, device=values.device)
     return rows, summed.index_add_(0, inverse, values)
