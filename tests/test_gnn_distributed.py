@@ -17,7 +17,7 @@ WORKER = Path(__file__).with_name("ddp_worker.py")
 
 def _descendants(pid: int) -> list[int]:
     """Every live descendant of ``pid`` (Linux /proc). torchrun starts its workers in their own
-    sessions, so killing torchrun's process group does not reach them."""
+    sessions, so killing torchrun's process group would not reach them."""
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -40,7 +40,7 @@ def test_two_processes_match_one(tiny_paths, tmp_path):
     # gloo kept on loopback (local-only run). A torchrun run still hangs now and then (seen in CI
     # and locally); the retry loop below handles that, not this setting. A hung rank 0 found
     # orphaned after CI sat in std::thread::join holding the GIL while another thread waited for
-    # the GIL (a deadlock inside torch, not in our code); it was orphaned because killpg missed it.
+    # the GIL (a deadlock inside torch, not in our code); an earlier killpg had missed it.
     env = {**os.environ, "PYTHONPATH": str(WORKER.parent.parent), "OMP_NUM_THREADS": "1",
            "DGLBACKEND": "pytorch", "GLOO_SOCKET_IFNAME": "lo", "MASTER_ADDR": "127.0.0.1"}
     from recbench.config import DatasetConfig
@@ -54,15 +54,14 @@ def test_two_processes_match_one(tiny_paths, tmp_path):
     torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
     cmd = [torchrun, "--standalone", "--nproc_per_node", "2", str(WORKER), str(tiny_paths.root),
            str(two)]
-    for attempt in range(3):  # retries: a torchrun start-up hang is not a result mismatch
-        proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    for attempt in range(3):  # retries: a torchrun hang is not a result mismatch
+        proc = subprocess.Popen(cmd, env=env)
         try:
             assert proc.wait(timeout=150) == 0  # ≈ 15 s when it does not hang
             break
         except subprocess.TimeoutExpired:
-            workers = _descendants(proc.pid)  # before torchrun dies and they are re-parented
-            os.killpg(proc.pid, signal.SIGKILL)
-            for pid in workers:  # in their own sessions: killpg above does not reach them
+            # the workers are listed before torchrun dies and they are re-parented
+            for pid in [*_descendants(proc.pid), proc.pid]:
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
