@@ -1,9 +1,11 @@
-"""GConv-Transform family: parameters, inference and training-step time per batch of 96.
+"""GConv-Transform family on next-item prediction: parameters, inference and training-step time.
 
-Every Table 1 model and every N of Table 3 (2 … 22) on the same random (96, 18, 6) batch and the
-same 18-node genre graph (ML-100K's when it is preprocessed, else a complete graph: the cost
-hardly depends on it). Also records peak memory after a training step, the check that N = 22
-trains within memory. Writes results/bench/gconv_transform.{json,md}.
+Every Table 1 model and every N of Table 3 (1 … 22), on the same batch of 96 real ML-100K
+histories (L = 30) and the real training-visible item graph: inference = scoring one batch of
+96 histories against all 1,682 items (Table 1's "Times" column, our reading); training step =
+one optimiser step of each model's own training mode (a batch of 96 windows for the causal
+models, 96 samples for the others). Peak RSS after the N = 22 steps is the memory check.
+Writes results/bench/gconv_transform.{json,md}.
 
     python bench/bench_gconv_transform.py [--threads 1] [--repeats 20]
 """
@@ -11,52 +13,39 @@ trains within memory. Writes results/bench/gconv_transform.{json,md}.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import resource
 import statistics
 import time
-from pathlib import Path
 
-import numpy as np
 import torch
+import torch.nn.functional as F
+from common import data_paths, peak_rss_mb, write
 
-from recbench.data import genre_task as gt
-from recbench.models import baselines as bl
+from recbench.config import DatasetConfig, EvalConfig, TrainConfig
+from recbench.data import next_item_task as nt
+from recbench.data.prepare import load
 from recbench.models import gconv_transform as gm
-from recbench.train.classification import soft_cross_entropy
+from recbench.models import seq_baselines as sb
+from recbench.train.api import RunContext
+from recbench.train.next_item import NextItemData, build_data
 
-C, F, B = 18, 6, 96
-
-
-def genre_counts() -> np.ndarray:
-    import os
-
-    from recbench.config import DatasetConfig
-    from recbench.data.prepare import DataPaths, load
-
-    try:
-        ds = load(DatasetConfig(name="ml-100k"), DataPaths(Path(os.environ.get("RECBENCH_DATA",
-                                                                             "data"))))
-        return gt.cooccurrence(gt.item_genres(ds.g))
-    except Exception:  # noqa: BLE001 - no data: a complete graph costs the same
-        return np.ones((C, C)) - np.eye(C)
+B = 96
 
 
-def gconv(counts: np.ndarray, **kw) -> torch.nn.Module:
-    g = gt.genre_dgl_graph(counts)
-    adj = torch.as_tensor(gt.normalized_adjacency(counts))
-    return gm.GConvTransform(g, adj, gt.lambda_max(g), F, **kw)
-
-
-def models(counts: np.ndarray) -> dict[str, torch.nn.Module]:
-    out = {}
+def models(data: NextItemData, sim: torch.Tensor) -> dict[str, tuple[torch.nn.Module, bool]]:
+    """name → (model, trained on windows)."""
+    out: dict[str, tuple[torch.nn.Module, bool]] = {}
     for kind in ("svm", "dnn", "cnn", "densenet", "densecnn"):
-        out[kind] = bl.build_baseline(bl.GConvBaselineConfig(name="gconv_baseline", kind=kind), C, F)
-    out["graph (N=2)"] = gconv(counts, num_blocks=2, attention=False)
-    out["attention (N=2)"] = gconv(counts, num_blocks=2, graph=False, chebyshev=False)
-    for n in (2, 4, 8, 12, 16, 22):
-        out[f"gconv-transform N={n}"] = gconv(counts, num_blocks=n)
+        cfg = sb.SeqBaselineConfig(name="seq_baseline", kind=kind)
+        out[kind] = (sb.build_model(cfg, data), False)
+
+    def gconv(**kw) -> gm.GConvTransform:
+        cfg = gm.GConvTransformConfig(name="gconv_transform", **kw)
+        return gm.GConvTransform(cfg, data.num_items, sim if cfg.graph or cfg.chebyshev else None)
+
+    out["graph (N=2)"] = (gconv(attention=False), True)
+    out["attention = SASRec (N=2)"] = (gconv(graph=False, chebyshev=False, feedforward=True), True)
+    for n in (1, 2, 4, 8, 12, 16, 22):
+        out[f"gconv-transform N={n}"] = (gconv(num_blocks=n), True)
     return out
 
 
@@ -71,54 +60,56 @@ def median_ms(fn, repeats: int, warmup: int = 3) -> float:
     return statistics.median(times)
 
 
-def measure(model: torch.nn.Module, repeats: int) -> dict:
-    x = torch.randn(B, C, F, generator=torch.Generator().manual_seed(0))
-    y = torch.zeros(B, C)
-    y[torch.arange(B), torch.arange(B) % C] = 1
-    opt = torch.optim.Adam(model.parameters(), 1e-3)
+def measure(model: torch.nn.Module, windows: bool, data: NextItemData, win: nt.Windows,
+            repeats: int) -> dict:
+    hist = data.histories["test"][:B]
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], 1e-3)
+    inputs, targets = win.inputs[:B], win.targets[:B]
+    where = targets > 0
+    x_train, y_train = data.histories["train"][:B], data.targets["train"][:B]
 
     def step() -> None:
         opt.zero_grad()
-        soft_cross_entropy(model(x), y).backward()
+        if windows:
+            loss = F.cross_entropy(model.score_positions(inputs, where), targets[where])
+        else:
+            loss = F.cross_entropy(model.score_last(x_train), y_train)
+        loss.backward()
         opt.step()
 
     model.train()
     train_ms = median_ms(step, max(repeats // 4, 3))
     model.eval()
     with torch.no_grad():
-        infer_ms = median_ms(lambda: model(x), repeats)
-    return {"params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+        infer_ms = median_ms(lambda: model.score_last(hist), repeats)
+    return {"params_m": sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6,
             "infer_ms_per_96": infer_ms, "train_step_ms_per_96": train_ms,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_rss_mb": peak_rss_mb()}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=20)
-    ap.add_argument("--out", default="results/bench")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    load = open("/proc/loadavg").read().split()[:3] if Path("/proc/loadavg").exists() else []
-    rows = {name: measure(m, args.repeats) for name, m in models(genre_counts()).items()}
-    meta = {"threads": args.threads, "repeats": args.repeats, "batch": B, "loadavg_start": load,
-            "machine": platform.machine(), "cpus": __import__("os").cpu_count(),
-            "torch": torch.__version__}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "gconv_transform.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    lines = ["# GConv-Transform family: cost per batch of 96 (CPU)", "",
-             f"{args.threads} torch thread(s), median of {args.repeats} forward passes after "
-             f"3 warm-up passes; load average at start {' '.join(load)} on {meta['cpus']} cores "
-             "(shared machine: compare rows of this table only). Peak RSS is the process's "
-             "running maximum after each model's training steps.", "",
+    ds = load(DatasetConfig(name="ml-100k"), data_paths("ml-100k"))
+    ctx = RunContext(ds, TrainConfig(batch_size=B), EvalConfig(k=[10]), torch.device("cpu"), 0)
+    data = build_data(ctx, nt.NextItemConfig())
+    sim = nt.item_cosine_graph(data.seqs, 20)
+    win = nt.training_windows(data.seqs, 30)
+    rows = {name: measure(m, w, data, win, args.repeats)
+            for name, (m, w) in models(data, sim).items()}
+    lines = [f"{args.threads} torch thread(s); median of {args.repeats} passes after 3 warm-up "
+             "passes; a batch = 96 real ML-100K test histories (L = 30) scored against all "
+             "1,682 items. Training step: 96 windows (causal models) or 96 samples (others). "
+             "Compare rows of this table only.", "",
              "| model | params (M) | inference ms / 96 | train step ms / 96 | peak RSS (MB) |",
              "|---|---|---|---|---|"]
     lines += [f"| {k} | {v['params_m']:.4f} | {v['infer_ms_per_96']:.2f} | "
               f"{v['train_step_ms_per_96']:.1f} | {v['peak_rss_mb']:.0f} |" for k, v in rows.items()]
-    (out / "gconv_transform.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write("gconv_transform", {"threads": args.threads, "repeats": args.repeats, "rows": rows}, lines)
 
 
 if __name__ == "__main__":

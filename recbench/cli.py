@@ -280,17 +280,19 @@ def eval_(
 
 
 def _run_study(study, jobs: int, dry_run: bool, rerun: bool, device: str, data_dir, runs_dir,
-               results_dir: Path, threads: int | None = None, report_only: bool = False) -> None:
+               results_dir: Path, threads: int | None = None, report_only: bool = False,
+               only_seeds: str | None = None, only_variants: str | None = None) -> None:
     from recbench import report, studies
 
     _set_threads(threads)
     paths, runs_root = _paths(data_dir), _runs_root(runs_dir)
-    plan = studies.plan(study, runs_root)
+    full_plan = studies.plan(study, runs_root)
+    plan = studies.select(full_plan, only_seeds, only_variants)
     cached = sum(1 for p in plan if p.cached is not None)
     console.print(f"study [bold]{study.study}[/]: {len(plan)} runs, {cached} cached"
                   + (" (--rerun: all will run)" if rerun else ""))
     if report_only:
-        result = studies.aggregate(study, plan)
+        result = studies.aggregate(study, full_plan)
         out = report.write_study(result, results_dir / study.study)
         console.print(report.rich_table(result))
         console.print(f"wrote {out}/ from {cached} cached runs (--report-only: nothing trained)")
@@ -369,6 +371,11 @@ def ablate(
     report_only: bool = ReportOnly,
     rerun: bool = Rerun,
     set_: list[str] = typer.Option([], "--set", help="override a key in every run"),
+    only_seeds: str = typer.Option(None, "--only-seeds",
+                                   help="run only these of the study's seeds (e.g. 0,1); the "
+                                        "table still reports every finished run"),
+    only_variants: str = typer.Option(None, "--only-variants",
+                                      help="run only these variant labels (comma-separated)"),
     device: str = typer.Option("cpu", "--device"),
     studies_dir: Path = typer.Option(Path("experiments/studies"), "--studies-dir"),
     data_dir: Path = DataDir,
@@ -389,7 +396,7 @@ def ablate(
         _fail("name a study with --study NAME (`recbench ablate --list` shows them)")
     study = studies.load_study(studies_dir, study_name, set_)
     _run_study(study, jobs, dry_run, rerun, device, data_dir, runs_dir, results_dir, threads,
-               report_only)
+               report_only, only_seeds, only_variants)
 
 
 def main() -> None:  # pragma: no cover - console entry point alias

@@ -151,12 +151,44 @@ def runs_listing(result: StudyResult) -> str:
     return "\n".join(lines) + "\n"
 
 
+def extra_markdown(result: StudyResult) -> str:
+    """Every figure the study's ``columns`` names, mean ± std over seeds, with the paired
+    Wilcoxon p-value against the reference variant where per-unit vectors exist."""
+    s = result.study
+    cols = s.columns
+    lines = [f"# {s.study}: all columns", "",
+             f"Test split; mean ± std over finished seeds; (p) = paired Wilcoxon vs "
+             f"`{result.reference}` (units pooled over seeds, * = p < 0.05). Timings are CPU "
+             "figures of the machine each run used (env.json); compare them within a table.", "",
+             "| experiment | variant | seeds | " + " | ".join(cols) + " |",
+             "|" + "---|" * (len(cols) + 3)]
+    for c in result.cells:
+        row = [c.base, c.variant, str(len(c.values))]
+        for col in cols:
+            values, p = c.columns.get(col, ([], None))
+            if not values:
+                row.append("")
+                continue
+            mean = sum(values) / len(values)
+            std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 \
+                if len(values) > 1 else 0.0
+            digits = 4 if abs(mean) < 10 else 1
+            cell = f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if len(values) > 1 else "")
+            if p is not None:
+                cell += f" ({p:.2g}{'*' if p < 0.05 else ''})"
+            row.append(cell)
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def write_study(result: StudyResult, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / "table.md", markdown(result))
     atomic_write_text(folder / "table.csv", csv_text(result))
     atomic_write_text(folder / "table.tex", latex(result))
     atomic_write_text(folder / "runs.txt", runs_listing(result))
+    if result.study.columns:
+        atomic_write_text(folder / "extra.md", extra_markdown(result))
     if any(c.values for c in result.cells):
         atomic_write_bytes(folder / "plot.png", plot_png(result))
     return folder

@@ -46,6 +46,8 @@ class StudyConfig(Strict):
     reference: str | None = None
     x_label: str | None = None
     paper: dict[str, dict[str, float]] = Field(default_factory=dict)
+    columns: list[str] = Field(default_factory=list)  # more figures per cell → extra.md: a test
+    # metric ('hr@10'), an 'extra.' key of metrics.json ('extra.params_m') or a top-level one
 
 
 @dataclass
@@ -68,6 +70,7 @@ class Cell:
     run_dirs: list[Path]
     paper: float | None = None
     p_value: float | None = None
+    columns: dict[str, tuple[list[float], float | None]] = field(default_factory=dict)
 
     @property
     def mean(self) -> float:
@@ -166,6 +169,31 @@ def plan(study: StudyConfig, runs_root: Path) -> list[PlannedRun]:
                 h = run_hash(run_cfg)
                 out.append(PlannedRun(base.name, cfg.dataset.name, label, seed, run_cfg, h,
                                       runs.find_finished(runs_root, run_cfg.name, h)))
+    return out
+
+
+def select(planned: list[PlannedRun], seeds: str | None,
+           variants: str | None) -> list[PlannedRun]:
+    """The planned runs of the given seeds / variant labels (comma-separated; None: all).
+    Unknown values are an error naming the allowed ones, never an empty plan."""
+    out = planned
+    if seeds:
+        try:
+            wanted = {int(s) for s in seeds.split(",")}
+        except ValueError:
+            raise ConfigError(f"--only-seeds {seeds!r}: give comma-separated integers, e.g. 0,1") from None
+        known = {p.seed for p in planned}
+        if not wanted <= known:
+            raise ConfigError(f"--only-seeds: {sorted(wanted - known)} not among the study's "
+                              f"seeds {sorted(known)}")
+        out = [p for p in out if p.seed in wanted]
+    if variants:
+        wanted_v = set(variants.split(","))
+        known_v = {p.variant for p in planned}
+        if not wanted_v <= known_v:
+            raise ConfigError(f"--only-variants: {sorted(wanted_v - known_v)} not among the "
+                              f"study's variants ({', '.join(sorted(known_v))})")
+        out = [p for p in out if p.variant in wanted_v]
     return out
 
 
@@ -278,6 +306,15 @@ def paired_p_value(pairs: list[tuple[Path, Path]], metric: str) -> float | None:
     return float(wilcoxon(x, y).pvalue)
 
 
+def column_value(metrics: dict, column: str) -> float | None:
+    """A figure of one run's metrics.json: a test metric, ``extra.KEY`` or a top-level key."""
+    if column.startswith("extra."):
+        value = metrics.get("extra", {}).get(column[len("extra."):])
+    else:
+        value = metrics["test"].get(column, metrics.get(column))
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def _default_metric(planned: list[PlannedRun]) -> str:
     for p in planned:
         if p.cached is not None:
@@ -311,6 +348,17 @@ def aggregate(study: StudyConfig, planned: list[PlannedRun]) -> StudyResult:
                      for (b, v, seed), run in by_seed.items()
                      if b == cell.base and v == cell.variant and (b, reference, seed) in by_seed]
             cell.p_value = paired_p_value(pairs, metric) if pairs else None
+        for column in study.columns:
+            values = [v for v in (column_value(runs.read_metrics(r), column) for r in cell.run_dirs)
+                      if v is not None]
+            p = None
+            if cell.variant != reference and values and column in runs.read_metrics(
+                    cell.run_dirs[0])["test"]:
+                pairs = [(run, by_seed[(cell.base, reference, seed)])
+                         for (b, v, seed), run in by_seed.items()
+                         if b == cell.base and v == cell.variant and (b, reference, seed) in by_seed]
+                p = paired_p_value(pairs, column) if pairs else None
+            cell.columns[column] = (values, p)
     numeric = len(study.vary) == 1 and not study.variants and all(
         isinstance(v, (int, float)) and not isinstance(v, bool) for v in next(iter(study.vary.values())))
     return StudyResult(study, metric, reference, list(cells.values()), numeric, labels)

@@ -12,10 +12,18 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from recbench.models import baselines, gconv_transform, gl_attention, glocal_k, mf
+from recbench.models import (
+    gconv_genre,
+    gconv_genre_baseline,
+    gconv_transform,
+    gl_attention,
+    glocal_k,
+    mf,
+    seq_baselines,
+)
 from recbench.models.gnn import gat, gcn, lightgcn, ngcf, pinsage, sage, social
 
-Task = Literal["rating", "ranking", "classification"]
+Task = Literal["rating", "ranking", "classification", "next_item"]
 
 
 @dataclass(frozen=True)
@@ -60,8 +68,16 @@ MODELS: dict[str, ModelSpec] = {
                         "LightGCN propagating over follow edges as well (social recommendation)"),
     "gconv_transform": ModelSpec(
         gconv_transform.GConvTransformConfig, gconv_transform.make_gconv_transform_trainer,
-        "classification", "ChebConv → N × (attention, learnable-adjacency GCN) → ChebConv"),
-    "gconv_baseline": ModelSpec(
-        baselines.GConvBaselineConfig, baselines.make_gconv_baseline_trainer, "classification",
-        "GConv-Transform's Table 1 baselines (kind: svm, dnn, cnn, densenet, densecnn)"),
+        "next_item", "next-item prediction: ChebConv → N × (attention, item-graph conv) → ChebConv"),
+    "seq_baseline": ModelSpec(
+        seq_baselines.SeqBaselineConfig, seq_baselines.make_seq_baseline_trainer, "next_item",
+        "GConv-Transform's Table 1 baselines and floors on next-item prediction (kind: svm, dnn, "
+        "cnn, densenet, densecnn, popularity, markov, itemknn)"),
+    "gconv_genre": ModelSpec(
+        gconv_genre.GConvGenreConfig, gconv_genre.make_gconv_genre_trainer,
+        "classification", "earlier GConv-Transform task: next-genre prediction over genre nodes"),
+    "gconv_genre_baseline": ModelSpec(
+        gconv_genre_baseline.GConvGenreBaselineConfig,
+        gconv_genre_baseline.make_gconv_genre_baseline_trainer, "classification",
+        "earlier task's Table 1 baselines (kind: svm, dnn, cnn, densenet, densecnn)"),
 }

@@ -1,7 +1,7 @@
 """The GConv-Transform paper's Table 1 comparison models on the same genre-node features.
 
-One registry entry, ``gconv_baseline``, with a ``kind`` key: every baseline shares the sample
-building, split, trainer and timing of :mod:`recbench.models.gconv_transform`, so one base
+One registry entry, ``gconv_genre_baseline``, with a ``kind`` key: every baseline shares the sample
+building, split, trainer and timing of :mod:`recbench.models.gconv_genre`, so one base
 experiment and one varied key (``model.kind``) give the whole table. "Graph" and "Attention"
 are not here: they are the GConv-Transform model with a component switched off.
 
@@ -23,15 +23,15 @@ from torch import nn
 
 from recbench.config import Strict
 from recbench.data import genre_task as gt
-from recbench.models.gconv_transform import genre_setup, trainer_for
+from recbench.models.gconv_genre import genre_setup, trainer_for
 from recbench.train.api import RunContext
 from recbench.train.classification import ClassificationTrainer
 
 Kind = Literal["svm", "dnn", "cnn", "densenet", "densecnn"]
 
 
-class GConvBaselineConfig(Strict):
-    name: Literal["gconv_baseline"]
+class GConvGenreBaselineConfig(Strict):
+    name: Literal["gconv_genre_baseline"]
     kind: Kind = "dnn"
     hidden: int = 256  # dnn
     num_layers: int = 3  # dnn, cnn
@@ -130,7 +130,7 @@ class DenseNet1d(nn.Module):
         return self.head(self.net(x.transpose(1, 2)).flatten(1))
 
 
-def build_baseline(cfg: GConvBaselineConfig, num_nodes: int, in_dim: int) -> nn.Module:
+def build_baseline(cfg: GConvGenreBaselineConfig, num_nodes: int, in_dim: int) -> nn.Module:
     if cfg.kind == "svm":
         return FlatLinear(num_nodes, in_dim)
     if cfg.kind == "dnn":
@@ -144,7 +144,7 @@ def build_baseline(cfg: GConvBaselineConfig, num_nodes: int, in_dim: int) -> nn.
                       max(cfg.dense_layers - 1, 1), cfg.kernel_size, cfg.dropout)
 
 
-def make_gconv_baseline_trainer(cfg: GConvBaselineConfig,
+def make_gconv_genre_baseline_trainer(cfg: GConvGenreBaselineConfig,
                                 ctx: RunContext) -> ClassificationTrainer:
     samples, setup = genre_setup(cfg.genre_task, ctx)
     torch.manual_seed(ctx.seed)

@@ -14,8 +14,8 @@ import torch
 from recbench.config import EvalConfig, TrainConfig
 from recbench.data import genre_task as gt
 from recbench.data.graph import Dataset, build_graph
-from recbench.models import baselines as bl
-from recbench.models import gconv_transform as gm
+from recbench.models import gconv_genre as gm
+from recbench.models import gconv_genre_baseline as bl
 from recbench.train.api import RunContext
 from recbench.train.classification import ovr_hinge, soft_cross_entropy
 
@@ -211,11 +211,11 @@ def test_losses_by_hand():
 
 
 @pytest.mark.parametrize("factory", [
-    lambda c: gm.make_gconv_transform_trainer(
-        gm.GConvTransformConfig(name="gconv_transform", hidden=16, num_blocks=2,
+    lambda c: gm.make_gconv_genre_trainer(
+        gm.GConvGenreConfig(name="gconv_genre", hidden=16, num_blocks=2,
                                 genre_task=gt.GenreTaskConfig(timing_batches=2)), c),
-    *[lambda c, k=k: bl.make_gconv_baseline_trainer(
-        bl.GConvBaselineConfig(name="gconv_baseline", kind=k, hidden=32, channels=8, growth=4,
+    *[lambda c, k=k: bl.make_gconv_genre_baseline_trainer(
+        bl.GConvGenreBaselineConfig(name="gconv_genre_baseline", kind=k, hidden=32, channels=8, growth=4,
                                genre_task=gt.GenreTaskConfig(timing_batches=2)), c)
       for k in ("svm", "dnn", "cnn", "densenet", "densecnn")]])
 def test_trainers_learn_and_are_deterministic(factory):
@@ -284,8 +284,8 @@ def test_ml100k_genre_task_end_to_end(tmp_path):
     counts = gt.cooccurrence(gt.item_genres(ds.g))
     assert counts.shape == (18, 18) and int((counts > 0).sum()) // 2 == 106  # spec §6
     ctx = RunContext(ds, TrainConfig(batch_size=96), EvalConfig(k=[1, 3]), torch.device("cpu"), 0)
-    tr = gm.make_gconv_transform_trainer(
-        gm.GConvTransformConfig(name="gconv_transform", num_blocks=1), ctx)
+    tr = gm.make_gconv_genre_trainer(
+        gm.GConvGenreConfig(name="gconv_genre", num_blocks=1), ctx)
     sizes = {k: len(v) for k, v in tr.splits.items()}
     assert sum(sizes.values()) == 95_277  # 100,000 - 943 × 5 - 8 targets of unknown genre
     assert sizes == {"test": 9_528, "valid": 17_150, "train": 68_599}
@@ -301,17 +301,17 @@ def test_experiment_and_study_files_validate(tmp_path):
     from recbench.config import load_experiment
 
     root = Path(__file__).resolve().parents[1]
-    for name in ("gconv_transform", "gconv_baseline", "gconv_transform_ml1m"):
+    for name in ("gconv_genre", "gconv_genre_baseline", "gconv_genre_ml1m"):
         cfg = load_experiment(root / "experiments" / f"{name}.yaml")
         assert cfg.train.batch_size == 96 and cfg.train.patience == 5 and cfg.train.epochs == 50
-    expected = {"gconv-table1": 8, "gconv-components": 5, "gconv-n-layers": 6}
+    expected = {"gconv-genre-table1": 8, "gconv-genre-components": 5, "gconv-genre-n-layers": 6}
     for name, variants in expected.items():
         study = studies.load_study(root / "experiments" / "studies", name)
         planned = studies.plan(study, tmp_path)
         assert len(planned) == variants * 3  # three seeds each
-    table1 = studies.plan(studies.load_study(root / "experiments" / "studies", "gconv-table1"),
+    table1 = studies.plan(studies.load_study(root / "experiments" / "studies", "gconv-genre-table1"),
                           tmp_path)
     kinds = {p.variant: p.cfg.model for p in table1 if p.seed == 0}
-    assert kinds["svm"].name == "gconv_baseline" and kinds["svm"].kind == "svm"
+    assert kinds["svm"].name == "gconv_genre_baseline" and kinds["svm"].kind == "svm"
     assert kinds["attention"].graph is False and kinds["attention"].chebyshev is False
     assert kinds["graph"].attention is False and kinds["ours"].num_blocks == 2

@@ -1,0 +1,193 @@
+"""Epoch strategies and evaluation for next-item prediction (GConv-Transform and its Table 1).
+
+Three ways an epoch runs, one evaluator:
+
+- ``windows`` (causal sequence models): every training target once per epoch, in windows of
+  ``L`` inputs scored at all positions at once (causal masking); a batch is ``batch_size``
+  windows. Far cheaper than one sample at a time, which re-encodes a history per target.
+- ``samples`` (order-free baselines): a batch is ``batch_size`` (history, target) samples.
+- ``none`` (count-based floors): nothing to learn.
+
+Every model exposes ``score_last(histories) -> (B, I + 1)`` scores (column 0 is the pad);
+causal ones also ``score_positions(inputs, where) -> (P, I + 1)``. Evaluation masks the pad and
+every item the user rated before the target, ranks the target among all items (accuracy@1 =
+HR@1, HR@k, NDCG@k) and among 100 sampled unrated items (``sampled_hr@k``).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from recbench.data import next_item_task as nt
+from recbench.eval.next_item import metrics_from_ranks, sampled_ranks, target_ranks
+from recbench.seeding import torch_generator
+from recbench.train.api import EvalResult, RunContext
+from recbench.train.trainers import make_optimizer
+
+Mode = Literal["windows", "samples", "none"]
+
+
+@dataclass
+class NextItemData:
+    """Everything a next-item run reads, built once from the graph and the task config."""
+
+    seqs: nt.Sequences
+    cfg: nt.NextItemConfig
+    index: dict[str, np.ndarray]
+    histories: dict[str, torch.Tensor]  # split → (n, L) left-padded
+    targets: dict[str, torch.Tensor]  # split → (n,)
+    negatives: dict[str, torch.Tensor]  # 'valid'/'test' → (n, num_sampled_negatives)
+    split_seed: int
+
+    @property
+    def num_items(self) -> int:
+        return self.seqs.num_items
+
+
+def build_data(ctx: RunContext, cfg: nt.NextItemConfig) -> NextItemData:
+    seed = cfg.split_seed
+    if seed is None:
+        seed = int(ctx.data.meta.get("protocol", {}).get("split_seed", 0))
+    seqs = nt.build_sequences(ctx.data.g, cfg, seed)
+    index = {s: seqs.index(s) for s in nt.SPLIT_CODES}
+    if not len(index["train"]) or not len(index["test"]):
+        from recbench.errors import DatasetError
+
+        raise DatasetError("the next-item split left no training or no test sample; the data "
+                           "has too few ratings per user for min_history / the split ratios")
+    all_targets = torch.as_tensor(seqs.targets)
+    histories = {s: torch.as_tensor(seqs.histories(i, cfg.max_len)) for s, i in index.items()}
+    targets = {s: all_targets[i] for s, i in index.items()}
+    negatives = {s: torch.as_tensor(nt.sampled_negatives(seqs, index[s],
+                                                         cfg.num_sampled_negatives, seed))
+                 for s in ("valid", "test")} if cfg.num_sampled_negatives else {}
+    return NextItemData(seqs, cfg, index, histories, targets, negatives, seed)
+
+
+class NextItemTrainer:
+    """Trains one next-item model with the chosen epoch strategy; evaluates on a split."""
+
+    monitor = "ndcg@10"
+
+    def __init__(self, model: torch.nn.Module, ctx: RunContext, data: NextItemData,
+                 mode: Mode, loss: Literal["ce", "hinge"] = "ce", eval_batch: int = 512,
+                 timing_batch: int = 96):
+        self.model = model.to(ctx.device)
+        self.ctx, self.data, self.mode, self.loss = ctx, data, mode, loss
+        self.eval_batch, self.timing_batch = eval_batch, timing_batch
+        self.ks = sorted(set(ctx.eval.k) | {1, 10})
+        self.windows = nt.training_windows(data.seqs, data.cfg.max_len) if mode == "windows" else None
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.opt = make_optimizer(params, ctx.train) if params else None
+        self.gen = torch_generator(ctx.seed, "batches")
+        self.has_valid = len(data.index["valid"]) > 0
+        self.num_epochs = 1 if mode == "none" else None
+        self._masks: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+
+    def _step(self, loss: torch.Tensor) -> float:
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+        return float(loss)
+
+    def _loss(self, scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if self.loss == "hinge":  # Crammer-Singer multi-class hinge (the linear SVM)
+            return F.multi_margin_loss(scores, targets)
+        return F.cross_entropy(scores, targets)
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        if self.mode == "none":
+            return {}
+        self.model.train()
+        dev, bs = self.ctx.device, self.ctx.train.batch_size
+        total, count = 0.0, 0
+        if self.mode == "windows":
+            w = self.windows
+            for idx in torch.randperm(len(w.inputs), generator=self.gen).split(bs):
+                inputs, targets = w.inputs[idx].to(dev), w.targets[idx].to(dev)
+                where = targets > 0
+                scores = self.model.score_positions(inputs, where)
+                n = int(where.sum())
+                total += self._step(self._loss(scores, targets[where])) * n
+                count += n
+        else:
+            hist, tgt = self.data.histories["train"], self.data.targets["train"]
+            for idx in torch.randperm(len(tgt), generator=self.gen).split(bs):
+                scores = self.model.score_last(hist[idx].to(dev))
+                total += self._step(self._loss(scores, tgt[idx].to(dev))) * len(idx)
+                count += len(idx)
+        return {"loss": total / max(count, 1)}
+
+    def _prefix_masks(self, split: str) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per evaluation batch: (row, item) of every item rated before the target."""
+        if split not in self._masks:
+            idx = self.data.index[split]
+            self._masks[split] = [self.data.seqs.prefix_mask_rows(idx[b:b + self.eval_batch])
+                                  for b in range(0, len(idx), self.eval_batch)]
+        return self._masks[split]
+
+    @torch.no_grad()
+    def evaluate(self, split: str) -> EvalResult:
+        self.model.eval()
+        dev = self.ctx.device
+        hist, tgt = self.data.histories[split], self.data.targets[split]
+        neg = self.data.negatives.get(split)
+        full, sampled = [], []
+        for b, (rows, cols) in enumerate(self._prefix_masks(split)):
+            sl = slice(b * self.eval_batch, (b + 1) * self.eval_batch)
+            scores = self.model.score_last(hist[sl].to(dev)).float().cpu()
+            scores[:, 0] = -torch.inf
+            scores[torch.as_tensor(rows), torch.as_tensor(cols)] = -torch.inf
+            full.append(target_ranks(scores, tgt[sl]))
+            if neg is not None:
+                sampled.append(sampled_ranks(scores, tgt[sl], neg[sl]))
+        per = metrics_from_ranks(torch.cat(full), torch.cat(sampled) if sampled else None, self.ks)
+        return EvalResult({k: float(v.mean()) for k, v in per.items()},
+                          {**{k: v.numpy() for k, v in per.items()},
+                           "index": self.data.index[split]})
+
+    @torch.no_grad()
+    def inference_ms(self, repeats: int | None = None, warmup: int | None = None) -> float:
+        """Median wall time (ms) of scoring one test batch of 96 histories, after warm-up."""
+        repeats = repeats or self.data.cfg.timing_batches
+        warmup = self.data.cfg.timing_warmup if warmup is None else warmup
+        self.model.eval()
+        hist = self.data.histories["test"]
+        batches = [b.to(self.ctx.device) for b in hist[: self.timing_batch * repeats]
+                   .split(self.timing_batch)]
+        for b in batches[:warmup]:
+            self.model.score_last(b)
+        times = []
+        for b in batches:
+            if self.ctx.device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            self.model.score_last(b)
+            if self.ctx.device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append((time.perf_counter() - t0) * 1e3)
+        return statistics.median(times)
+
+    def extra_metrics(self) -> dict:
+        params = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        return {"inference_ms_per_batch": self.inference_ms(), "inference_batch": self.timing_batch,
+                "inference_threads": torch.get_num_threads(), "params_m": params / 1e6,
+                "split": self.data.cfg.split, "max_len": self.data.cfg.max_len,
+                "num_windows": 0 if self.windows is None else len(self.windows.inputs),
+                **{f"num_{k}": len(v) for k, v in self.data.index.items()}}
+
+    def state_dict(self) -> dict:
+        return {"opt": None if self.opt is None else self.opt.state_dict(),
+                "gen": self.gen.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.opt is not None and state.get("opt") is not None:
+            self.opt.load_state_dict(state["opt"])
+        self.gen.set_state(state["gen"])

@@ -1,0 +1,246 @@
+"""Next-item GConv-Transform task: samples, split, windows, item graph, metrics, models."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from recbench.config import EvalConfig, TrainConfig
+from recbench.data import next_item_task as nt
+from recbench.data.graph import Dataset, build_graph
+from recbench.eval.next_item import metrics_from_ranks, sampled_ranks, target_ranks
+from recbench.models import gconv_transform as gm
+from recbench.models import seq_baselines as sb
+from recbench.train.api import RunContext
+
+
+def successor_graph(num_users: int = 40, num_items: int = 30, length: int = 12, seed: int = 0):
+    """Each user walks the items in a cycle from a random start: next = previous + 1 (mod n)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(num_users):
+        start = int(rng.integers(num_items))
+        for t in range(min(length, num_items)):
+            rows.append((u, (start + t) % num_items, 4.0, 100 * t))
+    frame = pd.DataFrame(rows, columns=["user", "item", "rating", "timestamp"])
+    return build_graph(frame, np.zeros(len(frame), np.int8), num_users, num_items)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models: one thread is fastest, and two cores are easily oversubscribed."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+SMALL = nt.NextItemConfig(max_len=6, num_sampled_negatives=5)
+
+
+def ctx_for(g, epochs: int = 3, batch_size: int = 16, lr: float = 1e-2) -> RunContext:
+    return RunContext(Dataset(g, {"protocol": {"split_seed": 0}}),
+                      TrainConfig(batch_size=batch_size, epochs=epochs, lr=lr),
+                      EvalConfig(k=[10, 1]), torch.device("cpu"), seed=0)
+
+
+def test_equal_timestamps_broken_by_seeded_random_key_not_item_id():
+    # one user, eight items all at the same time: the order must not be the id order
+    frame = pd.DataFrame({"user": [0] * 8, "item": list(range(8)), "rating": [3.0] * 8,
+                          "timestamp": [7] * 8})
+    g = build_graph(frame, np.zeros(8, np.int8), 1, 8)
+    cfg = nt.NextItemConfig(min_history=2)
+    orders = {tuple(nt.build_sequences(g, cfg, seed).items) for seed in range(4)}
+    assert len(orders) > 1  # the key is seeded, so not the id order every time
+    again = nt.build_sequences(g, cfg, 0).items
+    np.testing.assert_array_equal(again, nt.build_sequences(g, cfg, 0).items)
+
+
+def test_samples_histories_and_random_split():
+    g = successor_graph()
+    cfg = nt.NextItemConfig(min_history=5, max_len=4)
+    s = nt.build_sequences(g, cfg, 0)
+    assert len(s.sample_seq) == 40 * (12 - 5)
+    counts = {k: len(s.index(k)) for k in nt.SPLIT_CODES}
+    assert counts["test"] == 28 and counts["valid"] == round(0.2 * (280 - 28))
+    # histories: the 4 items before the target, the last one = target - 1 (cyclic walk)
+    idx = np.arange(len(s.sample_seq))
+    h = s.histories(idx, 4)
+    tgt = s.targets
+    assert ((h[:, -1] % 30) + 1 == tgt).all()
+    assert (h > 0).all()  # t >= 5 > L: no padding here
+    short = s.histories(idx, 8)
+    assert (short[s.sample_pos == 5, :3] == 0).all() and (short[s.sample_pos == 5, 3:] > 0).all()
+
+
+def test_leave_last_out_split():
+    s = nt.build_sequences(successor_graph(), nt.NextItemConfig(split="leave_last_out"), 0)
+    for k, pos in (("test", 11), ("valid", 10)):
+        sel = s.index(k)
+        assert len(sel) == 40 and (s.sample_pos[sel] == pos).all()
+    assert (s.sample_pos[s.index("train")] < 10).all()
+
+
+def test_windows_cover_each_training_target_once_with_history():
+    s = nt.build_sequences(successor_graph(length=12, num_items=30), nt.NextItemConfig(), 0)
+    w = nt.training_windows(s, max_len=6)
+    train = s.index("train")
+    assert int((w.targets > 0).sum()) == len(train)
+    # every labelled position: its input is the item before the target (cyclic successor)
+    rows, cols = torch.nonzero(w.targets > 0, as_tuple=True)
+    assert ((w.inputs[rows, cols] % 30) + 1 == w.targets[rows, cols]).all()
+    # at least L - L//2 = 3 items of history inside the window (or the whole prefix)
+    for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
+        assert int((w.inputs[r, : c + 1] > 0).sum()) >= 3
+
+
+def test_item_graph_sees_no_validation_or_test_target():
+    # user 0's only rating of item 9 is its (held-out) last item under leave-last-out
+    rows = [(u, i, 4.0, 10 * i) for u in range(6) for i in range(8)]
+    rows += [(0, 9, 4.0, 1000), (0, 8, 4.0, 999)]
+    frame = pd.DataFrame(rows, columns=["user", "item", "rating", "timestamp"])
+    g = build_graph(frame, np.zeros(len(frame), np.int8), 6, 10)
+    s = nt.build_sequences(g, nt.NextItemConfig(split="leave_last_out"), 0)
+    sim = nt.item_cosine_graph(s, 5)
+    assert sim[10].abs().sum() == 0 and sim[:, 10].abs().sum() == 0  # item 9 (shifted id 10)
+    assert sim[9].abs().sum() == 0  # item 8: the validation target
+    assert nt.visible_popularity(s)[10] == 0
+
+
+def test_ranks_are_pessimistic_on_ties_and_metrics():
+    scores = torch.tensor([[0.0, 1.0, 1.0, 0.5], [0.0, 3.0, 2.0, 1.0]])
+    targets = torch.tensor([1, 3])
+    full = target_ranks(scores, targets)
+    assert full.tolist() == [1, 2]  # item 2 ties with the target: counted above it
+    neg = torch.tensor([[3], [2]])
+    assert sampled_ranks(scores, targets, neg).tolist() == [0, 1]
+    m = metrics_from_ranks(full, sampled_ranks(scores, targets, neg), [1, 2])
+    assert m["accuracy@1"].tolist() == [0.0, 0.0] and m["hr@2"].tolist() == [1.0, 0.0]
+    assert m["sampled_hr@1"].tolist() == [1.0, 0.0]
+
+
+def test_gconv_transform_is_causal():
+    cfg = gm.GConvTransformConfig(name="gconv_transform", hidden=8, num_heads=2,
+                                  next_item=SMALL)
+    sim = torch.rand(11, 11)
+    model = gm.GConvTransform(cfg, 10, (sim + sim.T) / 2).eval()
+    x = torch.tensor([[0, 3, 4, 5, 6, 7]])
+    y = x.clone()
+    y[0, 5] = 9  # change only the last item
+    a, b = model.states(x), model.states(y)
+    torch.testing.assert_close(a[:, :5], b[:, :5])
+    assert not torch.allclose(a[:, 5], b[:, 5])
+
+
+def test_chebyshev_terms_by_hand():
+    conv = gm.SeqChebConv(1, 1, 3)
+    with torch.no_grad():
+        conv.linear.weight.copy_(torch.tensor([[1.0, 10.0, 100.0]]))
+        conv.linear.bias.zero_()
+    p = torch.tensor([[[1.0, 0.0], [0.5, 0.5]]])
+    x = torch.tensor([[[1.0], [3.0]]])
+    t1 = -p @ x
+    t2 = 2 * (-p) @ t1 - x
+    torch.testing.assert_close(conv(x, p), x + 10 * t1 + 100 * t2)
+
+
+MODELS = {
+    "gconv": lambda: gm.GConvTransformConfig(name="gconv_transform", hidden=16,
+                                             next_item=SMALL),
+    "graph": lambda: gm.GConvTransformConfig(name="gconv_transform", hidden=16, attention=False,
+                                             next_item=SMALL),
+    "sasrec": lambda: gm.GConvTransformConfig(name="gconv_transform", hidden=16, graph=False,
+                                              chebyshev=False, feedforward=True,
+                                              next_item=SMALL),
+    **{k: (lambda k=k: sb.SeqBaselineConfig(name="seq_baseline", kind=k, hidden=16, channels=8,
+                                            growth=4, next_item=SMALL))
+       for k in ("svm", "dnn", "cnn", "densenet", "densecnn")},
+}
+
+
+def _trainer(name: str, ctx: RunContext):
+    cfg = MODELS[name]()
+    make = gm.make_gconv_transform_trainer if cfg.name == "gconv_transform" else \
+        sb.make_seq_baseline_trainer
+    return make(cfg, ctx)
+
+
+@pytest.mark.parametrize("name", ["gconv", "graph", "sasrec", "cnn"])
+def test_sequence_models_learn_a_successor_rule(name):
+    """next = previous + 1: a model that reads the order must find it from the last item and
+    beat the popularity floor by far."""
+    ctx = ctx_for(successor_graph(num_users=40), lr=2e-2, batch_size=16)
+    tr = _trainer(name, ctx)
+    floor = sb.make_seq_baseline_trainer(
+        sb.SeqBaselineConfig(name="seq_baseline", kind="popularity", next_item=SMALL), ctx)
+    base = floor.evaluate("test").metrics["hr@1"]
+    for epoch in range(15):
+        tr.train_epoch(epoch)
+    got = tr.evaluate("test").metrics
+    assert got["hr@1"] > base + 0.3, (name, got["hr@1"], base)
+
+
+@pytest.mark.parametrize("name", ["svm", "dnn", "densenet", "densecnn"])
+def test_order_free_baselines_train_and_report_every_metric(name):
+    ctx = ctx_for(successor_graph(num_users=20), lr=1e-2, batch_size=16)
+    tr = _trainer(name, ctx)
+    before = tr.evaluate("valid").metrics
+    losses = [tr.train_epoch(e)["loss"] for e in range(3)]
+    assert losses[-1] < losses[0]
+    got = tr.evaluate("test").metrics
+    assert set(got) >= {"accuracy@1", "hr@10", "ndcg@10", "sampled_hr@10", "mrr"}
+    assert set(before) == set(tr.evaluate("valid").metrics)
+    assert tr.extra_metrics()["params_m"] > 0
+
+
+def test_markov_floor_counts_visible_transitions_only():
+    ctx = ctx_for(successor_graph())
+    tr = sb.make_seq_baseline_trainer(
+        sb.SeqBaselineConfig(name="seq_baseline", kind="markov",
+                             next_item=SMALL), ctx)
+    assert tr.evaluate("test").metrics["accuracy@1"] == 1.0  # the rule is a pure transition
+    assert tr.num_epochs == 1 and tr.train_epoch(0) == {}
+
+
+def test_experiment_and_study_files_validate(tmp_path):
+    from recbench import studies
+    from recbench.config import load_experiment
+
+    root = Path(__file__).resolve().parents[1]
+    for name in ("gconv_transform", "gconv_baseline"):
+        cfg = load_experiment(root / "experiments" / f"{name}.yaml")
+        assert cfg.train.batch_size == 96 and cfg.model.next_item.max_len == 30
+    for name in ("gconv-table1", "gconv-components", "gconv-n-layers"):
+        planned = studies.plan(studies.load_study(root / "experiments" / "studies", name),
+                               tmp_path)
+        assert len({p.seed for p in planned}) == 3
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not os.environ.get("RECBENCH_MIRROR"), reason="RECBENCH_MIRROR unset")
+def test_real_ml100k_two_epochs_beat_popularity(tmp_path):
+    from recbench.config import DatasetConfig
+    from recbench.data.fetch import fetch
+    from recbench.data.prepare import DataPaths, load
+    from recbench.data.sources import SOURCES
+
+    torch.set_num_threads(1)
+    paths = DataPaths(Path(os.environ.get("RECBENCH_DATA", tmp_path)))
+    fetch(SOURCES["ml-100k"], paths.raw, Path(os.environ["RECBENCH_MIRROR"]))
+    ds = load(DatasetConfig(name="ml-100k"), paths)
+    ctx = RunContext(ds, TrainConfig(batch_size=96, epochs=1, lr=1e-3), EvalConfig(k=[10, 1]),
+                     torch.device("cpu"), seed=0)
+    cfg = gm.GConvTransformConfig(name="gconv_transform", num_blocks=1)
+    tr = gm.make_gconv_transform_trainer(cfg, ctx)
+    assert tr.data.seqs.num_items == 1682 and len(tr.data.seqs.sample_seq) == 95285
+    pop = sb.make_seq_baseline_trainer(sb.SeqBaselineConfig(name="seq_baseline",
+                                                            kind="popularity"), ctx)
+    base = pop.evaluate("test").metrics["hr@10"]
+    for e in range(2):
+        tr.train_epoch(e)
+    assert tr.evaluate("test").metrics["hr@10"] > base + 0.03
