@@ -75,6 +75,13 @@ def test_unknown_study(tmp_path):
     assert "unknown study 'nope'" in _one_error_line(out)
 
 
+def test_ablate_unknown_seed_subset_is_one_line():
+    result, out = _invoke("ablate", "--study", "gconv-table1", "--only-seeds", "7", "--dry-run")
+    assert result.exit_code == 2
+    msg = _one_error_line(out)
+    assert "--only-seeds" in msg and "[7]" in msg and "[0, 1, 2]" in msg
+
+
 def test_bad_override_syntax(tmp_path):
     exp = write_experiment(tmp_path, "e")
     result, out = _invoke("train", str(exp), "--set", "model.emb_dim")

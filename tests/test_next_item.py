@@ -244,3 +244,15 @@ def test_real_ml100k_two_epochs_beat_popularity(tmp_path):
     for e in range(2):
         tr.train_epoch(e)
     assert tr.evaluate("test").metrics["hr@10"] > base + 0.03
+
+
+def test_monitored_validation_subset_leaves_the_split_alone():
+    from recbench.train.next_item import build_data
+
+    ctx = ctx_for(successor_graph())
+    full = build_data(ctx, nt.NextItemConfig(valid_monitor=0, num_sampled_negatives=5))
+    some = build_data(ctx, nt.NextItemConfig(valid_monitor=10, num_sampled_negatives=5))
+    np.testing.assert_array_equal(full.index["train"], some.index["train"])
+    assert len(some.index["valid"]) == 10 and set(some.index["valid"]) <= set(full.index["valid"])
+    assert some.split_sizes == full.split_sizes
+    assert len(some.negatives["valid"]) == 10

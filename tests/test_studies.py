@@ -96,3 +96,32 @@ def test_duplicate_study_names_are_rejected(tmp_path):
         (tmp_path / "s" / f).write_text("study: same\nbase: [x.yaml]\n")
     with pytest.raises(ConfigError, match="unique"):
         studies.list_studies(tmp_path / "s")
+
+
+def test_select_subsets_seeds_and_variants_and_rejects_unknown(tmp_path):
+    from recbench.errors import ConfigError
+
+    plan = studies.plan(_study(tmp_path), tmp_path / "runs")
+    assert {(p.variant, p.seed) for p in studies.select(plan, "1", None)} == {("4", 1), ("8", 1)}
+    assert {(p.variant, p.seed) for p in studies.select(plan, None, "8")} == {("8", 0), ("8", 1)}
+    assert studies.select(plan, None, None) == plan
+    for seeds, variants in (("7", None), ("x", None), (None, "16")):
+        with pytest.raises(ConfigError, match="only-"):
+            studies.select(plan, seeds, variants)
+
+
+def test_extra_columns_by_hand(tmp_path, tiny_paths):
+    study = _study(tmp_path, columns=["recall@5", "extra.no_such_key", "epochs_run"])
+    root = tmp_path / "runs"
+    studies.execute(studies.plan(study, root), tiny_paths, root)
+    result = studies.aggregate(study, studies.plan(study, root))
+    eight = next(c for c in result.cells if c.variant == "8")
+    values, p = eight.columns["recall@5"]
+    assert values == eight.values and p == eight.p_value  # same metric, same pairing
+    assert eight.columns["extra.no_such_key"] == ([], None)
+    epochs = [runs.read_metrics(d)["epochs_run"] for d in eight.run_dirs]
+    assert eight.columns["epochs_run"][0] == [float(e) for e in epochs]
+    out = report.write_study(result, tmp_path / "results" / "dims")
+    text = (out / "extra.md").read_text()
+    assert "| extra.no_such_key |" in text.splitlines()[4].replace("recall@5 | ", "")
+    assert f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f}" in text

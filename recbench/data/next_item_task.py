@@ -44,6 +44,8 @@ class NextItemConfig(Strict):
     test_ratio: float = 0.1  # random split: paper's 9:1
     valid_ratio: float = 0.2  # random split: 20 % of training validates
     split_seed: int | None = None  # None: the dataset's split_seed (meta.json), else 0
+    valid_monitor: int = 6000  # validation samples scored each epoch (a fixed seeded subset
+    # of the validation split, whose samples are all kept out of training); 0: all of them
     num_sampled_negatives: int = 100  # the sampled HR@10 (field's usual scale); 0: none
     graph_neighbours: int = 20  # item–item cosine graph: top neighbours kept per item
     timing_batches: int = 20  # inference timing: median over this many batches of 96

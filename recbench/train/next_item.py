@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from recbench.data import next_item_task as nt
 from recbench.eval.next_item import metrics_from_ranks, sampled_ranks, target_ranks
-from recbench.seeding import torch_generator
+from recbench.seeding import numpy_rng, torch_generator
 from recbench.train.api import EvalResult, RunContext
 from recbench.train.trainers import make_optimizer
 
@@ -45,6 +45,7 @@ class NextItemData:
     targets: dict[str, torch.Tensor]  # split → (n,)
     negatives: dict[str, torch.Tensor]  # 'valid'/'test' → (n, num_sampled_negatives)
     split_seed: int
+    split_sizes: dict[str, int]  # samples per split (index['valid'] may be a monitored subset)
 
     @property
     def num_items(self) -> int:
@@ -57,6 +58,11 @@ def build_data(ctx: RunContext, cfg: nt.NextItemConfig) -> NextItemData:
         seed = int(ctx.data.meta.get("protocol", {}).get("split_seed", 0))
     seqs = nt.build_sequences(ctx.data.g, cfg, seed)
     index = {s: seqs.index(s) for s in nt.SPLIT_CODES}
+    split_sizes = {s: len(i) for s, i in index.items()}
+    if 0 < cfg.valid_monitor < len(index["valid"]):  # monitoring cost, not the split
+        pick = numpy_rng(seed, "next-item:valid-monitor").choice(
+            len(index["valid"]), cfg.valid_monitor, replace=False)
+        index["valid"] = index["valid"][np.sort(pick)]
     if not len(index["train"]) or not len(index["test"]):
         from recbench.errors import DatasetError
 
@@ -68,7 +74,7 @@ def build_data(ctx: RunContext, cfg: nt.NextItemConfig) -> NextItemData:
     negatives = {s: torch.as_tensor(nt.sampled_negatives(seqs, index[s],
                                                          cfg.num_sampled_negatives, seed))
                  for s in ("valid", "test")} if cfg.num_sampled_negatives else {}
-    return NextItemData(seqs, cfg, index, histories, targets, negatives, seed)
+    return NextItemData(seqs, cfg, index, histories, targets, negatives, seed, split_sizes)
 
 
 class NextItemTrainer:
@@ -181,7 +187,8 @@ class NextItemTrainer:
                 "inference_threads": torch.get_num_threads(), "params_m": params / 1e6,
                 "split": self.data.cfg.split, "max_len": self.data.cfg.max_len,
                 "num_windows": 0 if self.windows is None else len(self.windows.inputs),
-                **{f"num_{k}": len(v) for k, v in self.data.index.items()}}
+                "num_valid_monitored": len(self.data.index["valid"]),
+                **{f"num_{k}": v for k, v in self.data.split_sizes.items()}}
 
     def state_dict(self) -> dict:
         return {"opt": None if self.opt is None else self.opt.state_dict(),
