@@ -256,3 +256,14 @@ def test_monitored_validation_subset_leaves_the_split_alone():
     assert len(some.index["valid"]) == 10 and set(some.index["valid"]) <= set(full.index["valid"])
     assert some.split_sizes == full.split_sizes
     assert len(some.negatives["valid"]) == 10
+
+
+@pytest.mark.parametrize("cheb,enc,dec", [(True, gm.SeqChebConv, gm.SeqChebConv),
+                                          (False, torch.nn.Linear, torch.nn.Linear),
+                                          ("in", gm.SeqChebConv, torch.nn.Linear),
+                                          ("out", torch.nn.Linear, gm.SeqChebConv)])
+def test_chebyshev_switch_places_the_layers(cheb, enc, dec):
+    cfg = gm.GConvTransformConfig(name="gconv_transform", hidden=8, chebyshev=cheb, next_item=SMALL)
+    model = gm.GConvTransform(cfg, 10, None)
+    assert type(model.encode) is enc and type(model.decode) is dec
+    assert model.score_last(torch.tensor([[0, 0, 1, 2, 3, 4]])).shape == (1, 11)

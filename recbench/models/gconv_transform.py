@@ -44,7 +44,8 @@ class GConvTransformConfig(Strict):
     dropout: float = 0.2
     cheb_k: int = 3  # Chebyshev terms (order 2)
     residual: bool = True  # pre-norm residual around both sub-blocks; False: literal reading
-    chebyshev: bool = True  # False: in/out ChebConv → per-position Linear ("w/o Chebyshev")
+    chebyshev: bool | Literal["in", "out"] = True  # False: in/out ChebConv → per-position
+    # Linear ("w/o Chebyshev"); "in" / "out": keep only that one (diagnosis of where it acts)
     attention: bool = True  # False: "w/o attention" = Table 1's "Graph"
     graph: bool = True  # False: "w/o graph"; with chebyshev False + feedforward: "Attention"
     feedforward: bool = False  # a position-wise FFN sub-block after attention (SASRec's)
@@ -175,11 +176,10 @@ class GConvTransform(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.norm_in = nn.LayerNorm(d)
         self.norm_out = nn.LayerNorm(d)
-        self.chebyshev = cfg.chebyshev
-        if cfg.chebyshev:
-            self.encode, self.decode = SeqChebConv(d, d, cfg.cheb_k), SeqChebConv(d, d, cfg.cheb_k)
-        else:
-            self.encode, self.decode = nn.Linear(d, d), nn.Linear(d, d)
+        self.cheb_in = cfg.chebyshev is True or cfg.chebyshev == "in"
+        self.cheb_out = cfg.chebyshev is True or cfg.chebyshev == "out"
+        self.encode = SeqChebConv(d, d, cfg.cheb_k) if self.cheb_in else nn.Linear(d, d)
+        self.decode = SeqChebConv(d, d, cfg.cheb_k) if self.cheb_out else nn.Linear(d, d)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_blocks))
         self.register_buffer("sim", sim if sim is not None else torch.zeros(0), persistent=False)
         self.use_sim = sim is not None
@@ -194,10 +194,10 @@ class GConvTransform(nn.Module):
         a = history_adjacency(items, self.sim if self.use_sim else None)
         p = row_normalize(a)
         h = self.norm_in(self.drop(self.item(items) + self.pos.weight[-n:]))
-        h = self.encode(h, p) if self.chebyshev else self.encode(h)
+        h = self.encode(h, p) if self.cheb_in else self.encode(h)
         for block in self.blocks:
             h = block(h, mask, a, live)
-        h = self.decode(h, p) if self.chebyshev else self.decode(h)
+        h = self.decode(h, p) if self.cheb_out else self.decode(h)
         return self.norm_out(h)
 
     def _scores(self, h: torch.Tensor) -> torch.Tensor:
