@@ -185,6 +185,15 @@ def test_sequence_models_learn_a_successor_rule(name):
     assert got["hr@1"] > base + 0.3, (name, got["hr@1"], base)
 
 
+def test_gconv_trains_on_samples_too():
+    cfg = gm.GConvTransformConfig(name="gconv_transform", hidden=8, training="samples",
+                                  next_item=SMALL)
+    tr = gm.make_gconv_transform_trainer(cfg, ctx_for(successor_graph(num_users=10)))
+    assert tr.windows is None and tr.mode == "samples"
+    losses = [tr.train_epoch(e)["loss"] for e in range(3)]
+    assert losses[-1] < losses[0]
+
+
 @pytest.mark.parametrize("name", ["svm", "dnn", "densenet", "densecnn"])
 def test_order_free_baselines_train_and_report_every_metric(name):
     ctx = ctx_for(successor_graph(num_users=20), lr=1e-2, batch_size=16)

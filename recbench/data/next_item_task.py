@@ -63,6 +63,7 @@ class Sequences:
     sample_pos: np.ndarray  # (S,) target position within its sequence
     split: np.ndarray  # (S,) int8 SPLIT_CODES
     num_items: int  # catalogue size (without the pad)
+    min_history: int = 5  # positions before this are history only, never targets
 
     def index(self, split: str) -> np.ndarray:
         return np.flatnonzero(self.split == SPLIT_CODES[split])
@@ -114,8 +115,6 @@ class Sequences:
         train = self.index("train")
         vis[self.starts[self.sample_seq[train]] + self.sample_pos[train]] = True
         return vis
-
-    min_history: int = 5
 
 
 def build_sequences(g, cfg: NextItemConfig, split_seed: int = 0) -> Sequences:
