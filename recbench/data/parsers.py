@@ -238,6 +238,28 @@ def _is_number(tok: str) -> bool:
         return False
 
 
+def _check_ragged(path: Path, text: str, sep: str) -> None:
+    """Every non-blank line has as many fields as the first (a short row is not padded)."""
+    import io
+
+    if len(sep) == 1:
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
+        rows = ((reader.line_num, len(row)) for row in reader if row and any(f.strip() for f in row)
+                or (row and len(row) > 1))
+    else:
+        rows = ((n, len(line.split(sep))) for n, line in enumerate(text.splitlines(), 1)
+                if line.strip())
+    try:
+        first = next(rows, None)
+        for line, count in rows:
+            if count != first[1]:
+                raise DatasetError(f"{path}: line {line} has {count} field(s) but line {first[0]} "
+                                   f"has {first[1]} (delimiter {sep!r}); make every row complete "
+                                   "or give the right --sep")
+    except csv.Error as exc:
+        raise DatasetError(f"{path}: line {reader.line_num}: {exc}; check the quoting") from None
+
+
 def _check_source(path: Path) -> None:
     if not path.exists():
         raise DatasetError(f"{path} does not exist; give the path of an interactions file")
@@ -264,6 +286,7 @@ def parse_table(path: Path, sep: str | None = None, header: bool | None = None,
     sep, header = _sniff(path, sep, header, text)
     if not sep:
         raise DatasetError(f"{path}: --sep must not be empty; give the delimiter, e.g. --sep ','")
+    _check_ragged(path, text, sep)
     try:
         # skip_blank_lines=False keeps row index == line number; blank rows are dropped below
         table = pd.read_csv(io.StringIO(text), sep=sep, header=0 if header else None,
@@ -278,8 +301,9 @@ def parse_table(path: Path, sep: str | None = None, header: bool | None = None,
     blank = table.isna().all(axis=1).to_numpy()
     table, lines = table[~blank].reset_index(drop=True), lines[~blank]
     if len(table) == 0:
-        raise DatasetError(f"{path} has a header but no interactions; add one row per interaction "
-                           "(user, item[, rating[, timestamp]])")
+        raise DatasetError(f"{path} has a header line but no interactions; add one row per "
+                           "interaction (user, item[, rating[, timestamp]]), or --no-header if "
+                           "line 1 is data")
 
     def column(ref: str | int | None, what: str) -> pd.Series | None:
         if ref is None:
@@ -301,8 +325,8 @@ def parse_table(path: Path, sep: str | None = None, header: bool | None = None,
 
     users, items = column(user_col, "user"), column(item_col, "item")
     if users is None or items is None:
-        raise DatasetError(f"{path}: needs at least a user and an item column (found "
-                           f"{table.shape[1]} with delimiter {sep!r}); give --sep")
+        raise DatasetError(f"{path}: line {lines[0]}: needs at least a user and an item column "
+                           f"(found {table.shape[1]} with delimiter {sep!r}); give --sep")
     users, items = users.str.strip(), items.str.strip()
     for series, what in ((users, "user"), (items, "item")):
         missing = (series.isna() | (series == "")).to_numpy()

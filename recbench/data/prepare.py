@@ -71,6 +71,13 @@ def load_raw(name: str, paths: DataPaths) -> parsers.RawData:
 
 def split_codes(raw: parsers.RawData, cfg: DatasetConfig) -> tuple[np.ndarray, np.ndarray | None]:
     """Apply the protocol, validation carve-out, train subsampling and rating filter."""
+    try:
+        return _split_codes(raw, cfg)
+    except ConfigError as exc:
+        raise ConfigError(f"dataset '{cfg.name}' ({cfg.protocol}): {exc}") from None
+
+
+def _split_codes(raw: parsers.RawData, cfg: DatasetConfig) -> tuple[np.ndarray, np.ndarray | None]:
     rng = numpy_rng(cfg.split_seed, f"split:{cfg.name}")
     negatives = None
     frame = raw.frame
