@@ -61,14 +61,16 @@ def cases(draw) -> Case:
              draw(st.sampled_from(["1", "2", "3.5", "4", "5", "0", "-2", "10", "7.25"])),
              str(draw(st.integers(-10**9, 2 * 10**9)))) for _ in range(n)]
     sep = draw(st.sampled_from([",", "\t", ";", "|", "::"]))
+    mutation = draw(st.sampled_from(["none", "none", "blank_lines", "empty", "header_only",
+                                     "short_row", "long_row", "bad_rating", "nan_rating",
+                                     "bad_timestamp", "latin1"]))
     return Case(rows=rows, sep=sep, ncols=draw(st.sampled_from([2, 3, 4])),
-                header=draw(st.booleans()), crlf=draw(st.booleans()), bom=draw(st.booleans()),
+                header=mutation == "header_only" or draw(st.booleans()),
+                crlf=draw(st.booleans()), bom=draw(st.booleans()),
                 quote=sep != "::" and draw(st.booleans()), give_sep=draw(st.booleans()),
                 protocol=draw(st.sampled_from(["random", "global", "holdout", "loo"])),
                 valid_ratio=draw(st.sampled_from([0.0, 0.25])),
-                mutation=draw(st.sampled_from(
-                    ["none", "none", "blank_lines", "empty", "header_only", "short_row",
-                     "long_row", "bad_rating", "nan_rating", "bad_timestamp", "latin1"])),
+                mutation=mutation,
                 at=draw(st.integers(0, n - 1)))
 
 
@@ -200,6 +202,9 @@ def check_dataset(tmp: Path, case: Case, pairs: dict) -> None:
                                                   ("b", "x", "5", "1")], sep=",", ncols=4,
               header=False, crlf=True, bom=True, quote=False, give_sep=False, protocol="random",
               valid_ratio=0.0, mutation="none", at=0))
+@example(Case(rows=[("a", "x", "4", "1")] * 6, sep=",", ncols=4, header=False, crlf=False,
+              bom=False, quote=False, give_sep=False, protocol="random", valid_ratio=0.0,
+              mutation="bad_rating", at=0))
 def test_preprocess_from_file_is_correct_or_one_line(case: Case):
     data, bad_line = render(case)
     with tempfile.TemporaryDirectory() as d:
@@ -220,12 +225,16 @@ def test_preprocess_from_file_is_correct_or_one_line(case: Case):
         msg = _one_error_line(out)
         assert len([ln for ln in out.splitlines() if ln.startswith("error:")]) == 1, out
         assert snapshot(tmp / "data") == before, "a failed preprocess changed data/"
-        if case.mutation == "empty":
+        if not case.give_sep and "cannot tell whether line 1" in msg:
+            assert case.ncols == 2 or case.mutation == "short_row", msg  # no rating column to go by
+        elif case.mutation == "empty":
             assert "empty" in msg and "interactions.txt" in msg, msg
         elif case.mutation == "header_only":
             assert "interactions.txt" in msg, msg
         elif bad_line is not None and not (case.header or case.give_sep) and len(case.rows) == 1:
             assert "no interactions" in msg or f"line {bad_line}" in msg, msg  # taken as a header
+        elif bad_line is not None and len(case.rows) + case.header <= 2:
+            assert "interactions.txt" in msg and "line " in msg, msg  # which row is odd: a tie
         elif bad_line is not None:
             assert "interactions.txt" in msg and f"line {bad_line}" in msg, msg
         elif case.give_sep:
@@ -259,6 +268,18 @@ def test_ragged_row_is_refused_with_its_line(tmp_path):
     assert result.exit_code == 2
     msg = _one_error_line(out)
     assert "in.csv" in msg and "line 2" in msg
+
+
+def test_two_column_file_with_text_ids_asks_about_the_header(tmp_path):
+    # found by the property: line 1 '<::<' was taken as a header and silently dropped
+    rows = "<::<\n" + "0::<\n" * 25 + "0::0\n"
+    result, out = _cli(tmp_path, rows, "--protocol", "holdout")
+    assert result.exit_code == 2 and "--header or --no-header" in _one_error_line(out)
+    result, out = _cli(tmp_path, rows, "--protocol", "holdout", "--no-header",
+                       "--holdout-k", "1")
+    assert result.exit_code == 0, out
+    meta = json.loads(next((tmp_path / "data" / "processed" / NAME).rglob("meta.json")).read_text())
+    assert meta["num_interactions"] == 3
 
 
 def test_nan_timestamp_is_refused_not_wrapped_to_int_min(tmp_path):

@@ -219,15 +219,27 @@ def _sniff(path: Path, sep: str | None, header: bool | None,
         else:
             try:
                 sep = csv.Sniffer().sniff(sample, delimiters=",\t; |").delimiter
-            except csv.Error:
-                sep = ","
+            except csv.Error:  # e.g. ragged rows: the delimiter found on the most lines
+                lines = sample.splitlines()
+                sep = max(",\t;|", key=lambda c: (sum(c in ln for ln in lines), c == ","))
     if header is None:
-        lines = sample.splitlines()
+        lines = [ln for ln in sample.splitlines() if ln.strip()]
         first = lines[0].split(sep) if lines else []
-        numeric = [_is_number(tok) for tok in first]
-        # the rating column decides when there is one; ids may legitimately be non-numeric
-        header = (not numeric[2]) if len(numeric) >= 3 else not any(numeric)
+        numeric = [_is_number(tok.strip().strip('"')) for tok in first]
+        if len(numeric) >= 3:  # the rating column decides; ids may legitimately be non-numeric
+            header = not any(numeric[2:])  # (a number after the ids: a data row, bad or not)
+        elif any(numeric):
+            header = False
+        elif all(tok.strip().strip('"').lower() in _HEADER_WORDS for tok in first):
+            header = True
+        else:
+            raise DatasetError(f"{path}: cannot tell whether line 1 ({lines[0][:40]!r}) is a header "
+                               "or an interaction; add --header or --no-header")
     return sep, header
+
+
+_HEADER_WORDS = {"user", "item", "users", "items", "user_id", "item_id", "userid", "itemid",
+                 "uid", "iid", "u", "i", "rating", "timestamp", "time", "score"}
 
 
 def _is_number(tok: str) -> bool:
@@ -250,14 +262,20 @@ def _check_ragged(path: Path, text: str, sep: str) -> None:
         rows = ((n, len(line.split(sep))) for n, line in enumerate(text.splitlines(), 1)
                 if line.strip())
     try:
-        first = next(rows, None)
-        for line, count in rows:
-            if count != first[1]:
-                raise DatasetError(f"{path}: line {line} has {count} field(s) but line {first[0]} "
-                                   f"has {first[1]} (delimiter {sep!r}); make every row complete "
-                                   "or give the right --sep")
+        counts = list(rows)
     except csv.Error as exc:
         raise DatasetError(f"{path}: line {reader.line_num}: {exc}; check the quoting") from None
+    if not counts:
+        return
+    from collections import Counter
+
+    tally = Counter(c for _, c in counts)  # the usual count; on a tie the longer row (a field
+    usual = max(tally, key=lambda c: (tally[c], c))  # is more often lost than added)
+    for line, count in counts:
+        if count != usual:
+            raise DatasetError(f"{path}: line {line} has {count} field(s) where the other rows have "
+                               f"{usual} (delimiter {sep!r}); make every row complete or give the "
+                               "right --sep")
 
 
 def _check_source(path: Path) -> None:
