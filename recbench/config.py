@@ -8,6 +8,7 @@ values, and are raised as :class:`ConfigError` so the CLI prints one line.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import math
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from recbench.errors import ConfigError
 
@@ -24,6 +25,25 @@ from recbench.errors import ConfigError
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=(),
                               allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, data: Any) -> Any:
+        """`epochs: true` is a mistake, not 1: a boolean only fills a field that takes one."""
+        if isinstance(data, dict):
+            for key, value in data.items():
+                info = cls.model_fields.get(key) if isinstance(key, str) else None
+                if isinstance(value, bool) and info is not None and not _takes_bool(info.annotation):
+                    raise ValueError(f"'{key}' takes a number or text, not {str(value).lower()}")
+        return data
+
+
+def _takes_bool(annotation: Any) -> bool:
+    from typing import get_args
+
+    if annotation is bool or annotation is Any:
+        return True
+    return any(_takes_bool(a) for a in get_args(annotation))
 
 
 # Constrained scalars: a value that would make a run meaningless (no epochs, a zero learning rate,
@@ -94,6 +114,7 @@ class ExperimentConfig(Strict):
     paper: dict[str, float] = Field(default_factory=dict)
 
 
+@functools.cache
 def experiment_schema() -> type[ExperimentConfig]:
     """ExperimentConfig whose ``model`` is the union of every registered model config."""
     from typing import Annotated, Union
@@ -150,7 +171,7 @@ def validate(raw: dict, origin: str) -> ExperimentConfig:
         cfg = experiment_schema().model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"{origin}: {explain(exc, raw)}") from None
-    problem = check_ranges(cfg.model, "model")
+    problem = check_ranges(cfg, "")
     if problem:
         raise ConfigError(f"{origin}: {problem}")
     return cfg
@@ -161,6 +182,7 @@ def validate(raw: dict, origin: str) -> ExperimentConfig:
 # of something lie in [0, 1), and a number whose default is non-negative stays non-negative.
 _SIZE = re.compile(r"(^|_)(dim|dims|hidden|heads|channels|size|growth|k|maxiter|maxcor)$")
 _SHARE = re.compile(r"(^|_)(dropout|ratio|prob)$")
+_INT64_MAX = 2**63 - 1
 _SIGNED = re.compile(r"(^|_)(slope|bias|offset|shift)$")
 
 
@@ -169,7 +191,7 @@ def check_ranges(node: Any, path: str) -> str | None:
     if not isinstance(node, BaseModel):
         return None
     for name, info in type(node).model_fields.items():
-        value, where = getattr(node, name), f"{path}.{name}"
+        value, where = getattr(node, name), f"{path}.{name}".lstrip(".")
         if isinstance(value, BaseModel):
             problem = check_ranges(value, where)
             if problem:
@@ -183,6 +205,10 @@ def check_ranges(node: Any, path: str) -> str | None:
                 continue
             if isinstance(v, float) and not math.isfinite(v):
                 return f"{where}: must be a finite number, got {v}"
+            if abs(v) > _INT64_MAX:
+                return f"{where}: {v} is too large (at most {_INT64_MAX})"
+            if info.metadata:  # the field states its own bounds (and pydantic checked them)
+                continue
             if _SHARE.search(name) and not 0 <= v < 1:
                 return f"{where}: a share must lie in [0, 1), got {v}"
             numeric_default = [d for d in defaults if isinstance(d, int | float)
@@ -201,7 +227,10 @@ def explain(exc: ValidationError, raw: dict) -> str:
     from recbench.models import MODELS
 
     err = exc.errors()[0]
-    loc = [str(p) for p in err["loc"] if not (isinstance(p, str) and p in MODELS)]
+    parts = list(err["loc"])
+    if len(parts) > 1 and parts[0] == "model" and parts[1] in MODELS:
+        del parts[1]  # the union's tag, not a key (a field may share a model's name: social)
+    loc = [str(p) for p in parts]
     path = ".".join(loc)
     if err["type"] == "extra_forbidden":
         allowed = _allowed_keys(exc.title, loc[:-1], raw)
@@ -211,7 +240,15 @@ def explain(exc: ValidationError, raw: dict) -> str:
         return f"unknown model '{tag}'; valid models: " + ", ".join(sorted(MODELS))
     if err["type"] == "union_tag_not_found":
         return "model.name is required; valid models: " + ", ".join(sorted(MODELS))
-    return f"{path}: {err['msg']}"
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "value_error" and msg.startswith("'"):  # a before-validator named the key
+        key, _, rest = msg[1:].partition("' ")
+        return f"{'.'.join([*loc, key])}: {rest}"
+    if err["type"] == "value_error":  # a model's own check: name the field it talks about
+        word = re.split(r"[^A-Za-z0-9_]", msg, maxsplit=1)[0]
+        if word in _allowed_keys(exc.title, loc, raw):
+            return f"{'.'.join([*loc, word])}: {msg}"
+    return f"{path}: {msg}"
 
 
 def _allowed_keys(_title: str, parent: list[str], raw: dict) -> list[str]:
