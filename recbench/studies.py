@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -376,12 +377,20 @@ def adhoc(experiment: Path, sets: list[str], seeds: str | None, name: str | None
             parsed = yaml.safe_load(f"[{values}]")
         except yaml.YAMLError:
             parsed = values.split(",")
+        if not parsed or not key.strip():
+            raise ConfigError(f"--set {text!r} names no key or no values; give key=v1,v2")
         vary[key.strip()] = parsed
     if not vary:
         raise ConfigError("sweep needs at least one --set key=v1,v2")
     base = load_experiment(experiment)
     stem = "-".join(k.split(".")[-1] for k in vary)
-    return StudyConfig(
-        study=name or f"sweep-{base.name}-{stem}", description=f"ad-hoc sweep of {experiment}",
-        base=[str(experiment)], vary=vary,
-        seeds=[int(s) for s in seeds.split(",")] if seeds else None, metric=metric)
+    try:
+        seed_list = [int(s) for s in seeds.split(",")] if seeds else None
+    except ValueError:
+        raise ConfigError(f"--seeds {seeds!r}: give comma-separated integers, e.g. 0,1") from None
+    study = name or f"sweep-{base.name}-{stem}"
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", study):
+        raise ConfigError(f"--name {study!r}: the study's results folder needs a plain name "
+                          "(letters, digits, '.', '_', '-')")
+    return StudyConfig(study=study, description=f"ad-hoc sweep of {experiment}",
+                       base=[str(experiment)], vary=vary, seeds=seed_list, metric=metric)

@@ -227,3 +227,30 @@ def test_meaningless_settings_are_refused_before_training(tmp_path, tiny_paths, 
 def test_every_shipped_experiment_still_loads():
     for path in sorted(Path("experiments").glob("*.yaml")):
         load_experiment(path)
+
+
+@given(sets=st.lists(st.tuples(KEYS, st.sampled_from(["=", ""]), RHS), max_size=2),
+       seeds=st.one_of(st.none(), st.sampled_from(["a", "0,1", "", ",", "1.5", "-1"])),
+       name=st.one_of(st.none(), st.sampled_from(["ok", "../x", "a/b", "", ".h"])))
+@example(sets=[("model.emb_dim", "=", "8,16")], seeds="a", name=None)
+@example(sets=[("model.emb_dim", "=", "8")], seeds=None, name="../x")
+@example(sets=[("model.emb_dim", "=", "")], seeds=None, name=None)
+def test_sweep_set_is_a_plan_or_one_line(tmp_path_factory, sets, seeds, name):
+    tmp = tmp_path_factory.mktemp("sweep")
+    exp = write_experiment(tmp, "e")
+    args = ["sweep", str(exp), "--dry-run", "--runs-dir", str(tmp / "runs"),
+            "--results-dir", str(tmp / "results")]
+    for k, eq, v in sets:
+        args += ["--set", f"{k}{eq}{v}"]
+    if seeds is not None:
+        args += ["--seeds", seeds]
+    if name is not None:
+        args += ["--name", name]
+    result, out = _invoke(*args)
+    if result.exit_code == 0:
+        assert sets and all(eq == "=" and v.strip() for _, eq, v in sets), out
+        assert name in (None, "ok"), out
+        return
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), out
+    _one_error_line(out)
+    assert not (tmp / "results").exists() and not (tmp / "runs").exists()
