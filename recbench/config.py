@@ -140,15 +140,27 @@ def set_path(raw: dict, dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def check_acyclic(value: Any, where: str) -> Any:
+    """A YAML anchor can make a list or mapping contain itself (``&a [*a]``): refuse it here,
+    before it reaches a hash or a JSON writer as a RecursionError/ValueError traceback."""
+    try:
+        json.dumps(value, default=str)
+    except (ValueError, RecursionError):
+        raise ConfigError(f"{where}: a value refers to itself (a YAML anchor inside its own "
+                          "alias); write the value out") from None
+    return value
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     """``key=value`` with the value parsed as YAML, so 7, false and [3, 5] keep their types."""
     if "=" not in text:
         raise ConfigError(f"--set takes key=value (e.g. model.emb_dim=64), got '{text}'")
     key, value = text.split("=", 1)
     try:
-        return key.strip(), yaml.safe_load(value)
+        parsed = yaml.safe_load(value)
     except yaml.YAMLError:
         return key.strip(), value
+    return key.strip(), check_acyclic(parsed, f"--set {text!r}")
 
 
 def read_yaml(path: Path) -> dict:
@@ -163,7 +175,7 @@ def read_yaml(path: Path) -> dict:
         raise ConfigError(f"{path}:{where}: malformed YAML: {problem}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: an experiment file must be a mapping of sections")
-    return raw
+    return check_acyclic(raw, str(path))
 
 
 def validate(raw: dict, origin: str) -> ExperimentConfig:

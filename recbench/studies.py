@@ -24,6 +24,7 @@ from recbench import runs
 from recbench.config import (
     ExperimentConfig,
     Strict,
+    check_acyclic,
     load_experiment,
     parse_override,
     run_hash,
@@ -111,6 +112,7 @@ def read_study(path: Path) -> StudyConfig:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise ConfigError(f"{path}:{where}: malformed YAML") from None
+    check_acyclic(raw, str(path))
     try:
         return StudyConfig.model_validate(raw)
     except ValidationError as exc:
@@ -377,6 +379,7 @@ def adhoc(experiment: Path, sets: list[str], seeds: str | None, name: str | None
             parsed = yaml.safe_load(f"[{values}]")
         except yaml.YAMLError:
             parsed = values.split(",")
+        check_acyclic(parsed, f"--set {text!r}")
         if not parsed or not key.strip():
             raise ConfigError(f"--set {text!r} names no key or no values; give key=v1,v2")
         vary[key.strip()] = parsed
