@@ -236,6 +236,15 @@ def train(
 
     if resume is not None:
         cfg = validate(read_config(resume), str(resume / "config.yaml"))
+        if experiment is not None:  # the run must belong to the experiment the user named
+            from recbench.config import to_plain
+            from recbench.errors import RunError
+
+            named = [to_plain(c) for c in expand_seeds(load_experiment(experiment, set_))]
+            if to_plain(cfg) not in named:
+                raise RunError(f"{resume} is a run of '{cfg.name}' with another config than "
+                               f"{experiment}; resume it without the file (`recbench train "
+                               f"--resume {resume}`) or pick a run of {experiment}")
         configs = [cfg]
     elif experiment is None:
         _fail("name an experiment file (e.g. experiments/bpr_mf.yaml) or --resume RUN_DIR")
