@@ -229,13 +229,14 @@ def train(
     runs_dir: Path = RunsDir,
 ) -> None:
     """Train an experiment (one run per seed) and print its test metrics."""
-    from recbench.config import expand_seeds, load_experiment, validate
-    from recbench.runs import read_config
+    from recbench.config import expand_seeds, load_experiment
 
     _set_threads(threads)
 
     if resume is not None:
-        cfg = validate(read_config(resume), str(resume / "config.yaml"))
+        from recbench.train.loop import load_run_config
+
+        cfg = load_run_config(resume)
         if experiment is not None:  # the run must belong to the experiment the user named
             from recbench.config import to_plain
             from recbench.errors import RunError

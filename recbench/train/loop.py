@@ -250,13 +250,29 @@ def train_run(cfg: ExperimentConfig, paths: DataPaths, runs_root: Path, device: 
     return runs.finalize(run_dir)
 
 
+def load_run_config(run_dir: Path) -> ExperimentConfig:
+    """A run's config.yaml, validated and checked against the config hash in the folder name
+    (``<stamp>-<hash>``), so a truncated, edited or swapped file is caught before it is used."""
+    import re
+
+    from recbench.config import run_hash, validate
+    from recbench.errors import RunError
+
+    cfg = validate(runs.read_config(run_dir), str(run_dir / "config.yaml"))
+    m = re.search(r"-([0-9a-f]{10})(\.partial)?$", run_dir.name)
+    if m and run_hash(cfg) != m.group(1):
+        raise RunError(f"{run_dir / 'config.yaml'} does not match the run (config hash "
+                       f"{run_hash(cfg)}, folder {m.group(1)}): it was damaged, edited or copied "
+                       "from another run — restore it or train again")
+    return cfg
+
+
 def evaluate_run(run_dir: Path, paths: DataPaths, device: str = "cpu") -> tuple[dict, dict]:
     """Reload ``best.pt`` and recompute the test metrics; returns (recomputed, stored)."""
-    from recbench.config import validate
     from recbench.errors import RunError
 
     stored = runs.read_metrics(run_dir)
-    cfg = validate(runs.read_config(run_dir), str(run_dir / "config.yaml"))
+    cfg = load_run_config(run_dir)
     built = build(cfg, paths, device)
     state = runs.load_checkpoint(run_dir / "best.pt", built.ctx.device)
     try:
