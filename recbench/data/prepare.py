@@ -165,8 +165,9 @@ def preprocess(cfg: DatasetConfig, paths: DataPaths, force: bool = False) -> Pat
 
 
 def _input_digests(folder: Path) -> dict[str, str]:
+    # every input file, whatever its size (a large file left out could change unnoticed)
     return {p.relative_to(folder).as_posix(): sha256_of(p) for p in sorted(folder.rglob("*"))
-            if p.is_file() and not p.name.startswith(".") and p.stat().st_size < 200 << 20}
+            if p.is_file() and not p.name.startswith(".")}
 
 
 def load(cfg: DatasetConfig, paths: DataPaths, auto: bool = True) -> Dataset:
