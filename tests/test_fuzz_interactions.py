@@ -205,6 +205,9 @@ def check_dataset(tmp: Path, case: Case, pairs: dict) -> None:
 @example(Case(rows=[("a", "x", "4", "1")] * 6, sep=",", ncols=4, header=False, crlf=False,
               bom=False, quote=False, give_sep=False, protocol="random", valid_ratio=0.0,
               mutation="bad_rating", at=0))
+@example(Case(rows=[("0", "0", "1", "0")] * 3, sep=",", ncols=2, header=False, crlf=False,
+              bom=True, quote=False, give_sep=False, protocol="random", valid_ratio=0.0,
+              mutation="latin1", at=1))  # found: the non-UTF-8 line was off by the BOM/chunk
 def test_preprocess_from_file_is_correct_or_one_line(case: Case):
     data, bad_line = render(case)
     with tempfile.TemporaryDirectory() as d:

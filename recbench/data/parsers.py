@@ -199,15 +199,17 @@ def _amazon_categories(folder: Path, asins: list[str]) -> tuple[np.ndarray | Non
 def _read_text(path: Path) -> str:
     """The whole file as text (BOM dropped); works for pipes and /dev/null too."""
     try:
-        with open(path, encoding="utf-8-sig", newline="") as fh:
-            return fh.read()
-    except UnicodeDecodeError as exc:
-        line = path.read_bytes()[: exc.start].count(b"\n") + 1
-        raise DatasetError(f"{path}: line {line} is not UTF-8 text; save the file as UTF-8 "
-                           "(e.g. `iconv -f latin1 -t utf-8`)") from None
+        data = path.read_bytes()
     except OSError as exc:
         raise DatasetError(f"{path}: cannot be read ({exc.strerror}); give the path of a readable "
                            "interactions file") from None
+    data = data.removeprefix(b"\xef\xbb\xbf")  # a BOM is not part of the first user id
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise DatasetError(f"{path}: line {line} is not UTF-8 text; save the file as UTF-8 "
+                           "(e.g. `iconv -f latin1 -t utf-8`)") from None
 
 
 def _sniff(path: Path, sep: str | None, header: bool | None,
