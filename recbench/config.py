@@ -50,7 +50,6 @@ def _takes_bool(annotation: Any) -> bool:
 # an empty test split) is rejected when the file is read, not discovered after training nothing.
 PosInt = Annotated[int, Field(ge=1)]
 NonNegInt = Annotated[int, Field(ge=0)]
-PosFloat = Annotated[float, Field(gt=0)]
 NonNegFloat = Annotated[float, Field(ge=0)]
 FolderName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
 
@@ -85,7 +84,7 @@ class TrainConfig(Strict):
     """The loop's settings; model-specific schedules live in the model's config."""
 
     epochs: PosInt = 100
-    lr: PosFloat = 1e-3
+    lr: NonNegFloat = 1e-3  # 0 freezes the weights (a baseline of the initialisation)
     batch_size: PosInt = 2048
     weight_decay: NonNegFloat = 0.0
     optimizer: Literal["adam", "adamw", "sgd", "adagrad", "lbfgs"] = "adam"

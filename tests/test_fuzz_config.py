@@ -116,8 +116,8 @@ def _usable(path: str, info, raw_value: Any, value: Any) -> None:
                 "eval.k", "dataset.holdout_k", "dataset.num_negatives") or \
             re.search(r"(^|_)(dim|dims|hidden|heads|channels|size|growth)$", leaf):
         assert all(v >= 1 for v in nums), f"{path}: accepted size {value}"
-    if path in ("train.lr",):
-        assert all(v > 0 for v in nums), f"{path}: accepted {value}"
+    if path in ("train.lr",):  # 0 is allowed: frozen weights (tests/test_gnn.py uses it)
+        assert all(v >= 0 for v in nums), f"{path}: accepted {value}"
     if path in ("seeds", "eval.k"):
         assert value, f"{path}: accepted an empty list"
     if path in ("name", "dataset.name"):
@@ -127,7 +127,7 @@ def _usable(path: str, info, raw_value: Any, value: Any) -> None:
 @given(target=st.sampled_from(TARGETS), value=VALUES)
 @example(target=("bpr_mf", "train.epochs", TrainConfig.model_fields["epochs"]), value=-3)
 @example(target=("bpr_mf", "train.epochs", TrainConfig.model_fields["epochs"]), value=0)
-@example(target=("bpr_mf", "train.lr", TrainConfig.model_fields["lr"]), value=0.0)
+@example(target=("bpr_mf", "train.lr", TrainConfig.model_fields["lr"]), value=-0.01)
 @example(target=("bpr_mf", "seeds", ExperimentConfig.model_fields["seeds"]), value=[])
 @example(target=("bpr_mf", "name", ExperimentConfig.model_fields["name"]), value="../x")
 @example(target=("bpr_mf", "train.epochs", TrainConfig.model_fields["epochs"]), value=True)
@@ -204,7 +204,7 @@ def test_set_overrides_load_or_name_the_problem(tmp_path_factory, pairs):
 @pytest.mark.parametrize("section,bad,key", [
     ({"train": {"epochs": -3}}, "-3", "train.epochs"),
     ({"train": {"epochs": 0}}, "0", "train.epochs"),
-    ({"train": {"lr": 0}}, "0", "train.lr"),
+    ({"train": {"lr": -0.01}}, "-0.01", "train.lr"),
     ({"seeds": []}, "[]", "seeds"),
     ({"name_": "../escape"}, "../escape", "name"),
     ({"model": {"emb_dim": True}}, "true", "model.emb_dim"),
