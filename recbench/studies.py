@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import yaml
@@ -37,13 +37,13 @@ from recbench.errors import ConfigError, RecbenchError
 class StudyConfig(Strict):
     """A named study file (experiments/studies/NAME.yaml)."""
 
-    study: str
+    study: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")  # names results/STUDY/
     description: str = ""
-    base: list[str]
-    vary: dict[str, list[Any]] = Field(default_factory=dict)
+    base: list[str] = Field(min_length=1)
+    vary: dict[str, Annotated[list[Any], Field(min_length=1)]] = Field(default_factory=dict)
     variants: dict[str, dict[str, Any]] = Field(default_factory=dict)
     set: dict[str, Any] = Field(default_factory=dict)
-    seeds: list[int] | None = None
+    seeds: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)] | None = None
     metric: str | None = None
     reference: str | None = None
     x_label: str | None = None
@@ -395,5 +395,11 @@ def adhoc(experiment: Path, sets: list[str], seeds: str | None, name: str | None
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", study):
         raise ConfigError(f"--name {study!r}: the study's results folder needs a plain name "
                           "(letters, digits, '.', '_', '-')")
-    return StudyConfig(study=study, description=f"ad-hoc sweep of {experiment}",
-                       base=[str(experiment)], vary=vary, seeds=seed_list, metric=metric)
+    try:
+        return StudyConfig(study=study, description=f"ad-hoc sweep of {experiment}",
+                           base=[str(experiment)], vary=vary, seeds=seed_list, metric=metric)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        option = "--seeds" if loc.startswith("seeds") else "--set" if loc.startswith("vary") else loc
+        raise ConfigError(f"{option}: {loc}: {err['msg']}") from None

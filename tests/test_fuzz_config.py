@@ -264,3 +264,40 @@ def test_self_referencing_yaml_anchor_is_one_line(tmp_path):
     assert result.exit_code == 2 and "refers to itself" in _one_error_line(out)
     with pytest.raises(ConfigError, match="refers to itself"):
         load_experiment(exp, ["paper=&a {x: *a}"])
+
+
+# -- study YAML ----------------------------------------------------------------------------
+
+STUDY_VALUES = st.one_of(VALUES, st.sampled_from([
+    {"model.emb_dim": [4, 8]}, {"model.emb_dim": []}, {"model.nope": [1]}, {"": [1]},
+    {"train.epochs": [-3]}, {"a": {"model.emb_dim": 4}}, {"a": None}, ["e.yaml"], ["missing.yaml"],
+    {"rmse": {"a": 1.0}}, {"x": 1}, [0, 0], [-1]]))
+
+
+@given(field=st.sampled_from(sorted(__import__("recbench.studies", fromlist=["StudyConfig"])
+                                    .StudyConfig.model_fields)), value=STUDY_VALUES)
+@example(field="study", value="../escape")
+@example(field="vary", value={"model.emb_dim": []})
+@example(field="seeds", value=[])
+@example(field="base", value=[])
+def test_study_file_plans_or_names_the_key(tmp_path_factory, field, value):
+    tmp = tmp_path_factory.mktemp("study")
+    write_experiment(tmp, "e")
+    studies = tmp / "studies"
+    studies.mkdir()
+    body = {"study": "s", "base": [str(tmp / "e.yaml")], "vary": {"model.emb_dim": [4, 8]}}
+    if field == "base" and isinstance(value, list):
+        value = [str(tmp / v) if isinstance(v, str) else v for v in value]
+    body[field] = value
+    (studies / "s.yaml").write_text(yaml.safe_dump(body))
+    name = body["study"] if isinstance(body["study"], str) and body["study"] else "s"
+    result, out = _invoke("ablate", "--study", name, "--studies-dir", str(studies), "--dry-run",
+                          "--runs-dir", str(tmp / "runs"), "--results-dir", str(tmp / "results"))
+    assert not (tmp / "results").exists() and not (tmp / "runs").exists()
+    if result.exit_code == 0:  # a plan that runs something and writes inside results/
+        assert re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name), out
+        assert body["base"] and all(v for v in (body.get("vary") or {}).values()), out
+        assert body.get("seeds") is None or (body["seeds"] and min(body["seeds"]) >= 0), out
+        return
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), out
+    _one_error_line(out)
