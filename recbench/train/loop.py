@@ -253,18 +253,29 @@ def train_run(cfg: ExperimentConfig, paths: DataPaths, runs_root: Path, device: 
 def load_run_config(run_dir: Path) -> ExperimentConfig:
     """A run's config.yaml, validated and checked against the config hash in the folder name
     (``<stamp>-<hash>``), so a truncated, edited or swapped file is caught before it is used."""
+    import copy
+    import hashlib
     import re
 
-    from recbench.config import run_hash, validate
+    from recbench.config import validate
     from recbench.errors import RunError
 
-    cfg = validate(runs.read_config(run_dir), str(run_dir / "config.yaml"))
+    raw = runs.read_config(run_dir)
+    # the hash of the file as written (run_hash of the config then), so runs made before a
+    # schema gained a field still match their folder name
+    plain = copy.deepcopy(raw)
+    if isinstance(plain.get("train"), dict):
+        plain["train"].pop("num_threads", None)
+    try:
+        digest = hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:10]
+    except (TypeError, ValueError):
+        digest = None
     m = re.search(r"-([0-9a-f]{10})(\.partial)?$", run_dir.name)
-    if m and run_hash(cfg) != m.group(1):
+    if m and digest != m.group(1):
         raise RunError(f"{run_dir / 'config.yaml'} does not match the run (config hash "
-                       f"{run_hash(cfg)}, folder {m.group(1)}): it was damaged, edited or copied "
-                       "from another run — restore it or train again")
-    return cfg
+                       f"{digest}, folder {m.group(1)}): it was damaged, edited or copied from "
+                       "another run — restore it or train again")
+    return validate(raw, str(run_dir / "config.yaml"))
 
 
 def evaluate_run(run_dir: Path, paths: DataPaths, device: str = "cpu") -> tuple[dict, dict]:
