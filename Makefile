@@ -31,7 +31,7 @@ test: setup
 	$(PY) -m pytest -q -m "not slow" tests
 
 test-all: setup
-	$(PY) -m pytest -q tests
+	HYPOTHESIS_PROFILE=thorough $(PY) -m pytest -q tests
 
 lint: setup
 	$(VENV)/bin/ruff check recbench tests bench

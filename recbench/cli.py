@@ -142,23 +142,34 @@ def preprocess(
     data_dir: Path = DataDir,
 ) -> None:
     """Build the DGL graph and split masks of a dataset (cached by protocol parameters)."""
-    from recbench.config import DatasetConfig
     from recbench.data.prepare import preprocess as do_preprocess
     from recbench.data.prepare import register_custom, resolve
 
     paths = _paths(data_dir)
     if name is None:
         _fail("name a dataset (`recbench fetch --list`), or give --from FILE --name NAME")
-    if from_file is not None:
-        cols = [None if c.lower() == "none" else c for c in (rating_col, timestamp_col)]
-        folder = register_custom(from_file, name, paths, sep, header, *cols)
-        console.print(f"registered {from_file} as dataset '{name}' in {folder}")
-    cfg = resolve(DatasetConfig(
+    cfg = resolve(_dataset_config(
         name=name, protocol=protocol, split=split, split_seed=seed, test_ratio=test_ratio,
         per_user=not global_split, holdout_k=holdout_k, valid_ratio=valid_ratio,
         train_ratio=train_ratio, min_rating=min_rating))
-    with console.status(f"preprocessing {name} ({cfg.protocol})"):
-        out = do_preprocess(cfg, paths, force=force)
+    new_folder = None
+    if from_file is not None:
+        cols = [None if c.lower() == "none" else c for c in (rating_col, timestamp_col)]
+        existed = (paths.raw / name).exists() or (paths.processed / name).exists()
+        folder = register_custom(from_file, name, paths, sep, header, *cols, force=force)
+        new_folder = None if existed else folder
+    try:
+        with console.status(f"preprocessing {name} ({cfg.protocol})"):
+            out = do_preprocess(cfg, paths, force=force)
+    except BaseException:
+        if new_folder is not None:  # a failed --from leaves data/ as it was
+            import shutil
+
+            shutil.rmtree(new_folder, ignore_errors=True)
+            shutil.rmtree(paths.processed / name, ignore_errors=True)
+        raise
+    if from_file is not None:
+        console.print(f"registered {from_file} as dataset '{name}' in {folder}")
     import json
 
     meta = json.loads((out / "meta.json").read_text())
@@ -169,6 +180,27 @@ def preprocess(
                   f"valid {c['valid']:,}, test {c['test']:,}"
                   + (f", social edges {meta['social_edges']:,}" if meta["social_edges"] else "")
                   + f"\n  {out}")
+
+
+# preprocess's options, named as the user typed them, for validation errors
+_OPTION = {"split_seed": "--seed", "test_ratio": "--test-ratio", "per_user": "--global",
+           "holdout_k": "--holdout-k", "valid_ratio": "--valid-ratio",
+           "train_ratio": "--train-ratio", "min_rating": "--min-rating", "protocol": "--protocol",
+           "split": "--split", "name": "NAME"}
+
+
+def _dataset_config(**fields):
+    from pydantic import ValidationError
+
+    from recbench.config import DatasetConfig
+    from recbench.errors import ConfigError
+
+    try:
+        return DatasetConfig(**fields)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = str(err["loc"][0]) if err["loc"] else "?"
+        raise ConfigError(f"{_OPTION.get(key, key)} {fields.get(key)!r}: {err['msg']}") from None
 
 
 def _metrics_table(title: str, rows: list[tuple[str, dict]]) -> Table:
@@ -197,13 +229,23 @@ def train(
     runs_dir: Path = RunsDir,
 ) -> None:
     """Train an experiment (one run per seed) and print its test metrics."""
-    from recbench.config import expand_seeds, load_experiment, validate
-    from recbench.runs import read_config
+    from recbench.config import expand_seeds, load_experiment
 
     _set_threads(threads)
 
     if resume is not None:
-        cfg = validate(read_config(resume), str(resume / "config.yaml"))
+        from recbench.train.loop import load_run_config
+
+        cfg = load_run_config(resume)
+        if experiment is not None:  # the run must belong to the experiment the user named
+            from recbench.config import to_plain
+            from recbench.errors import RunError
+
+            named = [to_plain(c) for c in expand_seeds(load_experiment(experiment, set_))]
+            if to_plain(cfg) not in named:
+                raise RunError(f"{resume} is a run of '{cfg.name}' with another config than "
+                               f"{experiment}; resume it without the file (`recbench train "
+                               f"--resume {resume}`) or pick a run of {experiment}")
         configs = [cfg]
     elif experiment is None:
         _fail("name an experiment file (e.g. experiments/bpr_mf.yaml) or --resume RUN_DIR")

@@ -8,38 +8,71 @@ values, and are raised as :class:`ConfigError` so the CLI prints one line.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
+import math
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from recbench.errors import ConfigError
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=(),
+                              allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, data: Any) -> Any:
+        """`epochs: true` is a mistake, not 1: a boolean only fills a field that takes one."""
+        if isinstance(data, dict):
+            for key, value in data.items():
+                info = cls.model_fields.get(key) if isinstance(key, str) else None
+                if isinstance(value, bool) and info is not None and not _takes_bool(info.annotation):
+                    raise ValueError(f"'{key}' takes a number or text, not {str(value).lower()}")
+        return data
+
+
+def _takes_bool(annotation: Any) -> bool:
+    from typing import get_args
+
+    if annotation is bool or annotation is Any:
+        return True
+    return any(_takes_bool(a) for a in get_args(annotation))
+
+
+# Constrained scalars: a value that would make a run meaningless (no epochs, a zero learning rate,
+# an empty test split) is rejected when the file is read, not discovered after training nothing.
+PosInt = Annotated[int, Field(ge=1)]
+NonNegInt = Annotated[int, Field(ge=0)]
+NonNegFloat = Annotated[float, Field(ge=0)]
+FolderName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
 
 
 class DatasetConfig(Strict):
     """Which data and which split protocol. Everything here determines the processed graph."""
 
-    name: str
+    name: FolderName
     protocol: Literal["fixed", "random", "holdout", "loo"] | None = None
     split: str | None = None  # fixed protocol: u1..u5/ua/ub (ML-100K), default (Douban), published (Yelp)
-    test_ratio: float = 0.2  # random protocol
+    test_ratio: Annotated[float, Field(gt=0, lt=1)] = 0.2  # random protocol
     per_user: bool = True  # random protocol: per user or over all rows
     legacy_shuffle: bool = False  # random, global: NumPy RandomState(split_seed) as GLocal-K's ML-1M split
-    holdout_k: int = 3  # holdout protocol: test items per user
-    num_negatives: int = 99  # loo protocol: sampled negatives per user
+    holdout_k: PosInt = 3  # holdout protocol: test items per user
+    num_negatives: PosInt = 99  # loo protocol: sampled negatives per user
     loo_by_time: bool = True  # loo: latest interaction (False: a random one, e.g. Yelp)
-    valid_ratio: float = 0.0  # share of training rows carved out for validation
+    # share of training rows carved out for validation
+    valid_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.0
     valid_per_user: bool = True
-    train_ratio: float = 1.0  # keep this share of training rows (cold-start curves)
+    # keep this share of training rows (cold-start curves)
+    train_ratio: Annotated[float, Field(gt=0, le=1)] = 1.0
     min_rating: float | None = None  # keep rows with rating >= this (e.g. Douban positives >= 4)
-    split_seed: int = 0  # the data split's seed, separate from the run seed
+    split_seed: NonNegInt = 0  # the data split's seed, separate from the run seed
 
     def key(self) -> str:
         """Folder name under data/processed/NAME/: the protocol and a hash of its parameters."""
@@ -50,36 +83,37 @@ class DatasetConfig(Strict):
 class TrainConfig(Strict):
     """The loop's settings; model-specific schedules live in the model's config."""
 
-    epochs: int = 100
-    lr: float = 1e-3
-    batch_size: int = 2048
-    weight_decay: float = 0.0
+    epochs: PosInt = 100
+    lr: NonNegFloat = 1e-3  # 0 freezes the weights (a baseline of the initialisation)
+    batch_size: PosInt = 2048
+    weight_decay: NonNegFloat = 0.0
     optimizer: Literal["adam", "adamw", "sgd", "adagrad", "lbfgs"] = "adam"
-    patience: int | None = 10  # early stopping on `monitor` (None: run the fixed schedule)
+    patience: PosInt | None = 10  # early stopping on `monitor` (None: run the fixed schedule)
     monitor: str | None = None  # validation metric for best.pt; default: the task's headline
-    eval_every: int = 1
-    num_threads: int | None = None
+    eval_every: PosInt = 1
+    num_threads: PosInt | None = None
 
 
 class EvalConfig(Strict):
     metrics: list[str] = Field(default_factory=list)  # empty: the task's defaults
-    k: list[int] = Field(default_factory=lambda: [20])
-    batch_size: int = 1024  # users scored at once in full ranking
+    k: list[PosInt] = Field(default_factory=lambda: [20], min_length=1)
+    batch_size: PosInt = 1024  # users scored at once in full ranking
 
 
 class ExperimentConfig(Strict):
     """One experiment file. ``model`` is replaced by the registry's discriminated union."""
 
-    name: str
+    name: FolderName  # the run folder runs/<name>/: one path component
     dataset: DatasetConfig
     model: Any
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
-    seeds: list[int] = Field(default_factory=lambda: [0])
-    seed: int | None = None  # set when the experiment is expanded into one run per seed
+    seeds: list[NonNegInt] = Field(default_factory=lambda: [0], min_length=1)
+    seed: NonNegInt | None = None  # set when the experiment is expanded into one run per seed
     paper: dict[str, float] = Field(default_factory=dict)
 
 
+@functools.cache
 def experiment_schema() -> type[ExperimentConfig]:
     """ExperimentConfig whose ``model`` is the union of every registered model config."""
     from typing import Annotated, Union
@@ -105,15 +139,27 @@ def set_path(raw: dict, dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def check_acyclic(value: Any, where: str) -> Any:
+    """A YAML anchor can make a list or mapping contain itself (``&a [*a]``): refuse it here,
+    before it reaches a hash or a JSON writer as a RecursionError/ValueError traceback."""
+    try:
+        json.dumps(value, default=str)
+    except (ValueError, RecursionError):
+        raise ConfigError(f"{where}: a value refers to itself (a YAML anchor inside its own "
+                          "alias); write the value out") from None
+    return value
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     """``key=value`` with the value parsed as YAML, so 7, false and [3, 5] keep their types."""
     if "=" not in text:
         raise ConfigError(f"--set takes key=value (e.g. model.emb_dim=64), got '{text}'")
     key, value = text.split("=", 1)
     try:
-        return key.strip(), yaml.safe_load(value)
+        parsed = yaml.safe_load(value)
     except yaml.YAMLError:
         return key.strip(), value
+    return key.strip(), check_acyclic(parsed, f"--set {text!r}")
 
 
 def read_yaml(path: Path) -> dict:
@@ -128,14 +174,63 @@ def read_yaml(path: Path) -> dict:
         raise ConfigError(f"{path}:{where}: malformed YAML: {problem}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: an experiment file must be a mapping of sections")
-    return raw
+    return check_acyclic(raw, str(path))
 
 
 def validate(raw: dict, origin: str) -> ExperimentConfig:
     try:
-        return experiment_schema().model_validate(raw)
+        cfg = experiment_schema().model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"{origin}: {explain(exc, raw)}") from None
+    problem = check_ranges(cfg, "")
+    if problem:
+        raise ConfigError(f"{origin}: {problem}")
+    return cfg
+
+
+# Model configs belong to their model files; these name-based rules cover every field of every
+# model (a new field included) without each config spelling its bounds: sizes are >= 1, shares
+# of something lie in [0, 1), and a number whose default is non-negative stays non-negative.
+_SIZE = re.compile(r"(^|_)(dim|dims|hidden|heads|channels|size|growth|k|maxiter|maxcor)$")
+_SHARE = re.compile(r"(^|_)(dropout|ratio|prob)$")
+_INT64_MAX = 2**63 - 1
+_SIGNED = re.compile(r"(^|_)(slope|bias|offset|shift)$")
+
+
+def check_ranges(node: Any, path: str) -> str | None:
+    """The first out-of-range value under a config model, as ``path: message``, or None."""
+    if not isinstance(node, BaseModel):
+        return None
+    for name, info in type(node).model_fields.items():
+        value, where = getattr(node, name), f"{path}.{name}".lstrip(".")
+        if isinstance(value, BaseModel):
+            problem = check_ranges(value, where)
+            if problem:
+                return problem
+            continue
+        default = info.get_default(call_default_factory=True)
+        values = value if isinstance(value, list | tuple) else [value]
+        defaults = default if isinstance(default, list | tuple) and default else [default]
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                continue
+            if isinstance(v, float) and not math.isfinite(v):
+                return f"{where}: must be a finite number, got {v}"
+            if abs(v) > _INT64_MAX:
+                return f"{where}: {v} is too large (at most {_INT64_MAX})"
+            if info.metadata:  # the field states its own bounds (and pydantic checked them)
+                continue
+            if _SHARE.search(name) and not 0 <= v < 1:
+                return f"{where}: a share must lie in [0, 1), got {v}"
+            numeric_default = [d for d in defaults if isinstance(d, int | float)
+                               and not isinstance(d, bool)]
+            if _SIZE.search(name) and isinstance(v, int) and v < 1 and \
+                    all(d >= 1 for d in numeric_default):
+                return f"{where}: must be at least 1, got {v}"
+            if v < 0 and numeric_default and all(d >= 0 for d in numeric_default) and \
+                    not _SIGNED.search(name) and name != "fanouts":
+                return f"{where}: must not be negative, got {v}"
+    return None
 
 
 def explain(exc: ValidationError, raw: dict) -> str:
@@ -143,7 +238,10 @@ def explain(exc: ValidationError, raw: dict) -> str:
     from recbench.models import MODELS
 
     err = exc.errors()[0]
-    loc = [str(p) for p in err["loc"] if not (isinstance(p, str) and p in MODELS)]
+    parts = list(err["loc"])
+    if len(parts) > 1 and parts[0] == "model" and parts[1] in MODELS:
+        del parts[1]  # the union's tag, not a key (a field may share a model's name: social)
+    loc = [str(p) for p in parts]
     path = ".".join(loc)
     if err["type"] == "extra_forbidden":
         allowed = _allowed_keys(exc.title, loc[:-1], raw)
@@ -153,7 +251,15 @@ def explain(exc: ValidationError, raw: dict) -> str:
         return f"unknown model '{tag}'; valid models: " + ", ".join(sorted(MODELS))
     if err["type"] == "union_tag_not_found":
         return "model.name is required; valid models: " + ", ".join(sorted(MODELS))
-    return f"{path}: {err['msg']}"
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "value_error" and msg.startswith("'"):  # a before-validator named the key
+        key, _, rest = msg[1:].partition("' ")
+        return f"{'.'.join([*loc, key])}: {rest}"
+    if err["type"] == "value_error":  # a model's own check: name the field it talks about
+        word = re.split(r"[^A-Za-z0-9_]", msg, maxsplit=1)[0]
+        if word in _allowed_keys(exc.title, loc, raw):
+            return f"{'.'.join([*loc, word])}: {msg}"
+    return f"{path}: {msg}"
 
 
 def _allowed_keys(_title: str, parent: list[str], raw: dict) -> list[str]:

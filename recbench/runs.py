@@ -100,7 +100,14 @@ def read_config(run_dir: Path) -> dict:
     path = run_dir / "config.yaml"
     if not path.is_file():
         raise RunError(f"{run_dir} has no config.yaml; it is not a recbench run directory")
-    return yaml.safe_load(path.read_text())
+    try:
+        raw = yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError):
+        raw = None
+    if not isinstance(raw, dict):
+        raise RunError(f"{path} is damaged (not the mapping recbench wrote); the run cannot be "
+                       "resumed or evaluated — train it again")
+    return raw
 
 
 def read_metrics(run_dir: Path) -> dict:
@@ -109,7 +116,53 @@ def read_metrics(run_dir: Path) -> dict:
     if not path.is_file():
         raise RunError(f"{run_dir} has no metrics.json: the run did not finish; "
                        f"resume it with `recbench train --resume {run_dir}`")
-    return json.loads(path.read_text())
+    try:
+        metrics = json.loads(path.read_bytes().decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        metrics = None
+    if not isinstance(metrics, dict) or not isinstance(metrics.get("test"), dict):
+        raise RunError(f"{path} is damaged (truncated or not recbench's); evaluate the run's "
+                       f"checkpoint again by re-training, or restore the file")
+    return metrics
+
+
+def load_checkpoint(path: Path, device: Any = "cpu") -> dict:
+    """A checkpoint recbench wrote (best.pt / last.pt), or one clear RunError."""
+    import pickle
+    import zipfile
+
+    import torch
+
+    if not path.is_file():
+        raise RunError(f"{path.parent} has no {path.name}; the run did not get that far — "
+                       "train it again" if path.name == "best.pt" else
+                       f"{path.parent} has no {path.name} to resume from; train it again")
+    try:
+        state = torch.load(path, map_location=device)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError,
+            OSError, AttributeError, ImportError) as exc:
+        raise RunError(f"{path} is damaged ({type(exc).__name__}); it cannot be loaded — "
+                       "train the run again") from None
+    if not isinstance(state, dict) or "model" not in state:
+        raise RunError(f"{path} is not a recbench checkpoint (no model weights); train the run again")
+    return state
+
+
+def trim_history(run_dir: Path, last_epoch: int) -> None:
+    """Before a resume: keep only complete history records up to the restored epoch, so a line
+    cut by the interruption (or epochs past the checkpoint) is not extended or repeated."""
+    path = run_dir / "history.jsonl"
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_bytes().decode("utf-8", errors="replace").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict) and isinstance(rec.get("epoch"), int) and rec["epoch"] <= last_epoch:
+            kept.append(json.dumps(rec, sort_keys=True, default=float) + "\n")
+    atomic_write_text(path, "".join(kept))
 
 
 def append_jsonl(path: Path, obj: dict) -> None:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import yaml
@@ -23,6 +24,7 @@ from recbench import runs
 from recbench.config import (
     ExperimentConfig,
     Strict,
+    check_acyclic,
     load_experiment,
     parse_override,
     run_hash,
@@ -35,13 +37,13 @@ from recbench.errors import ConfigError, RecbenchError
 class StudyConfig(Strict):
     """A named study file (experiments/studies/NAME.yaml)."""
 
-    study: str
+    study: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")  # names results/STUDY/
     description: str = ""
-    base: list[str]
-    vary: dict[str, list[Any]] = Field(default_factory=dict)
+    base: list[str] = Field(min_length=1)
+    vary: dict[str, Annotated[list[Any], Field(min_length=1)]] = Field(default_factory=dict)
     variants: dict[str, dict[str, Any]] = Field(default_factory=dict)
     set: dict[str, Any] = Field(default_factory=dict)
-    seeds: list[int] | None = None
+    seeds: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)] | None = None
     metric: str | None = None
     reference: str | None = None
     x_label: str | None = None
@@ -110,6 +112,7 @@ def read_study(path: Path) -> StudyConfig:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise ConfigError(f"{path}:{where}: malformed YAML") from None
+    check_acyclic(raw, str(path))
     try:
         return StudyConfig.model_validate(raw)
     except ValidationError as exc:
@@ -376,12 +379,27 @@ def adhoc(experiment: Path, sets: list[str], seeds: str | None, name: str | None
             parsed = yaml.safe_load(f"[{values}]")
         except yaml.YAMLError:
             parsed = values.split(",")
+        check_acyclic(parsed, f"--set {text!r}")
+        if not parsed or not key.strip():
+            raise ConfigError(f"--set {text!r} names no key or no values; give key=v1,v2")
         vary[key.strip()] = parsed
     if not vary:
         raise ConfigError("sweep needs at least one --set key=v1,v2")
     base = load_experiment(experiment)
     stem = "-".join(k.split(".")[-1] for k in vary)
-    return StudyConfig(
-        study=name or f"sweep-{base.name}-{stem}", description=f"ad-hoc sweep of {experiment}",
-        base=[str(experiment)], vary=vary,
-        seeds=[int(s) for s in seeds.split(",")] if seeds else None, metric=metric)
+    try:
+        seed_list = [int(s) for s in seeds.split(",")] if seeds else None
+    except ValueError:
+        raise ConfigError(f"--seeds {seeds!r}: give comma-separated integers, e.g. 0,1") from None
+    study = name or f"sweep-{base.name}-{stem}"
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", study):
+        raise ConfigError(f"--name {study!r}: the study's results folder needs a plain name "
+                          "(letters, digits, '.', '_', '-')")
+    try:
+        return StudyConfig(study=study, description=f"ad-hoc sweep of {experiment}",
+                           base=[str(experiment)], vary=vary, seeds=seed_list, metric=metric)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        option = "--seeds" if loc.startswith("seeds") else "--set" if loc.startswith("vary") else loc
+        raise ConfigError(f"{option}: {loc}: {err['msg']}") from None

@@ -73,3 +73,19 @@ def real_paths(tmp_path_factory, mirror: Path):
     for name in ("ml-100k", "douban-monti", "yelp-madison", "yelp-pittsburgh"):
         fetch(SOURCES[name], paths.raw, mirror)
     return paths
+
+
+# Property-based tests (tests/test_fuzz_*.py): a bounded, deterministic budget for `make test`;
+# `make test-all` sets HYPOTHESIS_PROFILE=thorough for a larger, still reproducible search.
+try:
+    from hypothesis import HealthCheck, settings
+except ImportError:  # pragma: no cover - hypothesis is a dev extra
+    pass
+else:
+    _quiet = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
+              HealthCheck.data_too_large, HealthCheck.filter_too_much]
+    settings.register_profile("default", max_examples=25, derandomize=True, deadline=None,
+                              suppress_health_check=_quiet, print_blob=True, database=None)
+    settings.register_profile("thorough", max_examples=300, derandomize=True, deadline=None,
+                              suppress_health_check=_quiet, print_blob=True, database=None)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))

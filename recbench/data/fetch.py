@@ -13,6 +13,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -74,32 +75,39 @@ def fetch_from_mirror(source: DatasetSource, mirror: Path, raw_root: Path,
             "at a folder holding one sub-folder per dataset"
         )
     folder = raw_root / source.name
-    folder.mkdir(parents=True, exist_ok=True)
+    raw_root.mkdir(parents=True, exist_ok=True)
+    missing = [spec.name for spec in source.files
+               if spec.required and not (src_folder / spec.name).is_file()]
+    if missing:
+        raise DatasetError(f"mirror is missing {src_folder / missing[0]}"
+                           + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+                           + "; copy the dataset's files there")
+    # every file is copied and verified in a staging folder first: a bad file leaves data/ as it was
     written, unpinned = [], {}
-    for spec in source.files:
-        origin = src_folder / spec.name
-        if not origin.is_file():
-            if spec.required:
-                raise DatasetError(f"mirror is missing {origin}; copy the dataset's files there")
-            continue
-        size = origin.stat().st_size
-        if progress:
-            progress(spec.name, 0, size)
-        fd, tmp_name = tempfile.mkstemp(prefix=".part-", dir=folder)
-        os.close(fd)
-        tmp = Path(tmp_name)
-        try:
-            shutil.copyfile(origin, tmp)
+    with tempfile.TemporaryDirectory(prefix=f".{source.name}-", dir=raw_root) as staging_name:
+        staging = Path(staging_name)
+        staged: list[tuple[Path, Path]] = []
+        for spec in source.files:
+            origin = src_folder / spec.name
+            if not origin.is_file():
+                continue  # optional and absent
+            size = origin.stat().st_size
+            if progress:
+                progress(spec.name, 0, size)
+            tmp = staging / f"f{len(staged)}"
+            try:
+                shutil.copyfile(origin, tmp)
+            except OSError as exc:
+                raise DatasetError(f"cannot read {origin} ({exc.strerror}); check the mirror") from None
             digest = _verify(tmp, spec, str(origin))
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        if spec.sha256 is None:
-            unpinned[spec.name] = digest
-        _install(tmp, folder / spec.name)
-        written.append(folder / spec.name)
-        if progress:
-            progress(spec.name, size, size)
+            if spec.sha256 is None:
+                unpinned[spec.name] = digest
+            staged.append((tmp, folder / spec.name))
+            if progress:
+                progress(spec.name, size, size)
+        for tmp, final in staged:
+            _install(tmp, final)
+            written.append(final)
     _record_unpinned(folder, unpinned)
     return written
 
@@ -127,10 +135,10 @@ def fetch_from_web(source: DatasetSource, raw_root: Path,
                    progress: Progress | None = None) -> list[Path]:
     """Download from the official URLs, extract archives, verify, then rename into place."""
     folder = raw_root / source.name
-    folder.mkdir(parents=True, exist_ok=True)
+    raw_root.mkdir(parents=True, exist_ok=True)
     wanted = {f.name: f for f in source.files}
     written, unpinned = [], {}
-    with tempfile.TemporaryDirectory(prefix=".dl-", dir=folder) as staging_name:
+    with tempfile.TemporaryDirectory(prefix=f".dl-{source.name}-", dir=raw_root) as staging_name:
         staging = Path(staging_name)
         staged: dict[str, Path] = {}
         for dl in source.downloads:
@@ -146,7 +154,7 @@ def fetch_from_web(source: DatasetSource, raw_root: Path,
                                 with zf.open(member) as fh, open(out, "wb") as dst:
                                     shutil.copyfileobj(fh, dst)
                                 staged[rel] = out
-                except zipfile.BadZipFile:
+                except (zipfile.BadZipFile, EOFError, OSError, zlib.error):
                     raise DatasetError(
                         f"{dl.url} is not a valid zip archive (truncated download?); "
                         f"run `recbench fetch {source.name} --force` again"
@@ -156,10 +164,11 @@ def fetch_from_web(source: DatasetSource, raw_root: Path,
         missing = [n for n, f in wanted.items() if f.required and n not in staged]
         if missing:
             raise DatasetError(f"download of {source.name} lacks {', '.join(missing)}")
-        for rel, tmp in staged.items():
+        for rel, tmp in staged.items():  # verify all before installing any
             digest = _verify(tmp, wanted[rel], source.name)
             if wanted[rel].sha256 is None:
                 unpinned[rel] = digest
+        for rel, tmp in staged.items():
             final_tmp = folder / f".part-{Path(rel).name}"
             final_tmp.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(tmp, final_tmp)

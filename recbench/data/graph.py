@@ -90,6 +90,15 @@ def split_edges(g, split: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor
     return u[mask], i[mask], g.edges[RATES].data["rating"][mask]
 
 
+def rating_range(g, split: str = "train") -> tuple[float, float]:
+    """(lowest, highest) rating of ``split``: the scale predictions are clipped to, read from the
+    data (ML-100K 1–5, a 0–10 file 0–10) rather than assumed."""
+    r = g.edges[RATES].data["rating"][g.edges[RATES].data[split]]
+    if len(r) == 0:
+        r = g.edges[RATES].data["rating"]
+    return (float(r.min()), float(r.max())) if len(r) else (0.0, 0.0)
+
+
 def dense_ratings(g, split: str, items_by_users: bool = False) -> torch.Tensor:
     """Dense rating matrix of one split (0 = unobserved); (num_users, num_items) by default."""
     u, i, r = split_edges(g, split)

@@ -196,23 +196,52 @@ def _amazon_categories(folder: Path, asins: list[str]) -> tuple[np.ndarray | Non
     return genres, names
 
 
-def _sniff(path: Path, sep: str | None, header: bool | None) -> tuple[str, bool]:
-    with open(path, newline="") as fh:
-        sample = fh.read(8192)
+def _read_text(path: Path) -> str:
+    """The whole file as text (BOM dropped); works for pipes and /dev/null too."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot be read ({exc.strerror}); give the path of a readable "
+                           "interactions file") from None
+    data = data.removeprefix(b"\xef\xbb\xbf")  # a BOM is not part of the first user id
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise DatasetError(f"{path}: line {line} is not UTF-8 text; save the file as UTF-8 "
+                           "(e.g. `iconv -f latin1 -t utf-8`)") from None
+
+
+def _sniff(path: Path, sep: str | None, header: bool | None,
+           text: str | None = None) -> tuple[str, bool]:
+    sample = (_read_text(path) if text is None else text)[:8192]
     if sep is None:
         if "::" in sample:
             sep = "::"
         else:
             try:
                 sep = csv.Sniffer().sniff(sample, delimiters=",\t; |").delimiter
-            except csv.Error:
-                sep = ","
+            except csv.Error:  # e.g. ragged rows: the delimiter found on the most lines
+                lines = sample.splitlines()
+                sep = max(",\t;|", key=lambda c: (sum(c in ln for ln in lines), c == ","))
     if header is None:
-        first = sample.splitlines()[0].split(sep) if sample else []
-        numeric = [_is_number(tok) for tok in first]
-        # the rating column decides when there is one; ids may legitimately be non-numeric
-        header = (not numeric[2]) if len(numeric) >= 3 else not any(numeric)
+        lines = [ln for ln in sample.splitlines() if ln.strip()]
+        first = lines[0].split(sep) if lines else []
+        numeric = [_is_number(tok.strip().strip('"')) for tok in first]
+        if len(numeric) >= 3:  # the rating column decides; ids may legitimately be non-numeric
+            header = not any(numeric[2:])  # (a number after the ids: a data row, bad or not)
+        elif any(numeric):
+            header = False
+        elif all(tok.strip().strip('"').lower() in _HEADER_WORDS for tok in first):
+            header = True
+        else:
+            raise DatasetError(f"{path}: cannot tell whether line 1 ({lines[0][:40]!r}) is a header "
+                               "or an interaction; add --header or --no-header")
     return sep, header
+
+
+_HEADER_WORDS = {"user", "item", "users", "items", "user_id", "item_id", "userid", "itemid",
+                 "uid", "iid", "u", "i", "rating", "timestamp", "time", "score"}
 
 
 def _is_number(tok: str) -> bool:
@@ -223,37 +252,121 @@ def _is_number(tok: str) -> bool:
         return False
 
 
+def _check_ragged(path: Path, text: str, sep: str) -> None:
+    """Every non-blank line has as many fields as the first (a short row is not padded)."""
+    import io
+
+    if len(sep) == 1:
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
+        rows = ((reader.line_num, len(row)) for row in reader if row and any(f.strip() for f in row)
+                or (row and len(row) > 1))
+    else:
+        rows = ((n, len(line.split(sep))) for n, line in enumerate(text.splitlines(), 1)
+                if line.strip())
+    try:
+        counts = list(rows)
+    except csv.Error as exc:
+        raise DatasetError(f"{path}: line {reader.line_num}: {exc}; check the quoting") from None
+    if not counts:
+        return
+    from collections import Counter
+
+    tally = Counter(c for _, c in counts)  # the usual count; on a tie the longer row (a field
+    usual = max(tally, key=lambda c: (tally[c], c))  # is more often lost than added)
+    for line, count in counts:
+        if count != usual:
+            raise DatasetError(f"{path}: line {line} has {count} field(s) where the other rows have "
+                               f"{usual} (delimiter {sep!r}); make every row complete or give the "
+                               "right --sep")
+
+
+def _check_source(path: Path) -> None:
+    if not path.exists():
+        raise DatasetError(f"{path} does not exist; give the path of an interactions file")
+    if path.is_dir():
+        raise DatasetError(f"{path} is a folder; give the path of an interactions file")
+
+
 def parse_table(path: Path, sep: str | None = None, header: bool | None = None,
                 user_col: str | int = 0, item_col: str | int = 1,
                 rating_col: str | int | None = 2, timestamp_col: str | int | None = 3) -> RawData:
-    """A researcher's own interactions file (CSV/TSV/``::``); raw ids mapped to 0-based indices."""
-    if not path.is_file():
-        raise DatasetError(f"{path} does not exist; give the path of an interactions file")
-    sep, header = _sniff(path, sep, header)
-    table = pd.read_csv(path, sep=sep, header=0 if header else None,
-                        engine="python" if len(sep) > 1 else "c", dtype=str)
+    """A researcher's own interactions file (CSV/TSV/``::``); raw ids mapped to 0-based indices.
 
-    def column(ref: str | int | None) -> pd.Series | None:
+    Every row must hold a user, an item and (when the columns exist) a finite rating and an
+    integer timestamp; a bad row is reported with its line number, never skipped or guessed.
+    Blank lines are ignored; duplicate (user, item) pairs keep the last row.
+    """
+    import io
+
+    _check_source(path)
+    text = _read_text(path)
+    if not text.strip():
+        raise DatasetError(f"{path} is empty; an interactions file needs one row per interaction "
+                           "(user, item[, rating[, timestamp]])")
+    sep, header = _sniff(path, sep, header, text)
+    if not sep:
+        raise DatasetError(f"{path}: --sep must not be empty; give the delimiter, e.g. --sep ','")
+    _check_ragged(path, text, sep)
+    try:
+        # skip_blank_lines=False keeps row index == line number; blank rows are dropped below
+        table = pd.read_csv(io.StringIO(text), sep=sep, header=0 if header else None,
+                            engine="python" if len(sep) > 1 else "c", dtype=str,
+                            skip_blank_lines=False, keep_default_na=False, na_values=[""])
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, csv.Error) as exc:
+        detail = " ".join(str(exc).split())
+        raise DatasetError(f"{path}: cannot be read as a table with delimiter {sep!r} ({detail}); "
+                           "make every row have the same number of fields, or give --sep") from None
+    first_line = 2 if header else 1
+    lines = np.arange(len(table)) + first_line
+    blank = table.isna().all(axis=1).to_numpy()
+    table, lines = table[~blank].reset_index(drop=True), lines[~blank]
+    if len(table) == 0:
+        raise DatasetError(f"{path} has a header line but no interactions; add one row per "
+                           "interaction (user, item[, rating[, timestamp]]), or --no-header if "
+                           "line 1 is data")
+
+    def column(ref: str | int | None, what: str) -> pd.Series | None:
         if ref is None:
             return None
         if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
             idx = int(ref)
             return table.iloc[:, idx] if idx < table.shape[1] else None
         if ref not in table.columns:
-            raise DatasetError(f"{path}: no column '{ref}'; columns are {list(table.columns)}")
+            raise DatasetError(f"{path}: no column '{ref}' for the {what}; columns are "
+                               f"{list(map(str, table.columns))} (set --{what}-col)")
         return table[ref]
 
-    users, items = column(user_col), column(item_col)
+    def bad_row(mask: np.ndarray, series: pd.Series | None, what: str, fix: str) -> None:
+        if mask.any():
+            row = int(np.flatnonzero(mask)[0])
+            value = "" if series is None or pd.isna(series.iat[row]) else series.iat[row]
+            raise DatasetError(f"{path}: line {lines[row]}: {what} {value!r:.60}; {fix} "
+                               f"({int(mask.sum())} such row(s))")
+
+    users, items = column(user_col, "user"), column(item_col, "item")
     if users is None or items is None:
-        raise DatasetError(f"{path}: needs at least a user and an item column")
-    ratings, stamps = column(rating_col), column(timestamp_col)
-    try:
-        rating = ratings.astype(float) if ratings is not None else np.ones(len(table))
-        stamp = stamps.astype(float).astype(np.int64) if stamps is not None else np.zeros(len(table))
-    except ValueError as exc:
-        raise DatasetError(f"{path}: rating/timestamp column is not numeric ({exc}); "
-                           "name the columns with --rating-col/--timestamp-col") from None
-    raw = pd.DataFrame({"u": users.str.strip(), "i": items.str.strip(), "r": rating, "t": stamp})
+        raise DatasetError(f"{path}: line {lines[0]}: needs at least a user and an item column "
+                           f"(found {table.shape[1]} with delimiter {sep!r}); give --sep")
+    users, items = users.str.strip(), items.str.strip()
+    for series, what in ((users, "user"), (items, "item")):
+        missing = (series.isna() | (series == "")).to_numpy()
+        bad_row(missing, series, f"missing {what} id", "every row needs a user and an item")
+    ratings, stamps = column(rating_col, "rating"), column(timestamp_col, "timestamp")
+    if ratings is not None:
+        rating = pd.to_numeric(ratings.str.strip(), errors="coerce").to_numpy(dtype=np.float64)
+        bad_row(~np.isfinite(rating), ratings, "rating is not a finite number",
+                "fix the row or name the rating column with --rating-col (or 'none')")
+    else:
+        rating = np.ones(len(table))
+    if stamps is not None:
+        stamp_f = pd.to_numeric(stamps.str.strip(), errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(stamp_f) | (np.abs(stamp_f) >= 2.0**63)
+        bad_row(bad, stamps, "timestamp is not a finite integer",
+                "fix the row or name the timestamp column with --timestamp-col (or 'none')")
+        stamp = stamp_f.astype(np.int64)
+    else:
+        stamp = np.zeros(len(table), dtype=np.int64)
+    raw = pd.DataFrame({"u": users, "i": items, "r": rating, "t": stamp})
     raw = raw.drop_duplicates(["u", "i"], keep="last")
     user_codes, user_ids = pd.factorize(raw.u, sort=True)
     item_codes, item_ids = pd.factorize(raw.i, sort=True)

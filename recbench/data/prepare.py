@@ -71,6 +71,13 @@ def load_raw(name: str, paths: DataPaths) -> parsers.RawData:
 
 def split_codes(raw: parsers.RawData, cfg: DatasetConfig) -> tuple[np.ndarray, np.ndarray | None]:
     """Apply the protocol, validation carve-out, train subsampling and rating filter."""
+    try:
+        return _split_codes(raw, cfg)
+    except ConfigError as exc:
+        raise ConfigError(f"dataset '{cfg.name}' ({cfg.protocol}): {exc}") from None
+
+
+def _split_codes(raw: parsers.RawData, cfg: DatasetConfig) -> tuple[np.ndarray, np.ndarray | None]:
     rng = numpy_rng(cfg.split_seed, f"split:{cfg.name}")
     negatives = None
     frame = raw.frame
@@ -97,6 +104,31 @@ def split_codes(raw: parsers.RawData, cfg: DatasetConfig) -> tuple[np.ndarray, n
     return codes, negatives
 
 
+def check_split(codes: np.ndarray, raw: parsers.RawData, cfg: DatasetConfig) -> None:
+    """A split a model can be trained and scored on: training and test rows exist, and with a
+    per-user protocol every user who has a test row keeps a training row."""
+    where = f"dataset '{cfg.name}' ({cfg.protocol}, {len(codes)} interactions)"
+    n_train, n_test = int((codes == protocols.TRAIN).sum()), int((codes == protocols.TEST).sum())
+    if n_train == 0:
+        raise DatasetError(f"{where}: the split leaves no training interactions; lower "
+                           "--valid-ratio / --min-rating or raise --train-ratio")
+    if n_test == 0:
+        hint = ("users need more than --holdout-k rows" if cfg.protocol == "holdout" else
+                "users need at least 2 rows" if cfg.protocol == "loo" else
+                "with --protocol random each user needs at least 1/test_ratio rows; raise "
+                "--test-ratio or add --global")
+        raise DatasetError(f"{where}: the split leaves no test interactions ({hint})")
+    per_user = cfg.protocol in ("holdout", "loo") or (cfg.protocol == "random" and cfg.per_user)
+    if per_user and cfg.train_ratio == 1.0 and cfg.min_rating is None:
+        users = raw.frame["user"].to_numpy()
+        has_train = np.zeros(raw.num_users, dtype=bool)
+        has_train[users[codes == protocols.TRAIN]] = True
+        orphan = np.unique(users[(codes == protocols.TEST) & ~has_train[users]])
+        if len(orphan):
+            raise DatasetError(f"{where}: {len(orphan)} user(s) have test rows but no training "
+                               "row; lower --valid-ratio")
+
+
 def preprocess(cfg: DatasetConfig, paths: DataPaths, force: bool = False) -> Path:
     """Build and store the processed graph for ``cfg`` unless already there. Returns its folder."""
     import torch
@@ -107,6 +139,7 @@ def preprocess(cfg: DatasetConfig, paths: DataPaths, force: bool = False) -> Pat
         return out
     raw = load_raw(cfg.name, paths)
     codes, negatives = split_codes(raw, cfg)
+    check_split(codes, raw, cfg)
     g = build_graph(raw.frame, codes, raw.num_users, raw.num_items, raw.social, raw.item_genres)
     counts = {name: int((codes == code).sum()) for name, code in
               (("train", protocols.TRAIN), ("valid", protocols.VALID), ("test", protocols.TEST),
@@ -132,8 +165,9 @@ def preprocess(cfg: DatasetConfig, paths: DataPaths, force: bool = False) -> Pat
 
 
 def _input_digests(folder: Path) -> dict[str, str]:
+    # every input file, whatever its size (a large file left out could change unnoticed)
     return {p.relative_to(folder).as_posix(): sha256_of(p) for p in sorted(folder.rglob("*"))
-            if p.is_file() and not p.name.startswith(".") and p.stat().st_size < 200 << 20}
+            if p.is_file() and not p.name.startswith(".")}
 
 
 def load(cfg: DatasetConfig, paths: DataPaths, auto: bool = True) -> Dataset:
@@ -148,25 +182,64 @@ def load(cfg: DatasetConfig, paths: DataPaths, auto: bool = True) -> Dataset:
     return load_dataset(out)
 
 
+def _check_name(name: str) -> None:
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", name or ""):
+        raise ConfigError(f"dataset name {name!r} is not usable as a folder name; use letters, "
+                          "digits, '.', '_' and '-' (e.g. my-data)")
+
+
 def register_custom(path: Path, name: str, paths: DataPaths, sep: str | None, header: bool | None,
-                    rating_col: str | int | None, timestamp_col: str | int | None) -> Path:
-    """Copy a researcher's interactions file into data/raw/NAME so it behaves like a built-in."""
+                    rating_col: str | int | None, timestamp_col: str | int | None,
+                    force: bool = False) -> Path:
+    """Copy a researcher's interactions file into data/raw/NAME so it behaves like a built-in.
+
+    The file is parsed (and every row checked) before anything is written; the folder is built
+    under a temporary name and renamed, so a failure leaves ``data/`` as it was. Registering a
+    name again from different content needs ``force`` (which also drops NAME's processed splits,
+    built from the old content).
+    """
     import os
     import shutil
+    import tempfile
 
+    _check_name(name)
     if name in SOURCES:
         raise ConfigError(f"'{name}' is a built-in dataset; choose another --name")
     raw = parsers.parse_table(path, sep, header, rating_col=rating_col, timestamp_col=timestamp_col)
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
     folder = paths.raw / name
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{path.name}.tmp"
-    shutil.copyfile(path, tmp)
-    os.replace(tmp, folder / path.name)
+    file_name = path.name if path.is_file() else f"{name}.txt"  # /dev/stdin, a pipe, ...
     sep_used, header_used = parsers._sniff(path, sep, header)
-    spec = {"file": path.name, "sep": sep_used, "header": header_used, "rating_col": rating_col,
-            "timestamp_col": timestamp_col, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+    spec = {"file": file_name, "sep": sep_used, "header": header_used, "rating_col": rating_col,
+            "timestamp_col": timestamp_col, "sha256": digest,
             "users": raw.num_users, "items": raw.num_items}
-    (folder / CUSTOM_MARKER).write_text(json.dumps(spec, indent=2))
-    id_map = {"users": raw.user_ids, "items": raw.item_ids}
-    (folder / "id_map.json").write_text(json.dumps(id_map))
+    if folder.exists():
+        marker = folder / CUSTOM_MARKER
+        old = json.loads(marker.read_text()) if marker.is_file() else None
+        if old == spec:
+            return folder  # the same file with the same options: nothing to do
+        if not force:
+            what = f"from {old['file']}" if old else "(not by --from)"
+            raise ConfigError(f"dataset '{name}' is already registered {what} in {folder}; "
+                              "choose another name, or add --force to replace it")
+    paths.raw.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=paths.raw))
+    try:
+        (tmp / file_name).write_bytes(data)
+        (tmp / CUSTOM_MARKER).write_text(json.dumps(spec, indent=2))
+        (tmp / "id_map.json").write_text(json.dumps({"users": raw.user_ids, "items": raw.item_ids}))
+        if folder.exists():
+            shutil.rmtree(paths.processed / name, ignore_errors=True)
+            old_dir = paths.raw / f".{name}.old"
+            shutil.rmtree(old_dir, ignore_errors=True)
+            os.replace(folder, old_dir)
+            os.replace(tmp, folder)
+            shutil.rmtree(old_dir, ignore_errors=True)
+        else:
+            os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return folder

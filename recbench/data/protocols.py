@@ -74,7 +74,9 @@ def leave_one_out(frame: pd.DataFrame, rng: np.random.Generator, num_items: int,
         codes[pick] = TEST
         seen = set(items[rows].tolist())
         if len(seen) + num_negatives > num_items:
-            raise ConfigError(f"cannot draw {num_negatives} negatives: a user has seen almost all items")
+            raise ConfigError(f"cannot draw {num_negatives} negatives: a user has seen {len(seen)} "
+                              f"of {num_items} items; lower dataset.num_negatives or use another "
+                              "protocol")
         user = int(frame.user.iat[rows[0]])
         drawn: list[int] = []
         while len(drawn) < num_negatives:

@@ -17,7 +17,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from recbench.config import Strict
-from recbench.data.graph import dense_ratings, split_edges
+from recbench.data.graph import dense_ratings, rating_range, split_edges
 from recbench.errors import ConfigError
 from recbench.eval.metrics import mae, rmse, squared_errors
 from recbench.seeding import torch_generator
@@ -332,6 +332,7 @@ class GLocalKTrainer:
         self.model = model.to(ctx.device)
         self.ctx, self.cfg = ctx, cfg
         g = ctx.data.g
+        self.clip = rating_range(g)  # the data's own scale (ML-100K/Douban 1–5), not assumed
         self.num_items, self.num_users = ctx.data.num_items, ctx.data.num_users
         self.r = dense_ratings(g, "train", items_by_users=True)
         self.train_cells = self.entries("train")
@@ -385,7 +386,7 @@ class GLocalKTrainer:
     def _score(self, h: torch.Tensor, w: torch.Tensor, b: torch.Tensor,
                cells: Entries) -> EvalResult:
         with torch.no_grad():
-            pred = cells.to_edges(sampled_output(h, w, b, cells)).clamp(1.0, 5.0)
+            pred = cells.to_edges(sampled_output(h, w, b, cells)).clamp(*self.clip)
         true = cells.to_edges(cells.values)
         return EvalResult({"rmse": rmse(pred, true), "mae": mae(pred, true)},
                           {"squared_error": squared_errors(pred, true).numpy()})

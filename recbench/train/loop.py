@@ -128,22 +128,45 @@ def _open_run_dir(cfg: ExperimentConfig, runs_root: Path, resume: Path | None) -
     plain = to_plain(cfg)
     if resume is None:
         return runs.create_run_dir(runs_root, cfg.name, run_hash(cfg), plain)
-    if runs.read_config(resume) != plain:
-        from recbench.errors import RunError
+    from recbench.errors import RunError
 
+    if runs.read_config(resume) != plain:
         raise RunError(f"{resume} was made with a different config; resume it with "
                        "`recbench train --resume RUN`, which reads the run's own config.yaml")
+    if runs.is_finished(resume):
+        raise RunError(f"{resume} is a finished run; nothing to resume (and it is never "
+                       f"overwritten) — `recbench eval {resume}` re-checks it")
     return resume
 
 
 def _restore(run_dir: Path, built: Built) -> LoopState:
     if not (run_dir / "last.pt").is_file():
+        runs.trim_history(run_dir, -1)
         return LoopState()
-    state = torch.load(run_dir / "last.pt", map_location=built.ctx.device)
-    built.trainer.model.load_state_dict(state["model"])
-    built.trainer.load_state_dict(state["trainer"])
-    torch.set_rng_state(state["torch_rng"])
-    return LoopState(**state["loop"])
+    state = runs.load_checkpoint(run_dir / "last.pt", built.ctx.device)
+    try:
+        built.trainer.model.load_state_dict(state["model"])
+        built.trainer.load_state_dict(state["trainer"])
+        torch.set_rng_state(state["torch_rng"])
+        loop = LoopState(**state["loop"])
+    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+        from recbench.errors import RunError
+
+        raise RunError(f"{run_dir / 'last.pt'} does not fit this run's model "
+                       f"({type(exc).__name__}); it is damaged or from another run — train "
+                       "again") from None
+    if loop.best_epoch >= 0 or (run_dir / "best.pt").exists():
+        best = runs.load_checkpoint(run_dir / "best.pt", built.ctx.device)  # fail before writing
+        try:
+            built.trainer.model.load_state_dict(best["model"], strict=True)
+            built.trainer.model.load_state_dict(state["model"])
+        except RuntimeError as exc:
+            from recbench.errors import RunError
+
+            raise RunError(f"{run_dir / 'best.pt'} does not fit this run's model "
+                           f"({type(exc).__name__}); it is from another run — train again") from None
+    runs.trim_history(run_dir, loop.epoch)
+    return loop
 
 
 def _checkpoint(run_dir: Path, built: Built, loop: LoopState) -> None:
@@ -172,7 +195,7 @@ def _finish(run_dir: Path, built: Built, loop: LoopState, has_valid: bool, num_e
     if not has_valid:  # the paper's fixed schedule: the final epoch is the reported one
         loop.best_epoch = num_epochs - 1
         runs.save_torch(run_dir / "best.pt", {"model": model.state_dict(), "epoch": loop.best_epoch})
-    model.load_state_dict(torch.load(run_dir / "best.pt", map_location=built.ctx.device)["model"])
+    model.load_state_dict(runs.load_checkpoint(run_dir / "best.pt", built.ctx.device)["model"])
     t0 = time.perf_counter()
     result = built.trainer.evaluate("test")
     eval_s = time.perf_counter() - t0
@@ -198,9 +221,9 @@ def train_run(cfg: ExperimentConfig, paths: DataPaths, runs_root: Path, device: 
 
         runs_root, resume = Path(tempfile.mkdtemp(prefix="recbench-rank-")), None
     run_dir = _open_run_dir(cfg, runs_root, resume)
+    loop = _restore(run_dir, built) if resume is not None else LoopState()  # before any write
     runs.write_json(run_dir / "env.json", _env(cfg, device))
     num_epochs = getattr(built.trainer, "num_epochs", None) or cfg.train.epochs
-    loop = _restore(run_dir, built) if resume is not None else LoopState()
     has_valid = _has_valid(built)
     with open(run_dir / "log.txt", "a") as log:
         for epoch in range(loop.epoch + 1, num_epochs):
@@ -227,13 +250,46 @@ def train_run(cfg: ExperimentConfig, paths: DataPaths, runs_root: Path, device: 
     return runs.finalize(run_dir)
 
 
+def load_run_config(run_dir: Path) -> ExperimentConfig:
+    """A run's config.yaml, validated and checked against the config hash in the folder name
+    (``<stamp>-<hash>``), so a truncated, edited or swapped file is caught before it is used."""
+    import copy
+    import hashlib
+    import re
+
+    from recbench.config import validate
+    from recbench.errors import RunError
+
+    raw = runs.read_config(run_dir)
+    # the hash of the file as written (run_hash of the config then), so runs made before a
+    # schema gained a field still match their folder name
+    plain = copy.deepcopy(raw)
+    if isinstance(plain.get("train"), dict):
+        plain["train"].pop("num_threads", None)
+    try:
+        digest = hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:10]
+    except (TypeError, ValueError):
+        digest = None
+    m = re.search(r"-([0-9a-f]{10})(\.partial)?$", run_dir.name)
+    if m and digest != m.group(1):
+        raise RunError(f"{run_dir / 'config.yaml'} does not match the run (config hash "
+                       f"{digest}, folder {m.group(1)}): it was damaged, edited or copied from "
+                       "another run — restore it or train again")
+    return validate(raw, str(run_dir / "config.yaml"))
+
+
 def evaluate_run(run_dir: Path, paths: DataPaths, device: str = "cpu") -> tuple[dict, dict]:
     """Reload ``best.pt`` and recompute the test metrics; returns (recomputed, stored)."""
-    from recbench.config import validate
+    from recbench.errors import RunError
 
     stored = runs.read_metrics(run_dir)
-    cfg = validate(runs.read_config(run_dir), str(run_dir / "config.yaml"))
+    cfg = load_run_config(run_dir)
     built = build(cfg, paths, device)
-    state = torch.load(run_dir / "best.pt", map_location=built.ctx.device)
-    built.trainer.model.load_state_dict(state["model"])
+    state = runs.load_checkpoint(run_dir / "best.pt", built.ctx.device)
+    try:
+        built.trainer.model.load_state_dict(state["model"])
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise RunError(f"{run_dir / 'best.pt'} does not fit the model of {run_dir / 'config.yaml'} "
+                       f"({type(exc).__name__}: {str(exc).splitlines()[0][:80]}); the files come "
+                       "from different runs") from None
     return built.trainer.evaluate("test").metrics, stored["test"]

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import torch
 
 from recbench.config import TrainConfig
-from recbench.data.graph import split_edges
+from recbench.data.graph import rating_range, split_edges
 from recbench.eval.metrics import mae, rmse, squared_errors
 from recbench.eval.ranking import full_ranking, sampled_ranking
 from recbench.seeding import torch_generator
@@ -43,10 +43,11 @@ def shuffled_batches(n: int, batch_size: int, gen: torch.Generator) -> list[torc
 class RatingTrainer:
     """Mini-batch MSE on training ratings; evaluation clips predictions to the rating range."""
 
-    def __init__(self, model: torch.nn.Module, ctx: RunContext, clip: tuple[float, float] = (1, 5)):
+    def __init__(self, model: torch.nn.Module, ctx: RunContext,
+                 clip: tuple[float, float] | None = None):
         self.model = model.to(ctx.device)
         self.ctx = ctx
-        self.clip = clip
+        self.clip = clip or rating_range(ctx.data.g)  # the data's own scale, not 1–5
         self.opt = make_optimizer(model.parameters(), ctx.train)
         self.gen = torch_generator(ctx.seed, "batches")
         self.users, self.items, self.ratings = split_edges(ctx.data.g, "train")
@@ -75,7 +76,8 @@ class RatingTrainer:
 
 
 def evaluate_ratings(predict: Callable, ctx: RunContext, split: str,
-                     clip: tuple[float, float] = (1, 5)) -> EvalResult:
+                     clip: tuple[float, float] | None = None) -> EvalResult:
+    clip = clip or rating_range(ctx.data.g)
     u, i, r = split_edges(ctx.data.g, split)
     with torch.no_grad():
         pred = predict(u.to(ctx.device), i.to(ctx.device)).float().cpu().clamp(*clip)

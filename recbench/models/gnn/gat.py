@@ -25,6 +25,8 @@ class GATConfig(GraphTrainOptions):
 
     @model_validator(mode="after")
     def _heads_divide(self) -> GATConfig:
+        if self.num_heads < 1:
+            raise ValueError(f"num_heads must be at least 1, got {self.num_heads}")
         if self.emb_dim % self.num_heads:
             raise ValueError(f"emb_dim {self.emb_dim} must be divisible by num_heads")
         return self
