@@ -12,7 +12,14 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from recbench.models import baselines, gconv_transform, gl_attention, glocal_k, mf
+from recbench.models import (
+    baselines,
+    gconv_transform,
+    gl_attention,
+    gl_attention_trainer,
+    glocal_k,
+    mf,
+)
 from recbench.models.gnn import gat, gcn, lightgcn, ngcf, pinsage, sage, social
 
 Task = Literal["rating", "ranking", "classification"]
@@ -39,7 +46,7 @@ MODELS: dict[str, ModelSpec] = {
     "neumf": ModelSpec(mf.NeuMFConfig, mf.make_neumf_trainer, "ranking",
                        "NeuMF: GMF + MLP fused (He et al. 2017), pointwise log loss"),
     "gl_attention": ModelSpec(gl_attention.GLAttentionConfig,
-                              gl_attention.make_gl_attention_trainer, "ranking",
+                              gl_attention_trainer.make_gl_attention_trainer, "ranking",
                               "attention on global-local representation spaces "
                               "(Rattaphun et al. 2021)"),
     "most_popular": ModelSpec(mf.MostPopularConfig, mf.make_most_popular_trainer, "ranking",
