@@ -264,7 +264,9 @@ def test_reference_evaluator_reproduces_the_authors_madison_figures():
 
 @pytest.mark.realdata
 @pytest.mark.skipif(not MIRROR, reason="RECBENCH_MIRROR is not set")
-def test_short_real_run_on_madison(tmp_path):
+@pytest.mark.parametrize("experiment", ["gl_attention_yelp_madison",
+                                        "gl_attention_sound_yelp_madison"])
+def test_short_real_run_on_madison(tmp_path, experiment):
     from recbench.config import load_experiment
     from recbench.data.fetch import fetch
     from recbench.data.prepare import DataPaths
@@ -274,13 +276,18 @@ def test_short_real_run_on_madison(tmp_path):
 
     paths = DataPaths(tmp_path / "data")
     fetch(SOURCES["yelp-madison"], paths.raw, Path(MIRROR))
-    cfg = load_experiment(Path("experiments/gl_attention_yelp_madison.yaml"), [
+    cfg = load_experiment(Path(f"experiments/{experiment}.yaml"), [
         "model.global_epochs=1", "model.local_epochs=1", "model.attention_epochs=1",
+        "model.extra_representations=[LAP]", "model.report_candidates=[]", "eval.k=[15]",
         "train.num_threads=1", "seeds=[0]"])
     run = train_run(cfg.model_copy(update={"seed": 0}), paths, tmp_path / "runs")
     test = read_metrics(run)["test"]
     assert 0.0 < test["recall@15"] < 1.0
     assert 0.0 < test["candidate_fraction"] < 0.5  # K = 2 of M = 20 clusters
+    assert test["recall@15|AD"] == test["recall@15"] and "recall@15|LAP" in test
+    if "sound" in experiment:  # validation carve-out, attention hold-out, final valid metrics
+        extra = read_metrics(run)["extra"]
+        assert extra["attention_holdout"] > 0 and "recall@15|LAP" in extra["valid"]
 
 
 # ---- the two variants and their switches ---------------------------------------------------

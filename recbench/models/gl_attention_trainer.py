@@ -85,6 +85,7 @@ class GLAttentionTrainer:
         self.has_valid = bool(g.edges["rates"].data["valid"].any())
         self.loo = ctx.data.negatives is not None
         self.epochs_seen = 0
+        self._valid_cache: EvalResult | None = None
 
     # ---- schedule -------------------------------------------------------------------------
     def _stage(self, epoch: int) -> tuple[str, list[str], int]:
@@ -176,8 +177,9 @@ class GLAttentionTrainer:
         self.epochs_seen = epoch + 1
         if stage != "global" and not self.clustered:
             self._cluster_and_mine()
-        if stage in self.done:
+        if stage in self.done:  # stopped early: the rest of its epochs pass untouched
             return {"stage": float(self._stage_index(stage)), "skipped": 1.0}
+        self._valid_cache = None
         if stage == "attention":
             parts = self._attention_epoch()
         else:
@@ -314,7 +316,13 @@ class GLAttentionTrainer:
         K as ``metric|K<k>`` (``metric|TYPE|K<k>`` for the extra types). During training
         (``split == 'valid'``) only the main type is scored; the final validation scores of
         every type are in ``extra_metrics()['valid']``."""
-        return self._evaluate(split, full=split != "valid")
+        if split != "valid":
+            return self._evaluate(split, full=True)
+        if self._valid_cache is None:  # unchanged weights since the last call: reuse it
+            self._valid_cache = self._evaluate(split, full=False)
+        cached = self._valid_cache
+        return EvalResult({**cached.metrics, "progress": float(self.epochs_seen)},
+                          cached.per_unit)
 
     def _evaluate(self, split: str, full: bool) -> EvalResult:
         self.model.eval()
@@ -360,6 +368,7 @@ class GLAttentionTrainer:
         self.clustered = state["clustered"]
         self.stage_best = state["stage_best"]
         self.epochs_seen = state["epochs_seen"]
+        self._valid_cache = None
         for stage, opt_state in state["opts"].items():
             members = next(m for s, m, _ in self.stages if s == stage)
             self._opt(stage, members).load_state_dict(opt_state)
