@@ -3,6 +3,7 @@ the staged trainer on a tiny graph, NeuMF, and the authors' published Madison fi
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 
@@ -412,3 +413,34 @@ def test_paper_variant_is_unchanged_by_the_sound_switches():
     b, _ = _fit(_gla_cfg(variant="sound", local_mining="filtered", attention_fit="train",
                          stage_patience=None), seed=2)
     assert a.evaluate("test").metrics == b.evaluate("test").metrics
+
+
+@pytest.mark.parametrize("distance", [False, True])
+def test_score_blend_scorer_matches_per_space_scores(distance: bool):
+    torch.manual_seed(0)
+    gu, gi = torch.randn(5, 3, 4), torch.randn(7, 3, 4)
+    att = gla.AttentionNet(3, 4, depth=1)
+    scorer = gla.Scorer.from_tables(gu, gi, att, distance, scores=True)
+    users, items = torch.tensor([0, 3]), torch.tensor([[1, 2, 6], [0, 4, 5]])
+    a = scorer.alpha(users, items)
+    u, i = gu[users][:, None], gi[items]
+    per = -(u - i).norm(dim=-1) if distance else (u * i).sum(-1)  # (B, P, R)
+    expected = (a * per).sum(-1)
+    assert torch.allclose(scorer(users, items), expected, atol=1e-5)
+    full = scorer.all_items(users)
+    assert torch.allclose(full.gather(1, items), expected, atol=1e-5)
+
+
+def test_score_blend_trains_the_heads():
+    cfg = _gla_cfg(variant="sound", representation="AD", extra_representations=["AP"],
+                   blend="scores", stage_patience=None, global_epochs=3, local_epochs=2,
+                   attention_epochs=4, attention_holdout=0.3)
+    trainer = glt.make_gl_attention_trainer(cfg, ctx_for(tiny_valid_data()))
+    before = copy.deepcopy(trainer.model.heads.state_dict())
+    hist = [trainer.train_epoch(e) for e in range(trainer.num_epochs)]
+    after = trainer.model.heads.state_dict()
+    for head in ("AD", "AP"):  # (a space's f may sit in dead ReLUs on tiny data)
+        assert any(not torch.equal(before[k], after[k]) for k in after if k.startswith(head))
+    assert np.isfinite(hist[-1]["loss_AP"]) and np.isfinite(hist[-1]["loss_AD"])
+    assert trainer.model.scorer("AD").scores
+    assert np.isfinite(trainer.evaluate("test").metrics["recall@5"])

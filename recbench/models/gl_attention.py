@@ -45,9 +45,9 @@ Variant = Literal["paper", "sound"]
 # What ``variant`` sets when a key is not given explicitly (the study ablates each key alone).
 VARIANT_DEFAULTS: dict[str, dict[str, Any]] = {
     "paper": {"local_mining": "filtered", "attention_fit": "train", "local_data": ["local"],
-              "normalize": True, "stage_patience": None},
+              "normalize": True, "stage_patience": None, "blend": "vectors"},
     "sound": {"local_mining": "unfiltered", "attention_fit": "holdout", "local_data": ["local"],
-              "normalize": True, "stage_patience": 10},
+              "normalize": True, "stage_patience": 10, "blend": "vectors"},
 }
 
 
@@ -84,6 +84,9 @@ class GLAttentionConfig(Strict):
     # own triplets (attention_data); holdout: positives withheld from the representation nets;
     # uniform: no head is trained, α = 1/R for every pair
     attention_holdout: float = 0.1  # share of training positives withheld (attention_fit holdout)
+    blend: Literal["vectors", "scores"] = "vectors"  # vectors: Eq. 9's ū = Σ α_r g_r(u) (the
+    # paper; cross-space terms ⟨g_r(u), g_s(i)⟩ enter the score); scores: Σ α_r s_r(u, i), each
+    # space scored in itself (product or distance), no cross-space terms
     attention_data: list[Literal["global", "local"]] = Field(
         default_factory=lambda: ["global", "local"])  # attention_fit train: T ∪ T† ∪ T‡
     loss_impl: Literal["paper", "code"] = "paper"  # attention loss as printed or as coded
@@ -210,9 +213,10 @@ class GLAttention(nn.Module):
                  hidden_dims: list[int] | None = None, out_dim: int = 64,
                  num_clusters: int = 20, attention_depth: int = 3, alpha_linear: bool = False,
                  normalize: bool = True, local_from_global: bool = False,
-                 uniform_alpha: bool = False):
+                 uniform_alpha: bool = False, blend_scores: bool = False):
         super().__init__()
         self.representation = representation
+        self.blend_scores = blend_scores
         self.types = [representation] + [t for t in dict.fromkeys(extra or [])
                                          if t != representation]
         used = {s for t in self.types for s in SPACES[t]} | {cluster_space}
@@ -237,10 +241,14 @@ class GLAttention(nn.Module):
         tabs = [self.nets[s].tables() for s in spaces]
         return torch.stack([t[0] for t in tabs], 1), torch.stack([t[1] for t in tabs], 1)
 
+    def alpha(self, head: str, gu: torch.Tensor, gp: torch.Tensor) -> torch.Tensor:
+        """α of a batch of (user, positive) pairs of (B, R, d) reps: (B, R)."""
+        att = self.heads[head]
+        return att.alpha(att.transform(gu), att.transform(gp))
+
     def blend(self, head: str, gu: torch.Tensor, gp: torch.Tensor, gn: torch.Tensor):
         """Eq. 9 for a batch of triplets of (B, R, d) reps; α from (u, i⁺) only."""
-        att = self.heads[head]
-        a = att.alpha(att.transform(gu), att.transform(gp))[..., None]
+        a = self.alpha(head, gu, gp)[..., None]
         return (a * gu).sum(-2), (a * gp).sum(-2), (a * gn).sum(-2)
 
     def scorer(self, rep: str | None = None) -> Scorer:
@@ -248,7 +256,7 @@ class GLAttention(nn.Module):
         rep = rep or self.representation
         gu, gi = self.space_tables(SPACES[rep])
         return Scorer.from_tables(gu, gi, self.heads[rep] if rep in self.heads else None,
-                                  rep.endswith("D"))
+                                  rep.endswith("D"), self.blend_scores)
 
 
 class Scorer:
@@ -256,20 +264,23 @@ class Scorer:
 
     For the attention model ⟨ū, ī⟩ = αᵀ G α with G_rs = ⟨g_r(u), g_s(i)⟩, and
     ‖ū − ī‖² = αᵀG_uu α + αᵀG_ii α − 2 αᵀG α, so a pair costs O(R²) after the tables.
+    With ``scores`` (blend: scores) only the diagonals enter: Σ_r α_r G_rr, or
+    −Σ_r α_r (G_uu,rr + G_ii,rr − 2 G_rr)^½.
     """
 
     @classmethod
     def from_tables(cls, gu: torch.Tensor, gi: torch.Tensor, attention: AttentionNet | None,
-                    distance: bool) -> Scorer:
+                    distance: bool, scores: bool = False) -> Scorer:
         """A scorer on given (U, R, d) / (I, R, d) representations (benchmarks, references)."""
         out = cls.__new__(cls)
-        out._setup(gu, gi, attention, distance)
+        out._setup(gu, gi, attention, distance, scores)
         return out
 
     def _setup(self, gu: torch.Tensor, gi: torch.Tensor, attention: AttentionNet | None,
-               distance: bool) -> None:
+               distance: bool, scores: bool = False) -> None:
         with torch.no_grad():
             self.gu, self.gi, self.att, self.distance = gu, gi, attention, distance
+            self.scores = scores
             if self.att is not None:
                 if self.att.uniform:  # α does not depend on f: skip the transforms
                     self.fu, self.fi = self.gu, self.gi
@@ -292,6 +303,10 @@ class Scorer:
         else:
             a = torch.softmax(self._logits(torch.einsum("brd,ird->bir", self.fu[users], self.fi)),
                               -1)
+        if self.scores:
+            cross = torch.einsum("brd,ird->bir", self.gu[users], self.gi)
+            return self._score_blend(a, cross, self.guu[users].diagonal(dim1=-2, dim2=-1)[:, None],
+                                     self.gii.diagonal(dim1=-2, dim2=-1)[None])
         cross = torch.einsum("brd,isd->birs", self.gu[users], self.gi)
         dot = torch.einsum("bir,birs,bis->bi", a, cross, a)
         if not self.distance:
@@ -302,6 +317,13 @@ class Scorer:
 
     def _logits(self, s: torch.Tensor) -> torch.Tensor:
         return self.att.mix(s) if self.att.mix is not None else s
+
+    def _score_blend(self, a: torch.Tensor, cross: torch.Tensor, uu: torch.Tensor,
+                     ii: torch.Tensor) -> torch.Tensor:
+        """Σ_r α_r s_r from per-space ⟨u_r, i_r⟩ (cross) and squared norms (uu, ii)."""
+        if not self.distance:
+            return (a * cross).sum(-1)
+        return -(a * (uu + ii - 2 * cross).clamp(min=0).sqrt()).sum(-1)
 
     def alpha(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """The attention weights of (user, item) pairs: users (B,), items (B, P) → (B, P, R)."""
@@ -321,6 +343,11 @@ class Scorer:
                 return -(u[..., 0, :] - i[..., 0, :]).norm(dim=-1)
             return (u[..., 0, :] * i[..., 0, :]).sum(-1)
         a = self.alpha(users, items)  # (B, P, R)
+        if self.scores:
+            cross = torch.einsum("bxrd,bprd->bpr", u, i)
+            return self._score_blend(a, cross,
+                                     self.guu[users].diagonal(dim1=-2, dim2=-1)[:, None],
+                                     self.gii[items].diagonal(dim1=-2, dim2=-1))
         cross = torch.einsum("bxrd,bpsd->bprs", u, i)
         dot = torch.einsum("bpr,bprs,bps->bp", a, cross, a)
         if not self.distance:

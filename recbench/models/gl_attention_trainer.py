@@ -50,7 +50,8 @@ class GLAttentionTrainer:
                                  cfg.extra_representations, cfg.cluster_space, cfg.emb_dim,
                                  cfg.hidden_dims, cfg.out_dim, cfg.num_clusters,
                                  cfg.attention_mlp_depth, cfg.alpha_linear, cfg.normalize,
-                                 cfg.local_init == "global", self.uniform).to(ctx.device)
+                                 cfg.local_init == "global", self.uniform,
+                                 cfg.blend == "scores").to(ctx.device)
         nets = list(self.model.nets)
         self.stages: list[tuple[str, list[str], int]] = []
         glob = [n for n in nets if n.startswith("G")]
@@ -160,6 +161,8 @@ class GLAttentionTrainer:
 
     def _attention_loss(self, head: str, trip: torch.Tensor, gu: torch.Tensor,
                         gi: torch.Tensor) -> torch.Tensor:
+        if self.cfg.blend == "scores":
+            return self._score_blend_loss(head, gu[trip[:, 0]], gi[trip[:, 1]], gi[trip[:, 2]])
         ub, pb, nb = self.model.blend(head, gu[trip[:, 0]], gi[trip[:, 1]], gi[trip[:, 2]])
         code = self.cfg.loss_impl == "code"
         if head.endswith("D"):
@@ -170,6 +173,16 @@ class GLAttentionTrainer:
         if code:
             return code_product_loss(ub, pb, nb)
         return objectives.bpr((ub * pb).sum(-1), (ub * nb).sum(-1))
+
+    def _score_blend_loss(self, head: str, u: torch.Tensor, p: torch.Tensor,
+                          n: torch.Tensor) -> torch.Tensor:
+        """blend: scores — the loss of Σ_r α_r s_r (α from (u, i⁺), as in Eq. 9)."""
+        a = self.model.alpha(head, u, p)
+        if head.endswith("D"):
+            dp = (u - p).pow(2).sum(-1).clamp(min=1e-12).sqrt()
+            dn = (u - n).pow(2).sum(-1).clamp(min=1e-12).sqrt()
+            return torch.relu((a * dp).sum(-1) - (a * dn).sum(-1) + self.cfg.margin).mean()
+        return objectives.bpr((a * (u * p).sum(-1)).sum(-1), (a * (u * n).sum(-1)).sum(-1))
 
     # ---- the Trainer contract -------------------------------------------------------------
     def train_epoch(self, epoch: int) -> dict[str, float]:
