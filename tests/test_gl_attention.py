@@ -444,3 +444,24 @@ def test_score_blend_trains_the_heads():
     assert np.isfinite(hist[-1]["loss_AP"]) and np.isfinite(hist[-1]["loss_AD"])
     assert trainer.model.scorer("AD").scores
     assert np.isfinite(trainer.evaluate("test").metrics["recall@5"])
+
+
+def test_user_alpha_is_one_mixture_per_user_and_starts_uniform():
+    torch.manual_seed(0)
+    gu, gi = torch.randn(5, 3, 4), torch.randn(7, 3, 4)
+    att = gla.AttentionNet(3, 4, depth=1, user_only=True)
+    scorer = gla.Scorer.from_tables(gu, gi, att, distance=False, scores=True)
+    users, items = torch.tensor([0, 3]), torch.tensor([[1, 2, 6], [0, 4, 5]])
+    assert torch.allclose(scorer.alpha(users, items), torch.full((2, 3, 3), 1 / 3))
+    with torch.no_grad():
+        att.query.normal_()
+    scorer = gla.Scorer.from_tables(gu, gi, att, distance=True, scores=False)
+    a = scorer.alpha(users, items)
+    assert torch.allclose(a, a[:, :1].expand_as(a))  # the same α for every item of a user
+    assert not torch.allclose(a[0, 0], a[1, 0])
+    full = scorer.all_items(users)
+    assert torch.allclose(full.gather(1, items), scorer(users, items), atol=1e-5)
+    cfg = _gla_cfg(variant="sound", representation="AP", alpha_from="user", blend="scores",
+                   stage_patience=None, global_epochs=2, local_epochs=1, attention_epochs=3)
+    trainer, hist = _fit_on(tiny_valid_data(), cfg)
+    assert trainer.model.heads["AP"].query.abs().sum() > 0 and np.isfinite(hist[-1]["loss_AP"])

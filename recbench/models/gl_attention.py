@@ -45,9 +45,9 @@ Variant = Literal["paper", "sound"]
 # What ``variant`` sets when a key is not given explicitly (the study ablates each key alone).
 VARIANT_DEFAULTS: dict[str, dict[str, Any]] = {
     "paper": {"local_mining": "filtered", "attention_fit": "train", "local_data": ["local"],
-              "normalize": True, "stage_patience": None, "blend": "vectors"},
+              "normalize": True, "stage_patience": None, "blend": "vectors", "alpha_from": "pair"},
     "sound": {"local_mining": "unfiltered", "attention_fit": "holdout", "local_data": ["local"],
-              "normalize": True, "stage_patience": 10, "blend": "vectors"},
+              "normalize": True, "stage_patience": 10, "blend": "vectors", "alpha_from": "pair"},
 }
 
 
@@ -84,6 +84,9 @@ class GLAttentionConfig(Strict):
     # own triplets (attention_data); holdout: positives withheld from the representation nets;
     # uniform: no head is trained, α = 1/R for every pair
     attention_holdout: float = 0.1  # share of training positives withheld (attention_fit holdout)
+    alpha_from: Literal["pair", "user"] = "pair"  # pair: α from (u, i) (Eqs. 7-8; training
+    # takes α from (u, i⁺) for the negative too, scoring from each candidate); user: α from u
+    # alone (a learned query per space), the same mixture for every item of a user
     blend: Literal["vectors", "scores"] = "vectors"  # vectors: Eq. 9's ū = Σ α_r g_r(u) (the
     # paper; cross-space terms ⟨g_r(u), g_s(i)⟩ enter the score); scores: Σ α_r s_r(u, i), each
     # space scored in itself (product or distance), no cross-space terms
@@ -168,13 +171,16 @@ class AttentionNet(nn.Module):
 
     ``f^(r)``: ``depth`` Linear+ReLU layers per space, shared by user and item (identity when
     depth is 0). ``alpha_linear`` adds the code's learned R×R layer before the softmax;
-    ``uniform`` replaces α by 1/R (an untrained, pair-independent blend).
+    ``uniform`` replaces α by 1/R (an untrained, pair-independent blend); ``user_only`` takes
+    α from the user alone (one mixture per user, the same at training and at scoring).
     """
 
     def __init__(self, num_spaces: int, dim: int, depth: int = 3, alpha_linear: bool = False,
-                 uniform: bool = False):
+                 uniform: bool = False, user_only: bool = False):
         super().__init__()
         self.uniform = uniform  # a fixed α = 1/R (attention_fit: uniform): f and mix are unused
+        # α from the user alone: s_r = ⟨f^(r)(g^(r)(u)), q_r⟩, q zero at init (α starts uniform)
+        self.query = nn.Parameter(torch.zeros(num_spaces, dim)) if user_only else None
         self.f = nn.ModuleList()
         for _ in range(num_spaces):
             layers: list[nn.Module] = []
@@ -192,7 +198,10 @@ class AttentionNet(nn.Module):
 
     def alpha(self, fu: torch.Tensor, fi: torch.Tensor) -> torch.Tensor:
         """Attention weights from transformed user/item reps: (..., R, d) → (..., R)."""
-        s = (fu * fi).sum(-1)
+        if self.query is not None:
+            s = (fu * self.query).sum(-1).expand(fi.shape[:-1])
+        else:
+            s = (fu * fi).sum(-1)
         if self.uniform:
             return torch.full_like(s, 1.0 / s.shape[-1])
         if self.mix is not None:
@@ -213,7 +222,8 @@ class GLAttention(nn.Module):
                  hidden_dims: list[int] | None = None, out_dim: int = 64,
                  num_clusters: int = 20, attention_depth: int = 3, alpha_linear: bool = False,
                  normalize: bool = True, local_from_global: bool = False,
-                 uniform_alpha: bool = False, blend_scores: bool = False):
+                 uniform_alpha: bool = False, blend_scores: bool = False,
+                 alpha_from_user: bool = False):
         super().__init__()
         self.representation = representation
         self.blend_scores = blend_scores
@@ -227,7 +237,8 @@ class GLAttention(nn.Module):
                                                         hidden_dims, out_dim, normalize)
                                    for n in nets})
         self.heads = nn.ModuleDict({
-            t: AttentionNet(len(SPACES[t]), out_dim, attention_depth, alpha_linear, uniform_alpha)
+            t: AttentionNet(len(SPACES[t]), out_dim, attention_depth, alpha_linear, uniform_alpha,
+                            alpha_from_user)
             for t in self.types if len(SPACES[t]) > 1})
         self.register_buffer("centroids", torch.zeros(num_clusters, out_dim))
 
@@ -300,6 +311,9 @@ class Scorer:
         if self.att.uniform:
             r = self.gu.shape[1]
             a = torch.full((len(users), self.gi.shape[0], r), 1.0 / r, device=self.gu.device)
+        elif self.att.query is not None:
+            s = (self.fu[users] * self.att.query).sum(-1)  # (B, R)
+            a = torch.softmax(self._logits(s), -1)[:, None].expand(-1, self.gi.shape[0], -1)
         else:
             a = torch.softmax(self._logits(torch.einsum("brd,ird->bir", self.fu[users], self.fi)),
                               -1)

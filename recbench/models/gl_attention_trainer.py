@@ -51,7 +51,7 @@ class GLAttentionTrainer:
                                  cfg.hidden_dims, cfg.out_dim, cfg.num_clusters,
                                  cfg.attention_mlp_depth, cfg.alpha_linear, cfg.normalize,
                                  cfg.local_init == "global", self.uniform,
-                                 cfg.blend == "scores").to(ctx.device)
+                                 cfg.blend == "scores", cfg.alpha_from == "user").to(ctx.device)
         nets = list(self.model.nets)
         self.stages: list[tuple[str, list[str], int]] = []
         glob = [n for n in nets if n.startswith("G")]
