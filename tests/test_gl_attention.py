@@ -313,6 +313,8 @@ def test_variant_sets_switch_defaults_and_explicit_keys_win():
     sound = _gla_cfg(variant="sound")
     assert (sound.local_mining, sound.attention_fit, sound.stage_patience) == (
         "unfiltered", "holdout", 10)
+    assert (paper.blend, paper.alpha_from, sound.blend, sound.alpha_from) == (
+        "vectors", "pair", "scores", "pair")
     assert _gla_cfg(variant="sound", attention_fit="uniform").attention_fit == "uniform"
     assert gla.GLAttentionConfig(name="gl_attention").variant == "sound"
 
@@ -379,7 +381,7 @@ def test_sound_variant_holds_out_positives_for_the_attention():
 
 def test_uniform_attention_trains_no_head_and_blends_equally():
     cfg = _gla_cfg(variant="sound", representation="AP", attention_fit="uniform",
-                   global_epochs=2, local_epochs=2, stage_patience=None)
+                   blend="vectors", global_epochs=2, local_epochs=2, stage_patience=None)
     trainer, _ = _fit_on(tiny_valid_data(), cfg)
     assert [s for s, _, _ in trainer.stages] == ["global", "local"]
     assert len(trainer.held) == 0
@@ -411,7 +413,7 @@ def test_paper_variant_is_unchanged_by_the_sound_switches():
     """variant paper = the explicit paper switches; sound-only keys do not touch it."""
     a, _ = _fit(_gla_cfg(variant="paper"), seed=2)
     b, _ = _fit(_gla_cfg(variant="sound", local_mining="filtered", attention_fit="train",
-                         stage_patience=None), seed=2)
+                         stage_patience=None, blend="vectors"), seed=2)
     assert a.evaluate("test").metrics == b.evaluate("test").metrics
 
 

@@ -47,7 +47,7 @@ VARIANT_DEFAULTS: dict[str, dict[str, Any]] = {
     "paper": {"local_mining": "filtered", "attention_fit": "train", "local_data": ["local"],
               "normalize": True, "stage_patience": None, "blend": "vectors", "alpha_from": "pair"},
     "sound": {"local_mining": "unfiltered", "attention_fit": "holdout", "local_data": ["local"],
-              "normalize": True, "stage_patience": 10, "blend": "vectors", "alpha_from": "pair"},
+              "normalize": True, "stage_patience": 10, "blend": "scores", "alpha_from": "pair"},
 }
 
 
@@ -87,7 +87,7 @@ class GLAttentionConfig(Strict):
     alpha_from: Literal["pair", "user"] = "pair"  # pair: α from (u, i) (Eqs. 7-8; training
     # takes α from (u, i⁺) for the negative too, scoring from each candidate); user: α from u
     # alone (a learned query per space), the same mixture for every item of a user
-    blend: Literal["vectors", "scores"] = "vectors"  # vectors: Eq. 9's ū = Σ α_r g_r(u) (the
+    blend: Literal["vectors", "scores"] = "scores"  # vectors: Eq. 9's ū = Σ α_r g_r(u) (the
     # paper; cross-space terms ⟨g_r(u), g_s(i)⟩ enter the score); scores: Σ α_r s_r(u, i), each
     # space scored in itself (product or distance), no cross-space terms
     attention_data: list[Literal["global", "local"]] = Field(
