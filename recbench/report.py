@@ -17,12 +17,19 @@ def _fmt(x: float | None, digits: int = 4) -> str:
     return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
+def guard_mark(cell: Cell) -> str:
+    """The guard's visible mark: a row below the best of the rows it must beat."""
+    if cell.below is None:
+        return ""
+    return f"⚠ below best single space ({cell.below[0]} {cell.below[1]:.4f})"
+
+
 def _ours(cell: Cell) -> str:
     if not cell.values:
         return "(not run)"
-    if len(cell.values) == 1:
-        return f"{cell.mean:.4f}"
-    return f"{cell.mean:.4f} ± {cell.std:.4f}"
+    text = f"{cell.mean:.4f}" if len(cell.values) == 1 else f"{cell.mean:.4f} ± {cell.std:.4f}"
+    mark = guard_mark(cell)
+    return f"{text} {mark}" if mark else text
 
 
 def _p(cell: Cell, result: StudyResult) -> str:
@@ -50,7 +57,7 @@ HEADER = ["experiment", "dataset", "variant", "ours (mean ± std)", "seeds", "pa
 def markdown(result: StudyResult) -> str:
     s = result.study
     lines = [f"# {s.study}", "", s.description, "",
-             f"Metric: **{result.metric}** (test split; mean ± sample std over seeds). "
+             f"Metric: **{result.metric}** ({s.split} split; mean ± sample std over seeds). "
              f"Reference variant for the paired Wilcoxon signed-rank test: `{result.reference}` "
              "(* = p < 0.05, units pooled over seeds).", "",
              "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
@@ -62,14 +69,15 @@ def csv_text(result: StudyResult) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["experiment", "dataset", "variant", "metric", "mean", "std", "seeds", "paper",
-                "diff", "p_value", "values"])
+                "diff", "p_value", "values", "guard"])
     for c in result.cells:
         diff = c.mean - c.paper if c.paper is not None and c.values else ""
         w.writerow([c.base, c.dataset, c.variant, result.metric, _fmt(c.mean, 6),
                     _fmt(c.std, 6), len(c.values), "" if c.paper is None else c.paper,
                     diff if diff == "" else f"{diff:.6f}",
                     "" if c.p_value is None else f"{c.p_value:.6g}",
-                    " ".join(f"{v:.6f}" for v in c.values)])
+                    " ".join(f"{v:.6f}" for v in c.values),
+                    "" if c.below is None else f"below {c.below[0]} {c.below[1]:.6f}"])
     return buf.getvalue()
 
 

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import yaml
@@ -32,6 +32,7 @@ from recbench.config import (
     with_overrides,
 )
 from recbench.errors import ConfigError, RecbenchError
+from recbench.train.api import lower_is_better
 
 
 class StudyConfig(Strict):
@@ -50,6 +51,13 @@ class StudyConfig(Strict):
     paper: dict[str, dict[str, float]] = Field(default_factory=dict)
     columns: list[str] = Field(default_factory=list)  # more figures per cell → extra.md: a test
     # metric ('hr@10'), an 'extra.' key of metrics.json ('extra.params_m') or a top-level one
+    # one run reports several rows: row R's value is the run's ``metric|R`` (e.g. the ten GLA
+    # representation types of one set of nets); rows repeat under every variant of the study
+    rows: list[str] = Field(default_factory=list)
+    # sanity guard: a row ranking below the best of its listed rows (same experiment and
+    # variant) is marked in the table, e.g. {AD: [GD, GP, LD, LP]}
+    guard: dict[str, list[str]] = Field(default_factory=dict)
+    split: Literal["test", "valid"] = "test"  # valid: the trainer's final validation metrics
 
 
 @dataclass
@@ -73,6 +81,10 @@ class Cell:
     paper: float | None = None
     p_value: float | None = None
     columns: dict[str, tuple[list[float], float | None]] = field(default_factory=dict)
+    group: str = ""  # the study variant a row belongs to (rows studies), else ""
+    row: str = ""  # the row label within its group (rows studies), else the variant
+    below: tuple[str, float] | None = None  # guard: (best guard row, its mean) when above ours
+    keys: list[str] = field(default_factory=list)  # the metric key read from each run
 
     @property
     def mean(self) -> float:
@@ -288,14 +300,19 @@ def _per_unit(run_dir: Path, metric: str) -> tuple[np.ndarray | None, np.ndarray
     return ids, values
 
 
-def paired_p_value(pairs: list[tuple[Path, Path]], metric: str) -> float | None:
-    """Paired Wilcoxon signed-rank over units (users, ratings or samples), seeds pooled."""
+def paired_p_value(pairs: list[tuple[Path, Path]], metric: str,
+                   keys: list[tuple[str, str]] | None = None) -> float | None:
+    """Paired Wilcoxon signed-rank over units (users, ratings or samples), seeds pooled.
+
+    ``keys`` gives per pair the per-unit key of each side (rows studies); default ``metric``.
+    """
     from scipy.stats import wilcoxon
 
     xs, ys = [], []
-    for run_a, run_b in pairs:
-        ids_a, va = _per_unit(run_a, metric)
-        ids_b, vb = _per_unit(run_b, metric)
+    for n, (run_a, run_b) in enumerate(pairs):
+        key_a, key_b = keys[n] if keys is not None else (metric, metric)
+        ids_a, va = _per_unit(run_a, key_a)
+        ids_b, vb = _per_unit(run_b, key_b)
         if va is None or vb is None:
             return None
         common, ia, ib = np.intersect1d(ids_a, ids_b, return_indices=True)
@@ -325,46 +342,87 @@ def _default_metric(planned: list[PlannedRun]) -> str:
     return "rmse"
 
 
+def _row_cells(study: StudyConfig, p: PlannedRun) -> list[tuple[str, str, str]]:
+    """(label, group, row) of the cells one planned run feeds."""
+    if not study.rows:
+        return [(p.variant, "", p.variant)]
+    if p.variant == "base":
+        return [(r, "", r) for r in study.rows]
+    return [(f"{p.variant} · {r}", p.variant, r) for r in study.rows]
+
+
+def _run_metrics(study: StudyConfig, run_dir: Path) -> dict[str, float]:
+    m = runs.read_metrics(run_dir)
+    if study.split == "valid":
+        return m.get("extra", {}).get("valid", {})
+    return m["test"]
+
+
 def aggregate(study: StudyConfig, planned: list[PlannedRun]) -> StudyResult:
-    """Mean ± std per (experiment, variant) over finished seeds, the paper's figure, p-values."""
+    """Mean ± std per (experiment, variant[, row]) over finished seeds, the paper's figure,
+    p-values, and the guard marks."""
     metric = study.metric or _default_metric(planned)
-    labels = list(dict.fromkeys(p.variant for p in planned))
+    labels = list(dict.fromkeys(lab for p in planned for lab, _, _ in _row_cells(study, p)))
     reference = study.reference or labels[0]
     cells: dict[tuple[str, str], Cell] = {}
-    by_seed: dict[tuple[str, str, int], Path] = {}
+    by_seed: dict[tuple[str, str, int], tuple[Path, str]] = {}
     for p in planned:
-        cell = cells.setdefault((p.base, p.variant), Cell(p.base, p.dataset, p.variant, [], []))
-        if p.cached is None:
-            continue
-        test = runs.read_metrics(p.cached)["test"]
-        if metric not in test:
-            raise ConfigError(f"study {study.study}: metric '{metric}' not in {p.cached}/metrics.json "
-                              f"(has {', '.join(test)})")
-        cell.values.append(float(test[metric]))
-        cell.run_dirs.append(p.cached)
-        by_seed[(p.base, p.variant, p.seed)] = p.cached
+        for label, group, row in _row_cells(study, p):
+            cell = cells.setdefault((p.base, label), Cell(p.base, p.dataset, label, [], [],
+                                                          group=group, row=row))
+            if p.cached is None:
+                continue
+            values = _run_metrics(study, p.cached)
+            key = f"{metric}|{row}" if study.rows else metric
+            if key not in values:
+                raise ConfigError(f"study {study.study}: metric '{key}' not in "
+                                  f"{p.cached}/metrics.json (has {', '.join(values)})")
+            cell.values.append(float(values[key]))
+            cell.run_dirs.append(p.cached)
+            cell.keys.append(key)
+            by_seed[(p.base, label, p.seed)] = (p.cached, key)
     for cell in cells.values():
         paper = study.paper.get(cell.base, study.paper.get(cell.dataset, {}))
-        cell.paper = paper.get(cell.variant)
-        if cell.variant != reference and cell.values:
-            pairs = [(run, by_seed[(cell.base, reference, seed)])
+        cell.paper = paper.get(cell.variant, paper.get(cell.row))
+        ref = f"{cell.group} · {reference}" if cell.group and study.rows else reference
+        if cell.variant != ref and cell.values and study.split == "test":
+            found = [(run, by_seed[(cell.base, ref, seed)])
                      for (b, v, seed), run in by_seed.items()
-                     if b == cell.base and v == cell.variant and (b, reference, seed) in by_seed]
-            cell.p_value = paired_p_value(pairs, metric) if pairs else None
+                     if b == cell.base and v == cell.variant and (b, ref, seed) in by_seed]
+            cell.p_value = (paired_p_value([(a[0], b[0]) for a, b in found], metric,
+                                           [(a[1], b[1]) for a, b in found])
+                            if found else None)
         for column in study.columns:
             values = [v for v in (column_value(runs.read_metrics(r), column) for r in cell.run_dirs)
                       if v is not None]
             p = None
-            if cell.variant != reference and values and column in runs.read_metrics(
-                    cell.run_dirs[0])["test"]:
-                pairs = [(run, by_seed[(cell.base, reference, seed)])
+            if cell.variant != ref and values and study.split == "test" and not study.rows \
+                    and column in runs.read_metrics(cell.run_dirs[0])["test"]:
+                found = [(run[0], by_seed[(cell.base, ref, seed)][0])
                          for (b, v, seed), run in by_seed.items()
-                         if b == cell.base and v == cell.variant and (b, reference, seed) in by_seed]
-                p = paired_p_value(pairs, column) if pairs else None
+                         if b == cell.base and v == cell.variant and (b, ref, seed) in by_seed]
+                p = paired_p_value(found, column) if found else None
             cell.columns[column] = (values, p)
-    numeric = len(study.vary) == 1 and not study.variants and all(
+    mark_guard(study, list(cells.values()))
+    numeric = len(study.vary) == 1 and not study.variants and not study.rows and all(
         isinstance(v, (int, float)) and not isinstance(v, bool) for v in next(iter(study.vary.values())))
     return StudyResult(study, metric, reference, list(cells.values()), numeric, labels)
+
+
+def mark_guard(study: StudyConfig, cells: list[Cell]) -> None:
+    """Set ``cell.below`` where a guarded row's mean is below the best of its guard rows in
+    the same experiment and variant (an attentive type below its best single space)."""
+    by_row = {(c.base, c.group, c.row): c for c in cells}
+    for c in cells:
+        parts = study.guard.get(c.row, [])
+        ran = [by_row[(c.base, c.group, r)] for r in parts if (c.base, c.group, r) in by_row]
+        ran = [o for o in ran if o.values]
+        if not c.values or not ran:
+            continue
+        low = lower_is_better(study.metric or "")
+        best = min(ran, key=lambda o: o.mean) if low else max(ran, key=lambda o: o.mean)
+        if (c.mean > best.mean) if low else (c.mean < best.mean):
+            c.below = (best.row, best.mean)
 
 
 def adhoc(experiment: Path, sets: list[str], seeds: str | None, name: str | None,

@@ -3,6 +3,7 @@ the staged trainer on a tiny graph, NeuMF, and the authors' published Madison fi
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from recbench.data import parsers, protocols
 from recbench.data.graph import Dataset, build_graph
 from recbench.eval.retrieval import ClusterIndex, rank_candidates, retrieval_ranking
 from recbench.models import gl_attention as gla
+from recbench.models import gl_attention_trainer as glt
 from recbench.models.mf import NeuMFConfig, make_neumf_trainer
 from recbench.train import samplers
 from recbench.train.api import RunContext
@@ -155,7 +157,8 @@ def test_exhaustive_retrieval_equals_full_ranking():
 
 
 def _gla_cfg(**kw) -> gla.GLAttentionConfig:
-    base = dict(name="gl_attention", representation="AP", emb_dim=8, hidden_dims=[8],
+    base = dict(name="gl_attention", variant="paper", representation="AP", emb_dim=8,
+                hidden_dims=[8],
                 out_dim=8, num_clusters=3, candidate_clusters=2, mining_clusters=2,
                 attention_mlp_depth=1, global_epochs=3, local_epochs=3, attention_epochs=3)
     base.update(kw)
@@ -163,7 +166,7 @@ def _gla_cfg(**kw) -> gla.GLAttentionConfig:
 
 
 def _fit(cfg: gla.GLAttentionConfig, seed: int = 0):
-    trainer = gla.make_gl_attention_trainer(cfg, ctx_for(tiny_data(), seed))
+    trainer = glt.make_gl_attention_trainer(cfg, ctx_for(tiny_data(), seed))
     history = [trainer.train_epoch(e) for e in range(trainer.num_epochs)]
     return trainer, history
 
@@ -190,7 +193,7 @@ def test_trainer_is_deterministic_and_state_round_trips():
     assert m1 == m2
     assert "recall@5|K3" in m1 and "recall@5|GP" in m1 and "recall@5|LAP" in m1
     assert set(t1.model.heads) == {"AD", "LAP"}
-    fresh = gla.make_gl_attention_trainer(cfg, ctx_for(tiny_data(), 3))
+    fresh = glt.make_gl_attention_trainer(cfg, ctx_for(tiny_data(), 3))
     fresh.model.load_state_dict(t1.model.state_dict())
     fresh.load_state_dict(t1.state_dict())
     assert fresh.evaluate("test").metrics == m1
@@ -262,7 +265,9 @@ def test_reference_evaluator_reproduces_the_authors_madison_figures():
 
 @pytest.mark.realdata
 @pytest.mark.skipif(not MIRROR, reason="RECBENCH_MIRROR is not set")
-def test_short_real_run_on_madison(tmp_path):
+@pytest.mark.parametrize("experiment", ["gl_attention_yelp_madison",
+                                        "gl_attention_sound_yelp_madison"])
+def test_short_real_run_on_madison(tmp_path, experiment):
     from recbench.config import load_experiment
     from recbench.data.fetch import fetch
     from recbench.data.prepare import DataPaths
@@ -272,10 +277,193 @@ def test_short_real_run_on_madison(tmp_path):
 
     paths = DataPaths(tmp_path / "data")
     fetch(SOURCES["yelp-madison"], paths.raw, Path(MIRROR))
-    cfg = load_experiment(Path("experiments/gl_attention_yelp_madison.yaml"), [
+    cfg = load_experiment(Path(f"experiments/{experiment}.yaml"), [
         "model.global_epochs=1", "model.local_epochs=1", "model.attention_epochs=1",
+        "model.extra_representations=[LAP]", "model.report_candidates=[]", "eval.k=[15]",
         "train.num_threads=1", "seeds=[0]"])
     run = train_run(cfg.model_copy(update={"seed": 0}), paths, tmp_path / "runs")
     test = read_metrics(run)["test"]
     assert 0.0 < test["recall@15"] < 1.0
     assert 0.0 < test["candidate_fraction"] < 0.5  # K = 2 of M = 20 clusters
+    assert test["recall@15|AD"] == test["recall@15"] and "recall@15|LAP" in test
+    if "sound" in experiment:  # validation carve-out, attention hold-out, final valid metrics
+        extra = read_metrics(run)["extra"]
+        assert extra["attention_holdout"] > 0 and "recall@15|LAP" in extra["valid"]
+
+
+# ---- the two variants and their switches ---------------------------------------------------
+def tiny_valid_data(seed: int = 0) -> Dataset:
+    """tiny_data with one training row per user moved to validation."""
+    data = tiny_data(seed=seed, per_user=10)
+    g = data.g
+    u = g.edges(etype="rates")[0]
+    train = g.edges["rates"].data["train"].clone()
+    valid = torch.zeros_like(train)
+    for user in range(data.num_users):
+        rows = torch.nonzero((u == user) & train).flatten()
+        valid[rows[0]], train[rows[0]] = True, False
+    g.edges["rates"].data["train"], g.edges["rates"].data["valid"] = train, valid
+    return data
+
+
+def test_variant_sets_switch_defaults_and_explicit_keys_win():
+    paper = _gla_cfg(variant="paper")
+    assert (paper.local_mining, paper.attention_fit, paper.stage_patience) == (
+        "filtered", "train", None)
+    sound = _gla_cfg(variant="sound")
+    assert (sound.local_mining, sound.attention_fit, sound.stage_patience) == (
+        "unfiltered", "holdout", 10)
+    assert (paper.blend, paper.alpha_from, sound.blend, sound.alpha_from) == (
+        "vectors", "pair", "scores", "pair")
+    assert _gla_cfg(variant="sound", attention_fit="uniform").attention_fit == "uniform"
+    assert gla.GLAttentionConfig(name="gl_attention").variant == "sound"
+
+
+@pytest.mark.parametrize("bad", [{"variant": "fast"}, {"local_mining": "hard"},
+                                 {"attention_fit": "valid"}, {"attention_holdout": 1.5},
+                                 {"stage_patience": 0}])
+def test_config_rejects_bad_switch_values(bad):
+    with pytest.raises(ValueError):
+        _gla_cfg(**bad)
+
+
+def test_config_error_is_one_clear_line():
+    from recbench.config import validate
+    from recbench.errors import ConfigError
+
+    raw = {"name": "x", "dataset": {"name": "ml-100k"},
+           "model": {"name": "gl_attention", "variant": "fast"}}
+    with pytest.raises(ConfigError) as err:
+        validate(raw, "x.yaml")
+    assert "variant" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_unfiltered_mining_keeps_every_unobserved_in_cluster_pair():
+    rng = np.random.default_rng(0)
+    uv, iv = rng.normal(size=(4, 3)), rng.normal(size=(12, 3))
+    cent = np.stack([iv[:6].mean(0), iv[6:].mean(0)])
+    assign = np.array([0] * 6 + [1] * 6)
+    users, items = np.array([0, 0, 1, 2, 3]), np.array([0, 7, 2, 9, 4])
+    seen = samplers.SeenIndex(torch.from_numpy(users), torch.from_numpy(items), 12)
+    args = (uv, iv, cent, assign, users, items, seen, 2, 20)
+    loose = gla.mine_local_triplets(*args, np.random.default_rng(1), filtered=False)
+    hard = gla.mine_local_triplets(*args, np.random.default_rng(1), filtered=True)
+    assert len(loose) > len(hard) > 0
+    assert not seen.contains(torch.from_numpy(loose[:, 0]), torch.from_numpy(loose[:, 2])).any()
+    # filtered ⊂ unfiltered (same draws), and unfiltered keeps all 20 draws minus seen ones
+    assert {tuple(t) for t in hard} <= {tuple(t) for t in loose}
+
+
+def _fit_on(data: Dataset, cfg: gla.GLAttentionConfig, seed: int = 0):
+    trainer = glt.make_gl_attention_trainer(cfg, ctx_for(data, seed))
+    history = [trainer.train_epoch(e) for e in range(trainer.num_epochs)]
+    return trainer, history
+
+
+def test_sound_variant_holds_out_positives_for_the_attention():
+    cfg = _gla_cfg(variant="sound", representation="AD", extra_representations=["GD", "LP"],
+                   attention_holdout=0.25, global_epochs=4, local_epochs=3, attention_epochs=3,
+                   stage_patience=2)
+    trainer, hist = _fit_on(tiny_valid_data(), cfg)
+    n_train = len(trainer.users)
+    assert len(trainer.held) == round(0.25 * n_train)
+    assert len(trainer.rep_users) + len(trainer.held) == n_train
+    held = {tuple(p) for p in trainer.held.tolist()}
+    rep = set(zip(trainer.rep_users.tolist(), trainer.rep_items.tolist()))
+    assert not held & rep  # the representation nets never see the hold-out positives
+    assert not held & {(int(u), int(p)) for u, p, _ in trainer.local.tolist()}
+    assert any("valid_AD" in h for h in hist)  # the attention stage early-stops per head
+    extra = trainer.extra_metrics()
+    assert "recall@5|AD" in extra["valid"] and "recall@5|LP" in extra["valid"]
+    test = trainer.evaluate("test").metrics
+    assert test["recall@5|AD"] == test["recall@5"]
+
+
+def test_uniform_attention_trains_no_head_and_blends_equally():
+    cfg = _gla_cfg(variant="sound", representation="AP", attention_fit="uniform",
+                   blend="vectors", global_epochs=2, local_epochs=2, stage_patience=None)
+    trainer, _ = _fit_on(tiny_valid_data(), cfg)
+    assert [s for s, _, _ in trainer.stages] == ["global", "local"]
+    assert len(trainer.held) == 0
+    scorer = trainer.model.scorer("AP")
+    a = scorer.alpha(torch.tensor([0, 1]), torch.tensor([[0, 1, 2], [3, 4, 5]]))
+    assert torch.allclose(a, torch.full_like(a, 0.25))
+    gu, gi = trainer.model.space_tables(gla.SPACES["AP"])
+    items = torch.tensor([[0, 5, 9]])
+    expected = (gu[0].mean(0)[None] * gi[items[0]].mean(1)).sum(-1)
+    assert torch.allclose(scorer(torch.tensor([0]), items)[0], expected, atol=1e-5)
+    assert torch.allclose(scorer.all_items(torch.tensor([0]))[0, items[0]], expected, atol=1e-5)
+
+
+def test_stage_early_stopping_restores_each_members_best_weights():
+    cfg = _gla_cfg(variant="sound", representation="GAD", global_epochs=12, local_epochs=1,
+                   attention_epochs=4, stage_patience=1)
+    trainer = glt.make_gl_attention_trainer(cfg, ctx_for(tiny_valid_data()))
+    for e in range(trainer.num_epochs):
+        trainer.train_epoch(e)
+    best = trainer.stage_best["global"]
+    assert set(best) == {"GD", "GP"} and "global" in trainer.done
+    for name, b in best.items():
+        state = trainer.model.nets[name].state_dict()
+        assert all(torch.equal(state[k], v) for k, v in b["state"].items())
+    assert trainer.extra_metrics()["stage_best_epochs"]["global"].keys() == {"GD", "GP"}
+
+
+def test_paper_variant_is_unchanged_by_the_sound_switches():
+    """variant paper = the explicit paper switches; sound-only keys do not touch it."""
+    a, _ = _fit(_gla_cfg(variant="paper"), seed=2)
+    b, _ = _fit(_gla_cfg(variant="sound", local_mining="filtered", attention_fit="train",
+                         stage_patience=None, blend="vectors"), seed=2)
+    assert a.evaluate("test").metrics == b.evaluate("test").metrics
+
+
+@pytest.mark.parametrize("distance", [False, True])
+def test_score_blend_scorer_matches_per_space_scores(distance: bool):
+    torch.manual_seed(0)
+    gu, gi = torch.randn(5, 3, 4), torch.randn(7, 3, 4)
+    att = gla.AttentionNet(3, 4, depth=1)
+    scorer = gla.Scorer.from_tables(gu, gi, att, distance, scores=True)
+    users, items = torch.tensor([0, 3]), torch.tensor([[1, 2, 6], [0, 4, 5]])
+    a = scorer.alpha(users, items)
+    u, i = gu[users][:, None], gi[items]
+    per = -(u - i).norm(dim=-1) if distance else (u * i).sum(-1)  # (B, P, R)
+    expected = (a * per).sum(-1)
+    assert torch.allclose(scorer(users, items), expected, atol=1e-5)
+    full = scorer.all_items(users)
+    assert torch.allclose(full.gather(1, items), expected, atol=1e-5)
+
+
+def test_score_blend_trains_the_heads():
+    cfg = _gla_cfg(variant="sound", representation="AD", extra_representations=["AP"],
+                   blend="scores", stage_patience=None, global_epochs=3, local_epochs=2,
+                   attention_epochs=4, attention_holdout=0.3)
+    trainer = glt.make_gl_attention_trainer(cfg, ctx_for(tiny_valid_data()))
+    before = copy.deepcopy(trainer.model.heads.state_dict())
+    hist = [trainer.train_epoch(e) for e in range(trainer.num_epochs)]
+    after = trainer.model.heads.state_dict()
+    for head in ("AD", "AP"):  # (a space's f may sit in dead ReLUs on tiny data)
+        assert any(not torch.equal(before[k], after[k]) for k in after if k.startswith(head))
+    assert np.isfinite(hist[-1]["loss_AP"]) and np.isfinite(hist[-1]["loss_AD"])
+    assert trainer.model.scorer("AD").scores
+    assert np.isfinite(trainer.evaluate("test").metrics["recall@5"])
+
+
+def test_user_alpha_is_one_mixture_per_user_and_starts_uniform():
+    torch.manual_seed(0)
+    gu, gi = torch.randn(5, 3, 4), torch.randn(7, 3, 4)
+    att = gla.AttentionNet(3, 4, depth=1, user_only=True)
+    scorer = gla.Scorer.from_tables(gu, gi, att, distance=False, scores=True)
+    users, items = torch.tensor([0, 3]), torch.tensor([[1, 2, 6], [0, 4, 5]])
+    assert torch.allclose(scorer.alpha(users, items), torch.full((2, 3, 3), 1 / 3))
+    with torch.no_grad():
+        att.query.normal_()
+    scorer = gla.Scorer.from_tables(gu, gi, att, distance=True, scores=False)
+    a = scorer.alpha(users, items)
+    assert torch.allclose(a, a[:, :1].expand_as(a))  # the same α for every item of a user
+    assert not torch.allclose(a[0, 0], a[1, 0])
+    full = scorer.all_items(users)
+    assert torch.allclose(full.gather(1, items), scorer(users, items), atol=1e-5)
+    cfg = _gla_cfg(variant="sound", representation="AP", alpha_from="user", blend="scores",
+                   stage_patience=None, global_epochs=2, local_epochs=1, attention_epochs=3)
+    trainer, hist = _fit_on(tiny_valid_data(), cfg)
+    assert trainer.model.heads["AP"].query.abs().sum() > 0 and np.isfinite(hist[-1]["loss_AP"])

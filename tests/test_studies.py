@@ -125,3 +125,71 @@ def test_extra_columns_by_hand(tmp_path, tiny_paths):
     text = (out / "extra.md").read_text()
     assert "| extra.no_such_key |" in text.splitlines()[4].replace("recall@5 | ", "")
     assert f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f}" in text
+
+
+def _fake_run(folder, test: dict, valid: dict | None = None):
+    import json
+
+    folder.mkdir(parents=True)
+    body = {"test": test, "monitor": "progress", "extra": {"valid": valid or {}}}
+    (folder / "metrics.json").write_text(json.dumps(body))
+    (folder / "config.yaml").write_text("name: fake\n")
+    return folder
+
+
+def _rows_study(**extra) -> studies.StudyConfig:
+    body = {"study": "reps", "base": ["a.yaml"], "rows": ["GD", "LD", "AD", "LAD"],
+            "metric": "recall@15", "reference": "AD",
+            "guard": {"AD": ["GD", "LD"], "LAD": ["LD"]}, "paper": {"ml": {"AD": 0.30}}}
+    return studies.StudyConfig(**{**body, **extra})
+
+
+def _planned(study, run_dirs: dict[str, object], variant: str = "base"):
+    return [studies.PlannedRun("exp-" + name, "ml", variant, 0, None, "h", d)
+            for name, d in run_dirs.items()]
+
+
+def test_rows_study_reads_one_run_per_row_and_marks_attentive_rows_below_a_single_space(
+        tmp_path):
+    paper = _fake_run(tmp_path / "p", {"recall@15|GD": 0.14, "recall@15|LD": 0.04,
+                                       "recall@15|AD": 0.10, "recall@15|LAD": 0.05})
+    sound = _fake_run(tmp_path / "s", {"recall@15|GD": 0.15, "recall@15|LD": 0.17,
+                                       "recall@15|AD": 0.18, "recall@15|LAD": 0.17})
+    study = _rows_study()
+    result = studies.aggregate(study, _planned(study, {"paper": paper, "sound": sound}))
+    cells = {(c.base, c.variant): c for c in result.cells}
+    assert len(cells) == 8 and cells[("exp-paper", "AD")].values == [0.10]
+    assert cells[("exp-paper", "AD")].below == ("GD", 0.14)  # below its best single space
+    assert cells[("exp-paper", "LAD")].below is None  # LAD 0.05 ≥ LD 0.04
+    assert cells[("exp-sound", "AD")].below is None
+    assert cells[("exp-sound", "LAD")].below is None  # equal is not below
+    assert cells[("exp-paper", "AD")].paper == 0.30
+    md = report.markdown(result)
+    assert md.count("⚠ below best single space") == 1
+    assert "0.1000 ⚠ below best single space (GD 0.1400)" in md
+    rows = report.csv_text(result).splitlines()
+    assert rows[0].endswith(",guard")
+    assert sum(r.endswith("below GD 0.140000") for r in rows) == 1
+
+
+def test_rows_study_with_variants_and_the_validation_split(tmp_path):
+    run = _fake_run(tmp_path / "r", {"recall@15|GD": 0.9}, valid={
+        "recall@15|GD": 0.2, "recall@15|LD": 0.1, "recall@15|AD": 0.15, "recall@15|LAD": 0.3})
+    study = _rows_study(split="valid")
+    result = studies.aggregate(study, _planned(study, {"x": run}, variant="uniform"))
+    cells = {c.variant: c for c in result.cells}
+    assert set(cells) == {"uniform · GD", "uniform · LD", "uniform · AD", "uniform · LAD"}
+    assert cells["uniform · GD"].values == [0.2]  # validation, not test
+    assert cells["uniform · AD"].below == ("GD", 0.2)
+    assert "(valid split;" in report.markdown(result)
+
+
+def test_guard_is_silent_without_a_guard_and_for_unrun_rows(tmp_path):
+    run = _fake_run(tmp_path / "r", {"recall@15|GD": 0.3, "recall@15|LD": 0.1,
+                                     "recall@15|AD": 0.1, "recall@15|LAD": 0.1})
+    study = _rows_study(guard={})
+    result = studies.aggregate(study, _planned(study, {"x": run}))
+    assert all(c.below is None for c in result.cells)
+    study = _rows_study()
+    result = studies.aggregate(study, _planned(study, {"x": run, "y": None}))
+    assert all(c.below is None for c in result.cells if c.base == "exp-y")

@@ -17,6 +17,7 @@ from recbench.models import (
     gconv_genre_baseline,
     gconv_transform,
     gl_attention,
+    gl_attention_trainer,
     glocal_k,
     mf,
     seq_baselines,
@@ -47,7 +48,7 @@ MODELS: dict[str, ModelSpec] = {
     "neumf": ModelSpec(mf.NeuMFConfig, mf.make_neumf_trainer, "ranking",
                        "NeuMF: GMF + MLP fused (He et al. 2017), pointwise log loss"),
     "gl_attention": ModelSpec(gl_attention.GLAttentionConfig,
-                              gl_attention.make_gl_attention_trainer, "ranking",
+                              gl_attention_trainer.make_gl_attention_trainer, "ranking",
                               "attention on global-local representation spaces "
                               "(Rattaphun et al. 2021)"),
     "most_popular": ModelSpec(mf.MostPopularConfig, mf.make_most_popular_trainer, "ranking",
