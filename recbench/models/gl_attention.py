@@ -105,7 +105,7 @@ class GLAttentionConfig(Strict):
         if not isinstance(data, dict):
             return data
         variant = data.get("variant", "sound")
-        if variant not in VARIANT_DEFAULTS:
+        if not isinstance(variant, str) or variant not in VARIANT_DEFAULTS:  # fuzz: lists
             raise ValueError(f"model.variant must be one of {', '.join(VARIANT_DEFAULTS)}, "
                              f"got {variant!r}")
         return {**VARIANT_DEFAULTS[variant], **data}
