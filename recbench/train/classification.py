@@ -30,6 +30,23 @@ def ovr_hinge(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return F.relu(1 - (2 * targets - 1) * scores).mean()
 
 
+def median_forward_ms(forward, batches: list, warmup: int, device: torch.device) -> float:
+    """Median wall time (ms) of ``forward(batch)`` over ``batches`` after ``warmup`` untimed
+    calls; CUDA is synchronised around each call so the figure is the kernel time too."""
+    for b in batches[:warmup]:
+        forward(b)
+    times = []
+    for b in batches:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        forward(b)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
 LOSSES = {"soft_ce": soft_cross_entropy, "hinge": ovr_hinge}
 
 
@@ -93,18 +110,7 @@ class ClassificationTrainer:
         idx = self.splits["test"]
         batches = [self.x[b].to(self.ctx.device) for b in idx[: size * repeats].split(size)]
         batches = [b for b in batches if len(b) == size] or batches
-        for b in batches[:warmup]:
-            self.model(b)
-        times = []
-        for b in batches:
-            if self.ctx.device.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            self.model(b)
-            if self.ctx.device.type == "cuda":
-                torch.cuda.synchronize()
-            times.append((time.perf_counter() - t0) * 1e3)
-        return statistics.median(times)
+        return median_forward_ms(self.model, batches, warmup, self.ctx.device)
 
     def extra_metrics(self) -> dict:
         params = sum(p.numel() for p in self.model.parameters() if p.requires_grad)

@@ -16,8 +16,6 @@ HR@1, HR@k, NDCG@k) and among 100 sampled unrated items (``sampled_hr@k``).
 
 from __future__ import annotations
 
-import statistics
-import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -29,6 +27,7 @@ from recbench.data import next_item_task as nt
 from recbench.eval.next_item import metrics_from_ranks, sampled_ranks, target_ranks
 from recbench.seeding import numpy_rng, torch_generator
 from recbench.train.api import EvalResult, RunContext
+from recbench.train.classification import median_forward_ms
 from recbench.train.trainers import make_optimizer
 
 Mode = Literal["windows", "samples", "none"]
@@ -168,18 +167,7 @@ class NextItemTrainer:
         hist = self.data.histories["test"]
         batches = [b.to(self.ctx.device) for b in hist[: self.timing_batch * repeats]
                    .split(self.timing_batch)]
-        for b in batches[:warmup]:
-            self.model.score_last(b)
-        times = []
-        for b in batches:
-            if self.ctx.device.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            self.model.score_last(b)
-            if self.ctx.device.type == "cuda":
-                torch.cuda.synchronize()
-            times.append((time.perf_counter() - t0) * 1e3)
-        return statistics.median(times)
+        return median_forward_ms(self.model.score_last, batches, warmup, self.ctx.device)
 
     def extra_metrics(self) -> dict:
         params = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
