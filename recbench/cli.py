@@ -323,10 +323,14 @@ def eval_(
 
 def _run_study(study, jobs: int, dry_run: bool, rerun: bool, device: str, data_dir, runs_dir,
                results_dir: Path, threads: int | None = None, report_only: bool = False,
-               only_seeds: str | None = None, only_variants: str | None = None) -> None:
+               only_seeds: str | None = None, only_variants: str | None = None,
+               executor_name: str = "local", address: str | None = None) -> None:
     from recbench import report, studies
+    from recbench.executors import make_executor
 
-    _set_threads(threads)
+    executor = make_executor(executor_name, jobs, address, threads, device)
+    if executor_name == "local":
+        _set_threads(threads)
     paths, runs_root = _paths(data_dir), _runs_root(runs_dir)
     full_plan = studies.plan(study, runs_root)
     plan = studies.select(full_plan, only_seeds, only_variants)
@@ -356,8 +360,8 @@ def _run_study(study, jobs: int, dry_run: bool, rerun: bool, device: str, data_d
             bar.advance(task)
             bar.update(task, info=f"{p.base} {p.variant} seed {p.seed}: {outcome}")
 
-        failures = studies.execute(plan, paths, runs_root, jobs=jobs, rerun=rerun, device=device,
-                                   on_done=on_done, threads=threads)
+        failures = studies.execute(plan, paths, runs_root, rerun=rerun, device=device,
+                                   on_done=on_done, threads=threads, executor=executor)
     for p, message in failures:
         err_console.print(f"[red]failed[/] {p.base} {p.variant} seed {p.seed}: {message}")
     result = studies.aggregate(study, studies.plan(study, runs_root))
@@ -369,6 +373,11 @@ def _run_study(study, jobs: int, dry_run: bool, rerun: bool, device: str, data_d
 
 
 StudyJobs = typer.Option(1, "--jobs", help="parallel processes (CPU threads are split)")
+ExecutorName = typer.Option("local", "--executor",
+                            help="local (processes on this machine) | ray (a Ray instance; "
+                                 "docs/scale-out.md)")
+Address = typer.Option(None, "--address", help="Ray cluster address for --executor ray "
+                                               "(default: start a local instance)")
 DryRun = typer.Option(False, "--dry-run", help="print the plan and what is cached")
 ReportOnly = typer.Option(False, "--report-only",
                           help="write the table from finished runs; train nothing")
@@ -385,6 +394,8 @@ def sweep(
     name: str = typer.Option(None, "--name", help="study name (default derived)"),
     metric: str = typer.Option(None, "--metric", help="table metric (default: the task's)"),
     jobs: int = StudyJobs,
+    executor: str = ExecutorName,
+    address: str = Address,
     threads: int = Threads,
     dry_run: bool = DryRun,
     report_only: bool = ReportOnly,
@@ -399,7 +410,7 @@ def sweep(
 
     study = studies.adhoc(experiment, set_, seeds, name, metric)
     _run_study(study, jobs, dry_run, rerun, device, data_dir, runs_dir, results_dir, threads,
-               report_only)
+               report_only, executor_name=executor, address=address)
 
 
 @app.command()
@@ -408,6 +419,8 @@ def ablate(
     study_name: str = typer.Option(None, "--study", help="a study of experiments/studies/"),
     list_: bool = typer.Option(False, "--list", help="list the named studies"),
     jobs: int = StudyJobs,
+    executor: str = ExecutorName,
+    address: str = Address,
     threads: int = Threads,
     dry_run: bool = DryRun,
     report_only: bool = ReportOnly,
@@ -438,7 +451,103 @@ def ablate(
         _fail("name a study with --study NAME (`recbench ablate --list` shows them)")
     study = studies.load_study(studies_dir, study_name, set_)
     _run_study(study, jobs, dry_run, rerun, device, data_dir, runs_dir, results_dir, threads,
-               report_only, only_seeds, only_variants)
+               report_only, only_seeds, only_variants, executor, address)
+
+
+@app.command()
+@_guard
+def tune(
+    experiment: Path = typer.Argument(..., help="experiment YAML to tune"),
+    space: Path = typer.Option(..., "--space", help="search space YAML (experiments/spaces/)"),
+    trials: int = typer.Option(20, "--trials", min=1,
+                               help="finished or pruned trials the search should reach"),
+    name: str = typer.Option(None, "--name", help="search name (default EXPERIMENT-SPACE)"),
+    storage: str = typer.Option(None, "--storage",
+                                help="Optuna storage URL (default sqlite under runs/tune/); "
+                                     "several machines tune one search through one URL"),
+    seeds: str = typer.Option(None, "--seeds",
+                              help="final seeds for the best config (default: the file's)"),
+    search_only: bool = typer.Option(False, "--search-only",
+                                     help="run the search only; no final seeds, no results/"),
+    set_: list[str] = typer.Option([], "--set", help="override a key in every trial"),
+    jobs: int = StudyJobs,
+    executor: str = ExecutorName,
+    address: str = Address,
+    threads: int = Threads,
+    device: str = typer.Option("cpu", "--device"),
+    data_dir: Path = DataDir,
+    runs_dir: Path = RunsDir,
+    results_dir: Path = ResultsDir,
+) -> None:
+    """Search hyperparameters with Optuna on validation, then train the best for each seed."""
+    import re
+
+    from recbench import report, studies
+    from recbench import tune as tuning
+    from recbench.config import load_experiment
+    from recbench.executors import make_executor
+
+    try:
+        import optuna  # noqa: F401
+    except ImportError:
+        _fail("tune needs Optuna: `pip install -e '.[tune]'` (make setup installs it)")
+    runner = make_executor(executor, jobs, address, threads, device)
+    if executor == "local":
+        _set_threads(threads)
+    search_space = tuning.read_space(space)
+    cfg = load_experiment(experiment, set_)
+    name = name or tuning.default_name(experiment, space)
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,90}", name):
+        _fail(f"--name {name!r}: use letters, digits, '.', '_', '-' (it names results/tune-NAME/)")
+    paths, runs_root = _paths(data_dir), _runs_root(runs_dir)
+    url = storage or tuning.default_storage(runs_root, name)
+    setup = tuning.TuneSetup(
+        experiment=str(experiment), overrides=tuple(set_),
+        space=search_space.model_dump(), name=name, storage=url,
+        data_root=str(Path(paths.root).resolve()), runs_root=str(runs_root.resolve()),
+        device=device, threads=runner.threads_per_call(threads))
+    workers = jobs if executor == "local" else max(1, jobs)
+    console.print(f"search [bold]{name}[/]: {trials} trials of {experiment} over "
+                  f"{', '.join(search_space.params)} ({executor}, {workers} worker(s)); "
+                  f"storage {url}")
+
+    def on_worker(index: int, value, error) -> None:
+        if error is not None:
+            err_console.print(f"[red]worker {index} failed[/]: {error}")
+
+    study = tuning.search(setup, trials, runner, workers, own_storage=storage is None,
+                          on_result=on_worker)
+    patch = tuning.best_patch(study)
+    best = study.best_trial
+    monitor = best.user_attrs.get("monitor", "valid metric")
+    console.print(f"best trial {best.number}: validation {monitor} {best.value:.4f} "
+                  + ", ".join(f"{k}={v}" for k, v in patch.items()))
+    if search_only:
+        return
+    final_seeds = ([int(s) for s in seeds.split(",")] if seeds else list(cfg.seeds))
+    final = tuning.final_study(setup, patch, final_seeds, monitor)
+    plan = studies.plan(final, runs_root)
+    failures = studies.execute(plan, paths, runs_root, device=device,
+                               threads=threads, executor=runner)
+    for p, message in failures:
+        err_console.print(f"[red]failed[/] {p.variant} seed {p.seed}: {message}")
+    result = studies.aggregate(final, studies.plan(final, runs_root))
+    folder = report.write_study(result, results_dir / final.study)
+    hand = next((p for p in studies.plan(final, runs_root)
+                 if p.variant == "hand-picked" and p.seed == cfg.seeds[0] and p.cached), None)
+    from recbench import runs as run_dirs
+
+    hand_valid = run_dirs.read_metrics(hand.cached).get("best_valid") if hand else None
+    cells = {c.variant: c for c in result.cells}
+    t, h = cells.get("tuned"), cells.get("hand-picked")
+    test_line = (f"tuned {t.mean:.4f} ± {t.std:.4f} vs hand-picked {h.mean:.4f} ± {h.std:.4f} "
+                 f"(p {t.p_value:.2g})" if t and h and t.values and h.values
+                 and t.p_value is not None else "see table.md")
+    tuning.write_search_report(study, folder, setup, patch, monitor, hand_valid, test_line)
+    console.print(report.rich_table(result))
+    console.print(f"wrote {folder}/: search.md, trials.md, best.yaml, table.md, history.png")
+    if failures:
+        raise typer.Exit(1)
 
 
 def main() -> None:  # pragma: no cover - console entry point alias

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,7 +30,8 @@ from recbench.config import (
     to_plain,
     with_overrides,
 )
-from recbench.errors import ConfigError, RecbenchError
+from recbench.errors import ConfigError
+from recbench.executors import Executor, LocalExecutor
 from recbench.train.api import lower_is_better
 
 
@@ -218,9 +218,10 @@ def count_runs(study: StudyConfig) -> int:
     return len(study.base) * n_variants * n_seeds if n_seeds else len(study.base) * n_variants
 
 
-def _run_planned(plain: dict, data_root: str, runs_root: str, device: str,
+def run_planned(plain: dict, data_root: str, runs_root: str, device: str,
                  threads: int | None) -> str:
-    """Train one planned run (also the body of a worker process)."""
+    """Train one planned run, resuming its .partial folder if one exists (the body of
+    every executor's call, so it takes plain, picklable arguments)."""
     import torch
 
     from recbench.config import validate
@@ -237,42 +238,28 @@ def _run_planned(plain: dict, data_root: str, runs_root: str, device: str,
 def execute(planned: list[PlannedRun], paths, runs_root: Path, jobs: int = 1,
             rerun: bool = False, device: str = "cpu",
             on_done: Callable[[PlannedRun, str], None] | None = None,
-            threads: int | None = None) -> list[tuple[PlannedRun, str]]:
-    """Run every planned run not cached (all with ``rerun``); one failure never stops the rest."""
+            threads: int | None = None,
+            executor: Executor | None = None) -> list[tuple[PlannedRun, str]]:
+    """Run every planned run not cached (all with ``rerun``) on ``executor`` (default: local
+    processes, ``jobs`` at once); one failure never stops the rest."""
+    executor = executor or LocalExecutor(jobs=jobs)
     todo = [p for p in planned if rerun or p.cached is None]
     for p in planned:
         if p not in todo and on_done:
             on_done(p, "cached")
+    per_call = executor.threads_per_call(threads)
+    calls = [(to_plain(p.cfg), str(Path(paths.root).resolve()), str(Path(runs_root).resolve()),
+              device, per_call) for p in todo]
     failures: list[tuple[PlannedRun, str]] = []
-    if jobs <= 1:
-        for p in todo:
-            try:
-                run_dir = _run_planned(to_plain(p.cfg), str(paths.root), str(runs_root), device,
-                                       threads)
-                if on_done:
-                    on_done(p, _outcome(Path(run_dir)))
-            except (RecbenchError, Exception) as exc:  # noqa: BLE001 - reported, others go on
-                failures.append((p, str(exc) or type(exc).__name__))
-                if on_done:
-                    on_done(p, "failed")
-        return failures
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    threads = threads or max(1, (os.cpu_count() or 1) // jobs)
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
-        futures = {pool.submit(_run_planned, to_plain(p.cfg), str(paths.root), str(runs_root),
-                               device, threads): p for p in todo}
-        for fut in as_completed(futures):
-            p = futures[fut]
-            try:
-                run_dir = fut.result()
-                if on_done:
-                    on_done(p, _outcome(Path(run_dir)))
-            except Exception as exc:  # noqa: BLE001 - reported, others go on
-                failures.append((p, str(exc) or type(exc).__name__))
-                if on_done:
-                    on_done(p, "failed")
+    def on_result(index: int, run_dir: Any, error: BaseException | None) -> None:
+        p = todo[index]
+        if error is not None:
+            failures.append((p, str(error) or type(error).__name__))
+        if on_done:
+            on_done(p, "failed" if error is not None else _outcome(Path(run_dir)))
+
+    executor.run(run_planned, calls, on_result)
     return failures
 
 

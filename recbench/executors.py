@@ -1,0 +1,157 @@
+"""Where a set of independent calls runs: local processes (default) or a Ray cluster.
+
+``ablate``, ``sweep`` and ``tune`` hand their work here as a list of calls of one top-level
+function; the executor runs them and reports each result or failure as it arrives. One failed
+call never stops the others. Caching and resume are not the executor's job: every call trains
+into a run directory found again by its config hash, so a call that is lost mid-run (a killed
+worker, a lost node) leaves a ``.partial`` folder that the next attempt resumes. Ray retries a
+call whose worker died (``max_retries``); the local executor reports it and the next
+invocation resumes it.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from recbench.errors import ConfigError
+
+OnResult = Callable[[int, Any, "BaseException | None"], None]
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (affinity), not the machine's count."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class Executor(Protocol):
+    """Runs ``fn(*call)`` for every call; ``on_result(index, value, error)`` once per call."""
+
+    name: str
+
+    def threads_per_call(self, requested: int | None) -> int | None:
+        """Torch threads each call should use (None: leave torch's default)."""
+        ...
+
+    def run(self, fn: Callable[..., Any], calls: Sequence[tuple], on_result: OnResult) -> None: ...
+
+
+@dataclass
+class LocalExecutor:
+    """Today's behaviour: in this process (jobs = 1) or a pool of spawned processes."""
+
+    jobs: int = 1
+    name: str = "local"
+
+    def threads_per_call(self, requested: int | None) -> int | None:
+        if requested or self.jobs <= 1:
+            return requested
+        return max(1, usable_cpus() // self.jobs)  # jobs share the CPUs instead of fighting
+
+    def run(self, fn: Callable[..., Any], calls: Sequence[tuple], on_result: OnResult) -> None:
+        if self.jobs <= 1:
+            for i, call in enumerate(calls):
+                try:
+                    value = fn(*call)
+                except Exception as exc:  # noqa: BLE001 - reported, the others go on
+                    on_result(i, None, exc)
+                else:
+                    on_result(i, value, None)
+            return
+        with ProcessPoolExecutor(max_workers=self.jobs, mp_context=mp.get_context("spawn")) as pool:
+            futures = {pool.submit(fn, *call): i for i, call in enumerate(calls)}
+            for fut in as_completed(futures):
+                try:
+                    value = fut.result()
+                except Exception as exc:  # noqa: BLE001 - reported, the others go on
+                    on_result(futures[fut], None, exc)
+                else:
+                    on_result(futures[fut], value, None)
+
+
+@dataclass
+class RayExecutor:
+    """Ray tasks: a local instance when ``address`` is None, else the cluster at ``address``.
+
+    Each call asks Ray for ``cpus`` CPUs (and ``gpus`` GPUs) and uses that many torch threads,
+    so Ray's scheduler, not the user, decides how many run at once. Run directories are written
+    under the paths the driver passes: on a cluster they must be a shared path (docs/scale-out.md).
+    """
+
+    address: str | None = None
+    cpus: int = 1
+    gpus: float = 0.0
+    max_retries: int = 2  # a worker that died mid-run is retried and resumes its .partial
+    name: str = "ray"
+
+    def threads_per_call(self, requested: int | None) -> int | None:
+        return self.cpus
+
+    def _init(self) -> bool:
+        """Start or join Ray; True when this call started it (and must shut it down)."""
+        try:
+            import ray
+        except ImportError:
+            raise ConfigError("--executor ray needs Ray: install the extra with "
+                              "`pip install -e '.[scale]'` (make setup does)") from None
+        if ray.is_initialized():
+            return False
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local instance needs no token
+        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                                  "configure_logging": False}
+        if self.address is None:  # a local instance sized to this process's CPUs
+            kwargs.update(num_cpus=usable_cpus(), object_store_memory=256 * 1024**2)
+        else:
+            kwargs["address"] = self.address
+        try:
+            ray.init(**kwargs)
+        except ConnectionError as exc:
+            raise ConfigError(f"--address {self.address}: no Ray cluster answers there ({exc}); "
+                              "start one with `ray start --head` or omit --address") from None
+        return True
+
+    def run(self, fn: Callable[..., Any], calls: Sequence[tuple], on_result: OnResult) -> None:
+        if not calls:
+            return
+        import ray
+
+        started = self._init()
+        try:
+            remote = ray.remote(num_cpus=self.cpus, num_gpus=self.gpus,
+                                max_retries=self.max_retries)(fn)
+            refs = {remote.remote(*call): i for i, call in enumerate(calls)}
+            pending = list(refs)
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                index = refs[done[0]]
+                try:
+                    value = ray.get(done[0])
+                except ray.exceptions.RayTaskError as exc:  # the call raised: its own error
+                    on_result(index, None, exc.cause if exc.cause is not None else exc)
+                except ray.exceptions.RayError as exc:  # worker/node lost beyond the retries
+                    on_result(index, None, exc)
+                else:
+                    on_result(index, value, None)
+        finally:
+            if started:
+                ray.shutdown()
+
+
+def make_executor(name: str, jobs: int = 1, address: str | None = None,
+                  threads: int | None = None, device: str = "cpu") -> Executor:
+    """The executor the CLI's ``--executor/--jobs/--address/--threads`` describe."""
+    if name == "local":
+        if address:
+            raise ConfigError("--address is for --executor ray; drop it or add --executor ray")
+        return LocalExecutor(jobs=max(1, jobs))
+    if name == "ray":
+        return RayExecutor(address=address, cpus=threads or 1,
+                           gpus=1.0 if device.startswith("cuda") else 0.0)
+    raise ConfigError(f"--executor {name!r}: choose local or ray")

@@ -1,0 +1,508 @@
+"""``recbench tune``: an Optuna search over any config key, each trial an ordinary run.
+
+Why built this way:
+- A trial is a run directory found again by its config hash, exactly like a study's runs, so a
+  trial that already ran (in this search, an earlier one, or a study) is read back, never run
+  twice, and a trial lost mid-run resumes its ``.partial`` folder.
+- The objective is the run's best *validation* value of its monitor (``metrics.json`` →
+  ``best_valid``), reported every evaluation so Optuna's pruner can stop bad trials early.
+  Test metrics are never read during the search.
+- The search lives in an Optuna storage (SQLite under ``runs/tune/`` by default, any Optuna
+  storage URL by ``--storage``), so an interrupted search continues where it stopped and several
+  machines can work on one search.
+- After the search, the best configuration and the hand-picked one are trained for every final
+  seed as an ordinary study (``results/tune-NAME/``), tested once each, with the paired test.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError, model_validator
+
+from recbench import runs
+from recbench.config import (
+    ExperimentConfig,
+    Strict,
+    load_experiment,
+    parse_override,
+    read_yaml,
+    run_hash,
+    set_path,
+    with_overrides,
+)
+from recbench.errors import ConfigError, RecbenchError, RunError
+from recbench.executors import Executor
+from recbench.train.api import lower_is_better
+
+
+class ParamSpace(Strict):
+    """One searched key: ``{type: float, low: 1e-4, high: 1e-1, log: true}`` and the like."""
+
+    type: Literal["float", "int", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> ParamSpace:
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("a categorical parameter needs a non-empty 'choices' list")
+            return self
+        if self.low is None or self.high is None or not self.low < self.high:
+            raise ValueError(f"a {self.type} parameter needs low < high")
+        if self.log and self.low <= 0:
+            raise ValueError("log: true needs low > 0")
+        if self.log and self.step is not None:
+            raise ValueError("log: true and step exclude each other")
+        return self
+
+
+class SearchSpace(Strict):
+    """A search space file (experiments/spaces/*.yaml)."""
+
+    description: str = ""
+    params: dict[str, ParamSpace] = Field(min_length=1)  # dotted config keys, as in --set
+    sampler: Literal["tpe", "random"] = "tpe"
+    pruner: Literal["median", "halving", "none"] = "median"
+    startup_trials: int = Field(default=5, ge=0)  # trials before TPE models / the pruner prunes
+    warmup_evaluations: int = Field(default=2, ge=0)  # evaluations a trial runs unpruned
+    seed: int = Field(default=0, ge=0)  # the sampler's seed
+    # the validation metric to optimise; default the run's monitor (its best_valid). Needed
+    # where the monitor is not a quality figure (the GLA trainer's monitor is its epoch count):
+    # then the run's final validation metrics (metrics.json extra.valid) are read
+    objective: str | None = None
+
+
+def read_space(path: Path) -> SearchSpace:
+    """The space file, validated; every problem is one line naming the file and the key."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such search space file (see experiments/spaces/)")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError:
+        raise ConfigError(f"{path}: malformed YAML") from None
+    try:
+        return SearchSpace.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"{path}: {loc}: {err['msg'].removeprefix('Value error, ')}") from None
+
+
+def check_space(space: SearchSpace, base: ExperimentConfig) -> None:
+    """Every key must exist in the experiment and accept its extreme values: found before
+    the first trial, not as a failed trial an hour in."""
+    for key, p in space.params.items():
+        values = p.choices if p.type == "categorical" else [p.low, p.high]
+        for value in values:
+            if p.type == "int":
+                value = int(value)
+            try:
+                with_overrides(base, {key: value})
+            except RecbenchError as exc:
+                raise ConfigError(f"search space key {key} = {value!r}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class TuneSetup:
+    """What a tuning worker needs, as plain picklable values (workers may be other machines)."""
+
+    experiment: str
+    overrides: tuple[str, ...]
+    space: dict
+    name: str
+    storage: str
+    data_root: str
+    runs_root: str
+    device: str = "cpu"
+    threads: int | None = None
+
+
+def default_storage(runs_root: Path, name: str) -> str:
+    folder = runs_root.resolve() / "tune"
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / name}.db"
+
+
+def _storage(url: str):
+    import optuna
+
+    if not url.startswith(("sqlite:", "mysql", "postgresql")):
+        return url  # any other Optuna storage URL (e.g. a JournalStorage set up by the user)
+    # heartbeats: a trial whose process died is failed after the grace period and retried
+    # with the same parameters, so its run resumes from the .partial folder
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # heartbeats are marked experimental in Optuna
+        if hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback"):  # Optuna >= 4.9
+            retry = {"heartbeat_stale_trial_callback":
+                     optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2)}
+        else:
+            retry = {"failed_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=2)}
+        return optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=120, **retry)
+
+
+def _sampler(space: SearchSpace):
+    import optuna
+
+    if space.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=space.seed)
+    return optuna.samplers.TPESampler(seed=space.seed, n_startup_trials=space.startup_trials)
+
+
+def _pruner(space: SearchSpace):
+    import optuna
+
+    if space.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=space.startup_trials,
+                                           n_warmup_steps=space.warmup_evaluations)
+    if space.pruner == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner()
+    return optuna.pruners.NopPruner()
+
+
+def search_config(setup: TuneSetup) -> ExperimentConfig:
+    """The experiment every trial starts from: the file plus ``--set``, at its first seed
+    (the search seed; the final seeds come after the search)."""
+    cfg = load_experiment(Path(setup.experiment), list(setup.overrides))
+    return cfg.model_copy(update={"seed": cfg.seeds[0]})
+
+
+def direction(cfg: ExperimentConfig, objective: str | None = None
+              ) -> Literal["minimize", "maximize"]:
+    """Minimise error monitors (rmse, mse, mae), maximise ranking/accuracy ones."""
+    from recbench.models import MODELS
+
+    monitor = objective or cfg.train.monitor or {"rating": "rmse"}.get(
+        MODELS[cfg.model.name].task, "")
+    return "minimize" if lower_is_better(monitor) else "maximize"
+
+
+def open_study(setup: TuneSetup, cfg: ExperimentConfig):
+    import optuna
+
+    space = SearchSpace.model_validate(setup.space)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.create_study(study_name=setup.name, storage=_storage(setup.storage),
+                               sampler=_sampler(space), pruner=_pruner(space),
+                               direction=direction(cfg, space.objective), load_if_exists=True)
+
+
+def suggest(trial, space: SearchSpace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, p in space.params.items():
+        if p.type == "categorical":
+            out[key] = trial.suggest_categorical(key, p.choices)
+        elif p.type == "int":
+            out[key] = trial.suggest_int(key, int(p.low), int(p.high), log=p.log,
+                                         step=int(p.step or 1))
+        else:
+            out[key] = trial.suggest_float(key, p.low, p.high, log=p.log, step=p.step)
+    return out
+
+
+def _valid_history(run_dir: Path, monitor: str) -> list[tuple[int, float]]:
+    """(epoch, validation value) of every evaluation a run made (history.jsonl)."""
+    path = run_dir / "history.jsonl"
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        rec = json.loads(line)
+        value = rec.get(f"valid_{monitor}")
+        if value is not None:
+            out.append((int(rec["epoch"]) + 1, float(value)))
+    return out
+
+
+def run_trial(trial, setup: TuneSetup, base: ExperimentConfig, paths) -> float:
+    """Train (or read back) the trial's run; its best validation value is the objective."""
+    import optuna
+
+    from recbench.train.loop import train_run
+
+    space = SearchSpace.model_validate(setup.space)
+    cfg = with_overrides(base, suggest(trial, space))
+    h = run_hash(cfg)
+    trial.set_user_attr("config_hash", h)
+    root = Path(setup.runs_root)
+    finished = runs.find_finished(root, cfg.name, h)
+    if finished is None:
+        def progress(rec: dict) -> None:
+            name = space.objective or rec["monitor"]
+            value = rec.get(f"valid_{name}")
+            if value is None:
+                return
+            trial.report(float(value), rec["epoch"])
+            if trial.should_prune():
+                trial.set_user_attr("run_dir", str(runs.find_partial(root, cfg.name, h)))
+                raise optuna.TrialPruned(f"validation {name} {value:.4f} at epoch {rec['epoch']}")
+
+        finished = train_run(cfg, paths, root, setup.device,
+                             runs.find_partial(root, cfg.name, h), progress)
+    else:  # read back: its evaluations still inform the pruner about later trials
+        name = space.objective or runs.read_metrics(finished)["monitor"]
+        for step, value in _valid_history(finished, name):
+            trial.report(value, step)
+    metrics = runs.read_metrics(finished)
+    trial.set_user_attr("run_dir", str(finished))
+    return objective_value(metrics, space.objective, trial)
+
+
+def objective_value(metrics: dict, objective: str | None, trial=None) -> float:
+    """The run's validation figure the search optimises (never a test metric)."""
+    monitor = metrics["monitor"]
+    name = objective or monitor
+    if trial is not None:
+        trial.set_user_attr("monitor", name)
+    if metrics.get("best_valid") is None:
+        raise ConfigError("the run has no validation split; tuning needs one "
+                          "(dataset.valid_ratio, or the protocol's validation items)")
+    if name == monitor and monitor != "progress":
+        return float(metrics["best_valid"])
+    final = (metrics.get("extra") or {}).get("valid") or {}
+    if name not in final:
+        raise ConfigError(
+            f"validation metric '{name}' is not reported by this model (its monitor is "
+            f"'{monitor}'); set `objective:` in the space file to one of: "
+            f"{', '.join(sorted(k for k in final if '|' not in k)) or 'none reported'}")
+    return float(final[name])
+
+
+def tune_worker(setup_plain: dict, n_trials: int) -> int:
+    """One worker of a search: ``n_trials`` trials against the shared storage (the body of
+    every executor call). Returns how many trials it finished."""
+    import torch
+
+    from recbench.data.prepare import DataPaths
+
+    setup = TuneSetup(**setup_plain)
+    if setup.threads:
+        torch.set_num_threads(setup.threads)
+    base = search_config(setup)
+    study = open_study(setup, base)
+    paths = DataPaths(Path(setup.data_root))
+    before = counted(study)
+    study.optimize(lambda t: run_trial(t, setup, base, paths), n_trials=n_trials,
+                   catch=(RecbenchError, RuntimeError, ValueError), callbacks=[_say],
+                   gc_after_trial=False)
+    return counted(study) - before
+
+
+def _say(study, trial) -> None:
+    """One line per finished trial (a local worker prints to the terminal; a Ray worker to
+    its log)."""
+    value = "" if trial.value is None else f" valid {trial.value:.4f}"
+    params = ", ".join(f"{k}={_fmt(v)}" for k, v in trial.params.items())
+    print(f"trial {trial.number} {trial.state.name.lower()}{value} ({params})", flush=True)
+
+
+def recover_interrupted(study) -> int:
+    """Trials left RUNNING by a process that was killed: failed, and their parameters queued
+    again so the next worker resumes the same run directory. Only for a storage this machine
+    owns (the default SQLite file), where no other worker can be running."""
+    from optuna.trial import TrialState
+
+    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for t in stale:
+        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
+    return len(stale)
+
+
+def counted(study) -> int:
+    """Trials that count towards ``--trials``: finished or pruned (failed ones do not)."""
+    from optuna.trial import TrialState
+
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+
+
+def search(setup: TuneSetup, n_trials: int, executor: Executor, workers: int = 1,
+           own_storage: bool = True,
+           on_result: Callable[[int, Any, BaseException | None], None] | None = None):
+    """Run the search until ``n_trials`` trials are finished or pruned; returns the study."""
+    base = search_config(setup)
+    check_space(SearchSpace.model_validate(setup.space), base)
+    study = open_study(setup, base)
+    if own_storage:
+        recover_interrupted(study)
+    remaining = max(0, n_trials - counted(study))
+    workers = max(1, min(workers, remaining or 1))
+    shares = [remaining // workers + (i < remaining % workers) for i in range(workers)]
+    calls = [(asdict(setup), share) for share in shares if share]
+    executor.run(tune_worker, calls, on_result or (lambda i, v, e: None))
+    return open_study(setup, base)
+
+
+def best_patch(study) -> dict[str, Any]:
+    from optuna.trial import TrialState
+
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        raise RunError(f"search '{study.study_name}' has no finished trial yet; run more "
+                               "trials (--trials) or look at the failures above")
+    return dict(study.best_trial.params)
+
+
+def final_study(setup: TuneSetup, patch: dict[str, Any], seeds: list[int], monitor: str):
+    """The best configuration beside the hand-picked one, every final seed: an ordinary study."""
+    from recbench.studies import StudyConfig
+
+    return StudyConfig(
+        study=f"tune-{setup.name}",
+        description=(f"recbench tune {setup.experiment} --space: the best validation trial "
+                     f"('tuned') beside the experiment file as written ('hand-picked'), trained "
+                     f"for each seed and tested once. Search: trials.md; best config: best.yaml."),
+        base=[setup.experiment], variants={"hand-picked": {}, "tuned": patch},
+        set=dict(parse_override(o) for o in setup.overrides), seeds=seeds, metric=monitor,
+        reference="hand-picked", columns=[monitor, "best_valid", "epochs_run", "train_seconds"])
+
+
+def best_yaml(setup: TuneSetup, patch: dict[str, Any], value: float, monitor: str) -> str:
+    """The experiment file with the tuned keys written in: ready for ``recbench train``."""
+    raw = read_yaml(Path(setup.experiment))
+    for text in setup.overrides:
+        set_path(raw, *parse_override(text))
+    for key, v in patch.items():
+        set_path(raw, key, v)
+    head = (f"# Tuned by `recbench tune {setup.experiment}` (search '{setup.name}'): best "
+            f"validation {monitor} {value:.4f}.\n# Searched keys: {', '.join(patch)}.\n")
+    return head + yaml.safe_dump(raw, sort_keys=False)
+
+
+def trials_rows(study) -> list[dict[str, Any]]:
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        value = t.value if t.value is not None else (
+            t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values else None)
+        rows.append({"trial": t.number, "state": t.state.name.lower(),
+                     "valid": None if value is None or math.isnan(value) else value,
+                     "evaluations": len(t.intermediate_values), **t.params,
+                     "run": t.user_attrs.get("run_dir", "")})
+    return rows
+
+
+def trials_markdown(study, rows: list[dict[str, Any]], params: list[str], monitor: str) -> str:
+    lines = [f"# search {study.study_name}: {len(rows)} trials",
+             "", f"Objective: best validation {monitor} of each trial's run "
+             f"({study.direction.name.lower()}); pruned trials show their last validation "
+             "value. Test metrics were not read.", "",
+             "| trial | state | valid | evaluations | " + " | ".join(params) + " | run |",
+             "|---|---|---|---|" + "---|" * len(params) + "---|"]
+    for r in rows:
+        cells = [str(r["trial"]), r["state"], "" if r["valid"] is None else f"{r['valid']:.4f}",
+                 str(r["evaluations"])]
+        cells += [_fmt(r.get(p)) for p in params]
+        cells.append(Path(r["run"]).name if r["run"] else "")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+def plots(study) -> dict[str, bytes]:
+    """Optuna's own optimisation-history and parameter-importance plots, as PNG bytes."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import optuna.visualization.matplotlib as ovm
+    from optuna.trial import TrialState
+
+    out: dict[str, bytes] = {}
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    makers = {"history.png": ovm.plot_optimization_history}
+    if len(complete) >= 2 and len(study.best_trial.params) >= 1:
+        makers["importance.png"] = ovm.plot_param_importances
+    import warnings
+
+    for name, make in makers.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
+            try:
+                ax = make(study)
+            except (ValueError, RuntimeError):  # e.g. importances of a constant objective
+                continue
+        fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
+        fig.set_size_inches(7, 4)
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110)
+        plt.close(fig)
+        out[name] = buf.getvalue()
+    return out
+
+
+def default_name(experiment: Path, space: Path) -> str:
+    """``bpr_mf.yaml`` + ``spaces/bpr_mf.yaml`` → ``bpr-mf``; other spaces add their name."""
+    stem = experiment.stem if space.stem == experiment.stem else f"{experiment.stem}-{space.stem}"
+    return stem.replace("_", "-")
+
+
+def storage_is_local(url: str) -> bool:
+    return url.startswith("sqlite:")
+
+
+def write_search_report(study, folder: Path, setup: TuneSetup, patch: dict[str, Any],
+                        monitor: str, hand_valid: float | None, test_line: str) -> list[str]:
+    """trials.md/.csv, best.yaml, search.md and Optuna's plots into results/tune-NAME/."""
+    import csv
+    import io
+
+    from optuna.trial import TrialState
+
+    space = SearchSpace.model_validate(setup.space)
+    params = list(space.params)
+    rows = trials_rows(study)
+    written = []
+    runs.atomic_write_text(folder / "trials.md", trials_markdown(study, rows, params, monitor))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["trial", "state", "valid", "evaluations", *params,
+                                             "run"], extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    runs.atomic_write_text(folder / "trials.csv", buf.getvalue())
+    best = study.best_trial
+    runs.atomic_write_text(folder / "best.yaml", best_yaml(setup, patch, best.value, monitor))
+    states = {s: len(study.get_trials(deepcopy=False, states=(s,)))
+              for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+    if hand_valid is None:
+        verdict = "the hand-picked run at the search seed is missing, so no comparison"
+    else:
+        better = (best.value < hand_valid) if study.direction.name == "MINIMIZE" else (
+            best.value > hand_valid)
+        verdict = (f"hand-picked at the same seed: {hand_valid:.4f} — the search "
+                   f"{'beats' if better else 'does not beat'} it on validation "
+                   f"({best.value - hand_valid:+.4f})")
+    text = "\n".join([
+        f"# tune-{setup.name}", "",
+        f"`recbench tune {setup.experiment} --space …` over "
+        f"{', '.join(params)}; {space.sampler} sampler (seed {space.seed}), {space.pruner} "
+        f"pruner; objective: best validation {monitor} (test never read during the search).", "",
+        f"Trials: {states[TrialState.COMPLETE]} complete, {states[TrialState.PRUNED]} pruned, "
+        f"{states[TrialState.FAIL]} failed (trials.md).", "",
+        f"Best trial {best.number}: validation {monitor} {best.value:.4f} with "
+        f"{', '.join(f'{k} = {_fmt(v)}' for k, v in patch.items())} (best.yaml); {verdict}.", "",
+        f"Test, once per final seed (table.md, paired Wilcoxon over users): {test_line}", ""])
+    runs.atomic_write_text(folder / "search.md", text)
+    written += ["search.md", "trials.md", "trials.csv", "best.yaml"]
+    for name, png in plots(study).items():
+        runs.atomic_write_bytes(folder / name, png)
+        written.append(name)
+    return written

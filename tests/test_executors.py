@@ -1,0 +1,127 @@
+"""Executors: Ray gives the local table, a Ray worker killed mid-run is retried and resumes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from recbench import report, runs, studies
+from recbench.errors import ConfigError
+from recbench.executors import LocalExecutor, RayExecutor, make_executor
+from tests.conftest import write_experiment
+
+
+def _study(tmp_path, epochs: int = 4) -> studies.StudyConfig:
+    exp = write_experiment(tmp_path, "tiny-bpr", train={"epochs": epochs, "patience": None})
+    body = {"study": "dims", "base": [str(exp)], "vary": {"model.emb_dim": [4, 8]},
+            "seeds": [0, 1], "metric": "recall@5"}
+    (tmp_path / "studies").mkdir(exist_ok=True)
+    (tmp_path / "studies" / "dims.yaml").write_text(yaml.safe_dump(body))
+    return studies.load_study(tmp_path / "studies", "dims")
+
+
+def test_make_executor_rejects_bad_choices():
+    with pytest.raises(ConfigError, match="choose local or ray"):
+        make_executor("slurm")
+    with pytest.raises(ConfigError, match="--address is for --executor ray"):
+        make_executor("local", address="10.0.0.1:6379")
+    assert make_executor("ray", threads=2).threads_per_call(None) == 2
+    assert LocalExecutor(jobs=1).threads_per_call(None) is None
+
+
+def test_local_executor_reports_every_call_and_goes_on():
+    seen = []
+
+    def half(x):
+        if x == 2:
+            raise ValueError("two")
+        return x / 2
+
+    LocalExecutor().run(half, [(1,), (2,), (4,)], lambda i, v, e: seen.append((i, v, str(e))))
+    assert seen == [(0, 0.5, "None"), (1, None, "two"), (2, 2.0, "None")]
+
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """One small local Ray instance for this module (starting one costs seconds)."""
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             object_store_memory=128 * 1024**2, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+def test_ray_executor_gives_the_same_table_as_local(tmp_path, tiny_paths, ray_local):
+    study = _study(tmp_path).model_copy(update={"seeds": [0]})
+    local, distributed = tmp_path / "r-local", tmp_path / "r-ray"
+    studies.execute(studies.plan(study, local), tiny_paths, local, threads=1)
+    failures = studies.execute(studies.plan(study, distributed), tiny_paths, distributed,
+                               threads=1, executor=RayExecutor(cpus=1))
+    assert failures == []
+    a = report.csv_text(studies.aggregate(study, studies.plan(study, local)))
+    b = report.csv_text(studies.aggregate(study, studies.plan(study, distributed)))
+    assert a == b
+
+
+def test_ray_reports_a_failing_run_and_finishes_the_others(tmp_path, tiny_paths, ray_local):
+    study = _study(tmp_path).model_copy(update={
+        "vary": {"model.emb_dim": [8]}, "seeds": [0],
+        "variants": {"broken": {"dataset.split": "nope", "dataset.protocol": "fixed"}}})
+    root = tmp_path / "runs"
+    failures = studies.execute(studies.plan(study, root), tiny_paths, root,
+                               executor=RayExecutor(cpus=1))
+    assert [p.variant for p, _ in failures] == ["broken"]
+    assert "nope" in failures[0][1] or "split" in failures[0][1]
+    assert sum(p.cached is not None for p in studies.plan(study, root)) == 1
+
+
+def _kill_worker_when_partial(root: Path, killed: list[int], stop: threading.Event) -> None:
+    """SIGKILL the Ray worker running the run once its .partial folder has a few epochs."""
+    deadline = time.time() + 120
+    while not stop.is_set() and time.time() < deadline:
+        for part in root.glob("*/*.partial"):
+            hist = part / "history.jsonl"
+            if hist.is_file() and len(hist.read_text().splitlines()) >= 3:
+                for pid in os.listdir("/proc"):
+                    if not pid.isdigit():
+                        continue
+                    try:
+                        cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+                    except OSError:
+                        continue
+                    if b"ray::run_planned" in cmd:
+                        os.kill(int(pid), signal.SIGKILL)
+                        killed.append(int(pid))
+                        return
+        time.sleep(0.02)
+
+
+def test_a_ray_worker_killed_mid_run_is_retried_and_resumes(tmp_path, tiny_paths, ray_local):
+    study = _study(tmp_path, epochs=300).model_copy(update={"vary": {"model.emb_dim": [8]},
+                                                            "seeds": [0]})
+    local, distributed = tmp_path / "r-local", tmp_path / "r-ray"
+    studies.execute(studies.plan(study, local), tiny_paths, local, threads=1)
+    killed: list[int] = []
+    stop = threading.Event()
+    watcher = threading.Thread(target=_kill_worker_when_partial,
+                               args=(distributed, killed, stop), daemon=True)
+    watcher.start()
+    failures = studies.execute(studies.plan(study, distributed), tiny_paths, distributed,
+                               threads=1, executor=RayExecutor(cpus=1, max_retries=2))
+    stop.set()
+    watcher.join()
+    assert killed, "the run finished before the watcher could kill its worker"
+    assert failures == []
+    [done] = [p.cached for p in studies.plan(study, distributed)]
+    [reference] = [p.cached for p in studies.plan(study, local)]
+    assert len(list((distributed / "tiny-bpr").iterdir())) == 1  # resumed, not started anew
+    assert runs.read_metrics(done)["test"] == runs.read_metrics(reference)["test"]

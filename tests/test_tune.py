@@ -1,0 +1,170 @@
+"""`recbench tune` on tiny data: resume without duplicate runs, pruning, the report, bad input."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import asdict
+
+import pytest
+import yaml
+
+pytest.importorskip("optuna")
+
+from optuna.trial import TrialState  # noqa: E402
+
+from recbench import runs, tune  # noqa: E402
+from recbench.errors import ConfigError  # noqa: E402
+from recbench.executors import LocalExecutor  # noqa: E402
+from tests.conftest import write_experiment  # noqa: E402
+
+SPACE = {"params": {"train.lr": {"type": "float", "low": 0.005, "high": 0.1, "log": True},
+                    "model.emb_dim": {"type": "categorical", "choices": [4, 8]}},
+         "startup_trials": 2, "warmup_evaluations": 0, "seed": 3}
+
+
+def _setup(tmp_path, tiny_paths, space=None, name="s") -> tune.TuneSetup:
+    exp = write_experiment(tmp_path, "tiny-bpr", train={"epochs": 6, "patience": None})
+    return tune.TuneSetup(
+        experiment=str(exp), overrides=(), space=tune.SearchSpace.model_validate(
+            space or SPACE).model_dump(), name=name,
+        storage=tune.default_storage(tmp_path / "runs", name), data_root=str(tiny_paths.root),
+        runs_root=str(tmp_path / "runs"), threads=1)
+
+
+def _run_dirs(tmp_path) -> list:
+    return sorted(p for p in (tmp_path / "runs" / "tiny-bpr").iterdir() if p.is_dir())
+
+
+def test_interrupted_search_resumes_to_the_same_count_without_duplicate_runs(tmp_path, tiny_paths):
+    setup = _setup(tmp_path, tiny_paths)
+    tune.search(setup, 2, LocalExecutor())  # "interrupted" after two trials
+    # a third trial killed mid-run: RUNNING in the storage, a .partial run on disk
+    study = tune.open_study(setup, tune.search_config(setup))
+    trial = study.ask()
+    cfg = tune.with_overrides(tune.search_config(setup), tune.suggest(
+        trial, tune.SearchSpace.model_validate(setup.space)))
+
+    def die(rec):
+        if rec["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    from recbench.train.loop import train_run
+
+    with pytest.raises(KeyboardInterrupt):
+        train_run(cfg, tiny_paths, tmp_path / "runs", progress=die)
+    partial = runs.find_partial(tmp_path / "runs", cfg.name, tune.run_hash(cfg))
+    assert partial is not None
+
+    study = tune.search(setup, 4, LocalExecutor())
+    assert tune.counted(study) == 4
+    assert runs.find_partial(tmp_path / "runs", cfg.name, tune.run_hash(cfg)) is None  # resumed
+    hashes = {t.user_attrs["config_hash"] for t in study.get_trials(
+        states=(TrialState.COMPLETE, TrialState.PRUNED))}
+    assert len(_run_dirs(tmp_path)) == len(hashes)  # one run directory per distinct config
+    again = tune.search(setup, 4, LocalExecutor())  # nothing left to do
+    assert len(again.get_trials()) == len(study.get_trials())
+
+
+def test_a_bad_trial_is_pruned_and_marked(tmp_path, tiny_paths):
+    space = {**SPACE, "params": {"train.lr": {"type": "categorical", "choices": [0.05, 0.0]}},
+             "startup_trials": 1}
+    setup = _setup(tmp_path, tiny_paths, space, name="p")
+    study = tune.open_study(setup, tune.search_config(setup))
+    # on this tiny graph the frozen initial embeddings (lr 0) score 0.375 at every evaluation
+    # and lr 0.05 starts at 0.17: the second trial is below the median from its first one
+    study.enqueue_trial({"train.lr": 0.0})
+    study.enqueue_trial({"train.lr": 0.05})
+    study = tune.search(setup, 2, LocalExecutor())
+    states = [t.state for t in study.get_trials()]
+    assert states == [TrialState.COMPLETE, TrialState.PRUNED]
+    pruned = study.get_trials()[1]
+    assert runs.find_partial(tmp_path / "runs", "tiny-bpr", pruned.user_attrs["config_hash"])
+    rows = tune.trials_rows(study)
+    assert [r["state"] for r in rows] == ["complete", "pruned"]
+    text = tune.trials_markdown(study, rows, ["train.lr"], "recall@5")
+    assert "| 1 | pruned |" in text
+
+
+def test_report_writes_best_yaml_that_loads(tmp_path, tiny_paths):
+    setup = _setup(tmp_path, tiny_paths, name="r")
+    study = tune.search(setup, 3, LocalExecutor())
+    patch = tune.best_patch(study)
+    folder = tmp_path / "results" / "tune-r"
+    folder.mkdir(parents=True)
+    written = tune.write_search_report(study, folder, setup, patch, "recall@5", 0.1, "—")
+    assert {"search.md", "trials.md", "trials.csv", "best.yaml", "history.png"} <= set(written)
+    best = tune.load_experiment(folder / "best.yaml")
+    assert best.train.lr == pytest.approx(patch["train.lr"])
+    assert best.model.emb_dim == patch["model.emb_dim"]
+    assert "beats" in (folder / "search.md").read_text()
+
+
+def test_trials_share_run_directories_with_studies(tmp_path, tiny_paths):
+    """The final study's 'tuned' run at the search seed is the best trial's run, not a rerun."""
+    from recbench import studies
+
+    setup = _setup(tmp_path, tiny_paths, name="f")
+    study = tune.search(setup, 2, LocalExecutor())
+    final = tune.final_study(setup, tune.best_patch(study), [0], "recall@5")
+    tuned = next(p for p in studies.plan(final, tmp_path / "runs") if p.variant == "tuned")
+    assert tuned.cached is not None
+    assert str(tuned.cached) == study.best_trial.user_attrs["run_dir"]
+
+
+def test_space_errors_are_one_line(tmp_path, tiny_paths):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"params": {"train.lr": {"type": "float", "low": 1}}}))
+    with pytest.raises(ConfigError, match="low < high"):
+        tune.read_space(bad)
+    bad.write_text(yaml.safe_dump({"params": {"train.lr": {"type": "float", "low": 0,
+                                                           "high": 1, "log": True}}}))
+    with pytest.raises(ConfigError, match="log: true needs low > 0"):
+        tune.read_space(bad)
+    setup = _setup(tmp_path, tiny_paths, {"params": {"model.nope": {
+        "type": "categorical", "choices": [1]}}}, name="e")
+    with pytest.raises(ConfigError, match="model.nope"):
+        tune.search(setup, 1, LocalExecutor())
+
+
+def test_storage_is_an_ordinary_optuna_sqlite_file(tmp_path, tiny_paths):
+    setup = _setup(tmp_path, tiny_paths, name="db")
+    tune.search(setup, 1, LocalExecutor())
+    path = setup.storage.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as con:
+        assert con.execute("select count(*) from trials").fetchone()[0] == 1
+    assert asdict(setup)["name"] == "db"
+
+
+def test_cli_tune_end_to_end_then_cached(tmp_path, tiny_paths):
+    from typer.testing import CliRunner
+
+    from recbench.cli import app
+
+    exp = write_experiment(tmp_path, "tiny-bpr", train={"epochs": 6, "patience": None})
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump(SPACE))
+    args = ["tune", str(exp), "--space", str(space), "--trials", "3", "--seeds", "0,1",
+            "--name", "cli", "--threads", "1", "--data-dir", str(tiny_paths.root),
+            "--runs-dir", str(tmp_path / "runs"), "--results-dir", str(tmp_path / "results")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "results" / "tune-cli"
+    for name in ("table.md", "search.md", "trials.md", "trials.csv", "best.yaml", "history.png"):
+        assert (folder / name).is_file(), name
+    table = (folder / "table.md").read_text()
+    assert "| tuned |" in table and "| hand-picked |" in table
+    n_dirs = len(_run_dirs(tmp_path))
+    again = CliRunner().invoke(app, args)  # everything cached: no new trial, no new run
+    assert again.exit_code == 0, again.output
+    assert len(_run_dirs(tmp_path)) == n_dirs
+
+
+def test_cli_tune_bad_space_is_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from recbench.cli import app
+
+    exp = write_experiment(tmp_path, "tiny-bpr")
+    result = CliRunner().invoke(app, ["tune", str(exp), "--space", str(tmp_path / "none.yaml")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "no such search space file" in result.output
