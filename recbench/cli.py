@@ -254,6 +254,9 @@ def train(
         configs = expand_seeds(cfg)
         if seed is not None:
             configs = [c.model_copy(update={"seed": seed}) for c in configs[:1]]
+    if threads:  # the command line wins over the file's train.num_threads (not in the hash)
+        configs = [c.model_copy(update={"train": c.train.model_copy(
+            update={"num_threads": threads})}) for c in configs]
     rows = []
     for run_cfg in configs:
         run_dir = _train_one(run_cfg, _paths(data_dir), _runs_root(runs_dir), device, resume)

@@ -228,8 +228,9 @@ def run_planned(plain: dict, data_root: str, runs_root: str, device: str,
     from recbench.data.prepare import DataPaths
     from recbench.train.loop import train_run
 
-    if threads:
+    if threads:  # the caller's choice (--threads, or the CPUs split over --jobs) wins
         torch.set_num_threads(threads)
+        plain = {**plain, "train": {**plain.get("train", {}), "num_threads": threads}}
     cfg = validate(plain, plain.get("name", "study run"))
     partial = runs.find_partial(Path(runs_root), cfg.name, run_hash(cfg))
     return str(train_run(cfg, DataPaths(Path(data_root)), Path(runs_root), device, partial))

@@ -175,7 +175,8 @@ def _pruner(space: SearchSpace):
 def search_config(setup: TuneSetup) -> ExperimentConfig:
     """The experiment every trial starts from: the file plus ``--set``, at its first seed
     (the search seed; the final seeds come after the search)."""
-    cfg = load_experiment(Path(setup.experiment), list(setup.overrides))
+    threads = [f"train.num_threads={setup.threads}"] if setup.threads else []  # not hashed
+    cfg = load_experiment(Path(setup.experiment), list(setup.overrides) + threads)
     return cfg.model_copy(update={"seed": cfg.seeds[0]})
 
 
@@ -392,6 +393,26 @@ def trials_rows(study) -> list[dict[str, Any]]:
     return rows
 
 
+def epochs_run(run: str) -> int:
+    """Training epochs a trial's run directory holds (finished or .partial)."""
+    path = Path(run) / "history.jsonl" if run else None
+    return len(path.read_text().splitlines()) if path and path.is_file() else 0
+
+
+def compute_line(rows: list[dict[str, Any]]) -> str:
+    """Trial-epochs spent vs what the same trials would have cost unpruned, estimated by the
+    completed trials' mean length (the issue's measure of what pruning saves)."""
+    spent = sum(epochs_run(r["run"]) for r in rows)
+    full = [epochs_run(r["run"]) for r in rows if r["state"] == "complete"]
+    if not full or not spent:
+        return ""
+    unpruned = len(rows) * sum(full) / len(full)
+    pruned = sum(r["state"] == "pruned" for r in rows)
+    return (f"Compute: {spent} trial-epochs run over {len(rows)} trials ({pruned} pruned); "
+            f"unpruned, at the completed trials' mean of {sum(full) / len(full):.0f} epochs, "
+            f"about {unpruned:.0f}: pruning spent {spent / unpruned:.0%} of it.")
+
+
 def trials_markdown(study, rows: list[dict[str, Any]], params: list[str], monitor: str) -> str:
     lines = [f"# search {study.study_name}: {len(rows)} trials",
              "", f"Objective: best validation {monitor} of each trial's run "
@@ -499,6 +520,7 @@ def write_search_report(study, folder: Path, setup: TuneSetup, patch: dict[str, 
         f"{states[TrialState.FAIL]} failed (trials.md).", "",
         f"Best trial {best.number}: validation {monitor} {best.value:.4f} with "
         f"{', '.join(f'{k} = {_fmt(v)}' for k, v in patch.items())} (best.yaml); {verdict}.", "",
+        compute_line(rows), "",
         f"Test, once per final seed (table.md, paired Wilcoxon over users): {test_line}", ""])
     runs.atomic_write_text(folder / "search.md", text)
     written += ["search.md", "trials.md", "trials.csv", "best.yaml"]

@@ -83,6 +83,7 @@ def test_a_bad_trial_is_pruned_and_marked(tmp_path, tiny_paths):
     assert [r["state"] for r in rows] == ["complete", "pruned"]
     text = tune.trials_markdown(study, rows, ["train.lr"], "recall@5")
     assert "| 1 | pruned |" in text
+    assert "trial-epochs run over 2 trials (1 pruned)" in tune.compute_line(rows)
 
 
 def test_report_writes_best_yaml_that_loads(tmp_path, tiny_paths):

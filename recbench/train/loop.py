@@ -23,6 +23,7 @@ from recbench.config import ExperimentConfig, run_hash, to_plain
 from recbench.data.graph import RATES
 from recbench.data.prepare import DataPaths, load
 from recbench.seeding import seed_everything
+from recbench.threads import ThreadChoice, choose_threads
 from recbench.train.api import EvalResult, RunContext, lower_is_better
 
 Progress = Callable[[dict], None]
@@ -34,6 +35,7 @@ class Built:
     ctx: RunContext
     task: str
     monitor: str
+    threads: ThreadChoice | None = None
 
 
 def default_monitor(task: str, cfg: ExperimentConfig, has_negatives: bool) -> str:
@@ -50,15 +52,15 @@ def build(cfg: ExperimentConfig, paths: DataPaths, device: str = "cpu") -> Built
 
     seed = cfg.seed if cfg.seed is not None else cfg.seeds[0]
     seed_everything(seed)
-    if cfg.train.num_threads:
-        torch.set_num_threads(cfg.train.num_threads)
+    threads = choose_threads(cfg.train.num_threads, cfg.model.name)
+    torch.set_num_threads(threads.threads)
     data = load(cfg.dataset, paths)
     ctx = RunContext(data, cfg.train, cfg.eval, resolve_device(device), seed)
     spec = MODELS[cfg.model.name]
     trainer = spec.make_trainer(cfg.model, ctx)
     monitor = getattr(trainer, "monitor", None) or default_monitor(
         spec.task, cfg, data.negatives is not None)
-    return Built(trainer, ctx, spec.task, monitor)
+    return Built(trainer, ctx, spec.task, monitor, threads)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -70,7 +72,7 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _env(cfg: ExperimentConfig, device: str) -> dict:
+def _env(cfg: ExperimentConfig, device: str, threads: ThreadChoice | None = None) -> dict:
     import dgl
 
     def git(*args: str) -> str:
@@ -84,7 +86,8 @@ def _env(cfg: ExperimentConfig, device: str) -> dict:
             "dgl": dgl.__version__, "numpy": np.__version__, "device": device,
             "threads": torch.get_num_threads(), "host": platform.node(),
             "machine": platform.machine(), "git_commit": git("rev-parse", "HEAD"),
-            "git_dirty": bool(git("status", "--porcelain")), "seed": cfg.seed}
+            "git_dirty": bool(git("status", "--porcelain")), "seed": cfg.seed,
+            "threads_reason": threads.reason if threads else "torch default"}
 
 
 def _secondary_rank() -> bool:
@@ -222,7 +225,7 @@ def train_run(cfg: ExperimentConfig, paths: DataPaths, runs_root: Path, device: 
         runs_root, resume = Path(tempfile.mkdtemp(prefix="recbench-rank-")), None
     run_dir = _open_run_dir(cfg, runs_root, resume)
     loop = _restore(run_dir, built) if resume is not None else LoopState()  # before any write
-    runs.write_json(run_dir / "env.json", _env(cfg, device))
+    runs.write_json(run_dir / "env.json", _env(cfg, device, built.threads))
     num_epochs = getattr(built.trainer, "num_epochs", None) or cfg.train.epochs
     has_valid = _has_valid(built)
     with open(run_dir / "log.txt", "a") as log:
