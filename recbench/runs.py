@@ -7,10 +7,12 @@ suffix that holds ``metrics.json``; an interrupted one keeps ``last.pt`` for ``-
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +94,25 @@ def find_partial(runs_root: Path, experiment: str, config_hash: str) -> Path | N
         return None
     hits = sorted(p for p in parent.glob(f"*-{config_hash}{PARTIAL}") if (p / "last.pt").is_file())
     return hits[-1] if hits else None
+
+
+@contextlib.contextmanager
+def claim(runs_root: Path, experiment: str, config_hash: str) -> Iterator[None]:
+    """Hold the config's lock while checking the cache and training, so two workers that
+    reach the same config at once (parallel tuning trials, two studies on one runs folder)
+    train it once: the second waits, then finds the finished run. An flock dies with its
+    process, so a killed worker leaves no stale lock (on a cluster, the runs folder's file
+    system must support flock across nodes)."""
+    import fcntl
+
+    parent = runs_root / experiment
+    parent.mkdir(parents=True, exist_ok=True)
+    with open(parent / f".{config_hash}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def read_config(run_dir: Path) -> dict:

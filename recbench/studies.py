@@ -232,8 +232,13 @@ def run_planned(plain: dict, data_root: str, runs_root: str, device: str,
         torch.set_num_threads(threads)
         plain = {**plain, "train": {**plain.get("train", {}), "num_threads": threads}}
     cfg = validate(plain, plain.get("name", "study run"))
-    partial = runs.find_partial(Path(runs_root), cfg.name, run_hash(cfg))
-    return str(train_run(cfg, DataPaths(Path(data_root)), Path(runs_root), device, partial))
+    root, h = Path(runs_root), run_hash(cfg)
+    with runs.claim(root, cfg.name, h):  # another worker may be training this very config
+        finished = runs.find_finished(root, cfg.name, h)
+        if finished is not None:
+            return str(finished)
+        partial = runs.find_partial(root, cfg.name, h)
+        return str(train_run(cfg, DataPaths(Path(data_root)), root, device, partial))
 
 
 def execute(planned: list[PlannedRun], paths, runs_root: Path, jobs: int = 1,

@@ -190,10 +190,13 @@ def direction(cfg: ExperimentConfig, objective: str | None = None
     return "minimize" if lower_is_better(monitor) else "maximize"
 
 
-def open_study(setup: TuneSetup, cfg: ExperimentConfig):
+def open_study(setup: TuneSetup, cfg: ExperimentConfig, worker: int = 0):
+    """The search's Optuna study; ``worker`` offsets the sampler's seed so parallel workers
+    do not draw the same random start-up configurations."""
     import optuna
 
     space = SearchSpace.model_validate(setup.space)
+    space = space.model_copy(update={"seed": space.seed + worker})
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna.create_study(study_name=setup.name, storage=_storage(setup.storage),
                                sampler=_sampler(space), pruner=_pruner(space),
@@ -229,15 +232,21 @@ def _valid_history(run_dir: Path, monitor: str) -> list[tuple[int, float]]:
 
 def run_trial(trial, setup: TuneSetup, base: ExperimentConfig, paths) -> float:
     """Train (or read back) the trial's run; its best validation value is the objective."""
-    import optuna
-
-    from recbench.train.loop import train_run
-
     space = SearchSpace.model_validate(setup.space)
     cfg = with_overrides(base, suggest(trial, space))
     h = run_hash(cfg)
     trial.set_user_attr("config_hash", h)
     root = Path(setup.runs_root)
+    with runs.claim(root, cfg.name, h):  # a parallel worker may have sampled the same config
+        return _train_or_read(trial, cfg, h, root, space, setup, paths)
+
+
+def _train_or_read(trial, cfg: ExperimentConfig, h: str, root: Path, space: SearchSpace,
+                   setup: TuneSetup, paths) -> float:
+    import optuna
+
+    from recbench.train.loop import train_run
+
     finished = runs.find_finished(root, cfg.name, h)
     if finished is None:
         def progress(rec: dict) -> None:
@@ -281,7 +290,7 @@ def objective_value(metrics: dict, objective: str | None, trial=None) -> float:
     return float(final[name])
 
 
-def tune_worker(setup_plain: dict, n_trials: int) -> int:
+def tune_worker(setup_plain: dict, n_trials: int, worker: int = 0) -> int:
     """One worker of a search: ``n_trials`` trials against the shared storage (the body of
     every executor call). Returns how many trials it finished."""
     import torch
@@ -292,7 +301,7 @@ def tune_worker(setup_plain: dict, n_trials: int) -> int:
     if setup.threads:
         torch.set_num_threads(setup.threads)
     base = search_config(setup)
-    study = open_study(setup, base)
+    study = open_study(setup, base, worker)
     paths = DataPaths(Path(setup.data_root))
     before = counted(study)
     study.optimize(lambda t: run_trial(t, setup, base, paths), n_trials=n_trials,
@@ -341,7 +350,7 @@ def search(setup: TuneSetup, n_trials: int, executor: Executor, workers: int = 1
     remaining = max(0, n_trials - counted(study))
     workers = max(1, min(workers, remaining or 1))
     shares = [remaining // workers + (i < remaining % workers) for i in range(workers)]
-    calls = [(asdict(setup), share) for share in shares if share]
+    calls = [(asdict(setup), share, i) for i, share in enumerate(shares) if share]
     executor.run(tune_worker, calls, on_result or (lambda i, v, e: None))
     return open_study(setup, base)
 

@@ -169,3 +169,15 @@ def test_cli_tune_bad_space_is_one_line(tmp_path):
     result = CliRunner().invoke(app, ["tune", str(exp), "--space", str(tmp_path / "none.yaml")])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "no such search space file" in result.output
+
+
+def test_parallel_workers_never_train_one_config_twice(tmp_path, tiny_paths):
+    """Two local worker processes on one SQLite storage: distinct start-up draws per worker,
+    and a config reached by both is trained once (the second waits on its lock)."""
+    setup = _setup(tmp_path, tiny_paths, {**SPACE, "params": {"model.emb_dim": {
+        "type": "categorical", "choices": [4, 8]}}}, name="par")
+    study = tune.search(setup, 4, LocalExecutor(jobs=2), workers=2)
+    assert tune.counted(study) == 4
+    names = [p.name for p in _run_dirs(tmp_path)]
+    hashes = [n.rsplit("-", 1)[1].removesuffix(".partial") for n in names]
+    assert len(hashes) == len(set(hashes)) <= 2  # two possible configs, each trained once
