@@ -55,7 +55,9 @@ def _runs_root(runs_dir: Path | None) -> Path:
     return runs_dir or Path(os.environ.get("RECBENCH_RUNS", "runs"))
 
 
-Threads = typer.Option(None, "--threads", help="CPU threads for torch (default: all cores)")
+Threads = typer.Option(None, "--threads",
+                       help="CPU threads for torch (default: chosen per run from the usable "
+                            "CPUs, how busy they are and the model family; env.json says why)")
 DataDir = typer.Option(None, "--data-dir", help="data folder (default $RECBENCH_DATA or ./data)")
 RunsDir = typer.Option(None, "--runs-dir", help="run folder (default $RECBENCH_RUNS or ./runs)")
 
