@@ -87,7 +87,23 @@ def _env(cfg: ExperimentConfig, device: str, threads: ThreadChoice | None = None
             "threads": torch.get_num_threads(), "host": platform.node(),
             "machine": platform.machine(), "git_commit": git("rev-parse", "HEAD"),
             "git_dirty": bool(git("status", "--porcelain")), "seed": cfg.seed,
-            "threads_reason": threads.reason if threads else "torch default"}
+            "threads_reason": threads.reason if threads else "torch default",
+            "cpu": _cpu_model()}
+
+
+def _cpu_model() -> str:
+    """CPU model and its widest SIMD set: float kernels (and so trained weights) can differ
+    between CPUs, which is why a rerun elsewhere may not be bit-identical."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor()
+    name = next((ln.split(":", 1)[1].strip() for ln in info.splitlines()
+                 if ln.startswith("model name")), platform.processor())
+    flags = next((ln.split(":", 1)[1].split() for ln in info.splitlines()
+                  if ln.startswith("flags")), [])
+    simd = next((f for f in ("avx512f", "avx2", "avx", "sse4_2") if f in flags), "")
+    return f"{name} ({simd})" if simd else name
 
 
 def _secondary_rank() -> bool:
