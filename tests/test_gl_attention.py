@@ -471,7 +471,7 @@ def test_user_alpha_is_one_mixture_per_user_and_starts_uniform():
     assert trainer.model.heads["AP"].query.abs().sum() > 0 and np.isfinite(hist[-1]["loss_AP"])
 
 
-def test_fixed_choice_scores_with_one_space_or_a_uniform_alpha():
+def test_fixed_choice_scores_with_one_space_a_uniform_alpha_or_the_ensemble():
     torch.manual_seed(0)
     model = gla.GLAttention(5, 7, "AP", emb_dim=8, hidden_dims=[8], out_dim=6, num_clusters=2,
                             attention_depth=1, normalize=False, blend_scores=True)
@@ -482,6 +482,16 @@ def test_fixed_choice_scores_with_one_space_or_a_uniform_alpha():
     head.choice.fill_(head.UNIFORM)
     a = model.scorer("AP").alpha(users, items)
     assert torch.allclose(a, torch.full_like(a, 0.25))
+    head.choice.fill_(head.ENSEMBLE)  # each space in its own metric, standardised per user
+    z = []
+    for space in gla.SPACES["AP"]:
+        full = model.scorer(space).all_items(torch.arange(5))
+        z.append((full - full.mean(1, keepdim=True)) / full.std(1, keepdim=True))
+    expected = sum(z)
+    ens = model.scorer("AP")
+    assert torch.allclose(ens(users, items), expected[users[:, None], items], atol=1e-4)
+    assert torch.allclose(ens.all_items(users), expected[users], atol=1e-4)
+    head.choice.fill_(head.UNIFORM)
     copy_ = gla.GLAttention(5, 7, "AP", emb_dim=8, hidden_dims=[8], out_dim=6, num_clusters=2,
                             attention_depth=1, normalize=False, blend_scores=True)
     copy_.load_state_dict(model.state_dict())  # the choice travels with the checkpoint
@@ -502,7 +512,7 @@ def test_attention_select_never_ranks_below_a_single_space_on_validation(select:
         return
     for head in ("AD", "AP"):
         scores = trainer.select_scores[head]
-        assert set(scores) == {"head", "uniform", "GD", "GP", "LD", "LP"}
+        assert set(scores) == {"head", "uniform", "ensemble", "GD", "GP", "LD", "LP"}
         assert scores[choices[head]] == max(scores.values())
         assert valid[f"recall@5|{head}"] == pytest.approx(max(scores.values()))
         assert all(valid[f"recall@5|{head}"] >= valid[f"recall@5|{s}"] - 1e-9

@@ -15,7 +15,8 @@ strategy is ``gl_attention_trainer.py``. Two named variants share the code path:
 - ``variant: sound`` (default) — local nets on every in-cluster triplet with an unobserved
   negative, the attention fitted on a hold-out of training positives the representation nets
   never saw (or a fixed uniform α), per-stage validation early stopping, and each attentive
-  type's α chosen on validation among the trained head, uniform α and its single spaces.
+  type's scorer chosen on validation among the trained head, uniform α, a standardised
+  ensemble of its spaces and each of its single spaces.
 
 Each difference is a key of its own (``local_mining``, ``attention_fit``, ``local_data``,
 ``normalize``, ``stage_patience``, ``blend``, ``alpha_from``, ``attention_select``);
@@ -96,8 +97,9 @@ class GLAttentionConfig(Strict):
     # space scored in itself (product or distance), no cross-space terms
     attention_select: Literal["head", "validation"] = "validation"  # head: score with the
     # trained α (paper); validation: after the last stage each attentive type keeps, of its
-    # trained α, a uniform α and each single space it attends over, the one with the best
-    # validation metric, so on validation it is never below any of its spaces
+    # trained α, a uniform α, the standardised ensemble of its spaces (EnsembleScorer) and
+    # each single space it attends over, the one with the best validation metric, so on
+    # validation it is never below any of its spaces
     attention_data: list[Literal["global", "local"]] = Field(
         default_factory=lambda: ["global", "local"])  # attention_fit train: T ∪ T† ∪ T‡
     loss_impl: Literal["paper", "code"] = "paper"  # attention loss as printed or as coded
@@ -182,10 +184,11 @@ class AttentionNet(nn.Module):
     ``uniform`` replaces α by 1/R (an untrained, pair-independent blend); ``user_only`` takes
     α from the user alone (one mixture per user, the same at training and at scoring).
     ``choice`` (a buffer, so checkpoints carry it) is what ``attention_select`` picked:
-    ``HEAD`` (the trained α), ``UNIFORM`` (1/R), or r ≥ 0 — score with space r alone.
+    ``HEAD`` (the trained α), ``UNIFORM`` (1/R), ``ENSEMBLE`` (``EnsembleScorer`` over the
+    spaces), or r ≥ 0 — score with space r alone.
     """
 
-    HEAD, UNIFORM = -1, -2
+    HEAD, UNIFORM, ENSEMBLE = -1, -2, -3
 
     def __init__(self, num_spaces: int, dim: int, depth: int = 3, alpha_linear: bool = False,
                  uniform: bool = False, user_only: bool = False):
@@ -209,6 +212,10 @@ class AttentionNet(nn.Module):
     def is_uniform(self) -> bool:
         """α = 1/R for every pair: no head was trained, or ``attention_select`` chose it."""
         return self.uniform or int(self.choice) == self.UNIFORM
+
+    @property
+    def is_ensemble(self) -> bool:
+        return int(self.choice) == self.ENSEMBLE
 
     @property
     def single_space(self) -> int | None:
@@ -290,6 +297,8 @@ class GLAttention(nn.Module):
         rep = rep or self.representation
         if rep in self.heads and self.heads[rep].single_space is not None:
             return self.scorer(SPACES[rep][self.heads[rep].single_space])  # in its own metric
+        if rep in self.heads and self.heads[rep].is_ensemble:
+            return EnsembleScorer([self.scorer(s) for s in SPACES[rep]])
         gu, gi = self.space_tables(SPACES[rep])
         return Scorer.from_tables(gu, gi, self.heads[rep] if rep in self.heads else None,
                                   rep.endswith("D"), self.blend_scores)
@@ -394,6 +403,39 @@ class Scorer:
         uu = torch.einsum("bpr,brs,bps->bp", a, self.guu[users], a)
         ii = torch.einsum("bpr,bprs,bps->bp", a, self.gii[items], a)
         return -(uu + ii - 2 * dot).clamp(min=0).sqrt()
+
+
+class EnsembleScorer:
+    """Σ_r (s_r(u, i) − μ_r(u)) / σ_r(u): each space scored as its single type is (distance or
+    product, whatever the attentive type's own metric), standardised per user over the whole
+    catalogue so that spaces of different scales (unnormalised distances and products) weigh
+    equally. The statistics do not depend on the candidates a protocol ranks."""
+
+    def __init__(self, scorers: list[Scorer], batch: int = 512):
+        self.scorers = scorers
+        self.stats = []
+        num_users = scorers[0].gu.shape[0]
+        dev = scorers[0].gu.device
+        for sc in scorers:
+            mean, std = [], []
+            for start in range(0, num_users, batch):
+                full = sc.all_items(torch.arange(start, min(num_users, start + batch),
+                                                 device=dev))
+                mean.append(full.mean(1))
+                std.append(full.std(1))
+            self.stats.append((torch.cat(mean), torch.cat(std).clamp(min=1e-9)))
+
+    def _sum(self, users: torch.Tensor, per_space) -> torch.Tensor:
+        return sum((per_space(sc) - m[users, None]) / s[users, None]
+                   for sc, (m, s) in zip(self.scorers, self.stats))
+
+    @torch.no_grad()
+    def all_items(self, users: torch.Tensor) -> torch.Tensor:
+        return self._sum(users, lambda sc: sc.all_items(users))
+
+    @torch.no_grad()
+    def __call__(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return self._sum(users, lambda sc: sc(users, items))
 
 
 def mine_local_triplets(user_vecs: np.ndarray, item_vecs: np.ndarray, centroids: np.ndarray,

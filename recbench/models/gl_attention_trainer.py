@@ -306,13 +306,14 @@ class GLAttentionTrainer:
             self._cluster_and_mine()
 
     def _select_alpha(self) -> None:
-        """attention_select: validation — each head keeps the trained α, a uniform α, or one of
-        its single spaces (scored alone, in its own metric), whichever has the best validation
-        metric (the first of equals, so the trained α wins ties). A head fitted on too weak a
-        signal then cannot rank below the best space it attends over, on validation."""
+        """attention_select: validation — each head keeps the trained α, a uniform α, the
+        standardised ensemble of its spaces, or one of its single spaces (scored alone, in its
+        own metric), whichever has the best validation metric (the first of equals, so the
+        trained α wins ties). A head fitted on too weak a signal then cannot rank below the
+        best space it attends over, on validation."""
         self.model.eval()
         for name, head in self.model.heads.items():
-            options = {"head": head.HEAD, "uniform": head.UNIFORM,
+            options = {"head": head.HEAD, "uniform": head.UNIFORM, "ensemble": head.ENSEMBLE,
                        **{s: r for r, s in enumerate(SPACES[name])}}
             scores = {}
             for label, code in options.items():
@@ -324,8 +325,9 @@ class GLAttentionTrainer:
         self._valid_cache = None
 
     def alpha_choices(self) -> dict[str, str]:
-        """What each head scores with: 'head', 'uniform' or a single space's name."""
-        names = {AttentionNet.HEAD: "head", AttentionNet.UNIFORM: "uniform"}
+        """What each head scores with: 'head', 'uniform', 'ensemble' or a space's name."""
+        names = {AttentionNet.HEAD: "head", AttentionNet.UNIFORM: "uniform",
+                 AttentionNet.ENSEMBLE: "ensemble"}
         return {h: names.get(int(a.choice)) or SPACES[h][int(a.choice)]
                 for h, a in self.model.heads.items()}
 
