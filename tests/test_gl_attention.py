@@ -381,7 +381,8 @@ def test_sound_variant_holds_out_positives_for_the_attention():
 
 def test_uniform_attention_trains_no_head_and_blends_equally():
     cfg = _gla_cfg(variant="sound", representation="AP", attention_fit="uniform",
-                   blend="vectors", global_epochs=2, local_epochs=2, stage_patience=None)
+                   blend="vectors", global_epochs=2, local_epochs=2, stage_patience=None,
+                   attention_select="head")
     trainer, _ = _fit_on(tiny_valid_data(), cfg)
     assert [s for s, _, _ in trainer.stages] == ["global", "local"]
     assert len(trainer.held) == 0
@@ -413,7 +414,8 @@ def test_paper_variant_is_unchanged_by_the_sound_switches():
     """variant paper = the explicit paper switches; sound-only keys do not touch it."""
     a, _ = _fit(_gla_cfg(variant="paper"), seed=2)
     b, _ = _fit(_gla_cfg(variant="sound", local_mining="filtered", attention_fit="train",
-                         stage_patience=None, blend="vectors"), seed=2)
+                         stage_patience=None, blend="vectors", attention_select="head"),
+                seed=2)
     assert a.evaluate("test").metrics == b.evaluate("test").metrics
 
 
@@ -467,3 +469,52 @@ def test_user_alpha_is_one_mixture_per_user_and_starts_uniform():
                    stage_patience=None, global_epochs=2, local_epochs=1, attention_epochs=3)
     trainer, hist = _fit_on(tiny_valid_data(), cfg)
     assert trainer.model.heads["AP"].query.abs().sum() > 0 and np.isfinite(hist[-1]["loss_AP"])
+
+
+def test_fixed_choice_scores_with_one_space_a_uniform_alpha_or_the_ensemble():
+    torch.manual_seed(0)
+    model = gla.GLAttention(5, 7, "AP", emb_dim=8, hidden_dims=[8], out_dim=6, num_clusters=2,
+                            attention_depth=1, normalize=False, blend_scores=True)
+    users, items = torch.tensor([0, 3]), torch.tensor([[1, 2, 6], [0, 4, 5]])
+    head = model.heads["AP"]
+    head.choice.fill_(0)  # GD, scored as GD is (distance), not by AP's product
+    assert torch.equal(model.scorer("AP")(users, items), model.scorer("GD")(users, items))
+    head.choice.fill_(head.UNIFORM)
+    a = model.scorer("AP").alpha(users, items)
+    assert torch.allclose(a, torch.full_like(a, 0.25))
+    head.choice.fill_(head.ENSEMBLE)  # each space in its own metric, standardised per user
+    z = []
+    for space in gla.SPACES["AP"]:
+        full = model.scorer(space).all_items(torch.arange(5))
+        z.append((full - full.mean(1, keepdim=True)) / full.std(1, keepdim=True))
+    expected = sum(z)
+    ens = model.scorer("AP")
+    assert torch.allclose(ens(users, items), expected[users[:, None], items], atol=1e-4)
+    assert torch.allclose(ens.all_items(users), expected[users], atol=1e-4)
+    head.choice.fill_(head.UNIFORM)
+    copy_ = gla.GLAttention(5, 7, "AP", emb_dim=8, hidden_dims=[8], out_dim=6, num_clusters=2,
+                            attention_depth=1, normalize=False, blend_scores=True)
+    copy_.load_state_dict(model.state_dict())  # the choice travels with the checkpoint
+    assert copy_.heads["AP"].is_uniform
+
+
+@pytest.mark.parametrize("select", ["head", "validation"])
+def test_attention_select_never_ranks_below_a_single_space_on_validation(select: str):
+    cfg = _gla_cfg(variant="sound", representation="AD",
+                   extra_representations=["AP", "GD", "GP", "LD", "LP"], attention_select=select,
+                   stage_patience=2, global_epochs=4, local_epochs=2, attention_epochs=2,
+                   attention_holdout=0.3)
+    trainer, _ = _fit_on(tiny_valid_data(), cfg)
+    choices = trainer.extra_metrics()["alpha_choice"]
+    valid = trainer.extra_metrics()["valid"]
+    if select == "head":
+        assert choices == {"AD": "head", "AP": "head"} and not trainer.select_scores
+        return
+    for head in ("AD", "AP"):
+        scores = trainer.select_scores[head]
+        assert set(scores) == {"head", "uniform", "ensemble", "GD", "GP", "LD", "LP"}
+        assert scores[choices[head]] == max(scores.values())
+        assert valid[f"recall@5|{head}"] == pytest.approx(max(scores.values()))
+        assert all(valid[f"recall@5|{head}"] >= valid[f"recall@5|{s}"] - 1e-9
+                   for s in ("GD", "GP", "LD", "LP"))
+    assert _gla_cfg(variant="paper").attention_select == "head"

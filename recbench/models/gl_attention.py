@@ -14,12 +14,15 @@ strategy is ``gl_attention_trainer.py``. Two named variants share the code path:
   attention fitted on T ∪ T† ∪ T‡, per-pair α, fixed epoch budgets.
 - ``variant: sound`` (default) — local nets on every in-cluster triplet with an unobserved
   negative, the attention fitted on a hold-out of training positives the representation nets
-  never saw (or a fixed uniform α), per-stage validation early stopping.
+  never saw (or a fixed uniform α), per-stage validation early stopping, and each attentive
+  type's scorer chosen on validation among the trained head, uniform α, a standardised
+  ensemble of its spaces and each of its single spaces.
 
 Each difference is a key of its own (``local_mining``, ``attention_fit``, ``local_data``,
-``normalize``, ``stage_patience``); ``variant`` only sets their defaults, so a study can ablate
-one at a time. The authors' code variants are switches (``loss_impl: code``, ``alpha_linear``,
-``attention_mlp_depth``); its bugs are not reproduced (spec §4).
+``normalize``, ``stage_patience``, ``blend``, ``alpha_from``, ``attention_select``);
+``variant`` only sets their defaults, so a study can ablate one at a time. The authors' code
+variants are switches (``loss_impl: code``, ``alpha_linear``, ``attention_mlp_depth``); its
+bugs are not reproduced (spec §4).
 """
 
 from __future__ import annotations
@@ -45,9 +48,11 @@ Variant = Literal["paper", "sound"]
 # What ``variant`` sets when a key is not given explicitly (the study ablates each key alone).
 VARIANT_DEFAULTS: dict[str, dict[str, Any]] = {
     "paper": {"local_mining": "filtered", "attention_fit": "train", "local_data": ["local"],
-              "normalize": True, "stage_patience": None, "blend": "vectors", "alpha_from": "pair"},
+              "normalize": True, "stage_patience": None, "blend": "vectors", "alpha_from": "pair",
+              "attention_select": "head"},
     "sound": {"local_mining": "unfiltered", "attention_fit": "holdout", "local_data": ["local"],
-              "normalize": True, "stage_patience": 10, "blend": "scores", "alpha_from": "pair"},
+              "normalize": True, "stage_patience": 10, "blend": "scores", "alpha_from": "pair",
+              "attention_select": "validation"},
 }
 
 
@@ -90,6 +95,11 @@ class GLAttentionConfig(Strict):
     blend: Literal["vectors", "scores"] = "scores"  # vectors: Eq. 9's ū = Σ α_r g_r(u) (the
     # paper; cross-space terms ⟨g_r(u), g_s(i)⟩ enter the score); scores: Σ α_r s_r(u, i), each
     # space scored in itself (product or distance), no cross-space terms
+    attention_select: Literal["head", "validation"] = "validation"  # head: score with the
+    # trained α (paper); validation: after the last stage each attentive type keeps, of its
+    # trained α, a uniform α, the standardised ensemble of its spaces (EnsembleScorer) and
+    # each single space it attends over, the one with the best validation metric, so on
+    # validation it is never below any of its spaces
     attention_data: list[Literal["global", "local"]] = Field(
         default_factory=lambda: ["global", "local"])  # attention_fit train: T ∪ T† ∪ T‡
     loss_impl: Literal["paper", "code"] = "paper"  # attention loss as printed or as coded
@@ -173,12 +183,18 @@ class AttentionNet(nn.Module):
     depth is 0). ``alpha_linear`` adds the code's learned R×R layer before the softmax;
     ``uniform`` replaces α by 1/R (an untrained, pair-independent blend); ``user_only`` takes
     α from the user alone (one mixture per user, the same at training and at scoring).
+    ``choice`` (a buffer, so checkpoints carry it) is what ``attention_select`` picked:
+    ``HEAD`` (the trained α), ``UNIFORM`` (1/R), ``ENSEMBLE`` (``EnsembleScorer`` over the
+    spaces), or r ≥ 0 — score with space r alone.
     """
+
+    HEAD, UNIFORM, ENSEMBLE = -1, -2, -3
 
     def __init__(self, num_spaces: int, dim: int, depth: int = 3, alpha_linear: bool = False,
                  uniform: bool = False, user_only: bool = False):
         super().__init__()
         self.uniform = uniform  # a fixed α = 1/R (attention_fit: uniform): f and mix are unused
+        self.register_buffer("choice", torch.tensor(self.HEAD))
         # α from the user alone: s_r = ⟨f^(r)(g^(r)(u)), q_r⟩, q zero at init (α starts uniform)
         self.query = nn.Parameter(torch.zeros(num_spaces, dim)) if user_only else None
         self.f = nn.ModuleList()
@@ -192,6 +208,20 @@ class AttentionNet(nn.Module):
             self.f.append(nn.Sequential(*layers))
         self.mix = nn.Linear(num_spaces, num_spaces) if alpha_linear else None
 
+    @property
+    def is_uniform(self) -> bool:
+        """α = 1/R for every pair: no head was trained, or ``attention_select`` chose it."""
+        return self.uniform or int(self.choice) == self.UNIFORM
+
+    @property
+    def is_ensemble(self) -> bool:
+        return int(self.choice) == self.ENSEMBLE
+
+    @property
+    def single_space(self) -> int | None:
+        """The space ``attention_select`` fell back to (scored alone), or None."""
+        return int(self.choice) if int(self.choice) >= 0 else None
+
     def transform(self, reps: torch.Tensor) -> torch.Tensor:
         """f^(r) applied per space: (..., R, d) → (..., R, d)."""
         return torch.stack([f(reps[..., r, :]) for r, f in enumerate(self.f)], dim=-2)
@@ -202,7 +232,7 @@ class AttentionNet(nn.Module):
             s = (fu * self.query).sum(-1).expand(fi.shape[:-1])
         else:
             s = (fu * fi).sum(-1)
-        if self.uniform:
+        if self.is_uniform:
             return torch.full_like(s, 1.0 / s.shape[-1])
         if self.mix is not None:
             s = self.mix(s)
@@ -265,6 +295,10 @@ class GLAttention(nn.Module):
     def scorer(self, rep: str | None = None) -> Scorer:
         """Pair scorer of one type (default: ``representation``) with the current weights."""
         rep = rep or self.representation
+        if rep in self.heads and self.heads[rep].single_space is not None:
+            return self.scorer(SPACES[rep][self.heads[rep].single_space])  # in its own metric
+        if rep in self.heads and self.heads[rep].is_ensemble:
+            return EnsembleScorer([self.scorer(s) for s in SPACES[rep]])
         gu, gi = self.space_tables(SPACES[rep])
         return Scorer.from_tables(gu, gi, self.heads[rep] if rep in self.heads else None,
                                   rep.endswith("D"), self.blend_scores)
@@ -293,7 +327,7 @@ class Scorer:
             self.gu, self.gi, self.att, self.distance = gu, gi, attention, distance
             self.scores = scores
             if self.att is not None:
-                if self.att.uniform:  # α does not depend on f: skip the transforms
+                if self.att.is_uniform:  # α does not depend on f: skip the transforms
                     self.fu, self.fi = self.gu, self.gi
                 else:
                     self.fu, self.fi = self.att.transform(self.gu), self.att.transform(self.gi)
@@ -308,7 +342,7 @@ class Scorer:
             if self.distance:
                 return -torch.cdist(u, i)
             return u @ i.T
-        if self.att.uniform:
+        if self.att.is_uniform:
             r = self.gu.shape[1]
             a = torch.full((len(users), self.gi.shape[0], r), 1.0 / r, device=self.gu.device)
         elif self.att.query is not None:
@@ -369,6 +403,39 @@ class Scorer:
         uu = torch.einsum("bpr,brs,bps->bp", a, self.guu[users], a)
         ii = torch.einsum("bpr,bprs,bps->bp", a, self.gii[items], a)
         return -(uu + ii - 2 * dot).clamp(min=0).sqrt()
+
+
+class EnsembleScorer:
+    """Σ_r (s_r(u, i) − μ_r(u)) / σ_r(u): each space scored as its single type is (distance or
+    product, whatever the attentive type's own metric), standardised per user over the whole
+    catalogue so that spaces of different scales (unnormalised distances and products) weigh
+    equally. The statistics do not depend on the candidates a protocol ranks."""
+
+    def __init__(self, scorers: list[Scorer], batch: int = 512):
+        self.scorers = scorers
+        self.stats = []
+        num_users = scorers[0].gu.shape[0]
+        dev = scorers[0].gu.device
+        for sc in scorers:
+            mean, std = [], []
+            for start in range(0, num_users, batch):
+                full = sc.all_items(torch.arange(start, min(num_users, start + batch),
+                                                 device=dev))
+                mean.append(full.mean(1))
+                std.append(full.std(1))
+            self.stats.append((torch.cat(mean), torch.cat(std).clamp(min=1e-9)))
+
+    def _sum(self, users: torch.Tensor, per_space) -> torch.Tensor:
+        return sum((per_space(sc) - m[users, None]) / s[users, None]
+                   for sc, (m, s) in zip(self.scorers, self.stats))
+
+    @torch.no_grad()
+    def all_items(self, users: torch.Tensor) -> torch.Tensor:
+        return self._sum(users, lambda sc: sc.all_items(users))
+
+    @torch.no_grad()
+    def __call__(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return self._sum(users, lambda sc: sc(users, items))
 
 
 def mine_local_triplets(user_vecs: np.ndarray, item_vecs: np.ndarray, centroids: np.ndarray,

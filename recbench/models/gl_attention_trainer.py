@@ -19,6 +19,7 @@ from recbench.eval.ranking import sampled_ranking
 from recbench.eval.retrieval import ClusterIndex, kmeans, retrieval_ranking
 from recbench.models.gl_attention import (
     SPACES,
+    AttentionNet,
     GLAttention,
     GLAttentionConfig,
     code_distance_loss,
@@ -37,7 +38,9 @@ class GLAttentionTrainer:
     ``attention_fit: holdout`` withholds ``attention_holdout`` of the training positives from
     the representation nets (their triplets and the local mining) and fits the heads on them;
     ``train`` fits the heads on the nets' own triplets (``attention_data``, the paper);
-    ``uniform`` trains no head (α = 1/R).
+    ``uniform`` trains no head (α = 1/R). ``attention_select: validation`` then lets each
+    attentive type fall back to uniform α or to one of its single spaces when that scores
+    higher on validation (``_select_alpha``).
     """
 
     monitor = "progress"
@@ -86,6 +89,7 @@ class GLAttentionTrainer:
         self.has_valid = bool(g.edges["rates"].data["valid"].any())
         self.loo = ctx.data.negatives is not None
         self.epochs_seen = 0
+        self.select_scores: dict[str, dict[str, float]] = {}
         self._valid_cache: EvalResult | None = None
 
     # ---- schedule -------------------------------------------------------------------------
@@ -294,9 +298,38 @@ class GLAttentionTrainer:
         if stage not in self.done:
             for m, best in self.stage_best.get(stage, {}).items():
                 self._module(stage, m).load_state_dict(best["state"])
+            if (stage == self.stages[-1][0] and self.cfg.attention_select == "validation"
+                    and self.has_valid):
+                self._select_alpha()
         self.done.add(stage)
         if stage == "global" and not self.clustered:
             self._cluster_and_mine()
+
+    def _select_alpha(self) -> None:
+        """attention_select: validation — each head keeps the trained α, a uniform α, the
+        standardised ensemble of its spaces, or one of its single spaces (scored alone, in its
+        own metric), whichever has the best validation metric (the first of equals, so the
+        trained α wins ties). A head fitted on too weak a signal then cannot rank below the
+        best space it attends over, on validation."""
+        self.model.eval()
+        for name, head in self.model.heads.items():
+            options = {"head": head.HEAD, "uniform": head.UNIFORM, "ensemble": head.ENSEMBLE,
+                       **{s: r for r, s in enumerate(SPACES[name])}}
+            scores = {}
+            for label, code in options.items():
+                head.choice.fill_(code)
+                scores[label] = self._member_score("attention", name)
+            best = max(scores, key=scores.get)
+            head.choice.fill_(options[best])
+            self.select_scores[name] = scores
+        self._valid_cache = None
+
+    def alpha_choices(self) -> dict[str, str]:
+        """What each head scores with: 'head', 'uniform', 'ensemble' or a space's name."""
+        names = {AttentionNet.HEAD: "head", AttentionNet.UNIFORM: "uniform",
+                 AttentionNet.ENSEMBLE: "ensemble"}
+        return {h: names.get(int(a.choice)) or SPACES[h][int(a.choice)]
+                for h, a in self.model.heads.items()}
 
     # ---- evaluation -----------------------------------------------------------------------
     def _index(self) -> ClusterIndex:
@@ -371,7 +404,8 @@ class GLAttentionTrainer:
         return {"opts": {k: o.state_dict() for k, o in self.opts.items()},
                 "gen": self.gen.get_state(), "neg_gen": self.neg_gen.get_state(),
                 "local": self.local, "done": sorted(self.done), "clustered": self.clustered,
-                "epochs_seen": self.epochs_seen, "stage_best": self.stage_best}
+                "epochs_seen": self.epochs_seen, "stage_best": self.stage_best,
+                "select_scores": self.select_scores}
 
     def load_state_dict(self, state: dict) -> None:
         self.gen.set_state(state["gen"])
@@ -381,6 +415,7 @@ class GLAttentionTrainer:
         self.clustered = state["clustered"]
         self.stage_best = state["stage_best"]
         self.epochs_seen = state["epochs_seen"]
+        self.select_scores = state.get("select_scores", {})
         self._valid_cache = None
         for stage, opt_state in state["opts"].items():
             members = next(m for s, m, _ in self.stages if s == stage)
@@ -392,7 +427,8 @@ class GLAttentionTrainer:
         out = {"local_triplets": int(len(self.local)), "attention_holdout": int(len(self.held)),
                "stages": [{"stage": s, "members": m, "epochs": e} for s, m, e in self.stages],
                "stage_best_epochs": {s: {m: b["epoch"] for m, b in bests.items()}
-                                     for s, bests in self.stage_best.items()}}
+                                     for s, bests in self.stage_best.items()},
+               "alpha_choice": self.alpha_choices(), "alpha_select_valid": self.select_scores}
         if self.has_valid:
             out["valid"] = {k: v for k, v in self._evaluate("valid", full=True).metrics.items()
                             if np.isfinite(v)}
