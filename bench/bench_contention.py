@@ -38,11 +38,12 @@ import torch
 from recbench.config import expand_seeds, validate
 from recbench.data.prepare import DataPaths
 from recbench.train.loop import build
+from pathlib import Path
 raw = json.loads({raw!r})
 if {threads} > 0:
     raw["train"]["num_threads"] = {threads}
 cfg = expand_seeds(validate(raw, "bench"))[0]
-built = build(cfg, DataPaths({data!r}))
+built = build(cfg, DataPaths(Path({data!r})))
 times = []
 for epoch in range({epochs}):
     t0 = time.perf_counter()
