@@ -19,16 +19,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from recbench.errors import ConfigError
+from recbench.threads import affinity_cpus as usable_cpus
 
 OnResult = Callable[[int, Any, "BaseException | None"], None]
-
-
-def usable_cpus() -> int:
-    """The CPUs this process may run on (affinity), not the machine's count."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 class Executor(Protocol):
