@@ -309,3 +309,35 @@ def test_row_sparse_adam_matches_torch_sparse_adam(distinct):
     assert torch.allclose(ours.weight, ref.weight, atol=1e-6)
     assert torch.equal(ours.weight[~touched], start[~touched])
     assert not torch.allclose(ours.weight[touched], start[touched])
+
+
+@pytest.mark.parametrize("num_layers,num_heads", [(2, 2), (3, 4)])
+def test_gat_full_graph_path_equals_gatconv(num_layers, num_heads):
+    """The CSR path (full graph) computes GATConv's function: outputs and every gradient."""
+    import dgl
+
+    from recbench.models.gnn.gat import GAT
+
+    gen = torch.Generator().manual_seed(0)
+    users, items, edges = 30, 25, 300
+    u = torch.randint(0, users, (edges,), generator=gen)
+    i = torch.randint(0, items, (edges,), generator=gen)
+    g = dgl.graph((torch.cat([u, i + users]), torch.cat([i + users, u])),
+                  num_nodes=users + items + 2)  # two isolated item nodes
+    model = GAT(users, items + 2, emb_dim=16, num_layers=num_layers, num_heads=num_heads)
+    for conv in model.convs:
+        conv.bias.data.normal_(generator=gen)
+    model.set_graph(g)
+    nodes = torch.arange(users + items + 2)
+    grads = []
+    for graph_is_cached in (True, False):
+        model.graph = g if graph_is_cached else None  # None: not the full graph -> GATConv
+        model.zero_grad()
+        out = model([g] * num_layers, nodes)
+        (out ** 2).sum().backward()
+        grads.append((out.detach(), [p.grad.clone() for p in model.parameters()]))
+    (fast, fast_grads), (ref, ref_grads) = grads
+    assert model.full_graph_csr(g) is None  # the second pass really took GATConv's path
+    assert torch.allclose(fast, ref, atol=1e-6)
+    for a, b in zip(fast_grads, ref_grads):
+        assert torch.allclose(a, b, atol=1e-5)
