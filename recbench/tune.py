@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -290,9 +291,12 @@ def objective_value(metrics: dict, objective: str | None, trial=None) -> float:
     return float(final[name])
 
 
-def tune_worker(setup_plain: dict, n_trials: int, worker: int = 0) -> int:
-    """One worker of a search: ``n_trials`` trials against the shared storage (the body of
-    every executor call). Returns how many trials it finished."""
+def tune_worker(setup_plain: dict, n_trials: int, worker: int = 0,
+                target: int | None = None) -> int:
+    """One worker of a search: up to ``n_trials`` trials against the shared storage (the body
+    of every executor call), stopping early once the search as a whole has ``target`` finished
+    or pruned trials (other workers, other machines, or another driver count too). Returns how
+    many trials the search gained while it ran."""
     import torch
 
     from recbench.data.prepare import DataPaths
@@ -304,8 +308,17 @@ def tune_worker(setup_plain: dict, n_trials: int, worker: int = 0) -> int:
     study = open_study(setup, base, worker)
     paths = DataPaths(Path(setup.data_root))
     before = counted(study)
+    callbacks = [_say]
+    if target is not None:
+        from optuna.study import MaxTrialsCallback
+        from optuna.trial import TrialState
+
+        if before >= target:
+            return 0
+        callbacks.append(MaxTrialsCallback(target, states=(TrialState.COMPLETE,
+                                                           TrialState.PRUNED)))
     study.optimize(lambda t: run_trial(t, setup, base, paths), n_trials=n_trials,
-                   catch=(RecbenchError, RuntimeError, ValueError), callbacks=[_say],
+                   catch=(RecbenchError, RuntimeError, ValueError), callbacks=callbacks,
                    gc_after_trial=False)
     return counted(study) - before
 
@@ -321,7 +334,9 @@ def _say(study, trial) -> None:
 def recover_interrupted(study) -> int:
     """Trials left RUNNING by a process that was killed: failed, and their parameters queued
     again so the next worker resumes the same run directory. Only for a storage this machine
-    owns (the default SQLite file), where no other worker can be running."""
+    owns (the default SQLite file) and only while no other driver holds it
+    (:func:`driver_lock`): a second ``recbench tune`` joining a live search must not fail the
+    first one's running trials."""
     from optuna.trial import TrialState
 
     stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
@@ -338,6 +353,27 @@ def counted(study) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
 
 
+@contextmanager
+def driver_lock(storage_url: str) -> Iterator[bool]:
+    """A shared flock held by every driver of a local SQLite search while it runs; yields
+    whether this driver is the only one (it got the lock exclusively first, so trials left
+    RUNNING can only be from a dead process). The lock dies with its process."""
+    import fcntl
+
+    path = Path(storage_url.removeprefix("sqlite:///") + ".drivers.lock")
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            alone = True
+        except BlockingIOError:
+            alone = False
+        fcntl.flock(handle, fcntl.LOCK_SH)  # downgrade (or wait for a recovering driver)
+        try:
+            yield alone
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def search(setup: TuneSetup, n_trials: int, executor: Executor, workers: int = 1,
            own_storage: bool = True,
            on_result: Callable[[int, Any, BaseException | None], None] | None = None):
@@ -345,13 +381,17 @@ def search(setup: TuneSetup, n_trials: int, executor: Executor, workers: int = 1
     base = search_config(setup)
     check_space(SearchSpace.model_validate(setup.space), base)
     study = open_study(setup, base)
-    if own_storage:
-        recover_interrupted(study)
-    remaining = max(0, n_trials - counted(study))
-    workers = max(1, min(workers, remaining or 1))
-    shares = [remaining // workers + (i < remaining % workers) for i in range(workers)]
-    calls = [(asdict(setup), share, i) for i, share in enumerate(shares) if share]
-    executor.run(tune_worker, calls, on_result or (lambda i, v, e: None))
+    with driver_lock(setup.storage) if own_storage else nullcontext(False) as alone:
+        if alone:
+            recover_interrupted(study)
+        remaining = max(0, n_trials - counted(study))
+        workers = max(1, min(workers, remaining or 1))
+        shares = [remaining // workers + (i < remaining % workers) for i in range(workers)]
+        # a driver joining a live search seeds its samplers past the first driver's workers
+        offset = 0 if alone or not own_storage else len(study.trials) + workers
+        calls = [(asdict(setup), share, offset + i, n_trials)
+                 for i, share in enumerate(shares) if share]
+        executor.run(tune_worker, calls, on_result or (lambda i, v, e: None))
     return open_study(setup, base)
 
 

@@ -181,3 +181,17 @@ def test_parallel_workers_never_train_one_config_twice(tmp_path, tiny_paths):
     names = [p.name for p in _run_dirs(tmp_path)]
     hashes = [n.rsplit("-", 1)[1].removesuffix(".partial") for n in names]
     assert len(hashes) == len(set(hashes)) <= 2  # two possible configs, each trained once
+
+
+def test_a_second_driver_does_not_recover_a_live_drivers_trials(tmp_path):
+    """Only a driver that is alone on a local search fails and re-queues RUNNING trials; one
+    joining a live search (a second `recbench tune` on the same name) leaves them alone."""
+    from recbench.tune import driver_lock
+
+    url = f"sqlite:///{tmp_path / 'search.db'}"
+    with driver_lock(url) as first:
+        assert first
+        with driver_lock(url) as second:
+            assert not second
+    with driver_lock(url) as again:  # the first driver is gone: recovery is safe again
+        assert again
