@@ -387,8 +387,10 @@ def search(setup: TuneSetup, n_trials: int, executor: Executor, workers: int = 1
         remaining = max(0, n_trials - counted(study))
         workers = max(1, min(workers, remaining or 1))
         shares = [remaining // workers + (i < remaining % workers) for i in range(workers)]
-        # a driver joining a live search seeds its samplers past the first driver's workers
-        offset = 0 if alone or not own_storage else len(study.trials) + workers
+        # samplers are seeded past every trial the storage already holds: a resumed search
+        # (or a driver joining a live one) must not replay the first driver's draws, which
+        # would only find cached runs and count them twice
+        offset = 1000 * len(study.trials)
         calls = [(asdict(setup), share, offset + i, n_trials)
                  for i, share in enumerate(shares) if share]
         executor.run(tune_worker, calls, on_result or (lambda i, v, e: None))

@@ -195,3 +195,15 @@ def test_a_second_driver_does_not_recover_a_live_drivers_trials(tmp_path):
             assert not second
     with driver_lock(url) as again:  # the first driver is gone: recovery is safe again
         assert again
+
+
+def test_a_resumed_search_does_not_replay_its_first_draws(tmp_path, tiny_paths):
+    """A seeded sampler started again must not draw the finished trials' parameters again
+    (they would be cache hits counted as new trials): 2 + 2 trials are 4 distinct configs."""
+    space = {**SPACE, "params": {"train.lr": SPACE["params"]["train.lr"]}}
+    setup = _setup(tmp_path, tiny_paths, space, name="r")
+    tune.search(setup, 2, LocalExecutor())
+    study = tune.search(setup, 4, LocalExecutor())
+    lrs = [t.params["train.lr"] for t in study.get_trials(states=(TrialState.COMPLETE,
+                                                                   TrialState.PRUNED))]
+    assert len(lrs) == 4 and len(set(lrs)) == 4
