@@ -200,7 +200,8 @@ def test_a_second_driver_does_not_recover_a_live_drivers_trials(tmp_path):
 def test_a_resumed_search_does_not_replay_its_first_draws(tmp_path, tiny_paths):
     """A seeded sampler started again must not draw the finished trials' parameters again
     (they would be cache hits counted as new trials): 2 + 2 trials are 4 distinct configs."""
-    space = {**SPACE, "params": {"train.lr": SPACE["params"]["train.lr"]}}
+    space = {**SPACE, "params": {"train.lr": SPACE["params"]["train.lr"]},
+             "startup_trials": 4}  # all four from the seeded random start-up draws
     setup = _setup(tmp_path, tiny_paths, space, name="r")
     tune.search(setup, 2, LocalExecutor())
     study = tune.search(setup, 4, LocalExecutor())
