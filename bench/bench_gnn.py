@@ -206,7 +206,8 @@ def write(result: dict) -> None:
             lines.append(f"| {label} | {r.get('kernel', '')} | {r['threads']} | "
                          f"{r['seconds_per_epoch']:.3f} | {r['load_avg_1min']} |")
         lines.append("")
-    for key in ("scale_full_epoch", "scale", "scale_large_graph_mode"):  # the full epoch (run by hand) and make bench's prefix
+    # the sampled full epoch (run by hand), make bench's sampled prefix, the large-graph mode
+    for key in ("scale_full_epoch", "scale", "scale_large_graph_mode"):
         if key not in result:
             continue
         s = result[key]
