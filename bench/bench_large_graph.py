@@ -8,10 +8,11 @@ items): LightGCN (2 layers, 64-d, the scale benchmark's model) trained
 - ``sampled``: neighbour-sampled blocks, fanouts 10/5, sparse ego table + row-sparse Adam;
 - ``large-graph``: one full-graph propagation per step (dense Adam),
 
-with the same batch of 32,768 training edges and the same time budget of training seconds
-each (the figure is read at the last epoch that ends within the budget), at two learning rates (1e-3, 1e-2; the better one per mode by validation is reported,
-as a user would tune it). The validation split is evaluated between epochs (evaluation time is
-not charged to the budget) and the figure compared is validation Recall@20 at the end of the
+with the same batch of 32,768 training edges and the same budget of training seconds each
+(the figure is read at the last epoch that ends within the budget), at two learning rates
+(1e-3, 1e-2; the better one per mode by validation is reported, as a user would tune it).
+The validation split is evaluated between epochs (evaluation time is not charged to the
+budget) and the figure compared is validation Recall@20 at the end of the
 budget; the test split is never read. Writes results/bench/large_graph.{json,md}.
 
     python bench/bench_large_graph.py [--budget SECONDS] [--threads N]
