@@ -38,8 +38,8 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def write(name: str, figures: dict, lines: list[str]) -> None:
-    out = ROOT / "results" / "bench"
+def write(name: str, figures: dict, lines: list[str], out: Path | None = None) -> None:
+    out = out if out is not None else ROOT / "results" / "bench"
     out.mkdir(parents=True, exist_ok=True)
     figures = {**figures, "env": machine()}
     (out / f"{name}.json").write_text(json.dumps(figures, indent=2, default=float) + "\n")
