@@ -162,12 +162,17 @@ def _sampler(space: SearchSpace):
     return optuna.samplers.TPESampler(seed=space.seed, n_startup_trials=space.startup_trials)
 
 
-def _pruner(space: SearchSpace):
+def _pruner(space: SearchSpace, eval_every: int = 1):
+    """Trials report their validation value at each evaluation with the *epoch* as the step,
+    so the warm-up of ``warmup_evaluations`` evaluations is that many times ``eval_every``
+    epochs, and Optuna prunes from step ``n_warmup_steps`` on, hence the + 1. (Counted in
+    evaluations, the warm-up let a trial evaluated every 5 epochs be pruned at its first
+    evaluation.)"""
     import optuna
 
     if space.pruner == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=space.startup_trials,
-                                           n_warmup_steps=space.warmup_evaluations)
+                                           n_warmup_steps=space.warmup_evaluations * eval_every + 1)
     if space.pruner == "halving":
         return optuna.pruners.SuccessiveHalvingPruner()
     return optuna.pruners.NopPruner()
@@ -200,7 +205,8 @@ def open_study(setup: TuneSetup, cfg: ExperimentConfig, worker: int = 0):
     space = space.model_copy(update={"seed": space.seed + worker})
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna.create_study(study_name=setup.name, storage=_storage(setup.storage),
-                               sampler=_sampler(space), pruner=_pruner(space),
+                               sampler=_sampler(space),
+                               pruner=_pruner(space, max(1, cfg.train.eval_every)),
                                direction=direction(cfg, space.objective), load_if_exists=True)
 
 

@@ -208,3 +208,24 @@ def test_a_resumed_search_does_not_replay_its_first_draws(tmp_path, tiny_paths):
     lrs = [t.params["train.lr"] for t in study.get_trials(states=(TrialState.COMPLETE,
                                                                    TrialState.PRUNED))]
     assert len(lrs) == 4 and len(set(lrs)) == 4
+
+
+def test_the_warm_up_counts_evaluations_not_epochs():
+    """warmup_evaluations: 2 with an evaluation every 5 epochs (the steps Optuna sees are
+    epochs 5, 10, 15, ...): a trial far below the median is first pruned at its third
+    evaluation, epoch 15."""
+    import optuna
+
+    space = tune.SearchSpace.model_validate({**SPACE, "startup_trials": 1,
+                                             "warmup_evaluations": 2})
+    study = optuna.create_study(direction="maximize", pruner=tune._pruner(space, eval_every=5))
+    good = study.ask()
+    for epoch in (5, 10, 15, 20):
+        good.report(0.5, epoch)
+    study.tell(good, 0.5)
+    bad = study.ask()
+    decisions = []
+    for epoch in (5, 10, 15):
+        bad.report(0.1, epoch)
+        decisions.append(bad.should_prune())
+    assert decisions == [False, False, True]
