@@ -57,6 +57,7 @@ class HeadCSR:
         self.t_order = torch.argsort(self.src, stable=True)  # dst-sorted -> src-sorted edges
         self.t_crow, self.t_col = self._block_csr(self.src[self.t_order], self.dst[self.t_order],
                                                   self.num_src, self.num_dst)
+        self._pattern: torch.Tensor | None = None
         edges = len(self.src)
         ones = torch.ones(num_heads * edges, device=src.device)
         heads = torch.arange(num_heads, device=src.device)[:, None] * edges
@@ -69,6 +70,14 @@ class HeadCSR:
             self.sum_by_src = torch.sparse_csr_tensor(
                 self.t_crow, (heads + self.t_order).reshape(-1), ones,
                 (num_heads * self.num_src, num_heads * edges))
+
+    @property
+    def pattern(self) -> torch.Tensor:
+        """The block-diagonal sparsity pattern (zero values) for ``sampled_addmm``, built once."""
+        if self._pattern is None:
+            self._pattern = self.matrix(torch.zeros(self.heads, len(self.src),
+                                                    device=self.src.device))
+        return self._pattern
 
     def segment_sum(self, values: torch.Tensor, by_src: bool = False) -> torch.Tensor:
         """Per-head sums of edge ``values`` (H, E) over each node's in-edges (or out-edges)."""
@@ -117,8 +126,7 @@ class HeadSpMM(torch.autograd.Function):
         grad_rows = grad_out.reshape(-1, grad_out.shape[-1])
         grad_a = grad_x = None
         if ctx.needs_input_grad[1]:
-            pattern = csr.matrix(torch.zeros_like(a))
-            sampled = torch.sparse.sampled_addmm(pattern, grad_rows,
+            sampled = torch.sparse.sampled_addmm(csr.pattern, grad_rows,
                                                  x.reshape(-1, x.shape[-1]).T, beta=0.0)
             grad_a = sampled.values().view(csr.heads, -1)
         if ctx.needs_input_grad[2]:
