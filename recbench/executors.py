@@ -69,6 +69,26 @@ class LocalExecutor:
                     on_result(futures[fut], value, None)
 
 
+_DRIVER_OPTIONS: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                                   "configure_logging": False}
+
+# Ray starts its workers at nice 15 by default, so that its daemons stay responsive. Here the
+# workers ARE the work: at nice 15 every other process on the machine (the driver, Ray's own
+# daemons, a shell) preempts them, and the 6-run benchmark's runs trained 23 % slower under Ray
+# than the same runs as local processes (nice 0). Workers of a local instance therefore run at
+# the niceness of local processes. A cluster started with `ray start` sets its own
+# (docs/scale-out.md: --system-config='{"worker_niceness": 0}').
+WORKER_NICENESS = 0
+
+
+def local_instance_options(num_cpus: int, object_store_mb: int = 256) -> dict[str, Any]:
+    """``ray.init`` arguments of the local instance ``--executor ray`` starts (tests use them
+    too, so what they check is what users get)."""
+    return {**_DRIVER_OPTIONS, "num_cpus": num_cpus,
+            "object_store_memory": object_store_mb * 1024**2,
+            "_system_config": {"worker_niceness": WORKER_NICENESS}}
+
+
 @dataclass
 class RayExecutor:
     """Ray tasks: a local instance when ``address`` is None, else the cluster at ``address``.
@@ -97,12 +117,10 @@ class RayExecutor:
         if ray.is_initialized():
             return False
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local instance needs no token
-        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                                  "configure_logging": False}
         if self.address is None:  # a local instance sized to this process's CPUs
-            kwargs.update(num_cpus=usable_cpus(), object_store_memory=256 * 1024**2)
+            kwargs = local_instance_options(usable_cpus())
         else:
-            kwargs["address"] = self.address
+            kwargs = {**_DRIVER_OPTIONS, "address": self.address}
         try:
             ray.init(**kwargs)
         except ConnectionError as exc:
