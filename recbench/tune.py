@@ -74,7 +74,10 @@ class SearchSpace(Strict):
     description: str = ""
     params: dict[str, ParamSpace] = Field(min_length=1)  # dotted config keys, as in --set
     sampler: Literal["tpe", "random"] = "tpe"
-    pruner: Literal["median", "halving", "none"] = "median"
+    # median: Optuna's median pruner; halving: successive halving; hyperband: Hyperband over
+    # successive-halving brackets (Optuna's advice beside TPE). The last two start at
+    # ``warmup_evaluations`` evaluations and stop at the experiment's train.epochs.
+    pruner: Literal["median", "halving", "hyperband", "none"] = "median"
     startup_trials: int = Field(default=5, ge=0)  # trials before TPE models / the pruner prunes
     warmup_evaluations: int = Field(default=2, ge=0)  # evaluations a trial runs unpruned
     seed: int = Field(default=0, ge=0)  # the sampler's seed
@@ -162,19 +165,26 @@ def _sampler(space: SearchSpace):
     return optuna.samplers.TPESampler(seed=space.seed, n_startup_trials=space.startup_trials)
 
 
-def _pruner(space: SearchSpace, eval_every: int = 1):
+def _pruner(space: SearchSpace, eval_every: int = 1, max_epochs: int | None = None):
     """Trials report their validation value at each evaluation with the *epoch* as the step,
     so the warm-up of ``warmup_evaluations`` evaluations is that many times ``eval_every``
     epochs, and Optuna prunes from step ``n_warmup_steps`` on, hence the + 1. (Counted in
     evaluations, the warm-up let a trial evaluated every 5 epochs be pruned at its first
-    evaluation.)"""
+    evaluation.) Halving and Hyperband take the same warm-up, in epochs, as their smallest
+    resource, and the experiment's epoch budget as Hyperband's largest."""
     import optuna
 
+    warmup_epochs = space.warmup_evaluations * eval_every
     if space.pruner == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=space.startup_trials,
-                                           n_warmup_steps=space.warmup_evaluations * eval_every + 1)
+                                           n_warmup_steps=warmup_epochs + 1)
+    min_resource = max(1, warmup_epochs)
     if space.pruner == "halving":
-        return optuna.pruners.SuccessiveHalvingPruner()
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=min_resource)
+    if space.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=min_resource,
+            max_resource=max(min_resource + 1, max_epochs) if max_epochs else "auto")
     return optuna.pruners.NopPruner()
 
 
@@ -206,7 +216,8 @@ def open_study(setup: TuneSetup, cfg: ExperimentConfig, worker: int = 0):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna.create_study(study_name=setup.name, storage=_storage(setup.storage),
                                sampler=_sampler(space),
-                               pruner=_pruner(space, max(1, cfg.train.eval_every)),
+                               pruner=_pruner(space, max(1, cfg.train.eval_every),
+                                              cfg.train.epochs),
                                direction=direction(cfg, space.objective), load_if_exists=True)
 
 

@@ -229,3 +229,34 @@ def test_the_warm_up_counts_evaluations_not_epochs():
         bad.report(0.1, epoch)
         decisions.append(bad.should_prune())
     assert decisions == [False, False, True]
+
+
+def test_halving_and_hyperband_start_at_the_warm_up_in_epochs():
+    """warmup_evaluations: 2 at an evaluation every 5 epochs is a smallest resource of 10
+    epochs: successive halving prunes a trial worse than the first at epoch 10, never at its
+    first evaluation (epoch 5); Hyperband's brackets never prune before epoch 10 either."""
+    import optuna
+
+    def trial_decisions(pruner_name: str, values: list[float]) -> list[list[bool]]:
+        space = tune.SearchSpace.model_validate({**SPACE, "pruner": pruner_name,
+                                                 "warmup_evaluations": 2})
+        study = optuna.create_study(direction="maximize",
+                                    pruner=tune._pruner(space, eval_every=5, max_epochs=600))
+        out = []
+        for value in values:
+            trial, decisions = study.ask(), []
+            for epoch in (5, 10):
+                trial.report(value, epoch)
+                decisions.append(trial.should_prune())
+                if decisions[-1]:
+                    break
+            if decisions[-1]:
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            else:
+                study.tell(trial, value)
+            out.append(decisions)
+        return out
+
+    assert trial_decisions("halving", [0.5, 0.1]) == [[False, False], [False, True]]
+    for decisions in trial_decisions("hyperband", [0.5 - 0.01 * i for i in range(12)]):
+        assert decisions[0] is False  # epoch 5: below every bracket's smallest resource
