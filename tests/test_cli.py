@@ -93,3 +93,15 @@ def test_bad_override_syntax(tmp_path):
 def test_help_works(args):
     result, _ = _invoke(*args)
     assert result.exit_code == 0
+
+
+def test_a_setting_the_model_builder_rejects_is_one_line_and_leaves_no_run(tmp_path, tiny_paths):
+    """optimizer: lbfgs on a model without its own L-BFGS epoch used to end in a traceback."""
+    exp = write_experiment(tmp_path, "e", train={"optimizer": "lbfgs"})
+    runs_dir = tmp_path / "runs"
+    result, out = _invoke("train", str(exp), "--data-dir", str(tiny_paths.root),
+                          "--runs-dir", str(runs_dir))
+    assert result.exit_code == 2
+    msg = _one_error_line(out)
+    assert "train.optimizer: lbfgs" in msg and "adam" in msg
+    assert not runs_dir.exists() or not any(runs_dir.rglob("*.partial"))

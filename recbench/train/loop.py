@@ -57,7 +57,13 @@ def build(cfg: ExperimentConfig, paths: DataPaths, device: str = "cpu") -> Built
     data = load(cfg.dataset, paths)
     ctx = RunContext(data, cfg.train, cfg.eval, resolve_device(device), seed)
     spec = MODELS[cfg.model.name]
-    trainer = spec.make_trainer(cfg.model, ctx)
+    try:
+        trainer = spec.make_trainer(cfg.model, ctx)
+    except ValueError as exc:  # a setting the model's builder rejects: the user's to fix
+        from recbench.errors import ConfigError
+
+        raise ConfigError(f"{cfg.name}: {exc} (model {cfg.model.name}); "
+                          "fix the experiment file or --set") from None
     monitor = getattr(trainer, "monitor", None) or default_monitor(
         spec.task, cfg, data.negatives is not None)
     return Built(trainer, ctx, spec.task, monitor, threads)

@@ -33,7 +33,8 @@ def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
         return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adagrad":
         return torch.optim.Adagrad(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    raise ValueError(f"optimizer '{cfg.optimizer}' needs its model's own epoch strategy")
+    raise ValueError(f"train.optimizer: {cfg.optimizer} is run by models with their own "
+                     "epoch (glocal_k); choose adam, adamw, sgd or adagrad")
 
 
 def shuffled_batches(n: int, batch_size: int, gen: torch.Generator) -> list[torch.Tensor]:
