@@ -20,6 +20,7 @@ from __future__ import annotations
 import warnings
 from typing import Literal
 
+import dgl
 import torch
 from dgl.nn import GATConv
 from pydantic import model_validator
@@ -46,7 +47,8 @@ class GATConfig(GraphTrainOptions):
 
 class HeadCSR:
     """The full graph's edges sorted by destination, as the index arrays of a block-diagonal
-    ``(H*N_dst, H*N_src)`` CSR matrix (one diagonal block per head) and of its transpose."""
+    ``(H*N_dst, H*N_src)`` CSR matrix (one diagonal block per head) and of its transpose, and
+    as a DGL graph with the same edge order for the per-node reductions of the edge softmax."""
 
     def __init__(self, g, num_heads: int):
         src, dst = g.edges()
@@ -58,18 +60,12 @@ class HeadCSR:
         self.t_crow, self.t_col = self._block_csr(self.src[self.t_order], self.dst[self.t_order],
                                                   self.num_src, self.num_dst)
         self._pattern: torch.Tensor | None = None
-        edges = len(self.src)
-        ones = torch.ones(num_heads * edges, device=src.device)
-        heads = torch.arange(num_heads, device=src.device)[:, None] * edges
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            # (H*N, H*E) 0/1 matrices: times a flattened (H, E) tensor = its per-node sums
-            self.sum_by_dst = torch.sparse_csr_tensor(
-                self.crow, torch.arange(num_heads * edges, device=src.device), ones,
-                (num_heads * self.num_dst, num_heads * edges))
-            self.sum_by_src = torch.sparse_csr_tensor(
-                self.t_crow, (heads + self.t_order).reshape(-1), ones,
-                (num_heads * self.num_src, num_heads * edges))
+        # edge i of these graphs is edge i of the dst-sorted order: copy_e_sum/copy_e_max over
+        # (E, H) edge values are DGL's fused segment reductions (0.3-1.5 ms on ML-100K, against
+        # 2.5-3 ms for a scatter or a CSR product with a 0/1 matrix; measured 2026-12-02)
+        num_nodes = max(self.num_src, self.num_dst)
+        self.by_dst = dgl.graph((self.src, self.dst), num_nodes=num_nodes)
+        self.by_src = dgl.graph((self.dst, self.src), num_nodes=num_nodes)
 
     @property
     def pattern(self) -> torch.Tensor:
@@ -80,9 +76,14 @@ class HeadCSR:
         return self._pattern
 
     def segment_sum(self, values: torch.Tensor, by_src: bool = False) -> torch.Tensor:
-        """Per-head sums of edge ``values`` (H, E) over each node's in-edges (or out-edges)."""
-        matrix = self.sum_by_src if by_src else self.sum_by_dst
-        return (matrix @ values.reshape(-1, 1)).view(self.heads, -1)
+        """Per-head sums of edge ``values`` (E, H) over each node's in-edges (or out-edges),
+        (N, H)."""
+        sums = dgl.ops.copy_e_sum(self.by_src if by_src else self.by_dst, values)
+        return sums[: self.num_src if by_src else self.num_dst]
+
+    def segment_max(self, values: torch.Tensor) -> torch.Tensor:
+        """Per-head maxima of edge ``values`` (E, H) over each node's in-edges, (N_dst, H)."""
+        return dgl.ops.copy_e_max(self.by_dst, values)[: self.num_dst]
 
     def _block_csr(self, rows: torch.Tensor, cols: torch.Tensor, num_rows: int,
                    num_cols: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -93,7 +94,13 @@ class HeadCSR:
         crow[1:] = torch.cumsum(counts, 0)
         crows = [crow[:-1] + h * edges for h in range(self.heads)]
         crows.append(torch.tensor([self.heads * edges], device=rows.device))
-        return torch.cat(crows), torch.cat([cols + h * num_cols for h in range(self.heads)])
+        crow_all = torch.cat(crows)
+        col_all = torch.cat([cols + h * num_cols for h in range(self.heads)])
+        # int32 indices where they fit: torch's CPU CSR kernels (MKL) convert int64 indices on
+        # every product; with int32 the SpMM is 2.2x faster (ML-100K, 1 thread, 2026-12-02)
+        if self.heads * max(edges, num_rows, num_cols) < torch.iinfo(torch.int32).max:
+            crow_all, col_all = crow_all.int(), col_all.int()
+        return crow_all, col_all
 
     def matrix(self, values: torch.Tensor, transpose: bool = False) -> torch.Tensor:
         """The block-diagonal CSR with per-head, per-edge ``values`` (H, E), dst-sorted."""
@@ -126,8 +133,8 @@ class HeadSpMM(torch.autograd.Function):
         grad_rows = grad_out.reshape(-1, grad_out.shape[-1])
         grad_a = grad_x = None
         if ctx.needs_input_grad[1]:
-            sampled = torch.sparse.sampled_addmm(csr.pattern, grad_rows,
-                                                 x.reshape(-1, x.shape[-1]).T, beta=0.0)
+            x_t = x.reshape(-1, x.shape[-1]).T.contiguous()  # 25 % faster than the strided view
+            sampled = torch.sparse.sampled_addmm(csr.pattern, grad_rows, x_t, beta=0.0)
             grad_a = sampled.values().view(csr.heads, -1)
         if ctx.needs_input_grad[2]:
             grad_x = (csr.matrix(a, transpose=True) @ grad_rows).view(csr.heads, csr.num_src, -1)
@@ -137,29 +144,30 @@ class HeadSpMM(torch.autograd.Function):
 class EdgeAttention(torch.autograd.Function):
     """GAT's attention: ``softmax over in-edges of leaky_relu(el[src] + er[dst])``, (H, E).
 
-    One function with a hand-written backward, so every per-node reduction is a CSR product
-    (:meth:`HeadCSR.segment_sum`) instead of the scatter-adds autograd would chain."""
+    One function with a hand-written backward, so every per-node reduction is one of DGL's
+    fused segment reductions (:meth:`HeadCSR.segment_sum`) instead of the scatter-adds autograd
+    would chain. Inside, edge tensors are edge-major (E, H): DGL's layout, and a gather of a
+    node's H values is one contiguous row."""
 
     @staticmethod
     def forward(ctx, csr: HeadCSR, el: torch.Tensor, er: torch.Tensor, slope: float):
-        pre = el.index_select(1, csr.src) + er.index_select(1, csr.dst)  # (H, E)
+        pre = el.T.contiguous().index_select(0, csr.src) + er.T.contiguous().index_select(0, csr.dst)
         e = F.leaky_relu(pre, slope)
-        peak = torch.full((csr.heads, csr.num_dst), float("-inf"), device=e.device)
-        peak = peak.scatter_reduce(1, csr.dst.expand(csr.heads, -1), e, "amax")
-        ex = torch.exp(e - peak.index_select(1, csr.dst))
-        a = ex / csr.segment_sum(ex).index_select(1, csr.dst)
+        ex = torch.exp(e - csr.segment_max(e).index_select(0, csr.dst))
+        a = ex / csr.segment_sum(ex).index_select(0, csr.dst)  # (E, H)
         ctx.csr, ctx.slope = csr, slope
         ctx.save_for_backward(a, pre > 0)
-        return a
+        return a.T.contiguous()
 
     @staticmethod
     def backward(ctx, grad_a: torch.Tensor):
         csr = ctx.csr
         a, positive = ctx.saved_tensors
-        weighted = a * grad_a
-        grad_e = weighted - a * csr.segment_sum(weighted).index_select(1, csr.dst)
+        weighted = a * grad_a.T
+        grad_e = weighted - a * csr.segment_sum(weighted).index_select(0, csr.dst)
         grad_pre = torch.where(positive, grad_e, grad_e * ctx.slope)
-        return (None, csr.segment_sum(grad_pre, by_src=True), csr.segment_sum(grad_pre), None)
+        return (None, csr.segment_sum(grad_pre, by_src=True).T, csr.segment_sum(grad_pre).T,
+                None)
 
 
 def gat_layer(conv: GATConv, csr: HeadCSR, feat: torch.Tensor) -> torch.Tensor:
