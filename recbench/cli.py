@@ -337,7 +337,8 @@ def _run_study(study, jobs: int, dry_run: bool, rerun: bool, device: str, data_d
     if executor_name == "local":
         _set_threads(threads)
     paths, runs_root = _paths(data_dir), _runs_root(runs_dir)
-    full_plan = studies.plan(study, runs_root)
+    ledger = results_dir / study.study / studies.LEDGER
+    full_plan = studies.plan(study, runs_root, ledger)
     plan = studies.select(full_plan, only_seeds, only_variants)
     cached = sum(1 for p in plan if p.cached is not None)
     console.print(f"study [bold]{study.study}[/]: {len(plan)} runs, {cached} cached"
@@ -345,6 +346,7 @@ def _run_study(study, jobs: int, dry_run: bool, rerun: bool, device: str, data_d
     if report_only:
         result = studies.aggregate(study, full_plan)
         out = report.write_study(result, results_dir / study.study)
+        studies.write_ledger(result, full_plan, ledger)
         console.print(report.rich_table(result))
         console.print(f"wrote {out}/ from {cached} cached runs (--report-only: nothing trained)")
         return
@@ -369,10 +371,13 @@ def _run_study(study, jobs: int, dry_run: bool, rerun: bool, device: str, data_d
                                    on_done=on_done, threads=threads, executor=executor)
     for p, message in failures:
         err_console.print(f"[red]failed[/] {p.base} {p.variant} seed {p.seed}: {message}")
-    result = studies.aggregate(study, studies.plan(study, runs_root))
+    final_plan = studies.plan(study, runs_root, ledger)
+    result = studies.aggregate(study, final_plan)
     out = report.write_study(result, results_dir / study.study)
+    recorded = studies.write_ledger(result, final_plan, ledger)
     console.print(report.rich_table(result))
-    console.print(f"wrote {out}/table.md, table.csv, table.tex, plot.png, runs.txt")
+    console.print(f"wrote {out}/table.md, table.csv, table.tex, plot.png, runs.txt; "
+                  f"{recorded} new run record(s) in {ledger}/")
     if failures:
         raise typer.Exit(1)
 

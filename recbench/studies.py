@@ -60,6 +60,9 @@ class StudyConfig(Strict):
     split: Literal["test", "valid"] = "test"  # valid: the trainer's final validation metrics
 
 
+LEDGER = "ledger"  # results/<study>/ledger/: the committed record of its runs (write_ledger)
+
+
 @dataclass
 class PlannedRun:
     base: str  # experiment name
@@ -173,7 +176,9 @@ def _base_config(path: str, study: StudyConfig) -> ExperimentConfig:
     return load_experiment(Path(path), overrides)
 
 
-def plan(study: StudyConfig, runs_root: Path) -> list[PlannedRun]:
+def plan(study: StudyConfig, runs_root: Path, ledger: Path | None = None) -> list[PlannedRun]:
+    """Every (experiment, variant, seed) of the study, each with its finished run if one
+    exists: a run directory under ``runs_root`` first, else the study's ledger record."""
     out = []
     for base_path in study.base:
         base = _base_config(base_path, study)
@@ -182,9 +187,65 @@ def plan(study: StudyConfig, runs_root: Path) -> list[PlannedRun]:
             for seed in study.seeds if study.seeds is not None else cfg.seeds:
                 run_cfg = cfg.model_copy(update={"seed": seed})
                 h = run_hash(run_cfg)
-                out.append(PlannedRun(base.name, cfg.dataset.name, label, seed, run_cfg, h,
-                                      runs.find_finished(runs_root, run_cfg.name, h)))
+                found = runs.find_finished(runs_root, run_cfg.name, h)
+                if found is None and ledger is not None and runs.is_finished(
+                        ledger / run_cfg.name / h):
+                    found = ledger / run_cfg.name / h
+                out.append(PlannedRun(base.name, cfg.dataset.name, label, seed, run_cfg, h, found))
     return out
+
+
+def write_ledger(result: StudyResult, planned: list[PlannedRun], ledger: Path) -> int:
+    """Record every finished run of the plan in ``ledger/<experiment>/<hash>/``: its config,
+    metrics.json and the per-unit arrays the table reads (for the paired tests).
+
+    Why: run directories (checkpoints, GBs over a study) stay out of git and are gone on a
+    fresh clone, so a study that outgrows one session (the GLA tables: 3 seeds x 6 experiments
+    is about nine core-hours here) could never be finished across sessions or machines: every
+    rerun started from nothing and a report of the runs present dropped the others' rows. The
+    ledger (a few kB per run) is committed with the table; :func:`plan` counts its records as
+    finished, so a fresh clone reproduces the table with ``--report-only`` and trains only the
+    runs the ledger lacks. A record stands for its config hash exactly as a cached run does
+    (``--rerun`` replaces it). Records of runs no longer in the plan are removed. Returns the
+    number of records written."""
+    import io
+    import shutil
+
+    keys: dict[Path, set[str]] = {}
+    for cell in result.cells:
+        for run_dir, key in zip(cell.run_dirs, cell.keys, strict=False):
+            keys.setdefault(run_dir, set()).add(key)
+    wanted, written = set(), 0
+    for p in planned:
+        if p.cached is None:
+            continue
+        entry = ledger / p.cfg.name / p.hash
+        wanted.add(entry.resolve())
+        if p.cached.resolve() == entry.resolve():
+            continue
+        entry.mkdir(parents=True, exist_ok=True)
+        runs.atomic_write_bytes(entry / "config.yaml", (p.cached / "config.yaml").read_bytes())
+        source = p.cached / "per_unit.npz"
+        if source.is_file():
+            with np.load(source) as data:
+                need = keys.get(p.cached, set()) | set(result.study.columns) | {"user", "index"}
+                if need & {"rmse", "mse", "mae"}:
+                    need.add("squared_error")
+                kept = {k: data[k] for k in data.files if k in need}
+            buffer = io.BytesIO()
+            np.savez_compressed(buffer, **kept)
+            runs.atomic_write_bytes(entry / "per_unit.npz", buffer.getvalue())
+        # metrics.json last: it is what marks the record finished
+        runs.atomic_write_bytes(entry / "metrics.json", (p.cached / "metrics.json").read_bytes())
+        written += 1
+    if ledger.is_dir():
+        for entry in ledger.glob("*/*"):
+            if entry.is_dir() and entry.resolve() not in wanted:
+                shutil.rmtree(entry)
+        for parent in ledger.iterdir():
+            if parent.is_dir() and not any(parent.iterdir()):
+                parent.rmdir()
+    return written
 
 
 def select(planned: list[PlannedRun], seeds: str | None,

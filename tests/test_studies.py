@@ -193,3 +193,33 @@ def test_guard_is_silent_without_a_guard_and_for_unrun_rows(tmp_path):
     study = _rows_study()
     result = studies.aggregate(study, _planned(study, {"x": run, "y": None}))
     assert all(c.below is None for c in result.cells if c.base == "exp-y")
+
+
+def test_ledger_reproduces_the_table_without_the_runs(tmp_path, tiny_paths):
+    """A fresh clone has the committed ledger but no runs/: the table comes back identical,
+    nothing is retrained, and only the runs the ledger lacks would run."""
+    import shutil
+
+    study = _study(tmp_path)
+    root, ledger = tmp_path / "runs", tmp_path / "results" / "dims" / studies.LEDGER
+    studies.execute(studies.plan(study, root, ledger), tiny_paths, root)
+    planned = studies.plan(study, root, ledger)
+    result = studies.aggregate(study, planned)
+    assert studies.write_ledger(result, planned, ledger) == 4
+    table = report.csv_text(result)
+    record = next(ledger.glob("*/*/per_unit.npz"))
+    assert set(np.load(record).files) <= {"recall@5", "user", "index"}  # only what the table reads
+    shutil.rmtree(root)  # the fresh clone
+    again = studies.plan(study, root, ledger)
+    assert all(p.cached is not None and ledger in p.cached.parents for p in again)
+    ran = []
+    studies.execute(again, tiny_paths, root, on_done=lambda p, s: ran.append(s))
+    assert ran == ["cached"] * 4 and not root.exists()
+    result_again = studies.aggregate(study, again)
+    assert report.csv_text(result_again) == table  # p-values included
+    assert studies.write_ledger(result_again, again, ledger) == 0
+    # a record whose run left the plan (here: a seed dropped) is removed
+    fewer = _study(tmp_path, seeds=[0])
+    kept = studies.plan(fewer, root, ledger)
+    studies.write_ledger(studies.aggregate(fewer, kept), kept, ledger)
+    assert len(list(ledger.glob("*/*"))) == 2
