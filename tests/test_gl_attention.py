@@ -498,7 +498,7 @@ def test_fixed_choice_scores_with_one_space_a_uniform_alpha_or_the_ensemble():
     assert copy_.heads["AP"].is_uniform
 
 
-@pytest.mark.parametrize("select", ["head", "validation"])
+@pytest.mark.parametrize("select", ["head", "validation", "subsets"])
 def test_attention_select_never_ranks_below_a_single_space_on_validation(select: str):
     cfg = _gla_cfg(variant="sound", representation="AD",
                    extra_representations=["AP", "GD", "GP", "LD", "LP"], attention_select=select,
@@ -510,11 +510,35 @@ def test_attention_select_never_ranks_below_a_single_space_on_validation(select:
     if select == "head":
         assert choices == {"AD": "head", "AP": "head"} and not trainer.select_scores
         return
+    pairs = {"ensemble(GD+GP)", "ensemble(LD+LP)", "ensemble(GD+LD)", "ensemble(GP+LP)",
+             "ensemble(GD+LP)", "ensemble(GP+LD)"}
+    triples = {"ensemble(GD+GP+LD)", "ensemble(GD+GP+LP)", "ensemble(GD+LD+LP)",
+               "ensemble(GP+LD+LP)"}
     for head in ("AD", "AP"):
         scores = trainer.select_scores[head]
-        assert set(scores) == {"head", "uniform", "ensemble", "GD", "GP", "LD", "LP"}
+        subsets = pairs | triples if select == "subsets" else set()
+        assert set(scores) == {"head", "uniform", "ensemble", "GD", "GP", "LD", "LP"} | subsets
         assert scores[choices[head]] == max(scores.values())
         assert valid[f"recall@5|{head}"] == pytest.approx(max(scores.values()))
         assert all(valid[f"recall@5|{head}"] >= valid[f"recall@5|{s}"] - 1e-9
                    for s in ("GD", "GP", "LD", "LP"))
     assert _gla_cfg(variant="paper").attention_select == "head"
+
+
+def test_a_subset_ensemble_scores_its_members_only_and_survives_a_checkpoint():
+    """choice = SUBSET − bitmask: the ensemble of those spaces, equal to an EnsembleScorer
+    built by hand over them, and carried by the state dict."""
+    model = gla.GLAttention(5, 7, "AD", emb_dim=8, hidden_dims=[8], out_dim=6, num_clusters=2,
+                            attention_depth=1, normalize=False, blend_scores=True)
+    head = model.heads["AD"]
+    head.choice.fill_(head.subset_code([2, 3]))  # LD + LP
+    assert head.ensemble_members() == [2, 3] and head.is_ensemble
+    users, items = torch.arange(5), torch.arange(7)[None].expand(5, -1)
+    want = gla.EnsembleScorer([model.scorer("LD"), model.scorer("LP")])(users, items)
+    assert torch.allclose(model.scorer("AD")(users, items), want)
+    copy_ = gla.GLAttention(5, 7, "AD", emb_dim=8, hidden_dims=[8], out_dim=6, num_clusters=2,
+                            attention_depth=1, normalize=False, blend_scores=True)
+    copy_.load_state_dict(model.state_dict())
+    assert copy_.heads["AD"].ensemble_members() == [2, 3]
+    head.choice.fill_(head.ENSEMBLE)
+    assert head.ensemble_members() == [0, 1, 2, 3]

@@ -95,11 +95,13 @@ class GLAttentionConfig(Strict):
     blend: Literal["vectors", "scores"] = "scores"  # vectors: Eq. 9's ū = Σ α_r g_r(u) (the
     # paper; cross-space terms ⟨g_r(u), g_s(i)⟩ enter the score); scores: Σ α_r s_r(u, i), each
     # space scored in itself (product or distance), no cross-space terms
-    attention_select: Literal["head", "validation"] = "validation"  # head: score with the
-    # trained α (paper); validation: after the last stage each attentive type keeps, of its
-    # trained α, a uniform α, the standardised ensemble of its spaces (EnsembleScorer) and
-    # each single space it attends over, the one with the best validation metric, so on
-    # validation it is never below any of its spaces
+    attention_select: Literal["head", "validation", "subsets"] = "validation"  # head: score
+    # with the trained α (paper); validation: after the last stage each attentive type keeps,
+    # of its trained α, a uniform α, the standardised ensemble of its spaces (EnsembleScorer)
+    # and each single space it attends over, the one with the best validation metric, so on
+    # validation it is never below any of its spaces; subsets: also the ensemble of each
+    # subset of ≥ 2 of its spaces (AD/AP: 10 more), i.e. an α fixed to zero on the spaces that
+    # hurt, so AD is never below LAD or GAD on validation either
     attention_data: list[Literal["global", "local"]] = Field(
         default_factory=lambda: ["global", "local"])  # attention_fit train: T ∪ T† ∪ T‡
     loss_impl: Literal["paper", "code"] = "paper"  # attention loss as printed or as coded
@@ -189,6 +191,7 @@ class AttentionNet(nn.Module):
     """
 
     HEAD, UNIFORM, ENSEMBLE = -1, -2, -3
+    SUBSET = -4  # codes ≤ SUBSET: the ensemble of a subset of the spaces, SUBSET − bitmask
 
     def __init__(self, num_spaces: int, dim: int, depth: int = 3, alpha_linear: bool = False,
                  uniform: bool = False, user_only: bool = False):
@@ -213,9 +216,24 @@ class AttentionNet(nn.Module):
         """α = 1/R for every pair: no head was trained, or ``attention_select`` chose it."""
         return self.uniform or int(self.choice) == self.UNIFORM
 
+    @classmethod
+    def subset_code(cls, members: list[int]) -> int:
+        """The ``choice`` code of the standardised ensemble of spaces ``members``."""
+        return cls.SUBSET - sum(1 << r for r in members)
+
+    def ensemble_members(self) -> list[int] | None:
+        """The spaces ``attention_select`` chose to ensemble (all of them for ``ENSEMBLE``, a
+        subset for a subset code), or None when it scores with an α or a single space."""
+        code, spaces = int(self.choice), range(len(self.f))
+        if code == self.ENSEMBLE:
+            return list(spaces)
+        if code <= self.SUBSET:
+            return [r for r in spaces if (self.SUBSET - code) >> r & 1]
+        return None
+
     @property
     def is_ensemble(self) -> bool:
-        return int(self.choice) == self.ENSEMBLE
+        return self.ensemble_members() is not None
 
     @property
     def single_space(self) -> int | None:
@@ -298,7 +316,8 @@ class GLAttention(nn.Module):
         if rep in self.heads and self.heads[rep].single_space is not None:
             return self.scorer(SPACES[rep][self.heads[rep].single_space])  # in its own metric
         if rep in self.heads and self.heads[rep].is_ensemble:
-            return EnsembleScorer([self.scorer(s) for s in SPACES[rep]])
+            return EnsembleScorer([self.scorer(SPACES[rep][r])
+                                   for r in self.heads[rep].ensemble_members()])
         gu, gi = self.space_tables(SPACES[rep])
         return Scorer.from_tables(gu, gi, self.heads[rep] if rep in self.heads else None,
                                   rep.endswith("D"), self.blend_scores)

@@ -10,6 +10,7 @@ epoch counter, so best.pt holds the finished model of every stage.
 from __future__ import annotations
 
 import copy
+import itertools
 
 import numpy as np
 import torch
@@ -298,7 +299,7 @@ class GLAttentionTrainer:
         if stage not in self.done:
             for m, best in self.stage_best.get(stage, {}).items():
                 self._module(stage, m).load_state_dict(best["state"])
-            if (stage == self.stages[-1][0] and self.cfg.attention_select == "validation"
+            if (stage == self.stages[-1][0] and self.cfg.attention_select != "head"
                     and self.has_valid):
                 self._select_alpha()
         self.done.add(stage)
@@ -313,8 +314,15 @@ class GLAttentionTrainer:
         best space it attends over, on validation."""
         self.model.eval()
         for name, head in self.model.heads.items():
+            spaces = SPACES[name]
+            subsets = {}
+            if self.cfg.attention_select == "subsets":  # every proper subset of ≥ 2 spaces
+                for size in range(2, len(spaces)):
+                    for members in itertools.combinations(range(len(spaces)), size):
+                        label = f"ensemble({'+'.join(spaces[r] for r in members)})"
+                        subsets[label] = head.subset_code(list(members))
             options = {"head": head.HEAD, "uniform": head.UNIFORM, "ensemble": head.ENSEMBLE,
-                       **{s: r for r, s in enumerate(SPACES[name])}}
+                       **subsets, **{s: r for r, s in enumerate(spaces)}}
             scores = {}
             for label, code in options.items():
                 head.choice.fill_(code)
@@ -325,11 +333,20 @@ class GLAttentionTrainer:
         self._valid_cache = None
 
     def alpha_choices(self) -> dict[str, str]:
-        """What each head scores with: 'head', 'uniform', 'ensemble' or a space's name."""
+        """What each head scores with: 'head', 'uniform', 'ensemble', 'ensemble(A+B)' or a
+        space's name."""
         names = {AttentionNet.HEAD: "head", AttentionNet.UNIFORM: "uniform",
                  AttentionNet.ENSEMBLE: "ensemble"}
-        return {h: names.get(int(a.choice)) or SPACES[h][int(a.choice)]
-                for h, a in self.model.heads.items()}
+        out = {}
+        for h, a in self.model.heads.items():
+            code = int(a.choice)
+            if code in names:
+                out[h] = names[code]
+            elif code <= AttentionNet.SUBSET:
+                out[h] = f"ensemble({'+'.join(SPACES[h][r] for r in a.ensemble_members())})"
+            else:
+                out[h] = SPACES[h][code]
+        return out
 
     # ---- evaluation -----------------------------------------------------------------------
     def _index(self) -> ClusterIndex:
