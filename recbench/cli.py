@@ -341,6 +341,10 @@ def _run_study(study, jobs: int, dry_run: bool, rerun: bool, device: str, data_d
     full_plan = studies.plan(study, runs_root, ledger)
     plan = studies.select(full_plan, only_seeds, only_variants)
     cached = sum(1 for p in plan if p.cached is not None)
+    if report_only and not any(p.cached is not None for p in full_plan):
+        _fail(f"study {study.study}: no finished run in {runs_root}/ or {ledger}/, so "
+              f"{results_dir / study.study}/ is left as it is; run the study without "
+              "--report-only to train its runs", 1)
     console.print(f"study [bold]{study.study}[/]: {len(plan)} runs, {cached} cached"
                   + (" (--rerun: all will run)" if rerun else ""))
     if report_only:

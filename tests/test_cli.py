@@ -105,3 +105,15 @@ def test_a_setting_the_model_builder_rejects_is_one_line_and_leaves_no_run(tmp_p
     msg = _one_error_line(out)
     assert "train.optimizer: lbfgs" in msg and "adam" in msg
     assert not runs_dir.exists() or not any(runs_dir.rglob("*.partial"))
+
+
+def test_report_only_without_any_run_keeps_the_committed_table(tmp_path):
+    """A fresh clone without runs or ledger must not overwrite a study's table with nothing."""
+    results = tmp_path / "results"
+    (results / "gconv-table1").mkdir(parents=True)
+    (results / "gconv-table1" / "table.md").write_text("committed")
+    result, out = _invoke("ablate", "--study", "gconv-table1", "--report-only",
+                          "--runs-dir", str(tmp_path / "runs"), "--results-dir", str(results))
+    assert result.exit_code == 1
+    assert "left as it is" in _one_error_line(out)
+    assert (results / "gconv-table1" / "table.md").read_text() == "committed"
