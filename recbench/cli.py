@@ -375,7 +375,7 @@ def _run_study(study, jobs: int, dry_run: bool, rerun: bool, device: str, data_d
                                    on_done=on_done, threads=threads, executor=executor)
     for p, message in failures:
         err_console.print(f"[red]failed[/] {p.base} {p.variant} seed {p.seed}: {message}")
-    final_plan = studies.plan(study, runs_root, ledger)
+    final_plan = studies.refresh(full_plan, runs_root, ledger)
     result = studies.aggregate(study, final_plan)
     out = report.write_study(result, results_dir / study.study)
     recorded = studies.write_ledger(result, final_plan, ledger)

@@ -7,6 +7,7 @@ config, so a study that is started again reuses finished runs, resumes a partial
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import re
@@ -186,12 +187,23 @@ def plan(study: StudyConfig, runs_root: Path, ledger: Path | None = None) -> lis
             cfg = with_overrides(base, patch) if patch else base
             for seed in study.seeds if study.seeds is not None else cfg.seeds:
                 run_cfg = cfg.model_copy(update={"seed": seed})
-                h = run_hash(run_cfg)
-                found = runs.find_finished(runs_root, run_cfg.name, h)
-                if found is None and ledger is not None and runs.is_finished(
-                        ledger / run_cfg.name / h):
-                    found = ledger / run_cfg.name / h
-                out.append(PlannedRun(base.name, cfg.dataset.name, label, seed, run_cfg, h, found))
+                out.append(PlannedRun(base.name, cfg.dataset.name, label, seed, run_cfg,
+                                      run_hash(run_cfg), None))
+    return refresh(out, runs_root, ledger)
+
+
+def refresh(planned: list[PlannedRun], runs_root: Path,
+            ledger: Path | None = None) -> list[PlannedRun]:
+    """The same planned runs (the configs resolved when the study started) with their finished
+    runs looked up again. Why not :func:`plan` again: it re-reads the base experiment files,
+    and one edited while the study ran would change the hashes under a running study (seen
+    2026-12-02: a table and ledger written from the wrong runs)."""
+    out = []
+    for p in planned:
+        found = runs.find_finished(runs_root, p.cfg.name, p.hash)
+        if found is None and ledger is not None and runs.is_finished(ledger / p.cfg.name / p.hash):
+            found = ledger / p.cfg.name / p.hash
+        out.append(dataclasses.replace(p, cached=found))
     return out
 
 
@@ -206,21 +218,20 @@ def write_ledger(result: StudyResult, planned: list[PlannedRun], ledger: Path) -
     ledger (a few kB per run) is committed with the table; :func:`plan` counts its records as
     finished, so a fresh clone reproduces the table with ``--report-only`` and trains only the
     runs the ledger lacks. A record stands for its config hash exactly as a cached run does
-    (``--rerun`` replaces it). Records of runs no longer in the plan are removed. Returns the
-    number of records written."""
+    (``--rerun`` replaces it). Records of runs no longer in the plan are kept (never read:
+    nothing matches their hash), because a study run by another process, or with a base file
+    edited since, may still need them; delete them by hand. Returns the number written."""
     import io
-    import shutil
 
     keys: dict[Path, set[str]] = {}
     for cell in result.cells:
         for run_dir, key in zip(cell.run_dirs, cell.keys, strict=False):
             keys.setdefault(run_dir, set()).add(key)
-    wanted, written = set(), 0
+    written = 0
     for p in planned:
         if p.cached is None:
             continue
         entry = ledger / p.cfg.name / p.hash
-        wanted.add(entry.resolve())
         if p.cached.resolve() == entry.resolve():
             continue
         entry.mkdir(parents=True, exist_ok=True)
@@ -238,13 +249,6 @@ def write_ledger(result: StudyResult, planned: list[PlannedRun], ledger: Path) -
         # metrics.json last: it is what marks the record finished
         runs.atomic_write_bytes(entry / "metrics.json", (p.cached / "metrics.json").read_bytes())
         written += 1
-    if ledger.is_dir():
-        for entry in ledger.glob("*/*"):
-            if entry.is_dir() and entry.resolve() not in wanted:
-                shutil.rmtree(entry)
-        for parent in ledger.iterdir():
-            if parent.is_dir() and not any(parent.iterdir()):
-                parent.rmdir()
     return written
 
 

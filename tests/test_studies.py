@@ -218,8 +218,23 @@ def test_ledger_reproduces_the_table_without_the_runs(tmp_path, tiny_paths):
     result_again = studies.aggregate(study, again)
     assert report.csv_text(result_again) == table  # p-values included
     assert studies.write_ledger(result_again, again, ledger) == 0
-    # a record whose run left the plan (here: a seed dropped) is removed
+    # a record whose run left the plan (here: a seed dropped) is kept, and not read
     fewer = _study(tmp_path, seeds=[0])
     kept = studies.plan(fewer, root, ledger)
     studies.write_ledger(studies.aggregate(fewer, kept), kept, ledger)
-    assert len(list(ledger.glob("*/*"))) == 2
+    assert len(list(ledger.glob("*/*"))) == 4 and len(kept) == 2
+
+
+def test_refresh_keeps_the_plans_configs_when_a_base_file_changes(tmp_path, tiny_paths):
+    """The table at the end of a study is written from the configs planned at its start, even
+    if the base experiment file was edited while it ran."""
+    study = _study(tmp_path)
+    root = tmp_path / "runs"
+    planned = studies.plan(study, root)
+    studies.execute(planned, tiny_paths, root)
+    exp = next((tmp_path).glob("**/tiny-bpr*.yaml"))
+    exp.write_text(exp.read_text().replace("lr:", "lr: 0.5 #"))  # an edit mid-study
+    assert [p.hash for p in studies.plan(study, root)] != [p.hash for p in planned]
+    done = studies.refresh(planned, root)
+    assert [p.hash for p in done] == [p.hash for p in planned]
+    assert all(p.cached is not None for p in done)
