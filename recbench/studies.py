@@ -234,6 +234,9 @@ def write_ledger(result: StudyResult, planned: list[PlannedRun], ledger: Path) -
         entry = ledger / p.cfg.name / p.hash
         if p.cached.resolve() == entry.resolve():
             continue
+        metrics = (p.cached / "metrics.json").read_bytes()
+        if (entry / "metrics.json").is_file() and (entry / "metrics.json").read_bytes() == metrics:
+            continue  # recorded already, from this very run
         entry.mkdir(parents=True, exist_ok=True)
         runs.atomic_write_bytes(entry / "config.yaml", (p.cached / "config.yaml").read_bytes())
         source = p.cached / "per_unit.npz"
@@ -247,7 +250,7 @@ def write_ledger(result: StudyResult, planned: list[PlannedRun], ledger: Path) -
             np.savez_compressed(buffer, **kept)
             runs.atomic_write_bytes(entry / "per_unit.npz", buffer.getvalue())
         # metrics.json last: it is what marks the record finished
-        runs.atomic_write_bytes(entry / "metrics.json", (p.cached / "metrics.json").read_bytes())
+        runs.atomic_write_bytes(entry / "metrics.json", metrics)
         written += 1
     return written
 

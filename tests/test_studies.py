@@ -206,6 +206,7 @@ def test_ledger_reproduces_the_table_without_the_runs(tmp_path, tiny_paths):
     planned = studies.plan(study, root, ledger)
     result = studies.aggregate(study, planned)
     assert studies.write_ledger(result, planned, ledger) == 4
+    assert studies.write_ledger(result, planned, ledger) == 0  # nothing new to record
     table = report.csv_text(result)
     record = next(ledger.glob("*/*/per_unit.npz"))
     assert set(np.load(record).files) <= {"recall@5", "user", "index"}  # only what the table reads
