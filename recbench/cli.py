@@ -566,3 +566,38 @@ def tune(
 
 def main() -> None:  # pragma: no cover - console entry point alias
     app(prog_name="recbench", args=sys.argv[1:])
+
+
+@app.command()
+@_guard
+def summary(
+    write: Path = typer.Option(None, "--write", help="replace the generated block of this file "
+                                                    "(between <!-- summary:start/end -->)"),
+    check: Path = typer.Option(None, "--check", help="exit 1 when this file's block is stale"),
+    config: Path = typer.Option(Path("experiments/summary/papers.yaml"), "--config"),
+    studies_dir: Path = typer.Option(Path("experiments/studies"), "--studies-dir"),
+    results_dir: Path = ResultsDir,
+) -> None:
+    """Per-paper 'ours | paper | gap' tables from results/*/table.csv (the README's summary)."""
+    from recbench import summary as summaries
+
+    if write and check:
+        _fail("--write and --check: choose one")
+    target = write or check
+    if target is not None:  # bad input first: one line, before any warning
+        if not target.is_file():
+            _fail(f"{target}: no such file")
+        old = summaries.current_block(target.read_text(encoding="utf-8"), str(target))
+    made = summaries.render(summaries.load_config(config), results_dir, studies_dir,
+                            target.parent if target else None)
+    for problem in made.problems:
+        err_console.print(f"[yellow]warning:[/] {problem}", highlight=False, soft_wrap=True)
+    if check:
+        if old != made.markdown:
+            _fail(f"{check}: the summary block is stale; run `recbench summary --write {check}`", 1)
+        console.print(f"{check}: summary block up to date")
+    elif write:
+        changed = summaries.write(write, made.markdown)
+        console.print(f"{'wrote' if changed else 'unchanged:'} {write}")
+    else:
+        typer.echo(made.markdown, nl=False)
