@@ -201,8 +201,8 @@ def refresh(planned: list[PlannedRun], runs_root: Path,
     out = []
     for p in planned:
         found = runs.find_finished(runs_root, p.cfg.name, p.hash)
-        if found is None and ledger is not None and runs.is_finished(ledger / p.cfg.name / p.hash):
-            found = ledger / p.cfg.name / p.hash
+        if found is None and ledger is not None:
+            found = runs.find_record(ledger / p.cfg.name, p.hash)
         out.append(dataclasses.replace(p, cached=found))
     return out
 
@@ -231,12 +231,13 @@ def write_ledger(result: StudyResult, planned: list[PlannedRun], ledger: Path) -
     for p in planned:
         if p.cached is None:
             continue
+        if p.cached.resolve().parent.parent == ledger.resolve():
+            continue  # the record itself (under its own, possibly legacy, hash)
         entry = ledger / p.cfg.name / p.hash
-        if p.cached.resolve() == entry.resolve():
-            continue
         metrics = (p.cached / "metrics.json").read_bytes()
-        if (entry / "metrics.json").is_file() and (entry / "metrics.json").read_bytes() == metrics:
-            continue  # recorded already, from this very run
+        recorded = runs.find_record(ledger / p.cfg.name, p.hash)
+        if recorded is not None and (recorded / "metrics.json").read_bytes() == metrics:
+            continue  # recorded already, from this very run (maybe under its legacy hash)
         entry.mkdir(parents=True, exist_ok=True)
         runs.atomic_write_bytes(entry / "config.yaml", (p.cached / "config.yaml").read_bytes())
         source = p.cached / "per_unit.npz"
