@@ -304,7 +304,7 @@ def to_plain(cfg: BaseModel) -> dict:
 
 
 # Keys of a resolved run config that cannot change its computed numbers, left out of the run
-# hash so that changing them keeps every finished run cached (docs/studies.md, "Run hash"):
+# hash so that changing them keeps every finished run cached (docs/scale-out.md, "The run hash"):
 HASH_EXCLUDED: dict[tuple[str, ...], str] = {
     ("paper",): "the paper's figures are printed beside ours; correcting one changes no run",
     ("seeds",): "the list of seeds to expand; a run is one seed, and `seed` stays in the hash "
