@@ -47,10 +47,11 @@ def main() -> None:
     from recbench.data.fetch import fetch, is_fetched
     from recbench.data.prepare import DataPaths
     from recbench.data.sources import SOURCES
+    from recbench.runs import data_dir
     from recbench.train.loop import train_run
 
     torch.set_num_threads(args.threads)
-    paths = DataPaths(Path(os.environ.get("RECBENCH_DATA", ROOT / "data")))
+    paths = DataPaths(data_dir())
     if not is_fetched(SOURCES["ml-100k"], paths.raw):
         mirror = os.environ.get("RECBENCH_MIRROR")
         fetch(SOURCES["ml-100k"], paths.raw, Path(mirror) if mirror else None)

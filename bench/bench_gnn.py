@@ -62,8 +62,9 @@ def data_paths():
     from recbench.data.fetch import fetch
     from recbench.data.prepare import DataPaths
     from recbench.data.sources import SOURCES
+    from recbench.runs import data_dir
 
-    paths = DataPaths(Path(os.environ.get("RECBENCH_DATA", ROOT / "data")))
+    paths = DataPaths(data_dir())
     mirror = os.environ.get("RECBENCH_MIRROR")
     for name in ("ml-100k", "douban-monti"):
         if mirror and not (paths.raw / name).is_dir():

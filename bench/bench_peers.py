@@ -326,8 +326,10 @@ def main() -> None:
     ap.add_argument("--threads", default="1,default", help="comma list of 1..N and/or default")
     ap.add_argument("--skip-ours", action="store_true")
     ap.add_argument("--skip-peers", action="store_true")
+    from recbench.runs import data_dir
+
     ap.add_argument("--data-dir", type=Path,
-                    default=Path(os.environ.get("RECBENCH_DATA", ROOT / "data")))
+                    default=data_dir().resolve())  # absolute: our runs start with cwd=ROOT
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "bench")
     ap.add_argument("--scratch", type=Path, default=None, help="kept when given (else a temp dir)")
     args = ap.parse_args()

@@ -18,8 +18,9 @@ def data_paths(*names: str):
     from recbench.data.fetch import fetch
     from recbench.data.prepare import DataPaths
     from recbench.data.sources import SOURCES
+    from recbench.runs import data_dir
 
-    paths = DataPaths(Path(os.environ.get("RECBENCH_DATA", ROOT / "data")))
+    paths = DataPaths(data_dir())
     mirror = os.environ.get("RECBENCH_MIRROR")
     for name in names:
         fetch(SOURCES[name], paths.raw, Path(mirror) if mirror else None)

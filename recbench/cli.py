@@ -47,12 +47,15 @@ def _guard(fn):
 
 def _paths(data_dir: Path | None):
     from recbench.data.prepare import DataPaths
+    from recbench.runs import data_dir as default_data_dir
 
-    return DataPaths(data_dir or Path(os.environ.get("RECBENCH_DATA", "data")))
+    return DataPaths(default_data_dir(data_dir))
 
 
 def _runs_root(runs_dir: Path | None) -> Path:
-    return runs_dir or Path(os.environ.get("RECBENCH_RUNS", "runs"))
+    from recbench.runs import runs_dir as default_runs_dir
+
+    return default_runs_dir(runs_dir)
 
 
 Threads = typer.Option(None, "--threads",
@@ -330,58 +333,58 @@ def _run_study(study, jobs: int, dry_run: bool, rerun: bool, device: str, data_d
                results_dir: Path, threads: int | None = None, report_only: bool = False,
                only_seeds: str | None = None, only_variants: str | None = None,
                executor_name: str = "local", address: str | None = None) -> None:
+    """Options in, progress and tables out; the study itself is recbench.studies'."""
     from recbench import report, studies
     from recbench.executors import make_executor
 
     executor = make_executor(executor_name, jobs, address, threads, device)
     if executor_name == "local":
         _set_threads(threads)
-    paths, runs_root = _paths(data_dir), _runs_root(runs_dir)
-    ledger = results_dir / study.study / studies.LEDGER
-    full_plan = studies.plan(study, runs_root, ledger)
-    plan = studies.select(full_plan, only_seeds, only_variants)
-    cached = sum(1 for p in plan if p.cached is not None)
-    if report_only and not any(p.cached is not None for p in full_plan):
-        _fail(f"study {study.study}: no finished run in {runs_root}/ or {ledger}/, so "
-              f"{results_dir / study.study}/ is left as it is; run the study without "
-              "--report-only to train its runs", 1)
-    console.print(f"study [bold]{study.study}[/]: {len(plan)} runs, {cached} cached"
-                  + (" (--rerun: all will run)" if rerun else ""))
-    if report_only:
-        result = studies.aggregate(study, full_plan)
-        out = report.write_study(result, results_dir / study.study)
-        studies.write_ledger(result, full_plan, ledger)
-        console.print(report.rich_table(result))
-        console.print(f"wrote {out}/ from {cached} cached runs (--report-only: nothing trained)")
-        return
-    if dry_run:
+    session = studies.open_study(study, _runs_root(runs_dir), results_dir, only_seeds,
+                                 only_variants)
+    if report_only and not session.any_finished:
+        _fail(f"study {study.study}: no finished run in {session.runs_root}/ or "
+              f"{session.ledger}/, so {session.folder}/ is left as it is; run the study "
+              "without --report-only to train its runs", 1)
+    console.print(f"study [bold]{study.study}[/]: {len(session.plan)} runs, {session.cached} "
+                  "cached" + (" (--rerun: all will run)" if rerun else ""))
+    if dry_run and not report_only:
         table = Table("experiment", "variant", "seed", "hash", "status")
-        for p in plan:
+        for p in session.plan:
             table.add_row(p.base, p.variant, str(p.seed), p.hash,
                           "cached" if p.cached and not rerun else "to run")
         console.print(table)
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+    failures = []
+    if not report_only:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), "{task.fields[info]}", console=console) as bar:
-        task = bar.add_task(study.study, total=len(plan), info="")
+        with Progress("[progress.description]{task.description}", BarColumn(),
+                      MofNCompleteColumn(), TimeElapsedColumn(), "{task.fields[info]}",
+                      console=console) as bar:
+            task = bar.add_task(study.study, total=len(session.plan), info="")
 
-        def on_done(p, outcome: str) -> None:
-            bar.advance(task)
-            bar.update(task, info=f"{p.base} {p.variant} seed {p.seed}: {outcome}")
+            def on_done(p, outcome: str) -> None:
+                bar.advance(task)
+                bar.update(task, info=f"{p.base} {p.variant} seed {p.seed}: {outcome}")
 
-        failures = studies.execute(plan, paths, runs_root, rerun=rerun, device=device,
-                                   on_done=on_done, threads=threads, executor=executor)
-    for p, message in failures:
-        err_console.print(f"[red]failed[/] {p.base} {p.variant} seed {p.seed}: {message}")
-    final_plan = studies.refresh(full_plan, runs_root, ledger)
-    result = studies.aggregate(study, final_plan)
-    out = report.write_study(result, results_dir / study.study)
-    recorded = studies.write_ledger(result, final_plan, ledger)
+            failures = studies.execute(session.plan, _paths(data_dir), session.runs_root,
+                                       rerun=rerun, device=device, on_done=on_done,
+                                       threads=threads, executor=executor)
+        for p, message in failures:
+            err_console.print(f"[red]failed[/] {p.base} {p.variant} seed {p.seed}: {message}")
+    written = studies.report_study(session)
+    if written is None:
+        _fail(f"study {study.study}: no run finished, so {session.folder}/ is left as it is", 1)
+    result, recorded = written
     console.print(report.rich_table(result))
-    console.print(f"wrote {out}/table.md, table.csv, table.tex, plot.png, runs.txt; "
-                  f"{recorded} new run record(s) in {ledger}/")
+    files = ", ".join(report.study_files(result))
+    if report_only:
+        console.print(f"wrote {session.folder}/ ({files}) from {session.cached} cached runs "
+                      "(--report-only: nothing trained)")
+    else:
+        console.print(f"wrote {session.folder}/: {files}; {recorded} new run record(s) in "
+                      f"{session.ledger}/")
     if failures:
         raise typer.Exit(1)
 

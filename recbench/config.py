@@ -303,12 +303,56 @@ def to_plain(cfg: BaseModel) -> dict:
     return json.loads(cfg.model_dump_json())
 
 
+# Keys of a resolved run config that cannot change its computed numbers, left out of the run
+# hash so that changing them keeps every finished run cached (docs/scale-out.md, "The run hash"):
+HASH_EXCLUDED: dict[tuple[str, ...], str] = {
+    ("paper",): "the paper's figures are printed beside ours; correcting one changes no run",
+    ("seeds",): "the list of seeds to expand; a run is one seed, and `seed` stays in the hash "
+                "(the list stays in when `seed` is unset, the only case it could matter)",
+    ("train", "num_threads"): "how fast, not what: runs stay shareable across machines",
+    ("eval", "batch_size"): "how many users are scored at once; each user's scores and ranks "
+                            "are computed row by row, so the metrics do not depend on it",
+}
+
+
+def _digest(plain: dict) -> str:
+    return hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def hash_plain(plain: dict) -> str:
+    """:func:`run_hash` of a config already in plain form (a run's config.yaml as written)."""
+    body = copy.deepcopy(plain)
+    for path in HASH_EXCLUDED:
+        if path == ("seeds",) and body.get("seed") is None:
+            continue
+        parent = body
+        for part in path[:-1]:
+            parent = parent.get(part) if isinstance(parent, dict) else None
+        if isinstance(parent, dict):
+            parent.pop(path[-1], None)
+    return _digest(body)
+
+
+def legacy_hash_plain(plain: dict) -> str:
+    """The hash run folders and ledger records were named with before HASH_EXCLUDED (only
+    ``train.num_threads`` left out): old folders keep that name and are matched by the hash
+    recomputed from their config.yaml (runs.find_finished), so nothing has to be renamed."""
+    body = copy.deepcopy(plain)
+    if isinstance(body.get("train"), dict):
+        body["train"].pop("num_threads", None)
+    return _digest(body)
+
+
 def run_hash(cfg: ExperimentConfig) -> str:
-    """sha256 of the canonical JSON of a resolved run config (seed included), 10 hex chars."""
-    plain = to_plain(cfg)
-    plain["train"].pop("num_threads", None)  # how fast, not what: runs stay shareable
-    body = json.dumps(plain, sort_keys=True)
-    return hashlib.sha256(body.encode()).hexdigest()[:10]
+    """sha256 of the canonical JSON of a resolved run config (seed included), 10 hex chars.
+
+    It covers exactly what can change the computed result: every key except those of
+    :data:`HASH_EXCLUDED` (the paper's figures, the ``seeds`` list of a one-seed run,
+    ``train.num_threads`` and ``eval.batch_size``), so correcting a paper figure or adding a
+    seed to a study keeps its finished runs cached while any change to the data, model,
+    training or metrics makes a new run. Anything that could change a number stays in: a key
+    is excluded only when the code provably computes the same metrics whatever its value."""
+    return hash_plain(to_plain(cfg))
 
 
 def with_overrides(cfg: ExperimentConfig, patch: dict[str, Any]) -> ExperimentConfig:

@@ -10,7 +10,7 @@ from pathlib import Path
 from rich.table import Table
 
 from recbench.runs import atomic_write_bytes, atomic_write_text
-from recbench.studies import Cell, StudyResult
+from recbench.studies import Cell, ExtraTable, StudyResult, TableRow, table_rows
 
 
 def _fmt(x: float | None, digits: int = 4) -> str:
@@ -189,6 +189,63 @@ def extra_markdown(result: StudyResult) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _figure(values: list[float], fmt: str, spread: bool) -> str:
+    if not values:
+        return ""
+    mean = sum(values) / len(values)
+    text = format(mean, fmt)
+    if spread and len(values) > 1:
+        std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+        text += " ± " + format(std, fmt.lstrip("+"))
+    return text
+
+
+def table_markdown(result: StudyResult, table: ExtraTable, heading: str) -> str:
+    """One of the study's ``tables``: a heading, its note and the rows (the paper's figure
+    after each column that has one)."""
+    specs = table.column_specs()
+    rows: list[TableRow] = table_rows(result, table)
+    with_paper = [any(r.paper[i] is not None for r in rows) for i in range(len(specs))]
+    header = ["experiment", "variant", "seed" if table.per == "run" else "seeds"]
+    for (label, _), paper in zip(specs.items(), with_paper, strict=True):
+        header += [label] + ([f"paper {label}"] if paper else [])
+    lines = [f"{heading} {table.title}", ""] + ([table.note.strip(), ""] if table.note else [])
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        out = [r.cell.base, r.cell.variant,
+               str(r.seed) if table.per == "run" else str(len(r.cell.run_dirs))]
+        for i, spec in enumerate(specs.values()):
+            out.append(_figure(r.values[i], spec.format, table.spread))
+            if with_paper[i]:
+                out.append(_fmt(r.paper[i]))
+        lines.append("| " + " | ".join(out) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def extra_tables(result: StudyResult) -> dict[str, str]:
+    """The text of each file the study's ``tables`` name (tables sharing a file follow one
+    another in it under the study's name)."""
+    files: dict[str, list[ExtraTable]] = {}
+    for table in result.study.tables:
+        files.setdefault(table.file, []).append(table)
+    out = {}
+    for name, tables in files.items():
+        s = result.study.study
+        if len(tables) == 1:
+            out[name] = table_markdown(result, tables[0], f"# {s}:")
+        else:
+            out[name] = f"# {s}\n\n" + "\n".join(table_markdown(result, t, "##") for t in tables)
+    return out
+
+
+def study_files(result: StudyResult) -> list[str]:
+    """The names :func:`write_study` writes for this result."""
+    names = ["table.md", "table.csv", "table.tex", "runs.txt"]
+    names += ["extra.md"] if result.study.columns else []
+    names += list(dict.fromkeys(t.file for t in result.study.tables))
+    return names + (["plot.png"] if any(c.values for c in result.cells) else [])
+
+
 def write_study(result: StudyResult, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / "table.md", markdown(result))
@@ -197,6 +254,8 @@ def write_study(result: StudyResult, folder: Path) -> Path:
     atomic_write_text(folder / "runs.txt", runs_listing(result))
     if result.study.columns:
         atomic_write_text(folder / "extra.md", extra_markdown(result))
+    for name, text in extra_tables(result).items():
+        atomic_write_text(folder / name, text)
     if any(c.values for c in result.cells):
         atomic_write_bytes(folder / "plot.png", plot_png(result))
     return folder

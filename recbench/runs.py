@@ -11,6 +11,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,18 @@ import yaml
 from recbench.errors import RunError
 
 PARTIAL = ".partial"
+DATA_ENV, RUNS_ENV = "RECBENCH_DATA", "RECBENCH_RUNS"
+
+
+def data_dir(given: Path | None = None) -> Path:
+    """The data folder: ``given`` (--data-dir), else $RECBENCH_DATA, else ./data. The one
+    place this default is spelled (CLI, bench and scripts all ask here)."""
+    return Path(given) if given else Path(os.environ.get(DATA_ENV) or "data")
+
+
+def runs_dir(given: Path | None = None) -> Path:
+    """The runs folder: ``given`` (--runs-dir), else $RECBENCH_RUNS, else ./runs."""
+    return Path(given) if given else Path(os.environ.get(RUNS_ENV) or "runs")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -79,12 +92,67 @@ def is_finished(run_dir: Path) -> bool:
     return (run_dir / "metrics.json").is_file() and not run_dir.name.endswith(PARTIAL)
 
 
+_HASHES: dict[tuple[str, int], str | None] = {}
+
+
+def stored_hash(run_dir: Path) -> str | None:
+    """The current run hash (config.run_hash) recomputed from a run folder's or ledger
+    record's config.yaml; None when it is unreadable or no longer a valid config. Cached per
+    file and modification time: config.yaml is written once, before training."""
+    path = run_dir / "config.yaml"
+    try:
+        key = (str(path.resolve()), path.stat().st_mtime_ns)
+    except OSError:
+        return None
+    if key not in _HASHES:
+        from recbench.config import run_hash, validate
+        from recbench.errors import RecbenchError
+
+        try:
+            _HASHES[key] = run_hash(validate(read_config(run_dir), str(path)))
+        except (RecbenchError, TypeError, ValueError):
+            _HASHES[key] = None
+    return _HASHES[key]
+
+
+_NAMED = re.compile(r"([0-9a-f]{10})(\.partial)?$")
+
+
+def _rehashed(parent: Path, config_hash: str, keep) -> list[Path]:
+    """Folders of ``parent`` named with another (legacy) hash whose config.yaml has
+    ``config_hash`` today. Why not rename them: ledger records are committed files and run
+    folders may be in use by a running study; a lookup that reads the config is safe for both."""
+    out = []
+    for p in parent.iterdir():
+        m = _NAMED.search(p.name)
+        if m and m.group(1) != config_hash and keep(p) and stored_hash(p) == config_hash:
+            out.append(p)
+    return out
+
+
 def find_finished(runs_root: Path, experiment: str, config_hash: str) -> Path | None:
-    """The newest finished run of this exact resolved config, if any (study cache)."""
+    """The newest finished run of this exact resolved config, if any (study cache). A run
+    folder named with the legacy hash (before config.HASH_EXCLUDED) counts when the hash of
+    its config.yaml matches."""
     parent = runs_root / experiment
     if not parent.is_dir():
         return None
     hits = sorted(p for p in parent.glob(f"*-{config_hash}") if is_finished(p))
+    if not hits:
+        hits = sorted(_rehashed(parent, config_hash,
+                                lambda p: not p.name.endswith(PARTIAL) and is_finished(p)))
+    return hits[-1] if hits else None
+
+
+def find_record(folder: Path, config_hash: str) -> Path | None:
+    """A study ledger record (``folder/<hash>/``) of this config: named with its hash, or a
+    record named with the legacy hash whose config.yaml has this hash today."""
+    exact = folder / config_hash
+    if is_finished(exact):
+        return exact
+    if not folder.is_dir():
+        return None
+    hits = sorted(_rehashed(folder, config_hash, is_finished))
     return hits[-1] if hits else None
 
 
@@ -93,6 +161,9 @@ def find_partial(runs_root: Path, experiment: str, config_hash: str) -> Path | N
     if not parent.is_dir():
         return None
     hits = sorted(p for p in parent.glob(f"*-{config_hash}{PARTIAL}") if (p / "last.pt").is_file())
+    if not hits:
+        hits = sorted(_rehashed(parent, config_hash, lambda p: p.name.endswith(PARTIAL)
+                                and (p / "last.pt").is_file()))
     return hits[-1] if hits else None
 
 

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 
 from recbench import runs
 from recbench.config import (
@@ -34,6 +34,42 @@ from recbench.config import (
 from recbench.errors import ConfigError
 from recbench.executors import Executor, LocalExecutor
 from recbench.train.api import lower_is_better
+
+
+class TableColumn(Strict):
+    """One column of an extra table: a figure of each run's metrics.json."""
+
+    key: str  # a test metric ('ndcg@10'), 'extra.KEY', a top-level key ('seconds_per_epoch'),
+    # or 'A - B' of two of those; in a ``rows`` study a run's figure is KEY|ROW
+    format: str = ".4f"  # Python format spec of the value (mean over seeds in a cell table)
+    paper: dict[str, dict[str, float]] = Field(default_factory=dict)  # as the study's `paper:`
+    # (experiment or dataset -> variant or row -> figure); a column of the study's metric
+    # takes the study's `paper:` when it has none
+
+
+class ExtraTable(Strict):
+    """A table beside table.md, written to results/STUDY/FILE: per-seed rows, figures of a
+    run's ``extra`` metrics, several metric keys of one run (e.g. every list length N).
+    Tables naming the same file are written to it one after the other."""
+
+    file: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,80}\.md$")  # in results/STUDY/
+    title: str
+    note: str = ""
+    per: Literal["cell", "run"] = "cell"  # cell: one row per (experiment, variant[, row]) with
+    # the mean over seeds; run: one row per finished run (seed)
+    spread: bool = False  # cell tables: mean ± sample std over seeds instead of the mean
+    columns: Annotated[dict[str, str | TableColumn], Field(min_length=1)]
+
+    @field_validator("file")
+    @classmethod
+    def _not_the_study_table(cls, name: str) -> str:
+        if name in ("table.md", "extra.md"):
+            raise ValueError(f"{name} is the study's own table; name the extra table otherwise")
+        return name
+
+    def column_specs(self) -> dict[str, TableColumn]:
+        return {label: TableColumn(key=c) if isinstance(c, str) else c
+                for label, c in self.columns.items()}
 
 
 class StudyConfig(Strict):
@@ -59,6 +95,7 @@ class StudyConfig(Strict):
     # variant) is marked in the table, e.g. {AD: [GD, GP, LD, LP]}
     guard: dict[str, list[str]] = Field(default_factory=dict)
     split: Literal["test", "valid"] = "test"  # valid: the trainer's final validation metrics
+    tables: list[ExtraTable] = Field(default_factory=list)  # more files in results/STUDY/
 
 
 LEDGER = "ledger"  # results/<study>/ledger/: the committed record of its runs (write_ledger)
@@ -89,6 +126,7 @@ class Cell:
     row: str = ""  # the row label within its group (rows studies), else the variant
     below: tuple[str, float] | None = None  # guard: (best guard row, its mean) when above ours
     keys: list[str] = field(default_factory=list)  # the metric key read from each run
+    seeds: list[int] = field(default_factory=list)  # the seed of each run
 
     @property
     def mean(self) -> float:
@@ -201,8 +239,8 @@ def refresh(planned: list[PlannedRun], runs_root: Path,
     out = []
     for p in planned:
         found = runs.find_finished(runs_root, p.cfg.name, p.hash)
-        if found is None and ledger is not None and runs.is_finished(ledger / p.cfg.name / p.hash):
-            found = ledger / p.cfg.name / p.hash
+        if found is None and ledger is not None:
+            found = runs.find_record(ledger / p.cfg.name, p.hash)
         out.append(dataclasses.replace(p, cached=found))
     return out
 
@@ -231,12 +269,13 @@ def write_ledger(result: StudyResult, planned: list[PlannedRun], ledger: Path) -
     for p in planned:
         if p.cached is None:
             continue
+        if p.cached.resolve().parent.parent == ledger.resolve():
+            continue  # the record itself (under its own, possibly legacy, hash)
         entry = ledger / p.cfg.name / p.hash
-        if p.cached.resolve() == entry.resolve():
-            continue
         metrics = (p.cached / "metrics.json").read_bytes()
-        if (entry / "metrics.json").is_file() and (entry / "metrics.json").read_bytes() == metrics:
-            continue  # recorded already, from this very run
+        recorded = runs.find_record(ledger / p.cfg.name, p.hash)
+        if recorded is not None and (recorded / "metrics.json").read_bytes() == metrics:
+            continue  # recorded already, from this very run (maybe under its legacy hash)
         entry.mkdir(parents=True, exist_ok=True)
         runs.atomic_write_bytes(entry / "config.yaml", (p.cached / "config.yaml").read_bytes())
         source = p.cached / "per_unit.npz"
@@ -396,6 +435,53 @@ def column_value(metrics: dict, column: str) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+def figure(metrics: dict, key: str, row: str = "") -> float | None:
+    """A figure of one run for an extra table's column: :func:`column_value` of ``key``
+    (``key|row`` in a rows study), or the difference ``A - B`` of two such figures."""
+    pair = re.fullmatch(r"(\S+)\s+-\s+(\S+)", key)
+    if pair:
+        a, b = figure(metrics, pair.group(1), row), figure(metrics, pair.group(2), row)
+        return None if a is None or b is None else a - b
+    return column_value(metrics, f"{key}|{row}" if row else key)
+
+
+@dataclass
+class TableRow:
+    """One row of an extra table: a cell (mean over its runs) or one run of it (``seed``)."""
+
+    cell: Cell
+    seed: int | None
+    values: list[list[float]]  # per column, the figures of the row's runs
+    paper: list[float | None]  # per column, the paper's figure
+
+
+def _column_paper(result: StudyResult, cell: Cell, column: TableColumn) -> float | None:
+    source = column.paper or (result.study.paper if column.key == result.metric else {})
+    figures = source.get(cell.base, source.get(cell.dataset, {}))
+    return figures.get(cell.variant, figures.get(cell.row))
+
+
+def table_rows(result: StudyResult, table: ExtraTable) -> list[TableRow]:
+    """The rows of one of the study's ``tables`` from the finished runs of its cells (cells
+    without a finished run are left out, as in the files the side scripts wrote before)."""
+    specs = list(table.column_specs().values())
+    out = []
+    for cell in result.cells:
+        if not cell.run_dirs:
+            continue
+        row = cell.row if result.study.rows else ""
+        per_run = [[figure(runs.read_metrics(r), c.key, row) for c in specs] for r in cell.run_dirs]
+        paper = [_column_paper(result, cell, c) for c in specs]
+        if table.per == "run":
+            out += [TableRow(cell, seed, [[] if v is None else [v] for v in figs], paper)
+                    for seed, figs in zip(cell.seeds, per_run, strict=True)]
+        else:
+            columns = [[figs[i] for figs in per_run if figs[i] is not None]
+                       for i in range(len(specs))]
+            out.append(TableRow(cell, None, columns, paper))
+    return out
+
+
 def _default_metric(planned: list[PlannedRun]) -> str:
     for p in planned:
         if p.cached is not None:
@@ -441,6 +527,7 @@ def aggregate(study: StudyConfig, planned: list[PlannedRun]) -> StudyResult:
             cell.values.append(float(values[key]))
             cell.run_dirs.append(p.cached)
             cell.keys.append(key)
+            cell.seeds.append(p.seed)
             by_seed[(p.base, label, p.seed)] = (p.cached, key)
     for cell in cells.values():
         paper = study.paper.get(cell.base, study.paper.get(cell.dataset, {}))
@@ -522,3 +609,51 @@ def adhoc(experiment: Path, sets: list[str], seeds: str | None, name: str | None
         loc = ".".join(str(p) for p in err["loc"])
         option = "--seeds" if loc.startswith("seeds") else "--set" if loc.startswith("vary") else loc
         raise ConfigError(f"{option}: {loc}: {err['msg']}") from None
+
+
+@dataclass
+class StudyRun:
+    """A study opened for one command: its plan (all of it, and the part selected to run)
+    and where its results and ledger go. The CLI only parses options, draws progress and
+    prints; everything a study does to runs/ and results/ happens here."""
+
+    study: StudyConfig
+    runs_root: Path
+    folder: Path  # results/STUDY/
+    full_plan: list[PlannedRun]
+    plan: list[PlannedRun]
+
+    @property
+    def ledger(self) -> Path:
+        return self.folder / LEDGER
+
+    @property
+    def cached(self) -> int:
+        return sum(1 for p in self.plan if p.cached is not None)
+
+    @property
+    def any_finished(self) -> bool:
+        return any(p.cached is not None for p in self.full_plan)
+
+
+def open_study(study: StudyConfig, runs_root: Path, results_dir: Path,
+               only_seeds: str | None = None, only_variants: str | None = None) -> StudyRun:
+    """Plan the study (runs found under ``runs_root`` or in its committed ledger)."""
+    folder = results_dir / study.study
+    full = plan(study, runs_root, folder / LEDGER)
+    return StudyRun(study, runs_root, folder, full, select(full, only_seeds, only_variants))
+
+
+def report_study(session: StudyRun) -> tuple[StudyResult, int] | None:
+    """Write results/STUDY/ (table, extra tables, plot, runs.txt) from the finished runs of the
+    configs planned when the study opened (:func:`refresh`), and record them in the ledger.
+    Returns the result and the number of new ledger records; None, writing nothing, when no
+    run of the study has finished (a table of '(not run)' would replace a committed one)."""
+    from recbench import report
+
+    session.full_plan = refresh(session.full_plan, session.runs_root, session.ledger)
+    if not session.any_finished:
+        return None
+    result = aggregate(session.study, session.full_plan)
+    report.write_study(result, session.folder)
+    return result, write_ledger(result, session.full_plan, session.ledger)

@@ -16,19 +16,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from recbench.cli import _paths
 from recbench.config import validate
 from recbench.data.graph import split_edges
+from recbench.data.prepare import DataPaths
 from recbench.eval.retrieval import ClusterIndex
 from recbench.models.gl_attention import mine_local_triplets
-from recbench.runs import read_config
+from recbench.runs import data_dir, read_config
 from recbench.seeding import numpy_rng
 from recbench.train.loop import build
 
 
 def main(run_dir: Path) -> None:
     cfg = validate(read_config(run_dir), str(run_dir / "config.yaml"))
-    built = build(cfg, _paths(None), "cpu")  # honours RECBENCH_DATA like the CLI
+    built = build(cfg, DataPaths(data_dir()), "cpu")  # RECBENCH_DATA or ./data, like the CLI
     trainer = built.trainer
     trainer.model.load_state_dict(torch.load(run_dir / "best.pt", map_location="cpu")["model"])
     trainer.model.eval()
@@ -47,7 +47,7 @@ def main(run_dir: Path) -> None:
     assign = ClusterIndex.from_centroids(cent, iv).assignments()
     users, items = trainer.users.numpy(), trainer.items.numpy()
     rows = {}
-    uniform = trainer._global_triplets().numpy()
+    uniform = trainer.global_triplets().numpy()
     rows["T: uniform unobserved negatives (global triplets)"] = (share(uniform), len(uniform))
     for sets, label in [(("intra",), "T†: intra-cluster hard negatives (Eq. 5)"),
                         (("inter",), "T‡: inter-cluster negatives (Eq. 6)")]:

@@ -117,3 +117,32 @@ def test_report_only_without_any_run_keeps_the_committed_table(tmp_path):
     assert result.exit_code == 1
     assert "left as it is" in _one_error_line(out)
     assert (results / "gconv-table1" / "table.md").read_text() == "committed"
+
+
+def test_ablate_writes_the_study_tables_and_report_only_rewrites_them_from_the_ledger(
+        tmp_path, tiny_paths):
+    """The study use case lives in recbench.studies; the command trains, writes table.md and
+    the study's extra tables, records the ledger, and --report-only rebuilds them from it."""
+    import shutil
+
+    import yaml
+
+    exp = write_experiment(tmp_path, "tiny-bpr")
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "studies" / "s.yaml").write_text(yaml.safe_dump({
+        "study": "s", "base": [str(exp)], "metric": "recall@5",
+        "tables": [{"file": "details.md", "title": "per run", "per": "run",
+                    "columns": {"epochs": {"key": "epochs_run", "format": ".0f"}}}]}))
+    common = ["--studies-dir", str(tmp_path / "studies"), "--data-dir", str(tiny_paths.root),
+              "--runs-dir", str(tmp_path / "runs"), "--results-dir", str(tmp_path / "results")]
+    result, out = _invoke("ablate", "--study", "s", "--threads", "1", *common)
+    assert result.exit_code == 0, out
+    folder = tmp_path / "results" / "s"
+    details = (folder / "details.md").read_text()
+    assert details.splitlines()[-1] == "| tiny-bpr | base | 0 | 4 |"
+    assert "1 new run record(s)" in " ".join(out.split())
+    shutil.rmtree(tmp_path / "runs")
+    (folder / "details.md").unlink()
+    result, out = _invoke("ablate", "--study", "s", "--report-only", *common)
+    assert result.exit_code == 0, out
+    assert (folder / "details.md").read_text() == details

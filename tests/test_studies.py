@@ -239,3 +239,128 @@ def test_refresh_keeps_the_plans_configs_when_a_base_file_changes(tmp_path, tiny
     done = studies.refresh(planned, root)
     assert [p.hash for p in done] == [p.hash for p in planned]
     assert all(p.cached is not None for p in done)
+
+
+def _seeds_study(tmp_path, **exp_sections) -> studies.StudyConfig:
+    """A study that takes its seeds from the experiment file (its `seeds` list)."""
+    exp = write_experiment(tmp_path, "tiny-bpr", **exp_sections)
+    body = {"study": "s", "base": [str(exp)], "vary": {"model.emb_dim": [8]}, "metric": "recall@5"}
+    (tmp_path / "studies").mkdir(exist_ok=True)
+    (tmp_path / "studies" / "s.yaml").write_text(yaml.safe_dump(body))
+    return studies.load_study(tmp_path / "studies", "s")
+
+
+def test_run_hash_ignores_what_changes_no_number(tmp_path, tiny_paths):
+    """Adding a seed, correcting a paper figure or scoring more users at once keeps the
+    finished run cached; a new learning rate is a new run."""
+    root = tmp_path / "runs"
+    first = studies.plan(_seeds_study(tmp_path), root)
+    assert studies.execute(first, tiny_paths, root) == []
+    more = studies.plan(_seeds_study(tmp_path, seeds=[0, 1], paper={"recall@5": 0.3},
+                                     eval={"batch_size": 7}), root)
+    assert [(p.seed, p.cached is not None) for p in more] == [(0, True), (1, False)]
+    assert more[0].hash == first[0].hash and more[0].cached == studies.refresh(first, root)[0].cached
+    other = studies.plan(_seeds_study(tmp_path, train={"lr": 0.01}), root)
+    assert other[0].cached is None and other[0].hash != first[0].hash
+
+
+def _to_legacy_name(folder):
+    """Rename a run folder or ledger record to the hash it had before HASH_EXCLUDED."""
+    from recbench.config import legacy_hash_plain
+
+    old = legacy_hash_plain(runs.read_config(folder))
+    name = folder.name[: -len(old)] + old if "-" in folder.name else old
+    return folder.rename(folder.with_name(name))
+
+
+def test_legacy_hash_runs_and_ledger_records_are_still_found(tmp_path, tiny_paths):
+    import shutil
+
+    from recbench.train.loop import load_run_config
+
+    study = _seeds_study(tmp_path)
+    root, ledger = tmp_path / "runs", tmp_path / "results" / "s" / studies.LEDGER
+    planned = studies.plan(study, root, ledger)
+    studies.execute(planned, tiny_paths, root)
+    run = _to_legacy_name(studies.plan(study, root)[0].cached)
+    assert not run.name.endswith(planned[0].hash)
+    found = studies.plan(study, root, ledger)
+    assert found[0].cached == run  # found by the hash of its config.yaml
+    assert load_run_config(run).seed == 0  # the folder's legacy hash still verifies
+    result = studies.aggregate(study, found)
+    assert studies.write_ledger(result, found, ledger) == 1
+    record = _to_legacy_name(next(ledger.glob("*/*")))
+    shutil.rmtree(root)  # a fresh clone: only the committed (legacy-named) record
+    again = studies.plan(study, root, ledger)
+    assert again[0].cached == record
+    before = sorted(p.relative_to(ledger) for p in ledger.rglob("*"))
+    assert studies.write_ledger(studies.aggregate(study, again), again, ledger) == 0
+    assert sorted(p.relative_to(ledger) for p in ledger.rglob("*")) == before
+
+
+def _fake_full_run(folder, test: dict, **top):
+    import json
+
+    folder.mkdir(parents=True)
+    body = {"test": test, "monitor": "rmse", "extra": top.pop("extra", {}), **top}
+    (folder / "metrics.json").write_text(json.dumps(body))
+    (folder / "config.yaml").write_text("name: fake\n")
+    return folder
+
+
+def test_extra_tables_per_run_per_cell_and_several_keys_of_one_run(tmp_path):
+    """What scripts/glocal_test_selected.py, bench/gnn_study_details.py and
+    scripts/gla_tables.py wrote, from the study's `tables:` on fake run folders."""
+    a0 = _fake_full_run(tmp_path / "a0", {"rmse": 0.90}, seconds_per_epoch=1.234, epochs_run=40,
+                        extra={"test_selected_rmse": 0.88, "test_selected_epoch": 60})
+    a1 = _fake_full_run(tmp_path / "a1", {"rmse": 0.92}, seconds_per_epoch=1.0, epochs_run=35,
+                        extra={"test_selected_rmse": 0.89, "test_selected_epoch": 65})
+    b0 = _fake_full_run(tmp_path / "b0", {"rmse": 0.95}, seconds_per_epoch=2.0, epochs_run=40,
+                        extra={})
+    study = studies.StudyConfig(
+        study="k", base=["a.yaml"], metric="rmse", reference="3",
+        paper={"ml": {"3": 0.89}},
+        tables=[{"file": "test_selected.md", "title": "final vs selected", "note": "diagnosis",
+                 "columns": {"final": "rmse", "selected": "extra.test_selected_rmse",
+                             "gap": {"key": "rmse - extra.test_selected_rmse", "format": "+.4f"},
+                             "epoch": {"key": "extra.test_selected_epoch", "format": ".0f"}}},
+                {"file": "details.md", "title": "per run", "per": "run",
+                 "columns": {"s/epoch": {"key": "seconds_per_epoch", "format": ".2f"},
+                             "epochs": {"key": "epochs_run", "format": ".0f"}}}])
+    planned = [studies.PlannedRun("exp", "ml", "3", 0, None, "h", a0),
+               studies.PlannedRun("exp", "ml", "3", 1, None, "h", a1),
+               studies.PlannedRun("exp", "ml", "5", 0, None, "h", b0),
+               studies.PlannedRun("exp", "ml", "7", 0, None, "h", None)]
+    result = studies.aggregate(study, planned)
+    out = report.write_study(result, tmp_path / "results" / "k")
+    selected = (out / "test_selected.md").read_text().splitlines()
+    assert selected[0] == "# k: final vs selected" and selected[2] == "diagnosis"
+    assert selected[4] == "| experiment | variant | seeds | final | paper final | selected | gap | epoch |"
+    assert selected[6] == "| exp | 3 | 2 | 0.9100 | 0.8900 | 0.8850 | +0.0250 | 62 |"  # 62.5 → 62
+    assert selected[7] == "| exp | 5 | 1 | 0.9500 |  |  |  |  |"  # no extra: blank
+    assert len(selected) == 8  # the unrun variant 7 has no row
+    details = (out / "details.md").read_text().splitlines()
+    assert details[-3:] == ["| exp | 3 | 0 | 1.23 | 40 |", "| exp | 3 | 1 | 1.00 | 35 |",
+                            "| exp | 5 | 0 | 2.00 | 40 |"]
+    assert "details.md" in report.study_files(result)
+
+
+def test_extra_table_of_a_rows_study_reads_every_key_of_one_run(tmp_path):
+    """One run reports every representation type and every list length (top-n): rows are
+    the types, columns the N, several tables share one file."""
+    base = {"recall": 0.1, "hr": 0.5}
+    run = _fake_full_run(tmp_path / "r", {f"{m}@{n}|{t}": base[m] + n / 100 + (t == "AD") / 100
+                                          for m in base for n in (5, 10) for t in ("GD", "AD")})
+    study = studies.StudyConfig(
+        study="top", base=["a.yaml"], rows=["GD", "AD"], metric="recall@5",
+        tables=[{"file": "by_n.md", "title": f"{m}@N", "spread": True,
+                 "columns": {"N = 5": f"{m}@5", "N = 10": f"{m}@10"}} for m in ("recall", "hr")])
+    result = studies.aggregate(study, [studies.PlannedRun("gla", "ml", "base", 0, None, "h", run)])
+    text = report.extra_tables(result)["by_n.md"]
+    assert text.startswith("# top\n\n## recall@N\n")
+    assert "| gla | AD | 1 | 0.1600 | 0.2100 |" in text and "| gla | GD | 1 | 0.5500 | 0.6000 |" in text
+
+
+def test_extra_table_file_may_not_replace_the_study_table():
+    with pytest.raises(ValueError, match="study's own table"):
+        studies.ExtraTable(file="table.md", title="x", columns={"a": "rmse"})

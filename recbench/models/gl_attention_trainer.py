@@ -124,6 +124,11 @@ class GLAttentionTrainer:
         """T: every positive the nets learn from with a fresh unobserved negative."""
         return torch.stack([self.rep_users, self.rep_items, self._negatives(self.rep_users)], 1)
 
+    def global_triplets(self) -> torch.Tensor:
+        """T for tools outside the loop (scripts/gla_false_negatives.py); it draws from the
+        trainer's negative generator exactly as training does."""
+        return self._global_triplets()
+
     def _held_triplets(self) -> torch.Tensor:
         """The attention hold-out's positives with fresh unobserved negatives."""
         u = self.held[:, 0]

@@ -153,9 +153,11 @@ def _open_run_dir(cfg: ExperimentConfig, runs_root: Path, resume: Path | None) -
     plain = to_plain(cfg)
     if resume is None:
         return runs.create_run_dir(runs_root, cfg.name, run_hash(cfg), plain)
+    from recbench.config import hash_plain
     from recbench.errors import RunError
 
-    if runs.read_config(resume) != plain:
+    # keys that change no number (config.HASH_EXCLUDED: paper, seeds, threads) may differ
+    if hash_plain(runs.read_config(resume)) != hash_plain(plain):
         raise RunError(f"{resume} was made with a different config; resume it with "
                        "`recbench train --resume RUN`, which reads the run's own config.yaml")
     if runs.is_finished(resume):
@@ -278,25 +280,22 @@ def train_run(cfg: ExperimentConfig, paths: DataPaths, runs_root: Path, device: 
 def load_run_config(run_dir: Path) -> ExperimentConfig:
     """A run's config.yaml, validated and checked against the config hash in the folder name
     (``<stamp>-<hash>``), so a truncated, edited or swapped file is caught before it is used."""
-    import copy
-    import hashlib
     import re
 
-    from recbench.config import validate
+    from recbench.config import hash_plain, legacy_hash_plain, validate
     from recbench.errors import RunError
 
     raw = runs.read_config(run_dir)
     # the hash of the file as written (run_hash of the config then), so runs made before a
-    # schema gained a field still match their folder name
-    plain = copy.deepcopy(raw)
-    if isinstance(plain.get("train"), dict):
-        plain["train"].pop("num_threads", None)
+    # schema gained a field still match their folder name; folders named before the hash
+    # left out the keys of config.HASH_EXCLUDED carry the legacy hash
     try:
-        digest = hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:10]
+        digests = {hash_plain(raw), legacy_hash_plain(raw)}
     except (TypeError, ValueError):
-        digest = None
+        digests = set()
+    digest = min(digests, default=None)
     m = re.search(r"-([0-9a-f]{10})(\.partial)?$", run_dir.name)
-    if m and digest != m.group(1):
+    if m and m.group(1) not in digests:
         raise RunError(f"{run_dir / 'config.yaml'} does not match the run (config hash "
                        f"{digest}, folder {m.group(1)}): it was damaged, edited or copied from "
                        "another run — restore it or train again")
