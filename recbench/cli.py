@@ -125,6 +125,17 @@ def fetch(
                           f"{dataset}; their sha256 are recorded in {unpinned}")
 
 
+def _report_skipped(folder: Path) -> None:
+    """--skip-bad-rows: how many rows were dropped, and where, so nothing is lost unnoticed."""
+    import json
+
+    spec = json.loads((folder / "custom.json").read_text())
+    if spec.get("skipped_rows"):
+        n, first = spec["skipped_rows"], ", ".join(map(str, spec["skipped_lines"]))
+        console.print(f"[yellow]note:[/] skipped {n} bad row(s) (--skip-bad-rows; first at "
+                      f"line(s) {first})")
+
+
 @app.command()
 @_guard
 def preprocess(
@@ -143,6 +154,8 @@ def preprocess(
     header: bool = typer.Option(None, "--header/--no-header", help="--from has a header row"),
     rating_col: str = typer.Option("2", "--rating-col", help="column name or index; 'none'"),
     timestamp_col: str = typer.Option("3", "--timestamp-col", help="column name or index; 'none'"),
+    skip_bad_rows: bool = typer.Option(False, "--skip-bad-rows",
+                                       help="--from: drop ragged/non-numeric rows, say how many"),
     force: bool = typer.Option(False, "--force", help="rebuild even if present"),
     data_dir: Path = DataDir,
 ) -> None:
@@ -161,8 +174,11 @@ def preprocess(
     if from_file is not None:
         cols = [None if c.lower() == "none" else c for c in (rating_col, timestamp_col)]
         existed = (paths.raw / name).exists() or (paths.processed / name).exists()
-        folder = register_custom(from_file, name, paths, sep, header, *cols, force=force)
+        folder = register_custom(from_file, name, paths, sep, header, *cols, force=force,
+                                 skip_bad_rows=skip_bad_rows)
         new_folder = None if existed else folder
+    elif skip_bad_rows:
+        _fail("--skip-bad-rows applies to --from FILE (a registered dataset was checked then)")
     try:
         with console.status(f"preprocessing {name} ({cfg.protocol})"):
             out = do_preprocess(cfg, paths, force=force)
@@ -175,6 +191,7 @@ def preprocess(
         raise
     if from_file is not None:
         console.print(f"registered {from_file} as dataset '{name}' in {folder}")
+        _report_skipped(folder)
     import json
 
     meta = json.loads((out / "meta.json").read_text())

@@ -48,9 +48,14 @@ def _takes_bool(annotation: Any) -> bool:
 
 # Constrained scalars: a value that would make a run meaningless (no epochs, a zero learning rate,
 # an empty test split) is rejected when the file is read, not discovered after training nothing.
-PosInt = Annotated[int, Field(ge=1)]
-NonNegInt = Annotated[int, Field(ge=0)]
-NonNegFloat = Annotated[float, Field(ge=0)]
+# Every numeric field of every config (the model configs included) uses one of these, or states
+# its own bounds with Field(...); tests/test_config.py checks that none is left unbounded.
+PosInt = Annotated[int, Field(ge=1)]  # sizes, counts, epochs of a loop that must run
+NonNegInt = Annotated[int, Field(ge=0)]  # counts where 0 means "none" (warm-up epochs, ...)
+PosFloat = Annotated[float, Field(gt=0)]  # scales a division or a softmax depends on
+NonNegFloat = Annotated[float, Field(ge=0)]  # regularisers, weights, margins
+Share = Annotated[float, Field(ge=0, lt=1)]  # dropout, a share left out (0: none; 1: everything)
+Probability = Annotated[float, Field(gt=0, lt=1)]  # a split both sides of which must be non-empty
 FolderName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
 
 
@@ -60,14 +65,14 @@ class DatasetConfig(Strict):
     name: FolderName
     protocol: Literal["fixed", "random", "holdout", "loo"] | None = None
     split: str | None = None  # fixed protocol: u1..u5/ua/ub (ML-100K), default (Douban), published (Yelp)
-    test_ratio: Annotated[float, Field(gt=0, lt=1)] = 0.2  # random protocol
+    test_ratio: Probability = 0.2  # random protocol
     per_user: bool = True  # random protocol: per user or over all rows
     legacy_shuffle: bool = False  # random, global: NumPy RandomState(split_seed) as GLocal-K's ML-1M split
     holdout_k: PosInt = 3  # holdout protocol: test items per user
     num_negatives: PosInt = 99  # loo protocol: sampled negatives per user
     loo_by_time: bool = True  # loo: latest interaction (False: a random one, e.g. Yelp)
     # share of training rows carved out for validation
-    valid_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    valid_ratio: Share = 0.0
     valid_per_user: bool = True
     # keep this share of training rows (cold-start curves)
     train_ratio: Annotated[float, Field(gt=0, le=1)] = 1.0
@@ -251,7 +256,13 @@ def explain(exc: ValidationError, raw: dict) -> str:
         return f"unknown model '{tag}'; valid models: " + ", ".join(sorted(MODELS))
     if err["type"] == "union_tag_not_found":
         return "model.name is required; valid models: " + ", ".join(sorted(MODELS))
+    if err["type"] in _BOUND_ERRORS:  # the key, the bad value and the whole allowed range
+        bounds = {**(err.get("ctx") or {}), **_declared_bounds(loc, raw)}
+        return f"{path}: {_show(err['input'])} is out of range; allowed: {_describe(bounds)}"
     msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] != "value_error" and isinstance(err.get("input"), int | float | str) and \
+            not isinstance(err.get("input"), bool):
+        msg = f"{msg} (got {_show(err['input'])})"
     if err["type"] == "value_error" and msg.startswith("'"):  # a before-validator named the key
         key, _, rest = msg[1:].partition("' ")
         return f"{'.'.join([*loc, key])}: {rest}"
@@ -262,26 +273,67 @@ def explain(exc: ValidationError, raw: dict) -> str:
     return f"{path}: {msg}"
 
 
+_BOUND_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
+
+
+def _show(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _declared_bounds(loc: list[str], raw: dict) -> dict[str, Any]:
+    """The bounds the field at ``loc`` declares (both ends), so a message gives the range."""
+    names = [p for p in loc if not p.isdigit()]  # eval.k.0: the list field eval.k
+    cls = _section_class(names[:-1], raw)
+    info = cls.model_fields.get(names[-1]) if cls and names else None
+    out: dict[str, Any] = {}
+    for item in info.metadata if info else []:
+        out.update({b: getattr(item, b) for b in ("gt", "ge", "lt", "le")
+                    if getattr(item, b, None) is not None})
+    return out
+
+
+def _describe(bounds: dict[str, Any]) -> str:
+    low = ("[", bounds["ge"]) if "ge" in bounds else ("(", bounds["gt"]) if "gt" in bounds else None
+    high = (bounds["le"], "]") if "le" in bounds else (bounds["lt"], ")") if "lt" in bounds \
+        else None
+    if low and high:
+        return f"a number in {low[0]}{low[1]}, {high[0]}{high[1]}"
+    if low:
+        return f"{'at least' if low[0] == '[' else 'greater than'} {low[1]}"
+    if high:
+        return f"{'at most' if high[1] == ']' else 'less than'} {high[0]}"
+    return "see the field's comment"
+
+
 def _allowed_keys(_title: str, parent: list[str], raw: dict) -> list[str]:
+    cls = _section_class(parent, raw)
+    return sorted(cls.model_fields) if cls else []
+
+
+def _section_class(parent: list[str], raw: dict) -> type[BaseModel] | None:
+    """The config class at the dotted path ``parent`` (the experiment's model config for
+    ``model``), or None where the path does not lead to one."""
     from recbench.models import MODELS
 
     sections: dict[str, type[BaseModel]] = {
         "dataset": DatasetConfig, "train": TrainConfig, "eval": EvalConfig}
     if not parent:
-        return sorted(ExperimentConfig.model_fields)
+        return ExperimentConfig
     if parent[0] == "model":
-        name = (raw.get("model") or {}).get("name")
-        cls: type[BaseModel] | None = MODELS[name].config if name in MODELS else None
+        model = raw.get("model")
+        name = model.get("name") if isinstance(model, dict) else None
+        cls: type[BaseModel] | None = MODELS[name].config \
+            if isinstance(name, str) and name in MODELS else None
     else:
         cls = sections.get(parent[0])
     for part in parent[1:]:
         if cls is None:
-            return []
+            return None
         ann = cls.model_fields.get(part)
         cls = ann.annotation if ann and isinstance(ann.annotation, type) else None
         if cls is not None and not issubclass(cls, BaseModel):
             cls = None
-    return sorted(cls.model_fields) if cls else []
+    return cls
 
 
 def load_experiment(path: Path, overrides: list[str] | None = None) -> ExperimentConfig:

@@ -70,3 +70,47 @@ def test_count_check_fails_loudly():
     raw = parsers.RawData(parsers._frame([0], [0], [1.0], [0]), 1, 1)
     with pytest.raises(DatasetError, match="expected 943 users"):
         parsers.check_counts("ml-100k", raw, {"users": 943})
+
+
+# -- a researcher's own file: bad rows are named (first few lines) or, when asked, skipped
+
+
+def _own_file(tmp_path, bad_rows: str):
+    """Line 1 good, the bad rows from line 2 on, then 119 more good rows."""
+    good = [f"u{u},i{(u * 7 + k) % 13},{k % 5 + 1}\n" for u in range(20) for k in range(6)]
+    path = tmp_path / "own.csv"
+    path.write_text(good[0] + bad_rows + "".join(good[1:]))
+    return path
+
+
+def test_ragged_rows_are_named_by_line(tmp_path):
+    path = _own_file(tmp_path, "u1,i1\nu2,i2,3,4,5\nu3\n")
+    with pytest.raises(DatasetError) as err:
+        parsers.parse_table(path)
+    msg = str(err.value)
+    assert "\n" not in msg and "line 2 has 2 field(s) where the other rows have 3" in msg
+    assert "3 such rows: lines 2, 3, 4" in msg and "--skip-bad-rows" in msg
+
+
+def test_non_numeric_ratings_are_named_by_line(tmp_path):
+    path = _own_file(tmp_path, "u1,i1,good\nu2,i2,nan\n" + "u3,i3,x\n" * 6)
+    with pytest.raises(DatasetError) as err:
+        parsers.parse_table(path)
+    msg = str(err.value)
+    assert "\n" not in msg and "line 2: rating is not a finite number 'good'" in msg
+    assert "8 such row(s); lines 2, 3, 4, 5, 6 and 3 more" in msg
+
+
+def test_skip_bad_rows_drops_and_counts_them(tmp_path):
+    path = _own_file(tmp_path, "u1,i1\nu2,i2,abc\nu3,i3,4,9\n")
+    raw = parsers.parse_table(path, skip_bad_rows=True)
+    assert raw.skipped_lines == [2, 3, 4]
+    clean = parsers.parse_table(_own_file(tmp_path, ""))
+    assert raw.frame.equals(clean.frame)  # exactly the good rows, as if the bad ones were absent
+
+
+def test_skip_bad_rows_still_refuses_a_file_of_only_bad_rows(tmp_path):
+    path = tmp_path / "all_bad.csv"
+    path.write_text("u1,i1,x\nu2,i2,y\n")
+    with pytest.raises(DatasetError, match="every row is bad"):
+        parsers.parse_table(path, header=False, skip_bad_rows=True)

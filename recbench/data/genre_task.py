@@ -22,7 +22,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from recbench.config import Strict
+from recbench.config import NonNegInt, PosInt, Probability, Share, Strict
 from recbench.data.graph import ITEM, RATES
 from recbench.errors import DatasetError
 from recbench.seeding import numpy_rng
@@ -34,18 +34,18 @@ SPLIT_CODES = {"train": 0, "valid": 1, "test": 2}
 class GenreTaskConfig(Strict):
     """How samples, features, the split and the genre graph are built (spec §5 rows 2-7, 14)."""
 
-    min_history: int = 5  # first predicted step t: the history holds at least this many items
-    short_window: int = 5  # "share among the last 5"
-    long_window: int = 20  # "share among the last 20"
+    min_history: PosInt = 5  # first predicted step t: the history holds at least this many items
+    short_window: PosInt = 5  # "share among the last 5"
+    long_window: PosInt = 20  # "share among the last 20"
     split: Literal["random", "temporal"] = "random"  # temporal: per user, the latest samples test
-    test_ratio: float = 0.1  # paper: 9:1 train:test
-    valid_ratio: float = 0.2  # paper: 20 % of the training part validates
-    split_seed: int | None = None  # None: the dataset's split_seed (meta.json), else 0
+    test_ratio: Probability = 0.1  # paper: 9:1 train:test
+    valid_ratio: Share = 0.2  # paper: 20 % of the training part validates
+    split_seed: NonNegInt | None = None  # None: the dataset's split_seed (meta.json), else 0
     normalize: Literal["channel", "node", "none"] = "channel"  # z-score with training statistics
-    min_cooccurrence: int = 1  # items two genres must share to be linked
+    min_cooccurrence: PosInt = 1  # items two genres must share to be linked
     self_loops: bool = True
-    timing_batches: int = 20  # inference timing: median over this many batches of 96
-    timing_warmup: int = 3
+    timing_batches: PosInt = 20  # inference timing: median over this many batches of 96
+    timing_warmup: NonNegInt = 3
 
 
 @dataclass

@@ -26,7 +26,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from recbench.config import Strict
+from recbench.config import NonNegInt, PosInt, Probability, Share, Strict
 from recbench.data.graph import RATES
 from recbench.errors import DatasetError
 from recbench.seeding import numpy_rng
@@ -38,18 +38,18 @@ PAD = 0  # item ids are shifted by one in every sequence tensor; 0 pads
 class NextItemConfig(Strict):
     """How sequences, samples, the split and the item graph are built."""
 
-    min_history: int = 5  # first predicted position t: at least this many items of history
-    max_len: int = 30  # L: a sample's history is its last L items
+    min_history: PosInt = 5  # first predicted position t: at least this many items of history
+    max_len: PosInt = 30  # L: a sample's history is its last L items
     split: Literal["random", "leave_last_out"] = "random"
-    test_ratio: float = 0.1  # random split: paper's 9:1
-    valid_ratio: float = 0.2  # random split: 20 % of training validates
-    split_seed: int | None = None  # None: the dataset's split_seed (meta.json), else 0
-    valid_monitor: int = 6000  # validation samples scored each epoch (a fixed seeded subset
+    test_ratio: Probability = 0.1  # random split: paper's 9:1
+    valid_ratio: Share = 0.2  # random split: 20 % of training validates
+    split_seed: NonNegInt | None = None  # None: the dataset's split_seed (meta.json), else 0
+    valid_monitor: NonNegInt = 6000  # validation samples scored each epoch (a fixed seeded subset
     # of the validation split, whose samples are all kept out of training); 0: all of them
-    num_sampled_negatives: int = 100  # the sampled HR@10 (field's usual scale); 0: none
-    graph_neighbours: int = 20  # item–item cosine graph: top neighbours kept per item
-    timing_batches: int = 20  # inference timing: median over this many batches of 96
-    timing_warmup: int = 3
+    num_sampled_negatives: NonNegInt = 100  # the sampled HR@10 (field's usual scale); 0: none
+    graph_neighbours: NonNegInt = 20  # item–item cosine graph: top neighbours kept per item
+    timing_batches: PosInt = 20  # inference timing: median over this many batches of 96
+    timing_warmup: NonNegInt = 3
 
 
 @dataclass

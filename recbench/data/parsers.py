@@ -40,6 +40,17 @@ class RawData:
     item_titles: list[str] | None = None
     user_ids: list[str] | None = None  # raw id of each index, for a researcher's own data
     item_ids: list[str] | None = None
+    skipped_lines: list[int] = field(default_factory=list)  # bad rows dropped (skip_bad_rows)
+
+
+SHOWN_LINES = 5  # bad line numbers named in one message
+
+
+def _lines_text(lines: list[int]) -> str:
+    """``line 7`` / ``lines 3, 9, 12 and 4 more``: the first few, so the message stays one line."""
+    shown = ", ".join(map(str, lines[:SHOWN_LINES]))
+    more = f" and {len(lines) - SHOWN_LINES} more" if len(lines) > SHOWN_LINES else ""
+    return f"line{'s' if len(lines) > 1 else ''} {shown}{more}"
 
 
 def _frame(user, item, rating, timestamp) -> pd.DataFrame:
@@ -252,8 +263,11 @@ def _is_number(tok: str) -> bool:
         return False
 
 
-def _check_ragged(path: Path, text: str, sep: str) -> None:
-    """Every non-blank line has as many fields as the first (a short row is not padded)."""
+def _check_ragged(path: Path, text: str, sep: str, skip: bool = False) -> list[int]:
+    """Every non-blank line has as many fields as the usual row (a short row is not padded).
+
+    Raises naming the first few ragged lines; with ``skip`` returns their numbers instead.
+    """
     import io
 
     if len(sep) == 1:
@@ -268,16 +282,19 @@ def _check_ragged(path: Path, text: str, sep: str) -> None:
     except csv.Error as exc:
         raise DatasetError(f"{path}: line {reader.line_num}: {exc}; check the quoting") from None
     if not counts:
-        return
+        return []
     from collections import Counter
 
     tally = Counter(c for _, c in counts)  # the usual count; on a tie the longer row (a field
     usual = max(tally, key=lambda c: (tally[c], c))  # is more often lost than added)
-    for line, count in counts:
-        if count != usual:
-            raise DatasetError(f"{path}: line {line} has {count} field(s) where the other rows have "
-                               f"{usual} (delimiter {sep!r}); make every row complete or give the "
-                               "right --sep")
+    bad = [(line, count) for line, count in counts if count != usual]
+    if bad and not skip:
+        line, count = bad[0]
+        also = f" ({len(bad)} such rows: {_lines_text([b for b, _ in bad])})" if len(bad) > 1 else ""
+        raise DatasetError(f"{path}: line {line} has {count} field(s) where the other rows have "
+                           f"{usual} (delimiter {sep!r}){also}; make every row complete, give the "
+                           "right --sep, or drop such rows with --skip-bad-rows")
+    return [line for line, _ in bad]
 
 
 def _check_source(path: Path) -> None:
@@ -289,11 +306,13 @@ def _check_source(path: Path) -> None:
 
 def parse_table(path: Path, sep: str | None = None, header: bool | None = None,
                 user_col: str | int = 0, item_col: str | int = 1,
-                rating_col: str | int | None = 2, timestamp_col: str | int | None = 3) -> RawData:
+                rating_col: str | int | None = 2, timestamp_col: str | int | None = 3,
+                skip_bad_rows: bool = False) -> RawData:
     """A researcher's own interactions file (CSV/TSV/``::``); raw ids mapped to 0-based indices.
 
     Every row must hold a user, an item and (when the columns exist) a finite rating and an
-    integer timestamp; a bad row is reported with its line number, never skipped or guessed.
+    integer timestamp; bad rows are reported with their line numbers, never guessed. Only when
+    asked (``skip_bad_rows``) are they dropped, and their lines listed in ``skipped_lines``.
     Blank lines are ignored; duplicate (user, item) pairs keep the last row.
     """
     import io
@@ -306,7 +325,11 @@ def parse_table(path: Path, sep: str | None = None, header: bool | None = None,
     sep, header = _sniff(path, sep, header, text)
     if not sep:
         raise DatasetError(f"{path}: --sep must not be empty; give the delimiter, e.g. --sep ','")
-    _check_ragged(path, text, sep)
+    skipped = _check_ragged(path, text, sep, skip_bad_rows)
+    if skipped:  # blanked, not removed: the remaining rows keep their line numbers
+        drop = set(skipped)
+        text = "".join("\n" if n in drop else ln
+                       for n, ln in enumerate(text.splitlines(keepends=True), 1))
     try:
         # skip_blank_lines=False keeps row index == line number; blank rows are dropped below
         table = pd.read_csv(io.StringIO(text), sep=sep, header=0 if header else None,
@@ -320,6 +343,9 @@ def parse_table(path: Path, sep: str | None = None, header: bool | None = None,
     lines = np.arange(len(table)) + first_line
     blank = table.isna().all(axis=1).to_numpy()
     table, lines = table[~blank].reset_index(drop=True), lines[~blank]
+    if len(table) == 0 and skipped:
+        raise DatasetError(f"{path}: every row is bad ({_lines_text(skipped)}); fix the file "
+                           "(delimiter, columns) before skipping rows")
     if len(table) == 0:
         raise DatasetError(f"{path} has a header line but no interactions; add one row per "
                            "interaction (user, item[, rating[, timestamp]]), or --no-header if "
@@ -336,12 +362,20 @@ def parse_table(path: Path, sep: str | None = None, header: bool | None = None,
                                f"{list(map(str, table.columns))} (set --{what}-col)")
         return table[ref]
 
+    keep = np.ones(len(table), dtype=bool)
+
     def bad_row(mask: np.ndarray, series: pd.Series | None, what: str, fix: str) -> None:
+        mask = mask & keep
+        if mask.any() and skip_bad_rows:
+            keep[mask] = False
+            return
         if mask.any():
-            row = int(np.flatnonzero(mask)[0])
+            rows = np.flatnonzero(mask)
+            row = int(rows[0])
             value = "" if series is None or pd.isna(series.iat[row]) else series.iat[row]
-            raise DatasetError(f"{path}: line {lines[row]}: {what} {value!r:.60}; {fix} "
-                               f"({int(mask.sum())} such row(s))")
+            where = f"; {_lines_text([int(lines[r]) for r in rows])}" if len(rows) > 1 else ""
+            raise DatasetError(f"{path}: line {lines[row]}: {what} {value!r:.60}; {fix}, or drop "
+                               f"such rows with --skip-bad-rows ({len(rows)} such row(s){where})")
 
     users, items = column(user_col, "user"), column(item_col, "item")
     if users is None or items is None:
@@ -363,15 +397,20 @@ def parse_table(path: Path, sep: str | None = None, header: bool | None = None,
         bad = ~np.isfinite(stamp_f) | (np.abs(stamp_f) >= 2.0**63)
         bad_row(bad, stamps, "timestamp is not a finite integer",
                 "fix the row or name the timestamp column with --timestamp-col (or 'none')")
-        stamp = stamp_f.astype(np.int64)
+        stamp = np.where(bad, 0, stamp_f).astype(np.int64)  # bad rows: raised or dropped
     else:
         stamp = np.zeros(len(table), dtype=np.int64)
-    raw = pd.DataFrame({"u": users, "i": items, "r": rating, "t": stamp})
+    raw = pd.DataFrame({"u": users, "i": items, "r": rating, "t": stamp})[keep]
+    skipped = sorted(skipped + [int(n) for n in lines[~keep]])
+    if len(raw) == 0:
+        raise DatasetError(f"{path}: every row is bad ({_lines_text(skipped)}); fix the file "
+                           "(delimiter, columns) before skipping rows")
     raw = raw.drop_duplicates(["u", "i"], keep="last")
     user_codes, user_ids = pd.factorize(raw.u, sort=True)
     item_codes, item_ids = pd.factorize(raw.i, sort=True)
     return RawData(_frame(user_codes, item_codes, raw.r, raw.t), len(user_ids), len(item_ids),
-                   user_ids=list(map(str, user_ids)), item_ids=list(map(str, item_ids)))
+                   user_ids=list(map(str, user_ids)), item_ids=list(map(str, item_ids)),
+                   skipped_lines=skipped)
 
 
 def parse(name: str, folder: Path) -> RawData:

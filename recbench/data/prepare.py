@@ -59,7 +59,8 @@ def load_raw(name: str, paths: DataPaths) -> parsers.RawData:
     if marker.is_file():
         spec = json.loads(marker.read_text())
         return parsers.parse_table(folder / spec["file"], sep=spec["sep"], header=spec["header"],
-                                   rating_col=spec["rating_col"], timestamp_col=spec["timestamp_col"])
+                                   rating_col=spec["rating_col"], timestamp_col=spec["timestamp_col"],
+                                   skip_bad_rows=bool(spec.get("skip_bad_rows")))
     if name not in SOURCES:
         get_source(name)  # raises with the valid names
     source = SOURCES[name]
@@ -192,13 +193,14 @@ def _check_name(name: str) -> None:
 
 def register_custom(path: Path, name: str, paths: DataPaths, sep: str | None, header: bool | None,
                     rating_col: str | int | None, timestamp_col: str | int | None,
-                    force: bool = False) -> Path:
+                    force: bool = False, skip_bad_rows: bool = False) -> Path:
     """Copy a researcher's interactions file into data/raw/NAME so it behaves like a built-in.
 
     The file is parsed (and every row checked) before anything is written; the folder is built
     under a temporary name and renamed, so a failure leaves ``data/`` as it was. Registering a
     name again from different content needs ``force`` (which also drops NAME's processed splits,
-    built from the old content).
+    built from the old content). With ``skip_bad_rows`` ragged or non-numeric rows are dropped
+    (now and whenever the copy is parsed again) and their number recorded in custom.json.
     """
     import os
     import shutil
@@ -207,7 +209,8 @@ def register_custom(path: Path, name: str, paths: DataPaths, sep: str | None, he
     _check_name(name)
     if name in SOURCES:
         raise ConfigError(f"'{name}' is a built-in dataset; choose another --name")
-    raw = parsers.parse_table(path, sep, header, rating_col=rating_col, timestamp_col=timestamp_col)
+    raw = parsers.parse_table(path, sep, header, rating_col=rating_col, timestamp_col=timestamp_col,
+                              skip_bad_rows=skip_bad_rows)
     data = path.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
     folder = paths.raw / name
@@ -216,6 +219,9 @@ def register_custom(path: Path, name: str, paths: DataPaths, sep: str | None, he
     spec = {"file": file_name, "sep": sep_used, "header": header_used, "rating_col": rating_col,
             "timestamp_col": timestamp_col, "sha256": digest,
             "users": raw.num_users, "items": raw.num_items}
+    if skip_bad_rows:  # absent otherwise, so earlier registrations still compare equal
+        spec.update(skip_bad_rows=True, skipped_rows=len(raw.skipped_lines),
+                    skipped_lines=raw.skipped_lines[:parsers.SHOWN_LINES])
     if folder.exists():
         marker = folder / CUSTOM_MARKER
         old = json.loads(marker.read_text()) if marker.is_file() else None

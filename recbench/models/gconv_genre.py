@@ -18,9 +18,10 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import model_validator
 from torch import nn
 
-from recbench.config import Strict
+from recbench.config import NonNegInt, PosInt, Share, Strict
 from recbench.data import genre_task as gt
 from recbench.train.api import RunContext
 from recbench.train.classification import ClassificationTrainer
@@ -28,17 +29,25 @@ from recbench.train.classification import ClassificationTrainer
 
 class GConvGenreConfig(Strict):
     name: Literal["gconv_genre"]
-    hidden: int = 64  # spec proposes 128; 64 fits the 2-core CPU budget (docs)
-    num_blocks: int = 4  # N; the paper's best is 22 (Table 3)
-    num_heads: int = 4
-    dropout: float = 0.1
-    cheb_k: int = 3  # Chebyshev terms (order 2)
+    hidden: PosInt = 64  # spec proposes 128; 64 fits the 2-core CPU budget (docs)
+    num_blocks: NonNegInt = 4  # N; the paper's best is 22 (Table 3)
+    num_heads: PosInt = 4
+    dropout: Share = 0.1
+    cheb_k: PosInt = 3  # Chebyshev terms (order 2)
     residual: bool = True  # pre-norm residual around both sub-blocks (GraFormer); False: literal
     chebyshev: bool = True  # False: in/out ChebConv → per-node Linear ("w/o Chebyshev")
     attention: bool = True  # False: "w/o attention" = Table 1's "Graph"
     graph: bool = True  # False: "w/o graph"; with chebyshev False too: Table 1's "Attention"
     learn_adjacency: bool = True  # LAM-GConv's Â is a parameter (False: fixed at its init)
     genre_task: gt.GenreTaskConfig = gt.GenreTaskConfig()
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> GConvGenreConfig:
+        """The attention splits ``hidden`` across heads; found at load, not at build."""
+        if self.attention and self.hidden % self.num_heads:
+            raise ValueError(f"hidden ({self.hidden}) must be divisible by num_heads "
+                             f"({self.num_heads})")
+        return self
 
 
 class GenreGraph:

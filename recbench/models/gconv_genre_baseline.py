@@ -21,7 +21,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from recbench.config import Strict
+from recbench.config import NonNegInt, PosInt, Share, Strict
 from recbench.data import genre_task as gt
 from recbench.models.gconv_genre import genre_setup, trainer_for
 from recbench.train.api import RunContext
@@ -33,14 +33,14 @@ Kind = Literal["svm", "dnn", "cnn", "densenet", "densecnn"]
 class GConvGenreBaselineConfig(Strict):
     name: Literal["gconv_genre_baseline"]
     kind: Kind = "dnn"
-    hidden: int = 256  # dnn
-    num_layers: int = 3  # dnn, cnn
-    channels: int = 64  # cnn; stem width of densenet/densecnn
-    kernel_size: int = 3  # cnn, densenet, densecnn
-    growth: int = 16  # densenet, densecnn (spec: 32; 16 halves the CPU cost)
-    dense_blocks: int = 3  # densenet (densecnn: 1)
-    dense_layers: int = 3  # layers per dense block (densecnn: this minus one)
-    dropout: float = 0.1
+    hidden: PosInt = 256  # dnn
+    num_layers: NonNegInt = 3  # dnn, cnn
+    channels: PosInt = 64  # cnn; stem width of densenet/densecnn
+    kernel_size: PosInt = 3  # cnn, densenet, densecnn
+    growth: PosInt = 16  # densenet, densecnn (spec: 32; 16 halves the CPU cost)
+    dense_blocks: PosInt = 3  # densenet (densecnn: 1)
+    dense_layers: PosInt = 3  # layers per dense block (densecnn: this minus one)
+    dropout: Share = 0.1
     loss: Literal["auto", "soft_ce", "hinge"] = "auto"  # auto: hinge for svm, else soft_ce
     genre_task: gt.GenreTaskConfig = gt.GenreTaskConfig()
 

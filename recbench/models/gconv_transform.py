@@ -28,9 +28,10 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import model_validator
 from torch import nn
 
-from recbench.config import Strict
+from recbench.config import NonNegInt, PosInt, Share, Strict
 from recbench.data import next_item_task as nt
 from recbench.train.api import RunContext
 from recbench.train.next_item import NextItemTrainer, build_data
@@ -38,11 +39,11 @@ from recbench.train.next_item import NextItemTrainer, build_data
 
 class GConvTransformConfig(Strict):
     name: Literal["gconv_transform"]
-    hidden: int = 64  # item embedding width
-    num_blocks: int = 2  # N; the paper's best is 22 (Table 3)
-    num_heads: int = 2
-    dropout: float = 0.2
-    cheb_k: int = 3  # Chebyshev terms (order 2)
+    hidden: PosInt = 64  # item embedding width
+    num_blocks: NonNegInt = 2  # N; the paper's best is 22 (Table 3)
+    num_heads: PosInt = 2
+    dropout: Share = 0.2
+    cheb_k: PosInt = 3  # Chebyshev terms (order 2)
     residual: bool = True  # pre-norm residual around both sub-blocks; False: literal reading
     chebyshev: bool | Literal["in", "out"] = True  # False: in/out ChebConv → per-position
     # Linear ("w/o Chebyshev"); "in" / "out": keep only that one (diagnosis of where it acts)
@@ -54,6 +55,14 @@ class GConvTransformConfig(Strict):
     training: Literal["windows", "samples"] = "windows"  # samples: one history per target,
     # exactly as evaluated (≈ L/2 × the cost per epoch); windows: all positions at once
     next_item: nt.NextItemConfig = nt.NextItemConfig()
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> GConvTransformConfig:
+        """The attention splits ``hidden`` across heads; found at load, not at build."""
+        if self.attention and self.hidden % self.num_heads:
+            raise ValueError(f"hidden ({self.hidden}) must be divisible by num_heads "
+                             f"({self.num_heads})")
+        return self
 
 
 def history_adjacency(items: torch.Tensor, sim: torch.Tensor | None) -> torch.Tensor:

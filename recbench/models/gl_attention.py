@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import nn
 
-from recbench.config import Strict
+from recbench.config import NonNegFloat, NonNegInt, PosInt, Probability, Strict
 from recbench.train import samplers
 
 Representation = Literal["GD", "GP", "LD", "LP", "GAD", "GAP", "LAD", "LAP", "AD", "AP"]
@@ -60,22 +60,22 @@ class GLAttentionConfig(Strict):
     name: Literal["gl_attention"]
     variant: Variant = "sound"  # sets the defaults of the switches in VARIANT_DEFAULTS
     representation: Representation = "AD"  # what is scored: one space or an attention blend
-    emb_dim: int = 64
-    hidden_dims: list[int] = Field(default_factory=lambda: [64, 64])
-    out_dim: int = 64  # representation size (Table 6: 32, 64, 128)
+    emb_dim: PosInt = 64
+    hidden_dims: list[PosInt] = Field(default_factory=lambda: [64, 64])
+    out_dim: PosInt = 64  # representation size (Table 6: 32, 64, 128)
     normalize: bool = True  # L2-normalised outputs (paper); the authors' GP vectors are not
-    margin: float = 0.5  # α of the distance loss
+    margin: NonNegFloat = 0.5  # α of the distance loss
     squared_distance: bool = False  # Eq. 4 with squared norms (FaceNet) instead of norms
-    reg: float = 0.0  # L2 on the batch's embedding rows (product loss; λ not given)
+    reg: NonNegFloat = 0.0  # L2 on the batch's embedding rows (product loss; λ not given)
     negative_sampler: Literal["uniform", "popularity"] = "uniform"
-    num_clusters: int = 20  # M: k-means clusters (local mining and the retrieval index)
-    candidate_clusters: int = 2  # K: clusters whose items are re-ranked
-    report_candidates: list[int] = Field(default_factory=list)  # also report metrics at these K
+    num_clusters: PosInt = 20  # M: k-means clusters (local mining and the retrieval index)
+    candidate_clusters: PosInt = 2  # K: clusters whose items are re-ranked
+    report_candidates: list[PosInt] = Field(default_factory=list)  # also report metrics at these K
     extra_representations: list[Representation] = Field(default_factory=list)  # also trained
     # from the same nets and reported as metric|TYPE (one run gives Tables 2-3's ten rows)
     cluster_space: Literal["GD", "GP"] = "GD"  # the global space clustered (paper: not stated)
-    mining_clusters: int = 2  # J: a user's candidate clusters for local triplets
-    mining_negatives: int = 10  # negatives drawn per positive from the candidate clusters
+    mining_clusters: PosInt = 2  # J: a user's candidate clusters for local triplets
+    mining_negatives: PosInt = 10  # negatives drawn per positive from the candidate clusters
     local_mining: Literal["filtered", "unfiltered"] = "unfiltered"  # filtered: keep only the
     # hard triplets of Eq. 5/6 (paper); unfiltered: every pair with an unobserved negative
     local_sets: list[Literal["intra", "inter"]] = Field(
@@ -83,12 +83,12 @@ class GLAttentionConfig(Strict):
     local_init: Literal["scratch", "global"] = "global"  # LD/LP start from GD/GP's weights
     local_data: list[Literal["global", "local"]] = Field(
         default_factory=lambda: ["local"])  # LD/LP's triplets: T† ∪ T‡ (paper), plus T if asked
-    attention_mlp_depth: int = 3  # layers of f^(r) (the code's 3 × Dense(64, ReLU))
+    attention_mlp_depth: NonNegInt = 3  # layers of f^(r) (the code's 3 × Dense(64, ReLU))
     alpha_linear: bool = False  # the code's learned R×R layer before the softmax
     attention_fit: Literal["train", "holdout", "uniform"] = "holdout"  # train: the nets'
     # own triplets (attention_data); holdout: positives withheld from the representation nets;
     # uniform: no head is trained, α = 1/R for every pair
-    attention_holdout: float = 0.1  # share of training positives withheld (attention_fit holdout)
+    attention_holdout: Probability = 0.1  # share of training positives withheld (attention_fit holdout)
     alpha_from: Literal["pair", "user"] = "pair"  # pair: α from (u, i) (Eqs. 7-8; training
     # takes α from (u, i⁺) for the negative too, scoring from each candidate); user: α from u
     # alone (a learned query per space), the same mixture for every item of a user
@@ -106,10 +106,10 @@ class GLAttentionConfig(Strict):
         default_factory=lambda: ["global", "local"])  # attention_fit train: T ∪ T† ∪ T‡
     loss_impl: Literal["paper", "code"] = "paper"  # attention loss as printed or as coded
     retrieval: Literal["clusters", "exhaustive"] = "clusters"
-    global_epochs: int = 60  # per-stage epoch budgets (the maximum under stage_patience)
-    local_epochs: int = 60
-    attention_epochs: int = 30
-    stage_patience: int | None = 10  # per-stage early stopping on validation (None: fixed)
+    global_epochs: NonNegInt = 60  # per-stage epoch budgets (the maximum under stage_patience)
+    local_epochs: NonNegInt = 60
+    attention_epochs: NonNegInt = 30
+    stage_patience: PosInt | None = 10  # per-stage early stopping on validation (None: fixed)
 
     @model_validator(mode="before")
     @classmethod
@@ -133,6 +133,9 @@ class GLAttentionConfig(Strict):
                              f"positives withheld for the attention, got {self.attention_holdout}")
         if not self.local_data or not self.local_sets or not self.attention_data:
             raise ValueError("local_data, local_sets and attention_data must not be empty")
+        if self.global_epochs + self.local_epochs + self.attention_epochs < 1:
+            raise ValueError("global_epochs, local_epochs and attention_epochs are all 0: "
+                             "nothing would be trained; give a stage at least 1 epoch")
         if self.stage_patience is not None and self.stage_patience < 1:
             raise ValueError(f"stage_patience must be ≥ 1 or null, got {self.stage_patience}")
         return self

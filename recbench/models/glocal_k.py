@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import nn
 
-from recbench.config import Strict
+from recbench.config import NonNegFloat, NonNegInt, PosInt, Strict
 from recbench.data.graph import dense_ratings, rating_range, split_edges
 from recbench.errors import ConfigError
 from recbench.eval.metrics import mae, rmse, squared_errors
@@ -29,8 +29,8 @@ UNFOLD_LIMIT = 150_000_000  # floats: cache im2col of R_train only below this (6
 
 class GlobalKernelConfig(Strict):
     enabled: bool = True
-    size: int = 3  # t: each item owns a t×t kernel (paper Table 2: 3, 5, 7)
-    layers: int = 1  # conv layers, each with its own bank, each followed by ReLU
+    size: PosInt = 3  # t: each item owns a t×t kernel (paper Table 2: 3, 5, 7)
+    layers: PosInt = 1  # conv layers, each with its own bank, each followed by ReLU
     aggregation: Literal["weighted", "elementwise"] = "weighted"
 
     @model_validator(mode="after")
@@ -46,20 +46,27 @@ class GLocalKConfig(Strict):
     """Defaults are the paper's ML-100K setting (§3.3) and the official code's schedule."""
 
     name: Literal["glocal_k"]
-    hidden_dims: list[int] = Field(default_factory=lambda: [500, 500])
-    kernel_dim: int = 5
+    hidden_dims: list[PosInt] = Field(default_factory=lambda: [500, 500], min_length=1)
+    kernel_dim: PosInt = 5
     local_kernel: bool = True  # false: plain weights (I-AutoRec)
-    lambda_2: float = 20.0  # L2 on the raw weights W
-    lambda_s: float = 0.006  # L2 on the local kernel values K
-    pretrain_epochs: int = 30
-    finetune_epochs: int = 60  # with the global kernel disabled these just continue local training
-    pretrain_maxiter: int = 5
-    finetune_maxiter: int = 5
-    maxcor: int = 10
-    dot_scale: float = 1.0  # official code's scale on the aggregated kernel (1 / 0.5 / 2)
+    lambda_2: NonNegFloat = 20.0  # L2 on the raw weights W
+    lambda_s: NonNegFloat = 0.006  # L2 on the local kernel values K
+    pretrain_epochs: NonNegInt = 30
+    finetune_epochs: NonNegInt = 60  # with the global kernel disabled these just continue local training
+    pretrain_maxiter: PosInt = 5
+    finetune_maxiter: PosInt = 5
+    maxcor: PosInt = 10
+    dot_scale: NonNegFloat = 1.0  # official code's scale on the aggregated kernel (1 / 0.5 / 2)
     global_kernel: GlobalKernelConfig = GlobalKernelConfig()
     sparse_input: bool = True  # exact: first layer on R_train as a sparse matmul
     test_selected: bool = True  # track the official code's best-test-epoch RMSE as a labelled extra
+
+    @model_validator(mode="after")
+    def _some_epochs(self) -> GLocalKConfig:
+        if self.pretrain_epochs + self.finetune_epochs < 1:
+            raise ValueError("pretrain_epochs and finetune_epochs are both 0: nothing would be "
+                             "trained; set at least one of them to 1 or more")
+        return self
 
 
 class _SparseInputMatmul(torch.autograd.Function):

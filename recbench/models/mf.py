@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from recbench.config import Strict
+from recbench.config import NonNegFloat, PosInt, Strict
 from recbench.data.graph import split_edges
 from recbench.seeding import torch_generator
 from recbench.train import objectives, samplers
@@ -29,8 +29,8 @@ from recbench.train.trainers import (
 
 class BiasedMFConfig(Strict):
     name: Literal["biased_mf"]
-    emb_dim: int = 64
-    init_std: float = 0.01
+    emb_dim: PosInt = 64
+    init_std: NonNegFloat = 0.01
 
 
 class BiasedMF(nn.Module):
@@ -65,11 +65,11 @@ def make_biased_mf_trainer(cfg: BiasedMFConfig, ctx: RunContext) -> RatingTraine
 
 class BPRMFConfig(Strict):
     name: Literal["bpr_mf"]
-    emb_dim: int = 64
-    init_std: float = 0.1
-    reg: float = 0.0  # L2 on the batch's embeddings, scaled by batch size (on top of weight decay)
+    emb_dim: PosInt = 64
+    init_std: NonNegFloat = 0.1
+    reg: NonNegFloat = 0.0  # L2 on the batch's embeddings, scaled by batch size (on top of weight decay)
     loss: Literal["bpr", "nce"] = "bpr"
-    num_negatives: int = 1
+    num_negatives: PosInt = 1
     negative_sampler: Literal["uniform", "popularity", "hard"] = "uniform"
 
 
@@ -137,12 +137,12 @@ def make_most_popular_trainer(cfg: MostPopularConfig, ctx: RunContext) -> MostPo
 
 class NeuMFConfig(Strict):
     name: Literal["neumf"]
-    emb_dim: int = 64  # predictive factors: GMF size; the MLP tower ends at this width too
-    mlp_dims: list[int] = Field(default_factory=lambda: [128, 64])  # hidden widths after the
+    emb_dim: PosInt = 64  # predictive factors: GMF size; the MLP tower ends at this width too
+    mlp_dims: list[PosInt] = Field(default_factory=lambda: [128, 64])  # hidden widths after the
     # concatenated (2 × emb_dim) MLP embeddings; the last one feeds NeuMF's output layer
-    num_negatives: int = 4  # sampled negatives per positive (NCF's pointwise log loss)
+    num_negatives: PosInt = 4  # sampled negatives per positive (NCF's pointwise log loss)
     loss: Literal["bce", "bpr"] = "bce"
-    init_std: float = 0.01
+    init_std: NonNegFloat = 0.01
 
 
 class NeuMF(nn.Module):

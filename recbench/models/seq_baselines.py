@@ -21,7 +21,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from recbench.config import Strict
+from recbench.config import NonNegInt, PosInt, Share, Strict
 from recbench.data import next_item_task as nt
 from recbench.train.api import RunContext
 from recbench.train.next_item import NextItemData, NextItemTrainer, build_data
@@ -33,19 +33,19 @@ FLOORS = ("popularity", "markov", "itemknn")
 class SeqBaselineConfig(Strict):
     name: Literal["seq_baseline"]
     kind: Kind = "dnn"
-    hidden: int = 64  # item embedding width (dnn, cnn, densenet, densecnn)
-    mlp_hidden: int = 256  # dnn
-    num_layers: int = 2  # dnn hidden layers
-    horizontal: list[int] = [2, 3, 4]  # cnn: horizontal filter heights
-    num_horizontal: int = 16  # cnn: filters per height
-    num_vertical: int = 4  # cnn
-    channels: int = 64  # densenet / densecnn stem width
-    growth: int = 32  # densenet / densecnn
-    dense_blocks: int = 3  # densenet (densecnn: 1)
-    dense_layers: int = 3  # layers per dense block
-    kernel_size: int = 3
-    dropout: float = 0.2
-    knn_neighbours: int = 100  # itemknn: neighbours kept per item
+    hidden: PosInt = 64  # item embedding width (dnn, cnn, densenet, densecnn)
+    mlp_hidden: PosInt = 256  # dnn
+    num_layers: NonNegInt = 2  # dnn hidden layers
+    horizontal: list[PosInt] = [2, 3, 4]  # cnn: horizontal filter heights
+    num_horizontal: NonNegInt = 16  # cnn: filters per height
+    num_vertical: NonNegInt = 4  # cnn
+    channels: PosInt = 64  # densenet / densecnn stem width
+    growth: PosInt = 32  # densenet / densecnn
+    dense_blocks: PosInt = 3  # densenet (densecnn: 1)
+    dense_layers: PosInt = 3  # layers per dense block
+    kernel_size: PosInt = 3
+    dropout: Share = 0.2
+    knn_neighbours: PosInt = 100  # itemknn: neighbours kept per item
     next_item: nt.NextItemConfig = nt.NextItemConfig()
 
 

@@ -13,13 +13,13 @@ full graph, on a list of blocks, or on a cluster subgraph.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
-from recbench.config import Strict
+from recbench.config import NonNegFloat, NonNegInt, PosInt, Share, Strict
 from recbench.data.graph import FOLLOWS, RATES, split_view
 from recbench.train.api import RunContext
 
@@ -29,22 +29,34 @@ Training = Literal["full", "neighbor", "cluster"]
 class GraphTrainOptions(Strict):
     """Training switches shared by the GNN family (each model config inherits them)."""
 
-    emb_dim: int = 64
-    num_layers: int = 3
-    init_std: float = 0.1
+    emb_dim: PosInt = 64
+    num_layers: NonNegInt = 3
+    init_std: NonNegFloat = 0.1
     loss: Literal["bpr", "nce"] = "bpr"
-    num_negatives: int = 1  # k negatives per positive (NCE: sampled softmax over 1 + k)
+    num_negatives: PosInt = 1  # k negatives per positive (NCE: sampled softmax over 1 + k)
     negative_sampler: Literal["uniform", "popularity", "hard"] = "uniform"
-    hard_pool: int = 16  # hard sampler: candidates per user, the highest-scoring is kept
-    hard_warmup_epochs: int = 0  # uniform negatives for the first epochs (PinSage's curriculum)
-    reg: float = 1e-4  # L2 on the batch's ego embeddings, / batch size (LightGCN's λ)
-    edge_dropout: float = 0.0  # drop edges (rescale the rest) in every training propagation
-    message_dropout: float = 0.0  # dropout on each layer's output messages
+    hard_pool: PosInt = 16  # hard sampler: candidates per user, the highest-scoring is kept
+    hard_warmup_epochs: NonNegInt = 0  # uniform negatives for the first epochs (PinSage's curriculum)
+    reg: NonNegFloat = 1e-4  # L2 on the batch's ego embeddings, / batch size (LightGCN's λ)
+    edge_dropout: Share = 0.0  # drop edges (rescale the rest) in every training propagation
+    message_dropout: Share = 0.0  # dropout on each layer's output messages
     training: Training = "full"
-    fanouts: list[int] = Field(default_factory=lambda: [10, 10, 10])  # neighbor: per layer, -1 all
-    num_clusters: int = 32  # cluster: METIS parts of the training graph
-    clusters_per_batch: int = 4  # cluster: parts merged into one subgraph per step
+    fanouts: list[Annotated[int, Field(ge=-1)]] = Field(  # neighbor: per layer, -1 all
+        default_factory=lambda: [10, 10, 10])
+    num_clusters: PosInt = 32  # cluster: METIS parts of the training graph
+    clusters_per_batch: PosInt = 4  # cluster: parts merged into one subgraph per step
     sparse_embeddings: bool = False  # sampled training: sparse grads + SparseAdam on the ego table
+
+    @model_validator(mode="after")
+    def _fanouts_fit_layers(self) -> GraphTrainOptions:
+        """Found here, when the file is read, rather than when the sampler is built."""
+        if 0 in self.fanouts:
+            raise ValueError(f"fanouts {self.fanouts}: 0 samples no neighbour; give a count "
+                             "of at least 1 per layer, or -1 for all neighbours")
+        if self.training == "neighbor" and self.fanouts and len(self.fanouts) != self.num_layers:
+            raise ValueError(f"fanouts has {len(self.fanouts)} entries for num_layers "
+                             f"{self.num_layers}; give one per layer (or set num_layers)")
+        return self
 
 
 def symmetric_norm(src: torch.Tensor, dst: torch.Tensor, num_nodes: int) -> torch.Tensor:

@@ -29,13 +29,14 @@ from dgl.nn import GATConv
 from pydantic import model_validator
 from torch.nn import functional as F
 
+from recbench.config import PosInt
 from recbench.models.gnn.base import ConvEncoder, GraphTrainOptions, make_graph_trainer
 from recbench.train.api import RunContext
 
 
 class GATConfig(GraphTrainOptions):
     name: Literal["gat"]
-    num_heads: int = 4
+    num_heads: PosInt = 4
     combine: Literal["mean", "last"] = "mean"
     negative_slope: float = 0.2
 

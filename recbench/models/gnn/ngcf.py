@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recbench.config import Share
 from recbench.models.gnn.base import (
     GraphRecommender,
     GraphTrainOptions,
@@ -25,7 +26,7 @@ from recbench.train.api import RunContext
 
 class NGCFConfig(GraphTrainOptions):
     name: Literal["ngcf"]
-    message_dropout: float = 0.1
+    message_dropout: Share = 0.1
     negative_slope: float = 0.2
 
 

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recbench.config import NonNegInt, PosFloat, PosInt, Share
 from recbench.data.graph import ITEM, RATED_BY, RATES, USER, split_view
 from recbench.models.gnn.base import (
     GraphRecommender,
@@ -30,15 +31,15 @@ from recbench.train.api import RunContext
 
 class PinSageConfig(GraphTrainOptions):
     name: Literal["pinsage"]
-    num_layers: int = 2
+    num_layers: NonNegInt = 2
     negative_sampler: Literal["uniform", "popularity", "hard"] = "hard"
-    hard_warmup_epochs: int = 5
-    hard_pool: int = 32
-    num_traversals: int = 2  # hops of one walk (item→user→item counts as one)
-    termination_prob: float = 0.5
-    num_random_walks: int = 20
-    num_neighbors: int = 10  # top-T neighbours by visit count
-    temperature: float = 0.2
+    hard_warmup_epochs: NonNegInt = 5
+    hard_pool: PosInt = 32
+    num_traversals: PosInt = 2  # hops of one walk (item→user→item counts as one)
+    termination_prob: Share = 0.5
+    num_random_walks: PosInt = 20
+    num_neighbors: PosInt = 10  # top-T neighbours by visit count
+    temperature: PosFloat = 0.2
     resample_every_epoch: bool = True
 
 

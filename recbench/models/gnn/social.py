@@ -14,6 +14,7 @@ from typing import Literal
 
 import torch
 
+from recbench.config import NonNegFloat
 from recbench.data.graph import FOLLOWS
 from recbench.errors import ConfigError
 from recbench.models.gnn.base import (
@@ -29,7 +30,7 @@ from recbench.train.api import RunContext
 class SocialConfig(GraphTrainOptions):
     name: Literal["social"]
     social: bool = True
-    social_weight: float = 1.0
+    social_weight: NonNegFloat = 1.0
 
 
 class SocialLightGCN(LightGCN):

@@ -1,0 +1,113 @@
+"""Issue #16, through the CLI: each bad input is one line on stderr and exit 2 (no traceback,
+no run folder); a 0–10 rating file trains and is scored on its own scale."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from recbench.config import load_experiment
+from tests.conftest import write_experiment
+from tests.test_cli import _invoke, _one_error_line
+
+
+def _train(exp: Path, tmp_path: Path, paths, *extra: str):
+    runs = tmp_path / "runs"
+    result, out = _invoke("train", str(exp), "--data-dir", str(paths.root), "--runs-dir",
+                          str(runs), "--threads", "1", *extra)
+    return result, out, runs
+
+
+@pytest.mark.parametrize(("override", "expected"), [
+    ("train.epochs=-3", "train.epochs: -3 is out of range; allowed: at least 1"),
+    ("dataset.test_ratio=1", "dataset.test_ratio: 1 is out of range; allowed: a number in (0, 1)"),
+])
+def test_out_of_range_setting_is_one_line_and_trains_nothing(tmp_path, tiny_paths, override,
+                                                             expected):
+    """`train: {epochs: -3}` used to train nothing, print metrics and exit 0."""
+    result, out, runs = _train(write_experiment(tmp_path, "e"), tmp_path, tiny_paths,
+                               "--set", override)
+    assert result.exit_code == 2
+    assert expected in _one_error_line(out) and len(out.strip().splitlines()) == 1
+    assert not runs.exists()
+
+
+def test_fanouts_not_matching_layers_is_one_line(tmp_path, tiny_paths):
+    exp = write_experiment(tmp_path, "e")
+    raw = yaml.safe_load(exp.read_text())
+    raw["model"] = {"name": "lightgcn", "training": "neighbor", "num_layers": 2,
+                    "fanouts": [5, 5, 5]}
+    exp.write_text(yaml.safe_dump(raw))
+    result, out, runs = _train(exp, tmp_path, tiny_paths)
+    assert result.exit_code == 2
+    assert "model.fanouts: fanouts has 3 entries for num_layers 2" in _one_error_line(out)
+    assert not runs.exists()
+
+
+def _rows(n_users: int = 30, n_items: int = 12, scale: int = 5) -> list[str]:
+    rng = np.random.default_rng(0)
+    return [f"u{u},i{i},{int(rng.integers(0, scale + 1))}\n"
+            for u in range(n_users) for i in rng.choice(n_items, size=8, replace=False)]
+
+
+@pytest.mark.parametrize(("bad", "expected"), [
+    ("u1,i1\n", "line 2 has 2 field(s) where the other rows have 3"),
+    ("u1,i1,abc\nu2,i2,\n", "line 2: rating is not a finite number 'abc'"),
+])
+def test_bad_rows_in_from_file_are_one_line(tmp_path, bad, expected):
+    rows = _rows()
+    src = tmp_path / "mine.csv"
+    src.write_text(rows[0] + bad + "".join(rows[1:]))
+    data = tmp_path / "data"
+    result, out = _invoke("preprocess", "mine", "--from", str(src), "--data-dir", str(data))
+    assert result.exit_code == 2
+    msg = _one_error_line(out)
+    assert expected in msg and "--skip-bad-rows" in msg
+    assert not (data / "raw" / "mine").exists()  # nothing registered from a bad file
+
+
+def test_skip_bad_rows_says_how_many(tmp_path):
+    rows = _rows()
+    src = tmp_path / "mine.csv"
+    src.write_text(rows[0] + "u1,i1\nu2,i2,abc\n" + "".join(rows[1:]))
+    result, out = _invoke("preprocess", "mine", "--from", str(src), "--protocol", "random",
+                          "--data-dir", str(tmp_path / "data"), "--skip-bad-rows")
+    assert result.exit_code == 0, out
+    assert "skipped 2 bad row(s)" in out and "line(s) 2, 3" in out
+
+
+def test_a_zero_to_ten_scale_trains_and_is_clamped_to_it(tmp_path):
+    """Predictions were clamped to a hard-coded (1, 5): a 0–10 file lost its 0s and 6–10s."""
+    from recbench.data.graph import split_edges
+    from recbench.data.prepare import DataPaths
+    from recbench.models.glocal_k import GLocalKConfig
+    from recbench.train.loop import build
+    from recbench.train.trainers import evaluate_ratings
+
+    src = tmp_path / "ten.csv"
+    src.write_text("".join(_rows(scale=10)))
+    data = tmp_path / "data"
+    result, out = _invoke("preprocess", "ten", "--from", str(src), "--protocol", "random",
+                          "--data-dir", str(data))
+    assert result.exit_code == 0, out
+    exp = write_experiment(tmp_path, "ten", dataset={"name": "ten"},
+                           train={"epochs": 2, "lr": 0.05, "batch_size": 64})
+    raw = yaml.safe_load(exp.read_text())
+    raw["model"] = {"name": "biased_mf", "emb_dim": 4}
+    exp.write_text(yaml.safe_dump(raw))
+    result, out, _ = _train(exp, tmp_path, DataPaths(data))
+    assert result.exit_code == 0, out
+    cfg = load_experiment(exp).model_copy(update={"seed": 0})
+    built = build(cfg, DataPaths(data))
+    assert built.trainer.clip == (0.0, 10.0)
+    # a prediction far above the scale is pulled to its top, 10, not to 5
+    res = evaluate_ratings(lambda u, i: torch.full((len(u),), 99.0), built.ctx, "test",
+                           built.trainer.clip)
+    r = split_edges(built.ctx.data.g, "test")[2]
+    assert res.metrics["mae"] == pytest.approx(float((10.0 - r).abs().mean()), abs=1e-5)
+    gk = cfg.model_copy(update={"model": GLocalKConfig(name="glocal_k", hidden_dims=[4])})
+    assert build(gk, DataPaths(data)).trainer.clip == (0.0, 10.0)
