@@ -35,7 +35,8 @@ CHILD = r"""
 import json, statistics, sys, time
 sys.path.insert(0, {root!r})
 import torch
-from recbench.config import expand_seeds, validate
+from recbench.config import expand_seeds
+from recbench.experiment import validate
 from recbench.data.prepare import DataPaths
 from recbench.train.loop import build
 from pathlib import Path

@@ -12,7 +12,8 @@ from common import data_paths, peak_rss_mb, write
 def epoch_times(raw: dict, paths, epochs: int) -> list[float]:
     import torch
 
-    from recbench.config import expand_seeds, validate
+    from recbench.config import expand_seeds
+    from recbench.experiment import validate
     from recbench.train.loop import build
 
     cfg = expand_seeds(validate(raw, "bench"))[0]

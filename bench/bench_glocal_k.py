@@ -43,7 +43,7 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    from recbench.config import load_experiment
+    from recbench.experiment import load_experiment
     from recbench.data.fetch import fetch, is_fetched
     from recbench.data.prepare import DataPaths
     from recbench.data.sources import SOURCES

@@ -74,7 +74,7 @@ def data_paths():
 
 def time_model(model: dict, dataset: dict, epochs: int, threads: int, paths,
                gatconv_path: bool = False) -> dict:
-    from recbench.config import validate
+    from recbench.experiment import validate
     from recbench.train.loop import build
 
     cfg = validate({"name": "bench", "dataset": dataset,

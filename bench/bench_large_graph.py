@@ -37,7 +37,8 @@ BATCH = 32768
 
 def train_for(mode: str, lr: float, budget: float, threads: int, paths) -> dict:
     """Train one configuration for ``budget`` training seconds; the validation curve."""
-    from recbench.config import expand_seeds, validate
+    from recbench.config import expand_seeds
+    from recbench.experiment import validate
     from recbench.train.loop import build
 
     raw = {"name": f"bench-large-graph-{mode}", "dataset": DATASET,

@@ -154,7 +154,7 @@ def export_split(models: list[str], data_dir: Path, scratch: Path) -> Split:
     import numpy as np
     import torch
 
-    from recbench.config import load_experiment
+    from recbench.experiment import load_experiment
     from recbench.data.graph import split_edges
     from recbench.data.prepare import load, resolve
 
@@ -190,7 +190,7 @@ def export_split(models: list[str], data_dir: Path, scratch: Path) -> Split:
 
 def recbole_config(model: str, epochs: int, split: Split, work: Path) -> dict[str, Any]:
     """RecBole 1.2.1 config keys for one of our experiments (what does not map 1:1: comments)."""
-    from recbench.config import load_experiment
+    from recbench.experiment import load_experiment
 
     cfg = load_experiment(ROOT / EXPERIMENTS[model])
     m = cfg.model

@@ -251,7 +251,8 @@ def train(
     runs_dir: Path = RunsDir,
 ) -> None:
     """Train an experiment (one run per seed) and print its test metrics."""
-    from recbench.config import expand_seeds, load_experiment
+    from recbench.config import expand_seeds
+    from recbench.experiment import load_experiment
 
     _set_threads(threads)
 
@@ -350,15 +351,15 @@ def _run_study(study, jobs: int, dry_run: bool, rerun: bool, device: str, data_d
                results_dir: Path, threads: int | None = None, report_only: bool = False,
                only_seeds: str | None = None, only_variants: str | None = None,
                executor_name: str = "local", address: str | None = None) -> None:
-    """Options in, progress and tables out; the study itself is recbench.studies'."""
-    from recbench import report, studies
+    """Options in, progress and tables out; the study itself is recbench.study_session's."""
+    from recbench import report, studies, study_session
     from recbench.executors import make_executor
 
     executor = make_executor(executor_name, jobs, address, threads, device)
     if executor_name == "local":
         _set_threads(threads)
-    session = studies.open_study(study, _runs_root(runs_dir), results_dir, only_seeds,
-                                 only_variants)
+    session = study_session.open_study(study, _runs_root(runs_dir), results_dir, only_seeds,
+                                       only_variants)
     if report_only and not session.any_finished:
         _fail(f"study {study.study}: no finished run in {session.runs_root}/ or "
               f"{session.ledger}/, so {session.folder}/ is left as it is; run the study "
@@ -390,7 +391,7 @@ def _run_study(study, jobs: int, dry_run: bool, rerun: bool, device: str, data_d
                                        threads=threads, executor=executor)
         for p, message in failures:
             err_console.print(f"[red]failed[/] {p.base} {p.variant} seed {p.seed}: {message}")
-    written = studies.report_study(session)
+    written = study_session.report_study(session)
     if written is None:
         _fail(f"study {study.study}: no run finished, so {session.folder}/ is left as it is", 1)
     result, recorded = written
@@ -518,7 +519,7 @@ def tune(
 
     from recbench import report, studies
     from recbench import tune as tuning
-    from recbench.config import load_experiment
+    from recbench.experiment import load_experiment
     from recbench.executors import make_executor
 
     try:

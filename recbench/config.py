@@ -1,6 +1,8 @@
-"""Typed experiment configuration: YAML → overrides → validated, frozen pydantic objects.
+"""Typed configuration: the sections of an experiment file, their bounds, overrides and the run hash.
 
-Config is data. It stops at the builders: models get plain constructor arguments, the loop gets
+This module sits at the bottom of the package (models, data and the loop import it), so it
+knows no model: the experiment schema that joins every model's config into one validated
+object lives in :mod:`recbench.experiment`, one layer above the models. Config is data. It stops at the builders: models get plain constructor arguments, the loop gets
 :class:`TrainConfig`, evaluators get ``k``. Errors name the file, the key path and the allowed
 values, and are raised as :class:`ConfigError` so the CLI prints one line.
 """
@@ -8,7 +10,6 @@ values, and are raised as :class:`ConfigError` so the CLI prints one line.
 from __future__ import annotations
 
 import copy
-import functools
 import hashlib
 import json
 import math
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from recbench.errors import ConfigError
 
@@ -118,18 +119,6 @@ class ExperimentConfig(Strict):
     paper: dict[str, float] = Field(default_factory=dict)
 
 
-@functools.cache
-def experiment_schema() -> type[ExperimentConfig]:
-    """ExperimentConfig whose ``model`` is the union of every registered model config."""
-    from typing import Annotated, Union
-
-    from recbench.models import MODELS
-
-    configs = tuple(spec.config for spec in MODELS.values())
-    union = Annotated[Union[configs], Field(discriminator="name")]  # noqa: UP007
-    return create_model("Experiment", __base__=ExperimentConfig, model=(union, ...))
-
-
 def set_path(raw: dict, dotted: str, value: Any) -> None:
     """Apply one ``a.b.c=value`` override to a raw dict (creating missing sub-dicts)."""
     node = raw
@@ -182,17 +171,6 @@ def read_yaml(path: Path) -> dict:
     return check_acyclic(raw, str(path))
 
 
-def validate(raw: dict, origin: str) -> ExperimentConfig:
-    try:
-        cfg = experiment_schema().model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(f"{origin}: {explain(exc, raw)}") from None
-    problem = check_ranges(cfg, "")
-    if problem:
-        raise ConfigError(f"{origin}: {problem}")
-    return cfg
-
-
 # Model configs belong to their model files; these name-based rules cover every field of every
 # model (a new field included) without each config spelling its bounds: sizes are >= 1, shares
 # of something lie in [0, 1), and a number whose default is non-negative stays non-negative.
@@ -236,112 +214,6 @@ def check_ranges(node: Any, path: str) -> str | None:
                     not _SIGNED.search(name) and name != "fanouts":
                 return f"{where}: must not be negative, got {v}"
     return None
-
-
-def explain(exc: ValidationError, raw: dict) -> str:
-    """The first validation error as ``path: message (allowed: ...)``."""
-    from recbench.models import MODELS
-
-    err = exc.errors()[0]
-    parts = list(err["loc"])
-    if len(parts) > 1 and parts[0] == "model" and parts[1] in MODELS:
-        del parts[1]  # the union's tag, not a key (a field may share a model's name: social)
-    loc = [str(p) for p in parts]
-    path = ".".join(loc)
-    if err["type"] == "extra_forbidden":
-        allowed = _allowed_keys(exc.title, loc[:-1], raw)
-        return f"unknown key '{path}'" + (f" (allowed: {', '.join(allowed)})" if allowed else "")
-    if err["type"] == "union_tag_invalid":
-        tag = (err.get("ctx") or {}).get("tag", "?")
-        return f"unknown model '{tag}'; valid models: " + ", ".join(sorted(MODELS))
-    if err["type"] == "union_tag_not_found":
-        return "model.name is required; valid models: " + ", ".join(sorted(MODELS))
-    if err["type"] in _BOUND_ERRORS:  # the key, the bad value and the whole allowed range
-        bounds = {**(err.get("ctx") or {}), **_declared_bounds(loc, raw)}
-        return f"{path}: {_show(err['input'])} is out of range; allowed: {_describe(bounds)}"
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] != "value_error" and isinstance(err.get("input"), int | float | str) and \
-            not isinstance(err.get("input"), bool):
-        msg = f"{msg} (got {_show(err['input'])})"
-    if err["type"] == "value_error" and msg.startswith("'"):  # a before-validator named the key
-        key, _, rest = msg[1:].partition("' ")
-        return f"{'.'.join([*loc, key])}: {rest}"
-    if err["type"] == "value_error":  # a model's own check: name the field it talks about
-        word = re.split(r"[^A-Za-z0-9_]", msg, maxsplit=1)[0]
-        if word in _allowed_keys(exc.title, loc, raw):
-            return f"{'.'.join([*loc, word])}: {msg}"
-    return f"{path}: {msg}"
-
-
-_BOUND_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
-
-
-def _show(value: Any) -> str:
-    return repr(value) if isinstance(value, str) else str(value)
-
-
-def _declared_bounds(loc: list[str], raw: dict) -> dict[str, Any]:
-    """The bounds the field at ``loc`` declares (both ends), so a message gives the range."""
-    names = [p for p in loc if not p.isdigit()]  # eval.k.0: the list field eval.k
-    cls = _section_class(names[:-1], raw)
-    info = cls.model_fields.get(names[-1]) if cls and names else None
-    out: dict[str, Any] = {}
-    for item in info.metadata if info else []:
-        out.update({b: getattr(item, b) for b in ("gt", "ge", "lt", "le")
-                    if getattr(item, b, None) is not None})
-    return out
-
-
-def _describe(bounds: dict[str, Any]) -> str:
-    low = ("[", bounds["ge"]) if "ge" in bounds else ("(", bounds["gt"]) if "gt" in bounds else None
-    high = (bounds["le"], "]") if "le" in bounds else (bounds["lt"], ")") if "lt" in bounds \
-        else None
-    if low and high:
-        return f"a number in {low[0]}{low[1]}, {high[0]}{high[1]}"
-    if low:
-        return f"{'at least' if low[0] == '[' else 'greater than'} {low[1]}"
-    if high:
-        return f"{'at most' if high[1] == ']' else 'less than'} {high[0]}"
-    return "see the field's comment"
-
-
-def _allowed_keys(_title: str, parent: list[str], raw: dict) -> list[str]:
-    cls = _section_class(parent, raw)
-    return sorted(cls.model_fields) if cls else []
-
-
-def _section_class(parent: list[str], raw: dict) -> type[BaseModel] | None:
-    """The config class at the dotted path ``parent`` (the experiment's model config for
-    ``model``), or None where the path does not lead to one."""
-    from recbench.models import MODELS
-
-    sections: dict[str, type[BaseModel]] = {
-        "dataset": DatasetConfig, "train": TrainConfig, "eval": EvalConfig}
-    if not parent:
-        return ExperimentConfig
-    if parent[0] == "model":
-        model = raw.get("model")
-        name = model.get("name") if isinstance(model, dict) else None
-        cls: type[BaseModel] | None = MODELS[name].config \
-            if isinstance(name, str) and name in MODELS else None
-    else:
-        cls = sections.get(parent[0])
-    for part in parent[1:]:
-        if cls is None:
-            return None
-        ann = cls.model_fields.get(part)
-        cls = ann.annotation if ann and isinstance(ann.annotation, type) else None
-        if cls is not None and not issubclass(cls, BaseModel):
-            cls = None
-    return cls
-
-
-def load_experiment(path: Path, overrides: list[str] | None = None) -> ExperimentConfig:
-    raw = read_yaml(path)
-    for text in overrides or []:
-        key, value = parse_override(text)
-        set_path(raw, key, value)
-    return validate(raw, str(path))
 
 
 def expand_seeds(cfg: ExperimentConfig) -> list[ExperimentConfig]:
@@ -405,11 +277,3 @@ def run_hash(cfg: ExperimentConfig) -> str:
     training or metrics makes a new run. Anything that could change a number stays in: a key
     is excluded only when the code provably computes the same metrics whatever its value."""
     return hash_plain(to_plain(cfg))
-
-
-def with_overrides(cfg: ExperimentConfig, patch: dict[str, Any]) -> ExperimentConfig:
-    """A copy of ``cfg`` with dotted-key overrides applied and the result re-validated."""
-    raw = copy.deepcopy(to_plain(cfg))
-    for key, value in patch.items():
-        set_path(raw, key, value)
-    return validate(raw, cfg.name)

@@ -13,7 +13,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -92,45 +92,31 @@ def is_finished(run_dir: Path) -> bool:
     return (run_dir / "metrics.json").is_file() and not run_dir.name.endswith(PARTIAL)
 
 
-_HASHES: dict[tuple[str, int], str | None] = {}
-
-
-def stored_hash(run_dir: Path) -> str | None:
-    """The current run hash (config.run_hash) recomputed from a run folder's or ledger
-    record's config.yaml; None when it is unreadable or no longer a valid config. Cached per
-    file and modification time: config.yaml is written once, before training."""
-    path = run_dir / "config.yaml"
-    try:
-        key = (str(path.resolve()), path.stat().st_mtime_ns)
-    except OSError:
-        return None
-    if key not in _HASHES:
-        from recbench.config import run_hash, validate
-        from recbench.errors import RecbenchError
-
-        try:
-            _HASHES[key] = run_hash(validate(read_config(run_dir), str(path)))
-        except (RecbenchError, TypeError, ValueError):
-            _HASHES[key] = None
-    return _HASHES[key]
-
-
 _NAMED = re.compile(r"([0-9a-f]{10})(\.partial)?$")
 
 
-def _rehashed(parent: Path, config_hash: str, keep) -> list[Path]:
+Rehash = Callable[[Path], "str | None"]  # experiment.stored_hash
+
+
+def _rehashed(parent: Path, config_hash: str, keep: Callable[[Path], bool],
+              rehash: Rehash | None) -> list[Path]:
     """Folders of ``parent`` named with another (legacy) hash whose config.yaml has
     ``config_hash`` today. Why not rename them: ledger records are committed files and run
-    folders may be in use by a running study; a lookup that reads the config is safe for both."""
+    folders may be in use by a running study; a lookup that reads the config is safe for both.
+    ``rehash`` (experiment.stored_hash) recomputes a folder's hash; this module cannot, since
+    the schema that validates a config sits above it. Without it only exact names match."""
+    if rehash is None:
+        return []
     out = []
     for p in parent.iterdir():
         m = _NAMED.search(p.name)
-        if m and m.group(1) != config_hash and keep(p) and stored_hash(p) == config_hash:
+        if m and m.group(1) != config_hash and keep(p) and rehash(p) == config_hash:
             out.append(p)
     return out
 
 
-def find_finished(runs_root: Path, experiment: str, config_hash: str) -> Path | None:
+def find_finished(runs_root: Path, experiment: str, config_hash: str,
+                  rehash: Rehash | None = None) -> Path | None:
     """The newest finished run of this exact resolved config, if any (study cache). A run
     folder named with the legacy hash (before config.HASH_EXCLUDED) counts when the hash of
     its config.yaml matches."""
@@ -140,11 +126,12 @@ def find_finished(runs_root: Path, experiment: str, config_hash: str) -> Path | 
     hits = sorted(p for p in parent.glob(f"*-{config_hash}") if is_finished(p))
     if not hits:
         hits = sorted(_rehashed(parent, config_hash,
-                                lambda p: not p.name.endswith(PARTIAL) and is_finished(p)))
+                                lambda p: not p.name.endswith(PARTIAL) and is_finished(p),
+                                rehash))
     return hits[-1] if hits else None
 
 
-def find_record(folder: Path, config_hash: str) -> Path | None:
+def find_record(folder: Path, config_hash: str, rehash: Rehash | None = None) -> Path | None:
     """A study ledger record (``folder/<hash>/``) of this config: named with its hash, or a
     record named with the legacy hash whose config.yaml has this hash today."""
     exact = folder / config_hash
@@ -152,18 +139,19 @@ def find_record(folder: Path, config_hash: str) -> Path | None:
         return exact
     if not folder.is_dir():
         return None
-    hits = sorted(_rehashed(folder, config_hash, is_finished))
+    hits = sorted(_rehashed(folder, config_hash, is_finished, rehash))
     return hits[-1] if hits else None
 
 
-def find_partial(runs_root: Path, experiment: str, config_hash: str) -> Path | None:
+def find_partial(runs_root: Path, experiment: str, config_hash: str,
+                 rehash: Rehash | None = None) -> Path | None:
     parent = runs_root / experiment
     if not parent.is_dir():
         return None
     hits = sorted(p for p in parent.glob(f"*-{config_hash}{PARTIAL}") if (p / "last.pt").is_file())
     if not hits:
         hits = sorted(_rehashed(parent, config_hash, lambda p: p.name.endswith(PARTIAL)
-                                and (p / "last.pt").is_file()))
+                                and (p / "last.pt").is_file(), rehash))
     return hits[-1] if hits else None
 
 

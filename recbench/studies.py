@@ -25,12 +25,11 @@ from recbench.config import (
     ExperimentConfig,
     Strict,
     check_acyclic,
-    load_experiment,
     parse_override,
     run_hash,
     to_plain,
-    with_overrides,
 )
+from recbench.experiment import load_experiment, stored_hash, with_overrides
 from recbench.errors import ConfigError
 from recbench.executors import Executor, LocalExecutor
 from recbench.train.api import lower_is_better
@@ -238,9 +237,9 @@ def refresh(planned: list[PlannedRun], runs_root: Path,
     2026-12-02: a table and ledger written from the wrong runs)."""
     out = []
     for p in planned:
-        found = runs.find_finished(runs_root, p.cfg.name, p.hash)
+        found = runs.find_finished(runs_root, p.cfg.name, p.hash, rehash=stored_hash)
         if found is None and ledger is not None:
-            found = runs.find_record(ledger / p.cfg.name, p.hash)
+            found = runs.find_record(ledger / p.cfg.name, p.hash, rehash=stored_hash)
         out.append(dataclasses.replace(p, cached=found))
     return out
 
@@ -273,7 +272,7 @@ def write_ledger(result: StudyResult, planned: list[PlannedRun], ledger: Path) -
             continue  # the record itself (under its own, possibly legacy, hash)
         entry = ledger / p.cfg.name / p.hash
         metrics = (p.cached / "metrics.json").read_bytes()
-        recorded = runs.find_record(ledger / p.cfg.name, p.hash)
+        recorded = runs.find_record(ledger / p.cfg.name, p.hash, rehash=stored_hash)
         if recorded is not None and (recorded / "metrics.json").read_bytes() == metrics:
             continue  # recorded already, from this very run (maybe under its legacy hash)
         entry.mkdir(parents=True, exist_ok=True)
@@ -331,7 +330,7 @@ def run_planned(plain: dict, data_root: str, runs_root: str, device: str,
     every executor's call, so it takes plain, picklable arguments)."""
     import torch
 
-    from recbench.config import validate
+    from recbench.experiment import validate
     from recbench.data.prepare import DataPaths
     from recbench.train.loop import train_run
 
@@ -341,10 +340,10 @@ def run_planned(plain: dict, data_root: str, runs_root: str, device: str,
     cfg = validate(plain, plain.get("name", "study run"))
     root, h = Path(runs_root), run_hash(cfg)
     with runs.claim(root, cfg.name, h):  # another worker may be training this very config
-        finished = runs.find_finished(root, cfg.name, h)
+        finished = runs.find_finished(root, cfg.name, h, rehash=stored_hash)
         if finished is not None:
             return str(finished)
-        partial = runs.find_partial(root, cfg.name, h)
+        partial = runs.find_partial(root, cfg.name, h, rehash=stored_hash)
         return str(train_run(cfg, DataPaths(Path(data_root)), root, device, partial))
 
 
@@ -609,51 +608,3 @@ def adhoc(experiment: Path, sets: list[str], seeds: str | None, name: str | None
         loc = ".".join(str(p) for p in err["loc"])
         option = "--seeds" if loc.startswith("seeds") else "--set" if loc.startswith("vary") else loc
         raise ConfigError(f"{option}: {loc}: {err['msg']}") from None
-
-
-@dataclass
-class StudyRun:
-    """A study opened for one command: its plan (all of it, and the part selected to run)
-    and where its results and ledger go. The CLI only parses options, draws progress and
-    prints; everything a study does to runs/ and results/ happens here."""
-
-    study: StudyConfig
-    runs_root: Path
-    folder: Path  # results/STUDY/
-    full_plan: list[PlannedRun]
-    plan: list[PlannedRun]
-
-    @property
-    def ledger(self) -> Path:
-        return self.folder / LEDGER
-
-    @property
-    def cached(self) -> int:
-        return sum(1 for p in self.plan if p.cached is not None)
-
-    @property
-    def any_finished(self) -> bool:
-        return any(p.cached is not None for p in self.full_plan)
-
-
-def open_study(study: StudyConfig, runs_root: Path, results_dir: Path,
-               only_seeds: str | None = None, only_variants: str | None = None) -> StudyRun:
-    """Plan the study (runs found under ``runs_root`` or in its committed ledger)."""
-    folder = results_dir / study.study
-    full = plan(study, runs_root, folder / LEDGER)
-    return StudyRun(study, runs_root, folder, full, select(full, only_seeds, only_variants))
-
-
-def report_study(session: StudyRun) -> tuple[StudyResult, int] | None:
-    """Write results/STUDY/ (table, extra tables, plot, runs.txt) from the finished runs of the
-    configs planned when the study opened (:func:`refresh`), and record them in the ledger.
-    Returns the result and the number of new ledger records; None, writing nothing, when no
-    run of the study has finished (a table of '(not run)' would replace a committed one)."""
-    from recbench import report
-
-    session.full_plan = refresh(session.full_plan, session.runs_root, session.ledger)
-    if not session.any_finished:
-        return None
-    result = aggregate(session.study, session.full_plan)
-    report.write_study(result, session.folder)
-    return result, write_ledger(result, session.full_plan, session.ledger)

@@ -28,16 +28,8 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from recbench import runs
-from recbench.config import (
-    ExperimentConfig,
-    Strict,
-    load_experiment,
-    parse_override,
-    read_yaml,
-    run_hash,
-    set_path,
-    with_overrides,
-)
+from recbench.config import ExperimentConfig, Strict, parse_override, read_yaml, run_hash, set_path
+from recbench.experiment import load_experiment, stored_hash, with_overrides
 from recbench.errors import ConfigError, RecbenchError, RunError
 from recbench.executors import Executor
 from recbench.train.api import lower_is_better
@@ -265,7 +257,7 @@ def _train_or_read(trial, cfg: ExperimentConfig, h: str, root: Path, space: Sear
 
     from recbench.train.loop import train_run
 
-    finished = runs.find_finished(root, cfg.name, h)
+    finished = runs.find_finished(root, cfg.name, h, rehash=stored_hash)
     if finished is None:
         def progress(rec: dict) -> None:
             name = space.objective or rec["monitor"]
@@ -274,11 +266,11 @@ def _train_or_read(trial, cfg: ExperimentConfig, h: str, root: Path, space: Sear
                 return
             trial.report(float(value), rec["epoch"])
             if trial.should_prune():
-                trial.set_user_attr("run_dir", str(runs.find_partial(root, cfg.name, h)))
+                trial.set_user_attr("run_dir", str(runs.find_partial(root, cfg.name, h, rehash=stored_hash)))
                 raise optuna.TrialPruned(f"validation {name} {value:.4f} at epoch {rec['epoch']}")
 
         finished = train_run(cfg, paths, root, setup.device,
-                             runs.find_partial(root, cfg.name, h), progress)
+                             runs.find_partial(root, cfg.name, h, rehash=stored_hash), progress)
     else:  # read back: its evaluations still inform the pruner about later trials
         name = space.objective or runs.read_metrics(finished)["monitor"]
         for step, value in _valid_history(finished, name):

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from recbench.config import validate
+from recbench.experiment import validate
 from recbench.data.graph import split_edges
 from recbench.data.prepare import DataPaths
 from recbench.eval.retrieval import ClusterIndex

@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from recbench.config import load_experiment
+from recbench.experiment import load_experiment
 from tests.conftest import write_experiment
 from tests.test_cli import _invoke, _one_error_line
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from recbench.config import expand_seeds, load_experiment, run_hash, with_overrides
+from recbench.config import expand_seeds, run_hash
+from recbench.experiment import load_experiment, with_overrides
 from recbench.errors import ConfigError
 from recbench.studies import list_studies, plan
 from tests.conftest import write_experiment

@@ -19,15 +19,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from recbench.config import (
-    DatasetConfig,
-    EvalConfig,
-    ExperimentConfig,
-    TrainConfig,
-    load_experiment,
-    to_plain,
-    validate,
-)
+from recbench.config import DatasetConfig, EvalConfig, ExperimentConfig, TrainConfig, to_plain
+from recbench.experiment import load_experiment, validate
 from recbench.errors import ConfigError
 from recbench.models import MODELS
 from tests.conftest import write_experiment

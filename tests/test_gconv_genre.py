@@ -298,7 +298,7 @@ def test_ml100k_genre_task_end_to_end(tmp_path):
 
 def test_experiment_and_study_files_validate(tmp_path):
     from recbench import studies
-    from recbench.config import load_experiment
+    from recbench.experiment import load_experiment
 
     root = Path(__file__).resolve().parents[1]
     for name in ("gconv_genre", "gconv_genre_baseline", "gconv_genre_ml1m"):

@@ -268,7 +268,7 @@ def test_reference_evaluator_reproduces_the_authors_madison_figures():
 @pytest.mark.parametrize("experiment", ["gl_attention_yelp_madison",
                                         "gl_attention_sound_yelp_madison"])
 def test_short_real_run_on_madison(tmp_path, experiment):
-    from recbench.config import load_experiment
+    from recbench.experiment import load_experiment
     from recbench.data.fetch import fetch
     from recbench.data.prepare import DataPaths
     from recbench.data.sources import SOURCES
@@ -328,7 +328,7 @@ def test_config_rejects_bad_switch_values(bad):
 
 
 def test_config_error_is_one_clear_line():
-    from recbench.config import validate
+    from recbench.experiment import validate
     from recbench.errors import ConfigError
 
     raw = {"name": "x", "dataset": {"name": "ml-100k"},

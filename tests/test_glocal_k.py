@@ -195,7 +195,7 @@ def test_ml1m_path_on_generated_data(tmp_path, monkeypatch):
     """The ML-1M experiment's split (seeded legacy shuffle, 90:10) and model on fake ratings.dat."""
     from pathlib import Path
 
-    from recbench.config import load_experiment
+    from recbench.experiment import load_experiment
     from recbench.data import parsers
     from recbench.data.prepare import DataPaths
     from recbench.train.loop import train_run
@@ -236,7 +236,7 @@ def test_ml1m_path_on_generated_data(tmp_path, monkeypatch):
 def test_ml100k_short_run(real_paths, tmp_path):
     from pathlib import Path
 
-    from recbench.config import load_experiment
+    from recbench.experiment import load_experiment
     from recbench.train.loop import train_run
 
     torch.set_num_threads(1)
@@ -257,7 +257,7 @@ def test_validation_carve_out_selects_epoch(tiny_paths, tmp_path):
     """With dataset.valid_ratio > 0 the loop picks best.pt on validation RMSE, never on test."""
     import json
 
-    from recbench.config import validate
+    from recbench.experiment import validate
     from recbench.train.loop import train_run
 
     cfg = validate({

@@ -264,7 +264,7 @@ def test_lightgcn_ml100k_end_to_end(real_paths, tmp_path):
     """5 epochs of LightGCN on ML-100K 80/10/10 beat popularity; lr 0 stops early on valid."""
     import json
 
-    from recbench.config import validate
+    from recbench.experiment import validate
     from recbench.train.loop import train_run
 
     base = {"name": "lightgcn-e2e",

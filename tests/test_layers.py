@@ -24,6 +24,7 @@ LAYERS: dict[str, int] = {
     "recbench.report": 1,
     "recbench.tune": 1,
     "recbench.summary": 1,
+    "recbench.study_session": 1,
     "recbench.runner": 2,
     "recbench.executors": 2,
     "recbench.experiment": 3,

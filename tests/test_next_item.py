@@ -218,7 +218,7 @@ def test_markov_floor_counts_visible_transitions_only():
 
 def test_experiment_and_study_files_validate(tmp_path):
     from recbench import studies
-    from recbench.config import load_experiment
+    from recbench.experiment import load_experiment
 
     root = Path(__file__).resolve().parents[1]
     for name in ("gconv_transform", "gconv_baseline"):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from recbench.config import DatasetConfig, expand_seeds, validate
+from recbench.config import DatasetConfig, expand_seeds
+from recbench.experiment import validate
 from recbench.data.graph import FOLLOWS, RATES, split_view
 from recbench.data.prepare import load, preprocess
 from recbench.train.loop import evaluate_run, train_run

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from recbench import runs
-from recbench.config import expand_seeds, load_experiment, run_hash
+from recbench.config import expand_seeds, run_hash
+from recbench.experiment import load_experiment
 from recbench.errors import RunError
 from recbench.train.loop import evaluate_run, train_run
 from tests.conftest import write_experiment

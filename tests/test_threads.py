@@ -47,7 +47,8 @@ def test_busy_sample_is_a_number_of_cpus():
 def test_env_json_records_the_choice(tmp_path, tiny_paths):
     import json
 
-    from recbench.config import expand_seeds, load_experiment
+    from recbench.config import expand_seeds
+    from recbench.experiment import load_experiment
     from recbench.train.loop import train_run
     from tests.conftest import write_experiment
 

@@ -282,7 +282,8 @@ def load_run_config(run_dir: Path) -> ExperimentConfig:
     (``<stamp>-<hash>``), so a truncated, edited or swapped file is caught before it is used."""
     import re
 
-    from recbench.config import hash_plain, legacy_hash_plain, validate
+    from recbench.config import hash_plain, legacy_hash_plain
+    from recbench.experiment import validate
     from recbench.errors import RunError
 
     raw = runs.read_config(run_dir)
