@@ -99,17 +99,20 @@ def test_sparse_products_equal_dense():
 
 
 def test_parameter_count_matches_spec():
-    model = GLocalK(1682, 943, [500, 500], 5, True, gk_size=3)
+    gen = torch.Generator().manual_seed(0)
+    model = GLocalK(num_users=943, num_items=1682, generator=gen, hidden_dims=[500, 500],
+                    kernel_dim=5, local_kernel=True, gk_size=3)
     assert sum(p.numel() for p in model.parameters()) == 1_229_511  # spec §3: 1,214,373 + 15,138
-    autorec = GLocalK(1682, 943, [500, 500], 5, local_kernel=False, global_kernel=False)
+    autorec = GLocalK(num_users=943, num_items=1682, generator=gen, hidden_dims=[500, 500],
+                      kernel_dim=5, local_kernel=False, global_kernel=False)
     assert all(layer.u is None for layer in autorec.layers) and not autorec.has_global
 
 
 @pytest.mark.parametrize("size,layers", [(3, 1), (5, 2)])
 def test_global_convolution_paths_agree(size, layers):
     gen = torch.Generator().manual_seed(0)
-    model = GLocalK(9, 11, [4], 2, True, gk_size=size, gk_layers=layers)
-    model.reset_parameters(gen)
+    model = GLocalK(num_users=11, num_items=9, generator=gen, hidden_dims=[4], kernel_dim=2,
+                    local_kernel=True, gk_size=size, gk_layers=layers)
     r = torch.randint(0, 6, (9, 11)).float()
     mu = torch.rand(9)
     plain = model.convolve(r, mu)

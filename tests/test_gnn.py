@@ -324,7 +324,8 @@ def test_gat_full_graph_path_equals_gatconv(num_layers, num_heads):
     i = torch.randint(0, items, (edges,), generator=gen)
     g = dgl.graph((torch.cat([u, i + users]), torch.cat([i + users, u])),
                   num_nodes=users + items + 2)  # two isolated item nodes
-    model = GAT(users, items + 2, emb_dim=16, num_layers=num_layers, num_heads=num_heads)
+    model = GAT(num_users=users, num_items=items + 2, generator=gen, emb_dim=16,
+                num_layers=num_layers, num_heads=num_heads)
     for conv in model.convs:
         conv.bias.data.normal_(generator=gen)
     model.set_graph(g)

@@ -23,6 +23,7 @@ from torch import nn
 
 from recbench.config import NonNegInt, PosInt, Share, Strict
 from recbench.data import genre_task as gt
+from recbench.seeding import continue_globally, drawing_from, init_generator
 from recbench.train.api import RunContext
 from recbench.train.classification import ClassificationTrainer
 
@@ -203,9 +204,12 @@ def make_gconv_genre_trainer(cfg: GConvGenreConfig,
     counts = gt.cooccurrence(gt.item_genres(ctx.data.g))
     g = gt.genre_dgl_graph(counts, task.min_cooccurrence, task.self_loops)
     adjacency = torch.as_tensor(gt.normalized_adjacency(counts, task.self_loops))
-    torch.manual_seed(ctx.seed)
-    model = GConvTransform(g, adjacency, gt.lambda_max(g), samples.x.shape[-1], cfg.hidden,
-                           cfg.num_blocks, cfg.num_heads, cfg.dropout, cfg.cheb_k, cfg.residual,
-                           cfg.chebyshev, cfg.attention, cfg.graph, cfg.learn_adjacency)
+    gen = init_generator(ctx.seed)
+    with drawing_from(gen):  # the layers' default inits
+        model = GConvTransform(g, adjacency, gt.lambda_max(g), samples.x.shape[-1], cfg.hidden,
+                               cfg.num_blocks, cfg.num_heads, cfg.dropout, cfg.cheb_k,
+                               cfg.residual, cfg.chebyshev, cfg.attention, cfg.graph,
+                               cfg.learn_adjacency)
+    continue_globally(gen)  # dropout continues the init stream, as it always has
     return trainer_for(model, samples, setup, task, ctx)
 

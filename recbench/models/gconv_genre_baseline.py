@@ -24,6 +24,7 @@ from torch import nn
 from recbench.config import NonNegInt, PosInt, Share, Strict
 from recbench.data import genre_task as gt
 from recbench.models.gconv_genre import genre_setup, trainer_for
+from recbench.seeding import continue_globally, drawing_from, init_generator
 from recbench.train.api import RunContext
 from recbench.train.classification import ClassificationTrainer
 
@@ -147,8 +148,10 @@ def build_baseline(cfg: GConvGenreBaselineConfig, num_nodes: int, in_dim: int) -
 def make_gconv_genre_baseline_trainer(cfg: GConvGenreBaselineConfig,
                                 ctx: RunContext) -> ClassificationTrainer:
     samples, setup = genre_setup(cfg.genre_task, ctx)
-    torch.manual_seed(ctx.seed)
     _, num_nodes, in_dim = samples.x.shape
-    model = build_baseline(cfg, num_nodes, in_dim)
+    gen = init_generator(ctx.seed)
+    with drawing_from(gen):  # the layers' default inits
+        model = build_baseline(cfg, num_nodes, in_dim)
+    continue_globally(gen)  # dropout continues the init stream, as it always has
     loss = cfg.loss if cfg.loss != "auto" else ("hinge" if cfg.kind == "svm" else "soft_ce")
     return trainer_for(model, samples, setup, cfg.genre_task, ctx, loss)

@@ -33,6 +33,7 @@ from torch import nn
 
 from recbench.config import NonNegInt, PosInt, Share, Strict
 from recbench.data import next_item_task as nt
+from recbench.seeding import drawing_from, init_generator
 from recbench.train.api import RunContext
 from recbench.train.next_item import NextItemTrainer, build_data
 
@@ -223,7 +224,6 @@ def make_gconv_transform_trainer(cfg: GConvTransformConfig, ctx: RunContext) -> 
     data = build_data(ctx, cfg.next_item)
     sim = nt.item_cosine_graph(data.seqs, cfg.next_item.graph_neighbours) if (
         cfg.item_graph and (cfg.graph or cfg.chebyshev)) else None
-    with torch.random.fork_rng():
-        torch.manual_seed(ctx.seed)
+    with drawing_from(init_generator(ctx.seed)):  # default inits; the global RNG is untouched
         model = GConvTransform(cfg, data.num_items, sim)
     return NextItemTrainer(model, ctx, data, cfg.training)

@@ -27,7 +27,14 @@ from recbench.models.gl_attention import (
     code_product_loss,
     mine_local_triplets,
 )
-from recbench.seeding import derive_seed, numpy_rng, torch_generator
+from recbench.seeding import (
+    continue_globally,
+    derive_seed,
+    drawing_from,
+    init_generator,
+    numpy_rng,
+    torch_generator,
+)
 from recbench.train import objectives, samplers
 from recbench.train.api import EvalResult, RunContext
 from recbench.train.trainers import make_optimizer
@@ -48,14 +55,16 @@ class GLAttentionTrainer:
 
     def __init__(self, cfg: GLAttentionConfig, ctx: RunContext):
         self.cfg, self.ctx = cfg, ctx
-        torch.manual_seed(derive_seed(ctx.seed, "init") % (2**31))
         self.uniform = cfg.attention_fit == "uniform"
-        self.model = GLAttention(ctx.data.num_users, ctx.data.num_items, cfg.representation,
-                                 cfg.extra_representations, cfg.cluster_space, cfg.emb_dim,
-                                 cfg.hidden_dims, cfg.out_dim, cfg.num_clusters,
-                                 cfg.attention_mlp_depth, cfg.alpha_linear, cfg.normalize,
-                                 cfg.local_init == "global", self.uniform,
-                                 cfg.blend == "scores", cfg.alpha_from == "user").to(ctx.device)
+        gen = init_generator(derive_seed(ctx.seed, "init") % (2**31))  # its historic stream
+        with drawing_from(gen):  # the nets' default inits
+            self.model = GLAttention(ctx.data.num_users, ctx.data.num_items, cfg.representation,
+                                     cfg.extra_representations, cfg.cluster_space, cfg.emb_dim,
+                                     cfg.hidden_dims, cfg.out_dim, cfg.num_clusters,
+                                     cfg.attention_mlp_depth, cfg.alpha_linear, cfg.normalize,
+                                     cfg.local_init == "global", self.uniform,
+                                     cfg.blend == "scores", cfg.alpha_from == "user").to(ctx.device)
+        continue_globally(gen)  # later global draws continue the init stream, as they always have
         nets = list(self.model.nets)
         self.stages: list[tuple[str, list[str], int]] = []
         glob = [n for n in nets if n.startswith("G")]

@@ -243,10 +243,11 @@ class GLocalK(nn.Module):
     ``GK = dot_scale · μᵀ·Kb`` (eq. 5), ``R̂ = ReLU(conv(R, GK))`` (eq. 6), output ``AE(R̂)``.
     """
 
-    def __init__(self, num_items: int, num_users: int, hidden_dims: list[int],
-                 kernel_dim: int = 5, local_kernel: bool = True, lambda_2: float = 20.0,
-                 lambda_s: float = 0.006, global_kernel: bool = True, gk_size: int = 3,
-                 gk_layers: int = 1, aggregation: str = "weighted", dot_scale: float = 1.0):
+    def __init__(self, *, num_users: int, num_items: int, generator: torch.Generator,
+                 hidden_dims: list[int], kernel_dim: int = 5, local_kernel: bool = True,
+                 lambda_2: float = 20.0, lambda_s: float = 0.006, global_kernel: bool = True,
+                 gk_size: int = 3, gk_layers: int = 1, aggregation: str = "weighted",
+                 dot_scale: float = 1.0):
         super().__init__()
         dims = [num_users, *hidden_dims, num_users]
         self.layers = nn.ModuleList(KernelLayer(a, b, kernel_dim, local_kernel)
@@ -258,6 +259,7 @@ class GLocalK(nn.Module):
                                       for _ in range(n_banks))
         self.register_buffer("finetuned", torch.tensor(False))
         self.unfolded: torch.Tensor | None = None  # im2col of R_train, set by the trainer
+        self.reset_parameters(generator)
 
     @property
     def has_global(self) -> bool:
@@ -420,17 +422,21 @@ class GLocalKTrainer:
         self.nfev = int(state["nfev"])
 
 
-def build_glocal_k(cfg: GLocalKConfig, num_items: int, num_users: int) -> GLocalK:
+def build_glocal_k(cfg: GLocalKConfig, *, num_users: int, num_items: int,
+                   generator: torch.Generator) -> GLocalK:
     gk = cfg.global_kernel
-    return GLocalK(num_items, num_users, list(cfg.hidden_dims), cfg.kernel_dim, cfg.local_kernel,
-                   cfg.lambda_2, cfg.lambda_s, gk.enabled, gk.size, gk.layers, gk.aggregation,
-                   cfg.dot_scale)
+    return GLocalK(num_users=num_users, num_items=num_items, generator=generator,
+                   hidden_dims=list(cfg.hidden_dims), kernel_dim=cfg.kernel_dim,
+                   local_kernel=cfg.local_kernel, lambda_2=cfg.lambda_2, lambda_s=cfg.lambda_s,
+                   global_kernel=gk.enabled, gk_size=gk.size, gk_layers=gk.layers,
+                   aggregation=gk.aggregation, dot_scale=cfg.dot_scale)
 
 
 def make_glocal_k_trainer(cfg: GLocalKConfig, ctx: RunContext) -> GLocalKTrainer:
     if ctx.device.type != "cpu":
         raise ConfigError("glocal_k runs on CPU here (SciPy's L-BFGS-B drives it); "
                           "use --device cpu")
-    model = build_glocal_k(cfg, ctx.data.num_items, ctx.data.num_users)
-    model.reset_parameters(torch_generator(ctx.seed, "init"))
+    # GLocal-K has drawn its weights from the derived "init" stream since it was written
+    model = build_glocal_k(cfg, num_users=ctx.data.num_users, num_items=ctx.data.num_items,
+                           generator=torch_generator(ctx.seed, "init"))
     return GLocalKTrainer(model, ctx, cfg)

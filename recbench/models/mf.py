@@ -15,7 +15,7 @@ from torch import nn
 
 from recbench.config import NonNegFloat, PosInt, Strict
 from recbench.data.graph import split_edges
-from recbench.seeding import torch_generator
+from recbench.seeding import continue_globally, drawing_from, init_generator, torch_generator
 from recbench.train import objectives, samplers
 from recbench.train.api import EvalResult, RunContext
 from recbench.train.trainers import (
@@ -36,16 +36,17 @@ class BiasedMFConfig(Strict):
 class BiasedMF(nn.Module):
     """r̂(u, i) = μ + b_u + b_i + p_u · q_i."""
 
-    def __init__(self, num_users: int, num_items: int, emb_dim: int = 64, global_mean: float = 0.0,
-                 init_std: float = 0.01):
+    def __init__(self, *, num_users: int, num_items: int, generator: torch.Generator,
+                 emb_dim: int = 64, global_mean: float = 0.0, init_std: float = 0.01):
         super().__init__()
-        self.user = nn.Embedding(num_users, emb_dim)
-        self.item = nn.Embedding(num_items, emb_dim)
-        self.user_bias = nn.Embedding(num_users, 1)
-        self.item_bias = nn.Embedding(num_items, 1)
+        with drawing_from(generator):  # nn.Embedding's own N(0, 1) draws, kept in the stream
+            self.user = nn.Embedding(num_users, emb_dim)
+            self.item = nn.Embedding(num_items, emb_dim)
+            self.user_bias = nn.Embedding(num_users, 1)
+            self.item_bias = nn.Embedding(num_items, 1)
         self.register_buffer("global_mean", torch.tensor(float(global_mean)))
         for emb in (self.user, self.item):
-            nn.init.normal_(emb.weight, std=init_std)
+            nn.init.normal_(emb.weight, std=init_std, generator=generator)
         for emb in (self.user_bias, self.item_bias):
             nn.init.zeros_(emb.weight)
 
@@ -57,9 +58,11 @@ class BiasedMF(nn.Module):
 
 def make_biased_mf_trainer(cfg: BiasedMFConfig, ctx: RunContext) -> RatingTrainer:
     _, _, ratings = split_edges(ctx.data.g, "train")
-    torch.manual_seed(ctx.seed)
-    model = BiasedMF(ctx.data.num_users, ctx.data.num_items, cfg.emb_dim,
-                     float(ratings.mean()), cfg.init_std)
+    gen = init_generator(ctx.seed)
+    model = BiasedMF(num_users=ctx.data.num_users, num_items=ctx.data.num_items, generator=gen,
+                     emb_dim=cfg.emb_dim, global_mean=float(ratings.mean()),
+                     init_std=cfg.init_std)
+    continue_globally(gen)
     return RatingTrainer(model, ctx)
 
 
@@ -76,20 +79,24 @@ class BPRMFConfig(Strict):
 class BPRMF(nn.Module):
     """Plain user and item embedding tables scored by dot product."""
 
-    def __init__(self, num_users: int, num_items: int, emb_dim: int = 64, init_std: float = 0.1):
+    def __init__(self, *, num_users: int, num_items: int, generator: torch.Generator,
+                 emb_dim: int = 64, init_std: float = 0.1):
         super().__init__()
-        self.user = nn.Embedding(num_users, emb_dim)
-        self.item = nn.Embedding(num_items, emb_dim)
-        nn.init.normal_(self.user.weight, std=init_std)
-        nn.init.normal_(self.item.weight, std=init_std)
+        with drawing_from(generator):  # nn.Embedding's own N(0, 1) draws, kept in the stream
+            self.user = nn.Embedding(num_users, emb_dim)
+            self.item = nn.Embedding(num_items, emb_dim)
+        nn.init.normal_(self.user.weight, std=init_std, generator=generator)
+        nn.init.normal_(self.item.weight, std=init_std, generator=generator)
 
     def embed(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.user.weight, self.item.weight
 
 
 def make_bpr_mf_trainer(cfg: BPRMFConfig, ctx: RunContext) -> PairwiseTrainer:
-    torch.manual_seed(ctx.seed)
-    model = BPRMF(ctx.data.num_users, ctx.data.num_items, cfg.emb_dim, cfg.init_std)
+    gen = init_generator(ctx.seed)
+    model = BPRMF(num_users=ctx.data.num_users, num_items=ctx.data.num_items, generator=gen,
+                  emb_dim=cfg.emb_dim, init_std=cfg.init_std)
+    continue_globally(gen)
     return PairwiseTrainer(model, ctx, cfg.loss, cfg.num_negatives, cfg.negative_sampler, cfg.reg)
 
 
@@ -149,23 +156,25 @@ class NeuMF(nn.Module):
     """NeuMF (He et al. 2017): GMF (p_u ⊙ q_i) and an MLP on [p'_u, q'_i], fused by one linear
     output layer; ``score`` is the logit ŷ_ui before the sigmoid."""
 
-    def __init__(self, num_users: int, num_items: int, emb_dim: int = 64,
-                 mlp_dims: list[int] | None = None, init_std: float = 0.01):
+    def __init__(self, *, num_users: int, num_items: int, generator: torch.Generator,
+                 emb_dim: int = 64, mlp_dims: list[int] | None = None, init_std: float = 0.01):
         super().__init__()
         dims = [128, 64] if mlp_dims is None else mlp_dims
-        self.gmf_user = nn.Embedding(num_users, emb_dim)
-        self.gmf_item = nn.Embedding(num_items, emb_dim)
-        self.mlp_user = nn.Embedding(num_users, emb_dim)
-        self.mlp_item = nn.Embedding(num_items, emb_dim)
+        with drawing_from(generator):  # nn.Embedding's own N(0, 1) draws, kept in the stream
+            self.gmf_user = nn.Embedding(num_users, emb_dim)
+            self.gmf_item = nn.Embedding(num_items, emb_dim)
+            self.mlp_user = nn.Embedding(num_users, emb_dim)
+            self.mlp_item = nn.Embedding(num_items, emb_dim)
         for emb in (self.gmf_user, self.gmf_item, self.mlp_user, self.mlp_item):
-            nn.init.normal_(emb.weight, std=init_std)
+            nn.init.normal_(emb.weight, std=init_std, generator=generator)
         layers: list[nn.Module] = []
         width = 2 * emb_dim
-        for h in dims:
-            layers += [nn.Linear(width, h), nn.ReLU()]
-            width = h
-        self.mlp = nn.Sequential(*layers)
-        self.out = nn.Linear(emb_dim + width, 1)
+        with drawing_from(generator):  # nn.Linear's own (Kaiming-uniform) init
+            for h in dims:
+                layers += [nn.Linear(width, h), nn.ReLU()]
+                width = h
+            self.mlp = nn.Sequential(*layers)
+            self.out = nn.Linear(emb_dim + width, 1)
 
     def pair_scores(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Logits for users (B,) against items (B, C) → (B, C)."""
@@ -226,6 +235,8 @@ class NeuMFTrainer:
 
 
 def make_neumf_trainer(cfg: NeuMFConfig, ctx: RunContext) -> NeuMFTrainer:
-    torch.manual_seed(ctx.seed)
-    model = NeuMF(ctx.data.num_users, ctx.data.num_items, cfg.emb_dim, cfg.mlp_dims, cfg.init_std)
+    gen = init_generator(ctx.seed)
+    model = NeuMF(num_users=ctx.data.num_users, num_items=ctx.data.num_items, generator=gen,
+                  emb_dim=cfg.emb_dim, mlp_dims=cfg.mlp_dims, init_std=cfg.init_std)
+    continue_globally(gen)
     return NeuMFTrainer(model, ctx, cfg.num_negatives, cfg.loss)

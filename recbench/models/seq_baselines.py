@@ -23,6 +23,7 @@ from torch import nn
 
 from recbench.config import NonNegInt, PosInt, Share, Strict
 from recbench.data import next_item_task as nt
+from recbench.seeding import drawing_from, init_generator
 from recbench.train.api import RunContext
 from recbench.train.next_item import NextItemData, NextItemTrainer, build_data
 
@@ -198,8 +199,7 @@ def build_model(cfg: SeqBaselineConfig, data: NextItemData) -> nn.Module:
 
 def make_seq_baseline_trainer(cfg: SeqBaselineConfig, ctx: RunContext) -> NextItemTrainer:
     data = build_data(ctx, cfg.next_item)
-    with torch.random.fork_rng():
-        torch.manual_seed(ctx.seed)
+    with drawing_from(init_generator(ctx.seed)):  # default inits; the global RNG is untouched
         model = build_model(cfg, data)
     mode = "none" if cfg.kind in FLOORS else "samples"
     return NextItemTrainer(model, ctx, data, mode, "hinge" if cfg.kind == "svm" else "ce")

@@ -1,4 +1,4 @@
-"""What every GNN recommender shares: the message graph, the ego table, the training options.
+"""What every GNN recommender shares: the message graph, the ego table, the architecture, the builder.
 
 Users and items live in one homogeneous node space (users ``0..U-1``, items ``U..U+I-1``) so a
 propagation is one sparse kernel call per layer over the bidirected training graph, whose
@@ -21,13 +21,16 @@ from torch import nn
 
 from recbench.config import NonNegFloat, NonNegInt, PosInt, Share, Strict
 from recbench.data.graph import FOLLOWS, RATES, split_view
+from recbench.seeding import continue_globally, drawing_from, init_generator
 from recbench.train.api import RunContext
 
 Training = Literal["full", "neighbor", "cluster"]
 
 
-class GraphTrainOptions(Strict):
-    """Training switches shared by the GNN family (each model config inherits them)."""
+class GNNArchitecture(Strict):
+    """What every GNN model config holds (each inherits it): the encoder's shape and
+    regularisers, its objective and negatives, and how its graph is fed (full, sampled
+    blocks, clusters). The loop's settings (lr, epochs, batch size) live in ``TrainConfig``."""
 
     emb_dim: PosInt = 64
     num_layers: NonNegInt = 3
@@ -136,13 +139,14 @@ class GraphRecommender(nn.Module):
     ``graphs`` holds one graph per layer (the same full graph repeated, or sampled blocks).
     """
 
-    def __init__(self, num_users: int, num_items: int, emb_dim: int = 64, num_layers: int = 3,
-                 init_std: float = 0.1, edge_dropout: float = 0.0, message_dropout: float = 0.0,
-                 sparse: bool = False):
+    def __init__(self, *, num_users: int, num_items: int, generator: torch.Generator,
+                 emb_dim: int = 64, num_layers: int = 3, init_std: float = 0.1,
+                 edge_dropout: float = 0.0, message_dropout: float = 0.0, sparse: bool = False):
         super().__init__()
         self.num_users, self.num_items, self.num_layers = num_users, num_items, num_layers
-        self.emb = nn.Embedding(num_users + num_items, emb_dim, sparse=sparse)
-        nn.init.normal_(self.emb.weight, std=init_std)
+        with drawing_from(generator):  # nn.Embedding's own N(0, 1) draw, kept in the stream
+            self.emb = nn.Embedding(num_users + num_items, emb_dim, sparse=sparse)
+        nn.init.normal_(self.emb.weight, std=init_std, generator=generator)
         self.edge_dropout = edge_dropout
         self.message_dropout = nn.Dropout(message_dropout)
         self.graph = None
@@ -191,7 +195,22 @@ class GraphRecommender(nn.Module):
         return self.emb(users), self.emb(pos + off), self.emb(neg + off)
 
 
-def make_graph_trainer(model: GraphRecommender, cfg: GraphTrainOptions, ctx: RunContext,
+def build_gnn(model_cls: type[GraphRecommender], *, cfg: GNNArchitecture, ctx: RunContext,
+              **model_kwargs) -> GraphRecommender:
+    """The one way a GNN is built: the architecture's shared fields plus the model's own
+    ``model_kwargs``, every argument by keyword, initial weights drawn from the run's
+    :func:`~recbench.seeding.init_generator`; then the stream goes on in the global generator
+    for the training-time dropout (:func:`~recbench.seeding.continue_globally`)."""
+    gen = init_generator(ctx.seed)
+    model = model_cls(num_users=ctx.data.num_users, num_items=ctx.data.num_items, generator=gen,
+                      emb_dim=cfg.emb_dim, num_layers=cfg.num_layers, init_std=cfg.init_std,
+                      edge_dropout=cfg.edge_dropout, message_dropout=cfg.message_dropout,
+                      sparse=cfg.sparse_embeddings, **model_kwargs)
+    continue_globally(gen)
+    return model
+
+
+def make_graph_trainer(model: GraphRecommender, cfg: GNNArchitecture, ctx: RunContext,
                        graph=None):
     """Attach the training graph and pick the epoch strategy the config asks for."""
     from recbench.train.trainers import BlockPairwiseTrainer, PairwiseTrainer
@@ -218,9 +237,8 @@ class ConvEncoder(GraphRecommender):
     textbook encoder.
     """
 
-    def __init__(self, num_users: int, num_items: int, emb_dim: int = 64, num_layers: int = 3,
-                 init_std: float = 0.1, combine: str = "mean", **kwargs):
-        super().__init__(num_users, num_items, emb_dim, num_layers, init_std, **kwargs)
+    def __init__(self, *, combine: str = "mean", **kwargs):
+        super().__init__(**kwargs)
         if combine not in ("mean", "last"):
             raise ValueError(f"combine must be 'mean' or 'last', got '{combine}'")
         self.combine = combine

@@ -9,8 +9,8 @@ On the full training graph (full-graph training and every evaluation) a layer do
 (``fc``, ``attn_l``, ``attn_r``, ``bias``) with the edges kept sorted by destination, the
 edge softmax as tensor ops whose per-node reductions are DGL's fused ``copy_e_sum`` /
 ``copy_e_max`` (no per-head edge weight: fast), and the weighted aggregation as one
-block-diagonal CSR product with int32 indices over all heads (:class:`HeadSpMM`, backward by the transposed CSR and
-``torch.sparse.sampled_addmm``). Why: DGL 2.1's CPU kernels for a per-head edge weight
+block-diagonal CSR product with int32 indices over all heads (:class:`HeadSpMM`, backward by
+the transposed CSR and ``torch.sparse.sampled_addmm``). Why: DGL 2.1's CPU kernels for a per-head edge weight
 (``u_mul_e_sum`` and its backward, ``u_add_v``, ``edge_softmax``) took 90 % of a GAT epoch
 (7.9 s on ML-100K); the torch CSR kernels compute the same sums 3-5x faster. Measured on
 ML-100K at 1 thread, idle: 19 s/epoch through GATConv, 4.9 s with this path's first form,
@@ -30,11 +30,12 @@ from pydantic import model_validator
 from torch.nn import functional as F
 
 from recbench.config import PosInt
-from recbench.models.gnn.base import ConvEncoder, GraphTrainOptions, make_graph_trainer
+from recbench.models.gnn.base import ConvEncoder, GNNArchitecture, build_gnn, make_graph_trainer
+from recbench.seeding import drawing_from
 from recbench.train.api import RunContext
 
 
-class GATConfig(GraphTrainOptions):
+class GATConfig(GNNArchitecture):
     name: Literal["gat"]
     num_heads: PosInt = 4
     combine: Literal["mean", "last"] = "mean"
@@ -192,14 +193,16 @@ def gat_layer(conv: GATConv, csr: HeadCSR, feat: torch.Tensor) -> torch.Tensor:
 class GAT(ConvEncoder):
     """Output ``(num_outputs, emb_dim)``."""
 
-    def __init__(self, num_users: int, num_items: int, emb_dim: int = 64, num_layers: int = 3,
-                 num_heads: int = 4, init_std: float = 0.1, combine: str = "mean",
+    def __init__(self, *, generator: torch.Generator, num_heads: int = 4,
                  negative_slope: float = 0.2, **kwargs):
-        super().__init__(num_users, num_items, emb_dim, num_layers, init_std, combine, **kwargs)
-        for index in range(num_layers):
-            out = emb_dim if index == num_layers - 1 else emb_dim // num_heads
-            self.convs.append(GATConv(emb_dim, out, num_heads, attn_drop=self.edge_dropout,
-                                      negative_slope=negative_slope, allow_zero_in_degree=True))
+        super().__init__(generator=generator, **kwargs)
+        dim, layers = self.emb.embedding_dim, self.num_layers
+        with drawing_from(generator):  # GATConv's own Glorot init
+            for index in range(layers):
+                out = dim if index == layers - 1 else dim // num_heads
+                self.convs.append(GATConv(dim, out, num_heads, attn_drop=self.edge_dropout,
+                                          negative_slope=negative_slope,
+                                          allow_zero_in_degree=True))
         self.num_heads = num_heads
         self._csr: tuple | None = None  # (graph, HeadCSR) of the full graph, built on first use
 
@@ -225,9 +228,6 @@ class GAT(ConvEncoder):
 
 
 def make_gat_trainer(cfg: GATConfig, ctx: RunContext):
-    torch.manual_seed(ctx.seed)
-    model = GAT(ctx.data.num_users, ctx.data.num_items, cfg.emb_dim, cfg.num_layers,
-                cfg.num_heads, cfg.init_std, cfg.combine, cfg.negative_slope,
-                edge_dropout=cfg.edge_dropout, message_dropout=cfg.message_dropout,
-                sparse=cfg.sparse_embeddings)
+    model = build_gnn(GAT, cfg=cfg, ctx=ctx, num_heads=cfg.num_heads, combine=cfg.combine,
+                      negative_slope=cfg.negative_slope)
     return make_graph_trainer(model, cfg, ctx)

@@ -11,11 +11,12 @@ from typing import Literal
 import torch
 from dgl.nn import GraphConv
 
-from recbench.models.gnn.base import ConvEncoder, GraphTrainOptions, make_graph_trainer
+from recbench.models.gnn.base import ConvEncoder, GNNArchitecture, build_gnn, make_graph_trainer
+from recbench.seeding import drawing_from
 from recbench.train.api import RunContext
 
 
-class GCNConfig(GraphTrainOptions):
+class GCNConfig(GNNArchitecture):
     name: Literal["gcn"]
     combine: Literal["mean", "last"] = "mean"
 
@@ -23,19 +24,17 @@ class GCNConfig(GraphTrainOptions):
 class GCN(ConvEncoder):
     """Output ``(num_outputs, emb_dim)``."""
 
-    def __init__(self, num_users: int, num_items: int, emb_dim: int = 64, num_layers: int = 3,
-                 init_std: float = 0.1, combine: str = "mean", **kwargs):
-        super().__init__(num_users, num_items, emb_dim, num_layers, init_std, combine, **kwargs)
-        self.convs.extend(GraphConv(emb_dim, emb_dim, norm="both", allow_zero_in_degree=True)
-                          for _ in range(num_layers))
+    def __init__(self, *, generator: torch.Generator, **kwargs):
+        super().__init__(generator=generator, **kwargs)
+        dim = self.emb.embedding_dim
+        with drawing_from(generator):  # GraphConv's own Glorot init
+            self.convs.extend(GraphConv(dim, dim, norm="both", allow_zero_in_degree=True)
+                              for _ in range(self.num_layers))
 
     def layer(self, index: int, g, h: torch.Tensor) -> torch.Tensor:
         return self.convs[index](g, h, edge_weight=self.edge_mask(g))
 
 
 def make_gcn_trainer(cfg: GCNConfig, ctx: RunContext):
-    torch.manual_seed(ctx.seed)
-    model = GCN(ctx.data.num_users, ctx.data.num_items, cfg.emb_dim, cfg.num_layers,
-                cfg.init_std, cfg.combine, edge_dropout=cfg.edge_dropout,
-                message_dropout=cfg.message_dropout, sparse=cfg.sparse_embeddings)
+    model = build_gnn(GCN, cfg=cfg, ctx=ctx, combine=cfg.combine)
     return make_graph_trainer(model, cfg, ctx)

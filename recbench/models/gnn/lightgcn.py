@@ -13,15 +13,16 @@ import torch
 from pydantic import model_validator
 
 from recbench.models.gnn.base import (
+    GNNArchitecture,
     GraphRecommender,
-    GraphTrainOptions,
+    build_gnn,
     make_graph_trainer,
     num_outputs,
 )
 from recbench.train.api import RunContext
 
 
-class LightGCNConfig(GraphTrainOptions):
+class LightGCNConfig(GNNArchitecture):
     name: Literal["lightgcn"]
     alpha: list[float] | None = None  # α_0..α_L; None: 1/(L+1) each
 
@@ -35,10 +36,9 @@ class LightGCNConfig(GraphTrainOptions):
 class LightGCN(GraphRecommender):
     """Output ``(num_outputs, emb_dim)``: the α-weighted sum of layer 0..L embeddings."""
 
-    def __init__(self, num_users: int, num_items: int, emb_dim: int = 64, num_layers: int = 3,
-                 alpha: list[float] | None = None, init_std: float = 0.1, **kwargs):
-        super().__init__(num_users, num_items, emb_dim, num_layers, init_std, **kwargs)
-        alpha = alpha or [1.0 / (num_layers + 1)] * (num_layers + 1)
+    def __init__(self, *, alpha: list[float] | None = None, **kwargs):
+        super().__init__(**kwargs)
+        alpha = alpha or [1.0 / (self.num_layers + 1)] * (self.num_layers + 1)
         self.register_buffer("alpha", torch.tensor(alpha, dtype=torch.float32))
 
     def propagate(self, graphs: list, h: torch.Tensor) -> torch.Tensor:
@@ -52,8 +52,5 @@ class LightGCN(GraphRecommender):
 
 
 def make_lightgcn_trainer(cfg: LightGCNConfig, ctx: RunContext):
-    torch.manual_seed(ctx.seed)
-    model = LightGCN(ctx.data.num_users, ctx.data.num_items, cfg.emb_dim, cfg.num_layers,
-                     cfg.alpha, cfg.init_std, edge_dropout=cfg.edge_dropout,
-                     message_dropout=cfg.message_dropout, sparse=cfg.sparse_embeddings)
+    model = build_gnn(LightGCN, cfg=cfg, ctx=ctx, alpha=cfg.alpha)
     return make_graph_trainer(model, cfg, ctx)

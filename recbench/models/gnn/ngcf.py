@@ -16,15 +16,17 @@ from torch import nn
 
 from recbench.config import Share
 from recbench.models.gnn.base import (
+    GNNArchitecture,
     GraphRecommender,
-    GraphTrainOptions,
+    build_gnn,
     make_graph_trainer,
     num_outputs,
 )
+from recbench.seeding import drawing_from
 from recbench.train.api import RunContext
 
 
-class NGCFConfig(GraphTrainOptions):
+class NGCFConfig(GNNArchitecture):
     name: Literal["ngcf"]
     message_dropout: Share = 0.1
     negative_slope: float = 0.2
@@ -33,13 +35,14 @@ class NGCFConfig(GraphTrainOptions):
 class NGCF(GraphRecommender):
     """Output ``(num_outputs, emb_dim * (num_layers + 1))``."""
 
-    def __init__(self, num_users: int, num_items: int, emb_dim: int = 64, num_layers: int = 3,
-                 init_std: float = 0.1, negative_slope: float = 0.2, **kwargs):
-        super().__init__(num_users, num_items, emb_dim, num_layers, init_std, **kwargs)
-        self.w1 = nn.ModuleList(nn.Linear(emb_dim, emb_dim) for _ in range(num_layers))
-        self.w2 = nn.ModuleList(nn.Linear(emb_dim, emb_dim) for _ in range(num_layers))
+    def __init__(self, *, generator: torch.Generator, negative_slope: float = 0.2, **kwargs):
+        super().__init__(generator=generator, **kwargs)
+        dim, layers = self.emb.embedding_dim, self.num_layers
+        with drawing_from(generator):  # nn.Linear's own init, redrawn below but kept in the stream
+            self.w1 = nn.ModuleList(nn.Linear(dim, dim) for _ in range(layers))
+            self.w2 = nn.ModuleList(nn.Linear(dim, dim) for _ in range(layers))
         for lin in [*self.w1, *self.w2]:
-            nn.init.xavier_uniform_(lin.weight)
+            nn.init.xavier_uniform_(lin.weight, generator=generator)
             nn.init.zeros_(lin.bias)
         self.negative_slope = negative_slope
 
@@ -57,8 +60,5 @@ class NGCF(GraphRecommender):
 
 
 def make_ngcf_trainer(cfg: NGCFConfig, ctx: RunContext):
-    torch.manual_seed(ctx.seed)
-    model = NGCF(ctx.data.num_users, ctx.data.num_items, cfg.emb_dim, cfg.num_layers,
-                 cfg.init_std, cfg.negative_slope, edge_dropout=cfg.edge_dropout,
-                 message_dropout=cfg.message_dropout, sparse=cfg.sparse_embeddings)
+    model = build_gnn(NGCF, cfg=cfg, ctx=ctx, negative_slope=cfg.negative_slope)
     return make_graph_trainer(model, cfg, ctx)

@@ -21,15 +21,17 @@ from torch import nn
 from recbench.config import NonNegInt, PosFloat, PosInt, Share
 from recbench.data.graph import ITEM, RATED_BY, RATES, USER, split_view
 from recbench.models.gnn.base import (
+    GNNArchitecture,
     GraphRecommender,
-    GraphTrainOptions,
+    build_gnn,
     make_graph_trainer,
     num_outputs,
 )
+from recbench.seeding import drawing_from
 from recbench.train.api import RunContext
 
 
-class PinSageConfig(GraphTrainOptions):
+class PinSageConfig(GNNArchitecture):
     name: Literal["pinsage"]
     num_layers: NonNegInt = 2
     negative_sampler: Literal["uniform", "popularity", "hard"] = "hard"
@@ -82,12 +84,14 @@ class ImportanceWalks:
 class PinSage(GraphRecommender):
     """Output ``(num_outputs, emb_dim)``, L2-normalised and scaled by ``1/sqrt(temperature)``."""
 
-    def __init__(self, num_users: int, num_items: int, emb_dim: int = 64, num_layers: int = 2,
-                 init_std: float = 0.1, temperature: float = 0.2,
-                 walks: ImportanceWalks | None = None, resample: bool = True, **kwargs):
-        super().__init__(num_users, num_items, emb_dim, num_layers, init_std, **kwargs)
-        self.q = nn.ModuleList(nn.Linear(emb_dim, emb_dim) for _ in range(num_layers))
-        self.w = nn.ModuleList(nn.Linear(2 * emb_dim, emb_dim) for _ in range(num_layers))
+    def __init__(self, *, generator: torch.Generator, num_layers: int = 2,
+                 temperature: float = 0.2, walks: ImportanceWalks | None = None,
+                 resample: bool = True, **kwargs):
+        super().__init__(generator=generator, num_layers=num_layers, **kwargs)
+        dim = self.emb.embedding_dim
+        with drawing_from(generator):  # nn.Linear's own init
+            self.q = nn.ModuleList(nn.Linear(dim, dim) for _ in range(num_layers))
+            self.w = nn.ModuleList(nn.Linear(2 * dim, dim) for _ in range(num_layers))
         self.scale = temperature ** -0.5
         self.walks, self.resample = walks, resample
         self.eval_graph = None
@@ -120,12 +124,9 @@ class PinSage(GraphRecommender):
 
 
 def make_pinsage_trainer(cfg: PinSageConfig, ctx: RunContext):
-    torch.manual_seed(ctx.seed)
     walks = ImportanceWalks(ctx.data.g, cfg.num_traversals, cfg.termination_prob,
                             cfg.num_random_walks, cfg.num_neighbors)
-    model = PinSage(ctx.data.num_users, ctx.data.num_items, cfg.emb_dim, cfg.num_layers,
-                    cfg.init_std, cfg.temperature, walks, cfg.resample_every_epoch,
-                    edge_dropout=cfg.edge_dropout, message_dropout=cfg.message_dropout,
-                    sparse=cfg.sparse_embeddings)
+    model = build_gnn(PinSage, cfg=cfg, ctx=ctx, temperature=cfg.temperature, walks=walks,
+                      resample=cfg.resample_every_epoch)
     model.eval_graph = walks.sample().to(ctx.device)
     return make_graph_trainer(model, cfg, ctx, model.eval_graph)

@@ -11,11 +11,12 @@ from typing import Literal
 import torch
 from dgl.nn import SAGEConv
 
-from recbench.models.gnn.base import ConvEncoder, GraphTrainOptions, make_graph_trainer
+from recbench.models.gnn.base import ConvEncoder, GNNArchitecture, build_gnn, make_graph_trainer
+from recbench.seeding import drawing_from
 from recbench.train.api import RunContext
 
 
-class SAGEConfig(GraphTrainOptions):
+class SAGEConfig(GNNArchitecture):
     name: Literal["sage"]
     aggregator: Literal["mean", "pool"] = "mean"
     combine: Literal["mean", "last"] = "mean"
@@ -24,11 +25,11 @@ class SAGEConfig(GraphTrainOptions):
 class SAGE(ConvEncoder):
     """Output ``(num_outputs, emb_dim)``."""
 
-    def __init__(self, num_users: int, num_items: int, emb_dim: int = 64, num_layers: int = 3,
-                 aggregator: str = "mean", init_std: float = 0.1, combine: str = "mean",
-                 **kwargs):
-        super().__init__(num_users, num_items, emb_dim, num_layers, init_std, combine, **kwargs)
-        self.convs.extend(SAGEConv(emb_dim, emb_dim, aggregator) for _ in range(num_layers))
+    def __init__(self, *, generator: torch.Generator, aggregator: str = "mean", **kwargs):
+        super().__init__(generator=generator, **kwargs)
+        dim = self.emb.embedding_dim
+        with drawing_from(generator):  # SAGEConv's own init
+            self.convs.extend(SAGEConv(dim, dim, aggregator) for _ in range(self.num_layers))
 
     def layer(self, index: int, g, h: torch.Tensor) -> torch.Tensor:
         mask = self.edge_mask(g)
@@ -38,8 +39,5 @@ class SAGE(ConvEncoder):
 
 
 def make_sage_trainer(cfg: SAGEConfig, ctx: RunContext):
-    torch.manual_seed(ctx.seed)
-    model = SAGE(ctx.data.num_users, ctx.data.num_items, cfg.emb_dim, cfg.num_layers,
-                 cfg.aggregator, cfg.init_std, cfg.combine, edge_dropout=cfg.edge_dropout,
-                 message_dropout=cfg.message_dropout, sparse=cfg.sparse_embeddings)
+    model = build_gnn(SAGE, cfg=cfg, ctx=ctx, aggregator=cfg.aggregator, combine=cfg.combine)
     return make_graph_trainer(model, cfg, ctx)

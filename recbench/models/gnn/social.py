@@ -18,7 +18,8 @@ from recbench.config import NonNegFloat
 from recbench.data.graph import FOLLOWS
 from recbench.errors import ConfigError
 from recbench.models.gnn.base import (
-    GraphTrainOptions,
+    GNNArchitecture,
+    build_gnn,
     interaction_graph,
     make_graph_trainer,
     social_graph,
@@ -27,7 +28,7 @@ from recbench.models.gnn.lightgcn import LightGCN
 from recbench.train.api import RunContext
 
 
-class SocialConfig(GraphTrainOptions):
+class SocialConfig(GNNArchitecture):
     name: Literal["social"]
     social: bool = True
     social_weight: NonNegFloat = 1.0
@@ -58,10 +59,7 @@ def make_social_trainer(cfg: SocialConfig, ctx: RunContext):
     if cfg.social and (FOLLOWS not in g.canonical_etypes or g.num_edges(FOLLOWS) == 0):
         raise ConfigError(f"model.social is on but dataset '{ctx.data.meta.get('dataset')}' has "
                           "no follow edges; use douban-monti or set model.social=false")
-    torch.manual_seed(ctx.seed)
-    model = SocialLightGCN(ctx.data.num_users, ctx.data.num_items, cfg.emb_dim, cfg.num_layers,
-                           None, cfg.init_std, edge_dropout=cfg.edge_dropout,
-                           message_dropout=cfg.message_dropout, sparse=cfg.sparse_embeddings)
+    model = build_gnn(SocialLightGCN, cfg=cfg, ctx=ctx)
     users, items = ctx.data.num_users, ctx.data.num_items
     if cfg.social and cfg.training == "full":
         model.social_graph = social_graph(g, users, items, cfg.social_weight).to(ctx.device)
