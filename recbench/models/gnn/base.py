@@ -21,7 +21,7 @@ from torch import nn
 
 from recbench.config import Strict
 from recbench.data.graph import FOLLOWS, RATES, split_view
-from recbench.train.api import RunContext
+from recbench.train.api import PairwiseModel, RunContext
 
 Training = Literal["full", "neighbor", "cluster"]
 
@@ -117,7 +117,7 @@ def num_outputs(g) -> int:
     return g.num_dst_nodes() if g.is_block else g.num_nodes()
 
 
-class GraphRecommender(nn.Module):
+class GraphRecommender(PairwiseModel):
     """Ego embeddings for users and items + a graph encoder; scores are dot products.
 
     Subclasses implement ``propagate(graphs, h) -> (num_outputs(graphs[-1]), out_dim)``, where
@@ -172,8 +172,8 @@ class GraphRecommender(nn.Module):
         h = self([self.graph] * self.num_layers, nodes)
         return h[:self.num_users], h[self.num_users:]
 
-    def ego(self, users: torch.Tensor, pos: torch.Tensor,
-            neg: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def ego(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor,
+            scored: tuple[torch.Tensor, ...] = ()) -> tuple[torch.Tensor, ...]:
         """Layer-0 embeddings of a batch, for the L2 term (LightGCN/NGCF regularise these)."""
         off = self.num_users
         return self.emb(users), self.emb(pos + off), self.emb(neg + off)
