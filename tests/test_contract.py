@@ -117,3 +117,32 @@ def test_every_model_trains_evaluates_and_reloads(name, data, tmp_path, monkeypa
     assert fresh.keys() == test.keys()
     for key, value in test.items():
         assert fresh[key] == pytest.approx(value, abs=1e-6, nan_ok=True), key
+
+
+def test_staged_run_resumes_mid_stage_exactly(data, tmp_path, monkeypatch):
+    """An interruption inside a stage that selects its members: last.pt carries the members'
+    best weights and the stopped stages, so the resumed run ends as the uninterrupted one."""
+    from recbench import runs
+    from recbench.config import run_hash
+
+    monkeypatch.setattr(loop, "load", lambda dataset, paths: data)
+    torch.set_num_threads(1)
+    cfg, paths = experiment("gl_attention"), DataPaths(tmp_path / "data")
+    model = cfg.model.model_copy(update={"global_epochs": 4, "local_epochs": 2,
+                                         "attention_epochs": 2, "stage_patience": 2})
+    cfg = cfg.model_copy(update={"model": model})
+    full = json.loads((loop.train_run(cfg, paths, tmp_path / "a") / "metrics.json").read_text())
+    calls = {"n": 0}
+
+    def stop_after_two(rec):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        loop.train_run(cfg, paths, tmp_path / "b", progress=stop_after_two)
+    partial = runs.find_partial(tmp_path / "b", cfg.name, run_hash(cfg))
+    done = loop.train_run(cfg, paths, tmp_path / "b", resume=partial)
+    again = json.loads((done / "metrics.json").read_text())
+    assert again["test"] == full["test"]
+    assert again["stage_best_epochs"] == full["stage_best_epochs"]
