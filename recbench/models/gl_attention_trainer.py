@@ -87,6 +87,7 @@ class GLAttentionTrainer(TrainerBase):
         self.clustered = False
         self.loo = ctx.data.negatives is not None
         self.current = self.plan[0][0]  # the stage of the last trained epoch
+        self.in_stage = False  # whether that stage is still open (its members being selected)
         self.select_scores: dict[str, dict[str, float]] = {}
 
     # ---- schedule -------------------------------------------------------------------------
@@ -202,7 +203,7 @@ class GLAttentionTrainer(TrainerBase):
     # ---- the Trainer contract -------------------------------------------------------------
     def train_epoch(self, epoch: int) -> dict[str, float]:
         stage, members, _ = self._stage(epoch)
-        self.current = stage
+        self.current, self.in_stage = stage, True
         if stage != "global" and not self.clustered:  # a global stage of no epochs
             self._cluster_and_mine()
         if stage == "attention":
@@ -282,6 +283,7 @@ class GLAttentionTrainer(TrainerBase):
     def end_stage(self, stage: str, best_epochs: dict[str, int]) -> None:
         """After the loop restored the stage members' best weights: the last stage chooses
         each head's α on validation; the global stage's space is clustered and mined."""
+        self.in_stage = False
         if best_epochs:
             self.stage_best_epochs[stage] = dict(best_epochs)
         if stage == self.plan[-1][0] and self.cfg.attention_select != "head" and self.has_valid():
@@ -365,7 +367,7 @@ class GLAttentionTrainer(TrainerBase):
         if split != "valid":
             return self._evaluate(split, full=True)
         result = self._evaluate(split, full=False)
-        if self.cfg.stage_patience is not None:
+        if self.cfg.stage_patience is not None and self.in_stage:
             members = next(m for s, m, _ in self.plan if s == self.current)
             result.metrics.update({self.member_metric(m): self._member_score(self.current, m)
                                    for m in members})
@@ -403,6 +405,7 @@ class GLAttentionTrainer(TrainerBase):
         return {"opts": {k: o.state_dict() for k, o in self.opts.items()},
                 "gen": self.gen.get_state(), "neg_gen": self.neg_gen.get_state(),
                 "local": self.local, "clustered": self.clustered, "current": self.current,
+                "in_stage": self.in_stage,
                 "stage_best_epochs": self.stage_best_epochs, "select_scores": self.select_scores}
 
     def load_state_dict(self, state: dict) -> None:
@@ -410,7 +413,7 @@ class GLAttentionTrainer(TrainerBase):
         self.neg_gen.set_state(state["neg_gen"])
         self.local = state["local"]
         self.clustered = state["clustered"]
-        self.current = state["current"]
+        self.current, self.in_stage = state["current"], state["in_stage"]
         self.stage_best_epochs = state["stage_best_epochs"]
         self.select_scores = state["select_scores"]
         for stage, opt_state in state["opts"].items():
