@@ -21,6 +21,7 @@ from recbench.models import gl_attention_trainer as glt
 from recbench.models.mf import NeuMFConfig, make_neumf_trainer
 from recbench.train import samplers
 from recbench.train.api import RunContext
+from recbench.train.loop import drive
 
 
 def tiny_data(num_users: int = 12, num_items: int = 30, per_user: int = 8, seed: int = 0,
@@ -167,8 +168,7 @@ def _gla_cfg(**kw) -> gla.GLAttentionConfig:
 
 def _fit(cfg: gla.GLAttentionConfig, seed: int = 0):
     trainer = glt.make_gl_attention_trainer(cfg, ctx_for(tiny_data(), seed))
-    history = [trainer.train_epoch(e) for e in range(trainer.num_epochs)]
-    return trainer, history
+    return trainer, drive(trainer)
 
 
 def test_staged_trainer_runs_every_stage_and_losses_fall():
@@ -204,7 +204,7 @@ def test_every_representation_type_trains(rep: str):
     trainer, _ = _fit(_gla_cfg(representation=rep, global_epochs=1, local_epochs=1,
                                attention_epochs=1))
     expected = {"GD": 1, "LP": 2, "GAD": 2, "LAP": 3}[rep]  # stages trained
-    assert len(trainer.stages) == expected
+    assert len(trainer.stages()) == expected
     assert np.isfinite(trainer.evaluate("test").metrics["recall@5"])
 
 
@@ -356,8 +356,7 @@ def test_unfiltered_mining_keeps_every_unobserved_in_cluster_pair():
 
 def _fit_on(data: Dataset, cfg: gla.GLAttentionConfig, seed: int = 0):
     trainer = glt.make_gl_attention_trainer(cfg, ctx_for(data, seed))
-    history = [trainer.train_epoch(e) for e in range(trainer.num_epochs)]
-    return trainer, history
+    return trainer, drive(trainer)
 
 
 def test_sound_variant_holds_out_positives_for_the_attention():
@@ -372,7 +371,7 @@ def test_sound_variant_holds_out_positives_for_the_attention():
     rep = set(zip(trainer.rep_users.tolist(), trainer.rep_items.tolist()))
     assert not held & rep  # the representation nets never see the hold-out positives
     assert not held & {(int(u), int(p)) for u, p, _ in trainer.local.tolist()}
-    assert any("valid_AD" in h for h in hist)  # the attention stage early-stops per head
+    assert any("valid_recall@5|AD|stage" in h for h in hist)  # the attention stage selects per head
     extra = trainer.extra_metrics()
     assert "recall@5|AD" in extra["valid"] and "recall@5|LP" in extra["valid"]
     test = trainer.evaluate("test").metrics
@@ -384,7 +383,7 @@ def test_uniform_attention_trains_no_head_and_blends_equally():
                    blend="vectors", global_epochs=2, local_epochs=2, stage_patience=None,
                    attention_select="head")
     trainer, _ = _fit_on(tiny_valid_data(), cfg)
-    assert [s for s, _, _ in trainer.stages] == ["global", "local"]
+    assert [s.name for s in trainer.stages()] == ["global", "local"]
     assert len(trainer.held) == 0
     scorer = trainer.model.scorer("AP")
     a = scorer.alpha(torch.tensor([0, 1]), torch.tensor([[0, 1, 2], [3, 4, 5]]))
@@ -400,13 +399,34 @@ def test_stage_early_stopping_restores_each_members_best_weights():
     cfg = _gla_cfg(variant="sound", representation="GAD", global_epochs=12, local_epochs=1,
                    attention_epochs=4, stage_patience=1)
     trainer = glt.make_gl_attention_trainer(cfg, ctx_for(tiny_valid_data()))
-    for e in range(trainer.num_epochs):
-        trainer.train_epoch(e)
-    best = trainer.stage_best["global"]
-    assert set(best) == {"GD", "GP"} and "global" in trainer.done
-    for name, b in best.items():
-        state = trainer.model.nets[name].state_dict()
-        assert all(torch.equal(state[k], v) for k, v in b["state"].items())
+    stages = trainer.stages()
+    assert stages[0].monitors == {"GD": "recall@5|GD|stage", "GP": "recall@5|GP|stage"}
+    seen: dict[str, list] = {"GD": [], "GP": []}  # (validation score, weights) after each epoch
+    end_stage = trainer.end_stage
+
+    def spy(stage, best_epochs):
+        if stage == "global":  # the loop restored each member's best weights before this
+            for name, got in seen.items():
+                best = max(range(len(got)), key=lambda i: got[i][0])  # first of equals
+                assert best_epochs[name] == best
+                state = trainer.model.nets[name].state_dict()
+                assert all(torch.equal(state[k], v) for k, v in got[best][1].items())
+        end_stage(stage, best_epochs)
+
+    evaluate = trainer.evaluate
+
+    def record(split):
+        res = evaluate(split)
+        if trainer.current == "global":
+            for name in seen:
+                seen[name].append((res.metrics[f"recall@5|{name}|stage"],
+                                   copy.deepcopy(trainer.model.nets[name].state_dict())))
+        return res
+
+    trainer.end_stage, trainer.evaluate = spy, record
+    hist = drive(trainer)
+    assert len([h for h in hist if h["stage"] == 0.0]) < 12  # patience 1: it ends early here
+    assert min(h["epoch"] for h in hist if h["stage"] == 1.0) == 12  # the next starts on time
     assert trainer.extra_metrics()["stage_best_epochs"]["global"].keys() == {"GD", "GP"}
 
 

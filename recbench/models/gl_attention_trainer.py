@@ -1,15 +1,17 @@
 """The staged epoch strategy of the global-local attention model (the loop's Trainer contract).
 
 Stages share the loop's epochs: global nets (GD, GP) → k-means + local mining → local nets
-(LD, LP) → attention heads. ``num_epochs`` is the sum of the stage budgets; with a validation
-split and ``stage_patience`` each member of a stage (a net or a head) keeps its best validation
-weights and a stage ends when every member has stopped improving. The loop's ``monitor`` is the
-epoch counter, so best.pt holds the finished model of every stage.
+(LD, LP) → attention heads, declared as :class:`~recbench.train.api.Stage` spans. With a
+validation split and ``stage_patience`` each member of a stage (a net or a head) is selected by
+the loop on its own validation score (``<metric>|<member>|stage``, which ``evaluate('valid')``
+reports for the current stage): the loop keeps its best weights, ends the stage when every
+member has stopped improving and restores the bests; ``end_stage`` then clusters the global
+space or chooses each head's α on validation. The run reports the finished model of the last
+stage (no stage joins the run-wide best-epoch selection).
 """
 
 from __future__ import annotations
 
-import copy
 import itertools
 
 import numpy as np
@@ -36,11 +38,11 @@ from recbench.seeding import (
     torch_generator,
 )
 from recbench.train import objectives, samplers
-from recbench.train.api import EvalResult, RunContext
+from recbench.train.api import EvalResult, RunContext, Stage, TrainerBase
 from recbench.train.trainers import make_optimizer
 
 
-class GLAttentionTrainer:
+class GLAttentionTrainer(TrainerBase):
     """Staged trainer: global nets → k-means + mining → local nets → attention (or uniform α).
 
     ``attention_fit: holdout`` withholds ``attention_holdout`` of the training positives from
@@ -50,8 +52,6 @@ class GLAttentionTrainer:
     attentive type fall back to uniform α or to one of its single spaces when that scores
     higher on validation (``_select_alpha``).
     """
-
-    monitor = "progress"
 
     def __init__(self, cfg: GLAttentionConfig, ctx: RunContext):
         self.cfg, self.ctx = cfg, ctx
@@ -66,15 +66,14 @@ class GLAttentionTrainer:
                                      cfg.blend == "scores", cfg.alpha_from == "user").to(ctx.device)
         continue_globally(gen)  # later global draws continue the init stream, as they always have
         nets = list(self.model.nets)
-        self.stages: list[tuple[str, list[str], int]] = []
+        self.plan: list[tuple[str, list[str], int]] = []  # (stage, members, epochs)
         glob = [n for n in nets if n.startswith("G")]
         local = [n for n in nets if n.startswith("L")]
-        self.stages.append(("global", glob, cfg.global_epochs))
+        self.plan.append(("global", glob, cfg.global_epochs))
         if local:
-            self.stages.append(("local", local, cfg.local_epochs))
+            self.plan.append(("local", local, cfg.local_epochs))
         if len(self.model.heads) and not self.uniform:
-            self.stages.append(("attention", list(self.model.heads), cfg.attention_epochs))
-        self.num_epochs = sum(e for _, _, e in self.stages)
+            self.plan.append(("attention", list(self.model.heads), cfg.attention_epochs))
         g = ctx.data.g
         self.users, self.items, _ = split_edges(g, "train")
         self.seen = samplers.SeenIndex(self.users, self.items, ctx.data.num_items)
@@ -93,26 +92,38 @@ class GLAttentionTrainer:
         self.neg_gen = torch_generator(ctx.seed, "negatives")
         self.local = torch.zeros((0, 3), dtype=torch.int64)
         self.opts: dict[str, torch.optim.Optimizer] = {}
-        self.stage_best: dict = {}
-        self.done: set[str] = set()
+        self.stage_best_epochs: dict[str, dict[str, int]] = {}
         self.clustered = False
-        self.has_valid = bool(g.edges["rates"].data["valid"].any())
         self.loo = ctx.data.negatives is not None
-        self.epochs_seen = 0
+        self.current = self.plan[0][0]  # the stage of the last trained epoch
+        self.in_stage = False  # whether that stage is still open (its members being selected)
         self.select_scores: dict[str, dict[str, float]] = {}
-        self._valid_cache: EvalResult | None = None
 
     # ---- schedule -------------------------------------------------------------------------
+    def stages(self) -> list[Stage]:
+        """One stage per member group; members selected on validation with ``stage_patience``."""
+        select = self.has_valid() and self.cfg.stage_patience is not None
+        return [Stage(name, n, {m: self.member_metric(m) for m in members} if select else {},
+                      self.cfg.stage_patience)
+                for name, members, n in self.plan]
+
+    def member_metric(self, member: str) -> str:
+        """The validation key a stage member is selected on (higher is better)."""
+        return f"{self._valid_key()}|{member}|stage"
+
     def _stage(self, epoch: int) -> tuple[str, list[str], int]:
         start = 0
-        for name, members, n in self.stages:
+        for name, members, n in self.plan:
             if epoch < start + n:
                 return name, members, epoch - start
             start += n
-        return self.stages[-1][0], self.stages[-1][1], epoch - start
+        return self.plan[-1][0], self.plan[-1][1], epoch - start
 
     def _stage_index(self, stage: str) -> int:
-        return [s for s, _, _ in self.stages].index(stage)
+        return [s for s, _, _ in self.plan].index(stage)
+
+    def member(self, stage: str, name: str) -> torch.nn.Module:
+        return self._module(stage, name)
 
     def _module(self, stage: str, member: str) -> torch.nn.Module:
         return self.model.heads[member] if stage == "attention" else self.model.nets[member]
@@ -206,22 +217,15 @@ class GLAttentionTrainer:
     # ---- the Trainer contract -------------------------------------------------------------
     def train_epoch(self, epoch: int) -> dict[str, float]:
         stage, members, _ = self._stage(epoch)
-        self.epochs_seen = epoch + 1
-        if stage != "global" and not self.clustered:
+        self.current, self.in_stage = stage, True
+        if stage != "global" and not self.clustered:  # a global stage of no epochs
             self._cluster_and_mine()
-        if stage in self.done:  # stopped early: the rest of its epochs pass untouched
-            return {"stage": float(self._stage_index(stage)), "skipped": 1.0}
-        self._valid_cache = None
         if stage == "attention":
             parts = self._attention_epoch()
         else:
             parts = self._rep_epoch(stage, members)
         parts["stage"] = float(self._stage_index(stage))
         parts["local_triplets"] = float(len(self.local))
-        if self.has_valid and self.cfg.stage_patience is not None:
-            parts.update(self._stage_early_stop(epoch, stage, members))
-        if self._stage(epoch + 1)[0] != stage or epoch + 1 >= self.num_epochs:
-            self._finish_stage(stage)
         return parts
 
     def _rep_epoch(self, stage: str, nets: list[str]) -> dict[str, float]:
@@ -290,33 +294,14 @@ class GLAttentionTrainer:
         res = self._evaluate_type(member, "valid", index, self.cfg.candidate_clusters)
         return res.metrics[self._valid_key()]
 
-    def _stage_early_stop(self, epoch: int, stage: str, members: list[str]) -> dict[str, float]:
-        """Track each member's best validation score and weights; end the stage when every
-        member has gone ``stage_patience`` evaluations without improving."""
-        bests = self.stage_best.setdefault(stage, {})
-        out = {}
-        for m in members:
-            score = self._member_score(stage, m)
-            out[f"valid_{m}"] = score
-            best = bests.get(m)
-            if best is None or score > best["score"]:
-                bests[m] = {"score": score, "bad": 0, "epoch": epoch,
-                            "state": copy.deepcopy(self._module(stage, m).state_dict())}
-            else:
-                best["bad"] += 1
-        if all(bests[m]["bad"] >= self.cfg.stage_patience for m in members):
-            self._finish_stage(stage)
-        return out
-
-    def _finish_stage(self, stage: str) -> None:
-        """Restore each member's best validation weights (if tracked) and mark the stage done."""
-        if stage not in self.done:
-            for m, best in self.stage_best.get(stage, {}).items():
-                self._module(stage, m).load_state_dict(best["state"])
-            if (stage == self.stages[-1][0] and self.cfg.attention_select != "head"
-                    and self.has_valid):
-                self._select_alpha()
-        self.done.add(stage)
+    def end_stage(self, stage: str, best_epochs: dict[str, int]) -> None:
+        """After the loop restored the stage members' best weights: the last stage chooses
+        each head's α on validation; the global stage's space is clustered and mined."""
+        self.in_stage = False
+        if best_epochs:
+            self.stage_best_epochs[stage] = dict(best_epochs)
+        if stage == self.plan[-1][0] and self.cfg.attention_select != "head" and self.has_valid():
+            self._select_alpha()
         if stage == "global" and not self.clustered:
             self._cluster_and_mine()
 
@@ -344,7 +329,6 @@ class GLAttentionTrainer:
             best = max(scores, key=scores.get)
             head.choice.fill_(options[best])
             self.select_scores[name] = scores
-        self._valid_cache = None
 
     def alpha_choices(self) -> dict[str, str]:
         """What each head scores with: 'head', 'uniform', 'ensemble', 'ensemble(A+B)' or a
@@ -391,15 +375,17 @@ class GLAttentionTrainer:
         """The main type at K (cluster index) or exhaustively; leave-one-out splits rank the
         stored candidates. Every type also reports as ``metric|TYPE`` (the main one too), extra
         K as ``metric|K<k>`` (``metric|TYPE|K<k>`` for the extra types). During training
-        (``split == 'valid'``) only the main type is scored; the final validation scores of
-        every type are in ``extra_metrics()['valid']``."""
+        (``split == 'valid'``) only the main type is scored, plus each member of the current
+        stage as ``<metric>|<member>|stage`` when the stage selects its members; the final
+        validation scores of every type are in ``extra_metrics()['valid']``."""
         if split != "valid":
             return self._evaluate(split, full=True)
-        if self._valid_cache is None:  # unchanged weights since the last call: reuse it
-            self._valid_cache = self._evaluate(split, full=False)
-        cached = self._valid_cache
-        return EvalResult({**cached.metrics, "progress": float(self.epochs_seen)},
-                          cached.per_unit)
+        result = self._evaluate(split, full=False)
+        if self.cfg.stage_patience is not None and self.in_stage:
+            members = next(m for s, m, _ in self.plan if s == self.current)
+            result.metrics.update({self.member_metric(m): self._member_score(self.current, m)
+                                   for m in members})
+        return result
 
     def _evaluate(self, split: str, full: bool) -> EvalResult:
         self.model.eval()
@@ -427,40 +413,35 @@ class GLAttentionTrainer:
             for name, vec in list(result.per_unit.items()):
                 if name != "user" and "|" not in name:
                     result.per_unit[f"{name}|{main}"] = vec
-        if split == "valid":
-            result.metrics["progress"] = float(self.epochs_seen)
         return result
 
     def state_dict(self) -> dict:
         return {"opts": {k: o.state_dict() for k, o in self.opts.items()},
                 "gen": self.gen.get_state(), "neg_gen": self.neg_gen.get_state(),
-                "local": self.local, "done": sorted(self.done), "clustered": self.clustered,
-                "epochs_seen": self.epochs_seen, "stage_best": self.stage_best,
-                "select_scores": self.select_scores}
+                "local": self.local, "clustered": self.clustered, "current": self.current,
+                "in_stage": self.in_stage,
+                "stage_best_epochs": self.stage_best_epochs, "select_scores": self.select_scores}
 
     def load_state_dict(self, state: dict) -> None:
         self.gen.set_state(state["gen"])
         self.neg_gen.set_state(state["neg_gen"])
         self.local = state["local"]
-        self.done = set(state["done"])
         self.clustered = state["clustered"]
-        self.stage_best = state["stage_best"]
-        self.epochs_seen = state["epochs_seen"]
-        self.select_scores = state.get("select_scores", {})
-        self._valid_cache = None
+        self.current, self.in_stage = state["current"], state["in_stage"]
+        self.stage_best_epochs = state["stage_best_epochs"]
+        self.select_scores = state["select_scores"]
         for stage, opt_state in state["opts"].items():
-            members = next(m for s, m, _ in self.stages if s == stage)
+            members = next(m for s, m, _ in self.plan if s == stage)
             self._opt(stage, members).load_state_dict(opt_state)
 
     def extra_metrics(self) -> dict:
         """Schedule facts, and (with a validation split) every type's final validation
         metrics, on which the sound variant's switches are chosen."""
         out = {"local_triplets": int(len(self.local)), "attention_holdout": int(len(self.held)),
-               "stages": [{"stage": s, "members": m, "epochs": e} for s, m, e in self.stages],
-               "stage_best_epochs": {s: {m: b["epoch"] for m, b in bests.items()}
-                                     for s, bests in self.stage_best.items()},
+               "stages": [{"stage": s, "members": m, "epochs": e} for s, m, e in self.plan],
+               "stage_best_epochs": self.stage_best_epochs,
                "alpha_choice": self.alpha_choices(), "alpha_select_valid": self.select_scores}
-        if self.has_valid:
+        if self.has_valid():
             out["valid"] = {k: v for k, v in self._evaluate("valid", full=True).metrics.items()
                             if np.isfinite(v)}
         return out

@@ -21,7 +21,7 @@ from recbench.data.graph import dense_ratings, rating_range, split_edges
 from recbench.errors import ConfigError
 from recbench.eval.metrics import mae, rmse, squared_errors
 from recbench.seeding import torch_generator
-from recbench.train.api import EvalResult, RunContext
+from recbench.train.api import EvalResult, RunContext, Stage, TrainerBase
 from recbench.train.lbfgs import lbfgs_epoch
 
 UNFOLD_LIMIT = 150_000_000  # floats: cache im2col of R_train only below this (600 MB)
@@ -329,12 +329,14 @@ class GLocalK(nn.Module):
         return torch.addmm(b, h, w)
 
 
-class GLocalKTrainer:
+class GLocalKTrainer(TrainerBase):
     """Pre-training then fine-tuning, one warm-started SciPy L-BFGS-B call per epoch (spec §6).
 
     Loss: ½·Σ_observed (R − pred)² + regulariser (a sum, as the λs were calibrated for); the
     output layer is evaluated on the observed cells only (same value and gradient, sparse cost).
-    Epochs ``< pretrain_epochs`` optimise the AE; later ones the AE plus the kernel banks.
+    Epochs ``< pretrain_epochs`` optimise the AE (stage ``pretrain``); later ones the AE plus
+    the kernel banks (``finetune``). Both stages join the run's selection: with a validation
+    split the best epoch (and the patience count) spans pre-training and fine-tuning.
     """
 
     def __init__(self, model: GLocalK, ctx: RunContext, cfg: GLocalKConfig):
@@ -349,12 +351,15 @@ class GLocalKTrainer:
         t = model.gk_size
         if model.has_global and self.r.numel() * t * t <= UNFOLD_LIMIT:
             model.unfolded = F.unfold(self.r[None, None], t, padding=t // 2)[0]
-        self.num_epochs = cfg.pretrain_epochs + cfg.finetune_epochs
         self.report_from = cfg.pretrain_epochs if cfg.finetune_epochs > 0 else 0
         self.test_cells = self.entries("test")
         self.test_curve: list[float] = []
         self.nfev = 0
         self._cache: tuple | None = None
+
+    def stages(self) -> list[Stage]:
+        return [Stage("pretrain", self.cfg.pretrain_epochs),
+                Stage("finetune", self.cfg.finetune_epochs)]
 
     def entries(self, split: str) -> Entries:
         users, items, ratings = split_edges(self.ctx.data.g, split)

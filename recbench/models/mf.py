@@ -17,7 +17,7 @@ from recbench.config import NonNegFloat, PosInt, Strict
 from recbench.data.graph import split_edges
 from recbench.seeding import continue_globally, drawing_from, init_generator, torch_generator
 from recbench.train import objectives, samplers
-from recbench.train.api import EvalResult, RunContext
+from recbench.train.api import EvalResult, PairwiseModel, RunContext, Stage, TrainerBase
 from recbench.train.trainers import (
     PairwiseTrainer,
     RatingTrainer,
@@ -76,7 +76,7 @@ class BPRMFConfig(Strict):
     negative_sampler: Literal["uniform", "popularity", "hard"] = "uniform"
 
 
-class BPRMF(nn.Module):
+class BPRMF(PairwiseModel):
     """Plain user and item embedding tables scored by dot product."""
 
     def __init__(self, *, num_users: int, num_items: int, generator: torch.Generator,
@@ -115,14 +115,16 @@ class MostPopular(nn.Module):
         return self.popularity.expand(len(users), -1)
 
 
-class MostPopularTrainer:
+class MostPopularTrainer(TrainerBase):
     """Nothing to learn: the popularity counts are computed at construction."""
 
     def __init__(self, ctx: RunContext):
         _, items, _ = split_edges(ctx.data.g, "train")
         self.ctx = ctx
         self.model = MostPopular(torch.bincount(items, minlength=ctx.data.num_items))
-        self.num_epochs = 1
+
+    def stages(self) -> list[Stage]:
+        return [Stage("count", 1)]  # nothing to learn: one (empty) epoch whatever train.epochs
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         return {}
@@ -130,12 +132,6 @@ class MostPopularTrainer:
     def evaluate(self, split: str) -> EvalResult:
         pop = self.model.popularity
         return evaluate_ranking(self.model.score, lambda u, c: pop[c], self.ctx, split)
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass
 
 
 def make_most_popular_trainer(cfg: MostPopularConfig, ctx: RunContext) -> MostPopularTrainer:
@@ -190,7 +186,7 @@ class NeuMF(nn.Module):
         return self.pair_scores(users, items.expand(len(users), -1))
 
 
-class NeuMFTrainer:
+class NeuMFTrainer(TrainerBase):
     """Pointwise log loss on each positive and ``num_negatives`` sampled unobserved items
     (NCF's protocol), or BPR on the same samples; scored by full or sampled ranking."""
 

@@ -2,7 +2,29 @@
 
 A model family provides ``make_trainer(model_config, ctx) -> Trainer``. The trainer owns the
 model, its optimiser and how one epoch runs (lkpy's ``ModelTrainer`` idea); the loop in
-``loop.py`` owns epochs, validation, early stopping, checkpoints, history and progress.
+``loop.py`` owns epochs, validation, early stopping, best-weight selection, checkpoints, history
+and progress. Every hook the loop calls is declared on :class:`Trainer`; :class:`TrainerBase`
+gives the optional ones their defaults, so the loop never probes a trainer with ``getattr``.
+
+Stages. ``Trainer.stages()`` splits the run's epochs into consecutive :class:`Stage` spans (one
+``train`` stage of ``train.epochs`` by default). Per stage the loop does one of three things:
+
+- ``monitors=None`` — the stage joins the *run's* selection: the run monitor (``Trainer.monitor``,
+  else ``train.monitor``, else the task's headline metric), ``train.patience`` counted across
+  every such stage, ``best.pt`` holding the best validation epoch, and an early stop ending
+  the run. A single-stage trainer is exactly this; GLocal-K's pretrain and fine-tune stages
+  both join it, so its best epoch may come from either.
+- ``monitors={member: metric, ...}`` — the stage selects its own *members* (parts of the model,
+  from ``Trainer.member``): each keeps its best weights on its own validation metric (which
+  ``evaluate('valid')`` reports while the stage trains), the stage ends early once every member
+  has gone ``patience`` validations without improving, and at the stage's end the loop restores
+  each member's best weights. The global/local attention trainer's stages are these.
+- ``monitors={}`` — the stage keeps its final weights.
+
+After a stage's last epoch (or its early stop, and after any restore) the loop calls
+``Trainer.end_stage`` so the trainer can act on the finished stage (cluster the global space,
+choose attention weights on validation). When no stage joins the run's selection, the run
+reports its final weights.
 """
 
 from __future__ import annotations
@@ -14,7 +36,7 @@ import numpy as np
 import torch
 
 from recbench.config import EvalConfig, TrainConfig
-from recbench.data.graph import Dataset
+from recbench.data.graph import RATES, Dataset
 
 
 @dataclass
@@ -36,19 +58,115 @@ class EvalResult:
     per_unit: dict[str, np.ndarray] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Stage:
+    """A span of consecutive epochs and how the loop selects weights in it (module docstring).
+
+    ``monitors``: None joins the run's selection; a dict maps each member the stage selects to
+    the validation metric it is selected on (direction from :func:`lower_is_better`); ``{}``
+    keeps the final weights. ``patience``: validations without improvement after which an own-
+    selection stage ends early (None: it runs its full budget, still restoring the bests).
+    """
+
+    name: str
+    epochs: int
+    monitors: dict[str, str] | None = None
+    patience: int | None = None
+
+
 class Trainer(Protocol):
+    """Everything the loop calls on a trainer; :class:`TrainerBase` has the defaults."""
+
     model: torch.nn.Module
+    monitor: str | None  # the run's validation metric when the trainer fixes it (else config)
+
+    def stages(self) -> list[Stage]:
+        """The run's epochs as consecutive stages; their budgets sum to the run's epochs."""
+
+    def has_valid(self) -> bool:
+        """Whether the run has a validation split to select on (else the final epoch counts)."""
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
-        """Run one epoch; return loss parts (floats) for history.jsonl."""
+        """Run one epoch (the trainer knows its stage from ``epoch``); return loss parts
+        (floats) for history.jsonl."""
 
     def evaluate(self, split: str) -> EvalResult:
-        """Score the model on ``split`` ('valid' or 'test')."""
+        """Score the model on ``split`` ('valid' or 'test'); on 'valid' also every metric the
+        current stage's ``monitors`` name."""
+
+    def member(self, stage: str, name: str) -> torch.nn.Module:
+        """The part of the model a stage's member ``name`` is (its weights are kept/restored)."""
+
+    def end_stage(self, stage: str, best_epochs: dict[str, int]) -> None:
+        """After a stage's last epoch, early stop or restore: ``best_epochs`` maps each member
+        to the epoch whose weights it now holds (empty when the stage selects none)."""
+
+    def extra_metrics(self) -> dict:
+        """Model-specific facts for metrics.json's ``extra`` (after the test evaluation)."""
 
     def state_dict(self) -> dict:
         """Optimiser and schedule state (the model's weights are saved by the loop)."""
 
     def load_state_dict(self, state: dict) -> None: ...
+
+
+class TrainerBase:
+    """Default implementations of the optional :class:`Trainer` hooks.
+
+    Subclasses set ``model`` and ``ctx`` and implement ``train_epoch`` and ``evaluate``; the
+    defaults are one ``train`` stage of ``train.epochs`` joining the run's selection, the
+    interaction graph's validation edges deciding ``has_valid``, and no trainer state.
+    """
+
+    model: torch.nn.Module
+    ctx: RunContext
+    monitor: str | None = None
+
+    def stages(self) -> list[Stage]:
+        return [Stage("train", self.ctx.train.epochs)]
+
+    @property
+    def num_epochs(self) -> int:
+        """The run's epoch budget: the stages' budgets summed."""
+        return sum(s.epochs for s in self.stages())
+
+    def has_valid(self) -> bool:
+        return bool(self.ctx.data.g.edges[RATES].data["valid"].any())
+
+    def member(self, stage: str, name: str) -> torch.nn.Module:
+        return self.model
+
+    def end_stage(self, stage: str, best_epochs: dict[str, int]) -> None:
+        """Nothing to do between stages by default."""
+
+    def extra_metrics(self) -> dict:
+        return {}
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """No state by default."""
+
+
+class PairwiseModel(torch.nn.Module):
+    """What the pairwise trainers call on a model: ``embed`` plus two hooks with defaults.
+
+    ``start_epoch`` runs before each training epoch (PinSage re-walks its neighbourhoods);
+    ``ego`` gives the batch's vectors the L2 term regularises: by default the scored vectors
+    themselves (plain MF), message-passing models return their layer-0 (ego) rows instead.
+    """
+
+    def embed(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(user_emb (U, d), item_emb (I, d))`` for the whole graph."""
+        raise NotImplementedError
+
+    def start_epoch(self, epoch: int) -> None:
+        """Nothing to refresh by default."""
+
+    def ego(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor,
+            scored: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        return scored
 
 
 def lower_is_better(metric: str) -> bool:

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from recbench.eval.metrics import accuracy_at_k
 from recbench.seeding import torch_generator
-from recbench.train.api import EvalResult, RunContext
+from recbench.train.api import EvalResult, RunContext, TrainerBase
 from recbench.train.trainers import make_optimizer
 
 
@@ -50,7 +50,7 @@ def median_forward_ms(forward, batches: list, warmup: int, device: torch.device)
 LOSSES = {"soft_ce": soft_cross_entropy, "hinge": ovr_hinge}
 
 
-class ClassificationTrainer:
+class ClassificationTrainer(TrainerBase):
     """Mini-batch training over sample indices; evaluates accuracy@k on a split.
 
     ``splits`` maps 'train'/'valid'/'test' to sample indices. ``floor`` holds data-only
@@ -73,7 +73,9 @@ class ClassificationTrainer:
         self.floor = floor or {}
         self.opt = make_optimizer(model.parameters(), ctx.train)
         self.gen = torch_generator(ctx.seed, "batches")
-        self.has_valid = len(splits.get("valid", ())) > 0
+
+    def has_valid(self) -> bool:  # the task's own sample-level split, not the graph's
+        return len(self.splits.get("valid", ())) > 0
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         self.model.train()

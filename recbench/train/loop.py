@@ -1,7 +1,9 @@
 """The one training loop: epochs, validation, early stopping, checkpoints, history, resume.
 
 Every model family plugs in through a :class:`~recbench.train.api.Trainer`; this loop is the
-only place that decides when to evaluate, what counts as the best epoch, and what is written.
+only place that decides when to evaluate, what counts as the best epoch (run-wide, or per
+member of a stage that selects its own), when a stage or the run stops early, which weights are
+restored, and what is written.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,18 +22,17 @@ import torch
 
 from recbench import runs
 from recbench.config import ExperimentConfig, run_hash, to_plain
-from recbench.data.graph import RATES
 from recbench.data.prepare import DataPaths, load
 from recbench.seeding import seed_everything
 from recbench.threads import ThreadChoice, choose_threads
-from recbench.train.api import EvalResult, RunContext, lower_is_better
+from recbench.train.api import EvalResult, RunContext, Stage, Trainer, lower_is_better
 
 Progress = Callable[[dict], None]
 
 
 @dataclass
 class Built:
-    trainer: object
+    trainer: Trainer
     ctx: RunContext
     task: str
     monitor: str
@@ -64,8 +65,7 @@ def build(cfg: ExperimentConfig, paths: DataPaths, device: str = "cpu") -> Built
 
         raise ConfigError(f"{cfg.name}: {exc} (model {cfg.model.name}); "
                           "fix the experiment file or --set") from None
-    monitor = getattr(trainer, "monitor", None) or default_monitor(
-        spec.task, cfg, data.negatives is not None)
+    monitor = trainer.monitor or default_monitor(spec.task, cfg, data.negatives is not None)
     return Built(trainer, ctx, spec.task, monitor, threads)
 
 
@@ -118,13 +118,6 @@ def _secondary_rank() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_rank() != 0
 
 
-def _has_valid(built: Built) -> bool:
-    own = getattr(built.trainer, "has_valid", None)  # a task with its own split (sample-level)
-    if own is not None:
-        return bool(own)
-    return bool(built.ctx.data.g.edges[RATES].data["valid"].any())
-
-
 def _better(value: float, best: float | None, metric: str) -> bool:
     if best is None:
         return True
@@ -140,13 +133,108 @@ def _save_per_unit(run_dir: Path, result: EvalResult) -> None:
 
 @dataclass
 class LoopState:
-    """What the loop must carry across an interruption (saved in last.pt)."""
+    """What the loop must carry across an interruption (saved in last.pt).
+
+    ``best``/``best_epoch``/``bad``: the run-wide selection (best.pt). ``members``: the current
+    own-selection stage's member records (score, bad, epoch, weights); ``stopped``: stages
+    ended early (their remaining epochs are passed over); ``stage_best``: per finished stage,
+    the epoch each member's restored weights come from.
+    """
 
     epoch: int = -1
     best: float | None = None
     best_epoch: int = -1
     bad: int = 0
     elapsed: float = 0.0
+    members: dict = field(default_factory=dict)
+    stopped: list = field(default_factory=list)
+    stage_best: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Span:
+    """A stage placed on the run's epochs: ``first``..``last`` inclusive."""
+
+    stage: Stage
+    first: int
+    last: int
+
+
+def schedule(trainer: Trainer) -> list[Span]:
+    """The trainer's stages on the epoch axis; stages with no epochs take no span."""
+    spans, start = [], 0
+    for stage in trainer.stages():
+        if stage.epochs > 0:
+            spans.append(Span(stage, start, start + stage.epochs - 1))
+            start += stage.epochs
+    return spans
+
+
+def span_of(spans: list[Span], epoch: int) -> Span:
+    return next(s for s in spans if s.first <= epoch <= s.last)
+
+
+def select_members(trainer: Trainer, span: Span, loop: LoopState, epoch: int,
+                   val: dict[str, float]) -> bool:
+    """Keep each member's best weights on its own monitor; say whether the stage stops early
+    (every member ``patience`` validations without improving)."""
+    stage = span.stage
+    for name, metric in stage.monitors.items():
+        rec = loop.members.get(name)
+        if rec is None or _better(val[metric], rec["score"], metric):
+            state = trainer.member(stage.name, name).state_dict()
+            loop.members[name] = {"score": val[metric], "bad": 0, "epoch": epoch,
+                                  "state": {k: v.detach().clone() for k, v in state.items()}}
+        else:
+            rec["bad"] += 1
+    return stage.patience is not None and all(
+        loop.members[m]["bad"] >= stage.patience for m in stage.monitors)
+
+
+def end_stage(trainer: Trainer, span: Span, loop: LoopState, stopped: bool) -> None:
+    """Restore the stage members' best weights and hand the finished stage to the trainer."""
+    name = span.stage.name
+    best_epochs = {}
+    for member, rec in loop.members.items():
+        trainer.member(name, member).load_state_dict(rec["state"])
+        best_epochs[member] = rec["epoch"]
+    loop.members = {}
+    if best_epochs:
+        loop.stage_best[name] = best_epochs
+    if stopped:
+        loop.stopped.append(name)
+    trainer.end_stage(name, best_epochs)
+
+
+def run_epoch(trainer: Trainer, spans: list[Span], loop: LoopState, epoch: int,
+              val: dict[str, float] | None) -> bool:
+    """Stage bookkeeping after ``epoch`` trained (``val``: its validation metrics, if it was
+    validated): own-selection stages select members, and a stage that ends (its last epoch or
+    an early stop) restores and is handed to the trainer. Returns whether the stage stopped."""
+    span = span_of(spans, epoch)
+    stop = bool(span.stage.monitors) and val is not None and select_members(
+        trainer, span, loop, epoch, val)
+    if stop or epoch == span.last:
+        end_stage(trainer, span, loop, stop)
+    return stop
+
+
+def drive(trainer: Trainer, validate: bool | None = None) -> list[dict]:
+    """Train every epoch of ``trainer`` in memory with the loop's stage rules, validating each
+    epoch (``validate`` None: when the trainer has a validation split); no run-wide selection
+    or files. For tests and notebooks: the trainer ends as a run's final weights would."""
+    spans = schedule(trainer)
+    validate = trainer.has_valid() if validate is None else validate
+    loop, history = LoopState(), []
+    for epoch in range(sum(s.stage.epochs for s in spans)):
+        if span_of(spans, epoch).stage.name in loop.stopped:
+            continue
+        record = {"epoch": epoch, **trainer.train_epoch(epoch)}
+        val = trainer.evaluate("valid").metrics if validate else None
+        record.update({f"valid_{k}": v for k, v in (val or {}).items()})
+        run_epoch(trainer, spans, loop, epoch, val)
+        history.append(record)
+    return history
 
 
 def _open_run_dir(cfg: ExperimentConfig, runs_root: Path, resume: Path | None) -> Path:
@@ -203,10 +291,8 @@ def _checkpoint(run_dir: Path, built: Built, loop: LoopState) -> None:
 
 
 def _validate(built: Built, run_dir: Path, loop: LoopState, epoch: int, patience: int | None,
-              record: dict) -> bool:
-    """Evaluate on validation, keep best.pt, and say whether early stopping triggers."""
-    val = built.trainer.evaluate("valid").metrics
-    record.update({f"valid_{k}": v for k, v in val.items()})
+              val: dict[str, float]) -> bool:
+    """Run-wide selection on validation: keep best.pt, say whether early stopping triggers."""
     if _better(val[built.monitor], loop.best, built.monitor):
         loop.best, loop.best_epoch, loop.bad = val[built.monitor], epoch, 0
         runs.save_torch(run_dir / "best.pt", {"model": built.trainer.model.state_dict(),
@@ -216,11 +302,17 @@ def _validate(built: Built, run_dir: Path, loop: LoopState, epoch: int, patience
     return patience is not None and loop.bad >= patience
 
 
-def _finish(run_dir: Path, built: Built, loop: LoopState, has_valid: bool, num_epochs: int) -> dict:
-    """Evaluate the best (or, on a fixed schedule, the final) weights on test; metrics.json."""
+def _finish(run_dir: Path, built: Built, loop: LoopState, has_valid: bool, run_selects: bool,
+            num_epochs: int) -> dict:
+    """Evaluate the best (or, on a fixed schedule or with stage-own selection, the final)
+    weights on test; metrics.json."""
     model = built.trainer.model
     if not has_valid:  # the paper's fixed schedule: the final epoch is the reported one
         loop.best_epoch = num_epochs - 1
+        runs.save_torch(run_dir / "best.pt", {"model": model.state_dict(), "epoch": loop.best_epoch})
+    elif not run_selects:  # stages selected their own members: the finished model is reported
+        loop.best_epoch = loop.epoch
+        loop.best = built.trainer.evaluate("valid").metrics[built.monitor]
         runs.save_torch(run_dir / "best.pt", {"model": model.state_dict(), "epoch": loop.best_epoch})
     model.load_state_dict(runs.load_checkpoint(run_dir / "best.pt", built.ctx.device)["model"])
     t0 = time.perf_counter()
@@ -233,8 +325,10 @@ def _finish(run_dir: Path, built: Built, loop: LoopState, has_valid: bool, num_e
         "best_valid": loop.best, "epochs_run": epochs_run, "train_seconds": loop.elapsed,
         "seconds_per_epoch": loop.elapsed / max(epochs_run, 1), "eval_seconds": eval_s,
         "num_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
-        "extra": getattr(built.trainer, "extra_metrics", lambda: {})(),
+        "extra": built.trainer.extra_metrics(),
     }
+    if loop.stage_best:
+        metrics["stage_best_epochs"] = loop.stage_best
     runs.write_json(run_dir / "metrics.json", metrics)
     return metrics
 
@@ -250,16 +344,24 @@ def train_run(cfg: ExperimentConfig, paths: DataPaths, runs_root: Path, device: 
     run_dir = _open_run_dir(cfg, runs_root, resume)
     loop = _restore(run_dir, built) if resume is not None else LoopState()  # before any write
     runs.write_json(run_dir / "env.json", _env(cfg, device, built.threads))
-    num_epochs = getattr(built.trainer, "num_epochs", None) or cfg.train.epochs
-    has_valid = _has_valid(built)
+    spans = schedule(built.trainer)
+    num_epochs = sum(s.stage.epochs for s in spans)
+    has_valid = built.trainer.has_valid()
+    run_selects = any(s.stage.monitors is None for s in spans)
     with open(run_dir / "log.txt", "a") as log:
         for epoch in range(loop.epoch + 1, num_epochs):
+            span = span_of(spans, epoch)
+            if span.stage.name in loop.stopped:  # ended early: its other epochs pass over
+                continue
             t0 = time.perf_counter()
             record = {"epoch": epoch, **built.trainer.train_epoch(epoch)}
             record["train_seconds"] = time.perf_counter() - t0
             due = (epoch + 1) % cfg.train.eval_every == 0 or epoch == num_epochs - 1
-            stop = has_valid and due and _validate(built, run_dir, loop, epoch,
-                                                   cfg.train.patience, record)
+            val = built.trainer.evaluate("valid").metrics if has_valid and due else None
+            record.update({f"valid_{k}": v for k, v in (val or {}).items()})
+            stop = (val is not None and span.stage.monitors is None
+                    and _validate(built, run_dir, loop, epoch, cfg.train.patience, val))
+            run_epoch(built.trainer, spans, loop, epoch, val)
             loop.elapsed += time.perf_counter() - t0
             loop.epoch = epoch
             runs.append_jsonl(run_dir / "history.jsonl", record)
@@ -272,7 +374,7 @@ def train_run(cfg: ExperimentConfig, paths: DataPaths, runs_root: Path, device: 
                           "monitor": built.monitor, "best": loop.best})
             if stop:
                 break
-        metrics = _finish(run_dir, built, loop, has_valid, num_epochs)
+        metrics = _finish(run_dir, built, loop, has_valid, run_selects, num_epochs)
         log.write(f"test {json.dumps(metrics['test'], default=float)}\n")
     return runs.finalize(run_dir)
 

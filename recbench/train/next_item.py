@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from recbench.data import next_item_task as nt
 from recbench.eval.next_item import metrics_from_ranks, sampled_ranks, target_ranks
 from recbench.seeding import numpy_rng, torch_generator
-from recbench.train.api import EvalResult, RunContext
+from recbench.train.api import EvalResult, RunContext, Stage, TrainerBase
 from recbench.train.classification import median_forward_ms
 from recbench.train.trainers import make_optimizer
 
@@ -76,7 +76,7 @@ def build_data(ctx: RunContext, cfg: nt.NextItemConfig) -> NextItemData:
     return NextItemData(seqs, cfg, index, histories, targets, negatives, seed, split_sizes)
 
 
-class NextItemTrainer:
+class NextItemTrainer(TrainerBase):
     """Trains one next-item model with the chosen epoch strategy; evaluates on a split."""
 
     monitor = "ndcg@10"
@@ -92,9 +92,14 @@ class NextItemTrainer:
         params = [p for p in model.parameters() if p.requires_grad]
         self.opt = make_optimizer(params, ctx.train) if params else None
         self.gen = torch_generator(ctx.seed, "batches")
-        self.has_valid = len(data.index["valid"]) > 0
-        self.num_epochs = 1 if mode == "none" else None
         self._masks: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+
+    def stages(self) -> list[Stage]:
+        # a count-based floor (mode none) has nothing to train: one epoch whatever train.epochs
+        return [Stage("count", 1)] if self.mode == "none" else super().stages()
+
+    def has_valid(self) -> bool:  # the task's own sample-level split, not the graph's
+        return len(self.data.index["valid"]) > 0
 
     def _step(self, loss: torch.Tensor) -> float:
         self.opt.zero_grad()

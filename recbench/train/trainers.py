@@ -19,7 +19,7 @@ from recbench.eval.metrics import mae, rmse, squared_errors
 from recbench.eval.ranking import full_ranking, sampled_ranking
 from recbench.seeding import torch_generator
 from recbench.train import objectives, samplers
-from recbench.train.api import EvalResult, RunContext
+from recbench.train.api import EvalResult, PairwiseModel, RunContext, TrainerBase
 from recbench.train.sparse_adam import RowSparseAdam
 
 
@@ -41,7 +41,7 @@ def shuffled_batches(n: int, batch_size: int, gen: torch.Generator) -> list[torc
     return list(torch.randperm(n, generator=gen).split(batch_size))
 
 
-class RatingTrainer:
+class RatingTrainer(TrainerBase):
     """Mini-batch MSE on training ratings; evaluation clips predictions to the rating range."""
 
     def __init__(self, model: torch.nn.Module, ctx: RunContext,
@@ -94,14 +94,15 @@ def evaluate_ranking(score_fn: Callable, pair_score_fn: Callable | None, ctx: Ru
     return full_ranking(score_fn, ctx.data, split, ctx.eval.k, ctx.eval.batch_size, ctx.device)
 
 
-class PairwiseTrainer:
+class PairwiseTrainer(TrainerBase):
     """BPR (or NCE with k negatives) over training edges.
 
-    The model provides ``embed() -> (user_emb, item_emb)``; ``reg`` weighs the L2 norm of the
-    batch's ego embeddings (``model.ego(users, items)``) as LightGCN/NGCF do, when present.
+    The model is a :class:`~recbench.train.api.PairwiseModel`: ``embed() -> (user_emb,
+    item_emb)``; ``reg`` weighs the L2 norm of the batch's ``model.ego(...)`` vectors (the ego
+    rows for LightGCN/NGCF, the scored vectors for plain MF).
     """
 
-    def __init__(self, model: torch.nn.Module, ctx: RunContext, loss: str = "bpr",
+    def __init__(self, model: PairwiseModel, ctx: RunContext, loss: str = "bpr",
                  num_negatives: int = 1, negative_sampler: str = "uniform", reg: float = 0.0,
                  hard_pool: int = 16, hard_warmup_epochs: int = 0):
         self.model = model.to(ctx.device)
@@ -142,8 +143,7 @@ class PairwiseTrainer:
     def start_epoch(self, epoch: int) -> None:
         self.epoch = epoch
         self.model.train()
-        if hasattr(self.model, "start_epoch"):  # e.g. PinSage re-walks its neighbourhoods
-            self.model.start_epoch(epoch)
+        self.model.start_epoch(epoch)  # e.g. PinSage re-walks its neighbourhoods
 
     def pair_loss(self, ue: torch.Tensor, pe: torch.Tensor, ne: torch.Tensor,
                   ego: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -166,7 +166,7 @@ class PairwiseTrainer:
             neg = self.sample(u, (users_e.detach(), items_e.detach()))
             u, p, neg = u.to(dev), p.to(dev), neg.to(dev)
             ue, pe, ne = users_e[u], items_e[p], items_e[neg]
-            ego = self.model.ego(u, p, neg) if hasattr(self.model, "ego") else (ue, pe, ne)
+            ego = self.model.ego(u, p, neg, (ue, pe, ne))
             loss, reg = self.pair_loss(ue, pe, ne, ego)
             self.opt.zero_grad()
             (loss + reg).backward()
@@ -197,8 +197,6 @@ class PairwiseTrainer:
         self.opt.load_state_dict(state["opt"])
         self.gen.set_state(state["gen"])
         self.neg_gen.set_state(state["neg_gen"])
-
-
 
 
 class _Optimizers:
@@ -245,7 +243,7 @@ class BlockPairwiseTrainer(PairwiseTrainer):
         self.mode = mode
         self.dist = distributed.setup(ctx.device)
         self.net = distributed.wrap(self.model, self.dist, ctx.device)
-        if getattr(model.emb, "sparse", False):
+        if model.emb.sparse:
             rest = [p for n, p in model.named_parameters() if not n.startswith("emb.")]
             opts = [RowSparseAdam([model.emb.weight], lr=ctx.train.lr)]
             if rest:

@@ -22,7 +22,7 @@ from torch import nn
 from recbench.config import NonNegFloat, NonNegInt, PosInt, Share, Strict
 from recbench.data.graph import FOLLOWS, RATES, split_view
 from recbench.seeding import continue_globally, drawing_from, init_generator
-from recbench.train.api import RunContext
+from recbench.train.api import PairwiseModel, RunContext
 
 Training = Literal["full", "neighbor", "cluster"]
 
@@ -51,7 +51,7 @@ class GNNArchitecture(Strict):
     sparse_embeddings: bool = False  # sampled training: sparse grads + SparseAdam on the ego table
 
     @model_validator(mode="after")
-    def _fanouts_fit_layers(self) -> GraphTrainOptions:
+    def _fanouts_fit_layers(self) -> GNNArchitecture:
         """Found here, when the file is read, rather than when the sampler is built."""
         if 0 in self.fanouts:
             raise ValueError(f"fanouts {self.fanouts}: 0 samples no neighbour; give a count "
@@ -132,7 +132,7 @@ def num_outputs(g) -> int:
     return g.num_dst_nodes() if g.is_block else g.num_nodes()
 
 
-class GraphRecommender(nn.Module):
+class GraphRecommender(PairwiseModel):
     """Ego embeddings for users and items + a graph encoder; scores are dot products.
 
     Subclasses implement ``propagate(graphs, h) -> (num_outputs(graphs[-1]), out_dim)``, where
@@ -188,8 +188,8 @@ class GraphRecommender(nn.Module):
         h = self([self.graph] * self.num_layers, nodes)
         return h[:self.num_users], h[self.num_users:]
 
-    def ego(self, users: torch.Tensor, pos: torch.Tensor,
-            neg: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def ego(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor,
+            scored: tuple[torch.Tensor, ...] = ()) -> tuple[torch.Tensor, ...]:
         """Layer-0 embeddings of a batch, for the L2 term (LightGCN/NGCF regularise these)."""
         off = self.num_users
         return self.emb(users), self.emb(pos + off), self.emb(neg + off)
