@@ -38,7 +38,7 @@ import torch
 from recbench.config import expand_seeds
 from recbench.experiment import validate
 from recbench.data.prepare import DataPaths
-from recbench.train.loop import build
+from recbench.runner import build
 from pathlib import Path
 raw = json.loads({raw!r})
 if {threads} > 0:

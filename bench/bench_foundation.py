@@ -14,7 +14,7 @@ def epoch_times(raw: dict, paths, epochs: int) -> list[float]:
 
     from recbench.config import expand_seeds
     from recbench.experiment import validate
-    from recbench.train.loop import build
+    from recbench.runner import build
 
     cfg = expand_seeds(validate(raw, "bench"))[0]
     built = build(cfg, paths)

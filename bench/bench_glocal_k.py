@@ -43,12 +43,12 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    from recbench.experiment import load_experiment
     from recbench.data.fetch import fetch, is_fetched
     from recbench.data.prepare import DataPaths
     from recbench.data.sources import SOURCES
+    from recbench.experiment import load_experiment
+    from recbench.runner import train_run
     from recbench.runs import data_dir
-    from recbench.train.loop import train_run
 
     torch.set_num_threads(args.threads)
     paths = DataPaths(data_dir())

@@ -48,7 +48,8 @@ MODELS = [  # (label, model section, dataset, epochs timed)
     ("bpr_mf", {"name": "bpr_mf"}, ML100K, 5),
 ]
 KERNEL = {"lightgcn": "copy_u_sum", "ngcf": "copy_u_sum", "gcn": "GraphConv (copy_u_sum)",
-          "gat (4 heads)": "block-diagonal CSR SpMM (torch.sparse, int32) + edge softmax by DGL copy_e_sum/max",
+          "gat (4 heads)": "block-diagonal CSR SpMM (torch.sparse, int32) "
+                           "+ edge softmax by DGL copy_e_sum/max",
           "sage-mean": "SAGEConv (copy_u + mean)", "sage-pool": "SAGEConv (copy_u + max)",
           "pinsage (2 layers)": "u_mul_e_sum (importance weights)",
           "social (douban)": "copy_u_sum ×2 (interaction + social graph)", "bpr_mf": "none"}
@@ -75,7 +76,7 @@ def data_paths():
 def time_model(model: dict, dataset: dict, epochs: int, threads: int, paths,
                gatconv_path: bool = False) -> dict:
     from recbench.experiment import validate
-    from recbench.train.loop import build
+    from recbench.runner import build
 
     cfg = validate({"name": "bench", "dataset": dataset,
                     "model": {"emb_dim": 64, "num_layers": 3, **model} if model["name"] != "bpr_mf"

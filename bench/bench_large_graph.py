@@ -39,7 +39,7 @@ def train_for(mode: str, lr: float, budget: float, threads: int, paths) -> dict:
     """Train one configuration for ``budget`` training seconds; the validation curve."""
     from recbench.config import expand_seeds
     from recbench.experiment import validate
-    from recbench.train.loop import build
+    from recbench.runner import build
 
     raw = {"name": f"bench-large-graph-{mode}", "dataset": DATASET,
            "model": {"name": "lightgcn", "emb_dim": 64, "num_layers": 2, "reg": 1e-4,

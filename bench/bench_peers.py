@@ -154,9 +154,9 @@ def export_split(models: list[str], data_dir: Path, scratch: Path) -> Split:
     import numpy as np
     import torch
 
-    from recbench.experiment import load_experiment
     from recbench.data.graph import split_edges
     from recbench.data.prepare import load, resolve
+    from recbench.experiment import load_experiment
 
     configs = {m: load_experiment(ROOT / EXPERIMENTS[m]).dataset for m in EXPERIMENTS}
     keys = {m: resolve(c).key() for m, c in configs.items()}

@@ -4,13 +4,19 @@ Ray's default nice 15. A diagnostic, not a benchmark: run it while the machine i
 the niceness effect (2026-12-02, load 4.4 on 2 cores: local 89.4 CPU-s / 182 s wall, Ray nice 0
 89.4 / 186, Ray nice 15 killed after 600 s wall). Prints (CPU s, wall s, niceness, busiest
 threads). Usage: python bench/ray_worker_cpu.py local|ray|ray15"""
-import os, sys, time, tempfile, multiprocessing as mp
+import multiprocessing as mp
+import os
+import sys
+import tempfile
+import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+
 sys.path.insert(0, ".")
 
 def job(plain, data_root, runs_root):
-    import os, time, resource, threading
+    import os
+
     from recbench.studies import run_planned
     t0, w0 = os.times(), time.perf_counter()
     run_planned(plain, data_root, runs_root, "cpu", 1)
@@ -20,11 +26,14 @@ def job(plain, data_root, runs_root):
     for tid in os.listdir(f"/proc/{os.getpid()}/task"):
         try:
             f = open(f"/proc/{os.getpid()}/task/{tid}/stat").read().split(") ")
-            name = f[0].split("(")[1]; fields = f[1].split()
-            threads[name] = threads.get(name, 0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            name = f[0].split("(")[1]
+            fields = f[1].split()
+            ticks = int(fields[11]) + int(fields[12])
+            threads[name] = threads.get(name, 0) + ticks / os.sysconf("SC_CLK_TCK")
         except OSError:
             pass
-    return (t1.user - t0.user) + (t1.system - t0.system), w1 - w0, os.nice(0), dict(sorted(threads.items(), key=lambda kv: -kv[1])[:6])
+    busiest = dict(sorted(threads.items(), key=lambda kv: -kv[1])[:6])
+    return (t1.user - t0.user) + (t1.system - t0.system), w1 - w0, os.nice(0), busiest
 
 if __name__ == "__main__":
     from recbench import studies
@@ -40,6 +49,7 @@ if __name__ == "__main__":
             print("local", pool.submit(job, plain, data_root, runs_root).result())
     else:
         import ray
+
         from recbench.executors import local_instance_options
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         opts = local_instance_options(2)

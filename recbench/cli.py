@@ -257,7 +257,7 @@ def train(
     _set_threads(threads)
 
     if resume is not None:
-        from recbench.train.loop import load_run_config
+        from recbench.runner import load_run_config
 
         cfg = load_run_config(resume)
         if experiment is not None:  # the run must belong to the experiment the user named
@@ -304,7 +304,7 @@ def _set_threads(threads: int | None) -> None:
 def _train_one(cfg, paths, runs_root: Path, device: str, resume: Path | None) -> Path:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from recbench.train.loop import train_run
+    from recbench.runner import train_run
 
     with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), "{task.fields[info]}", console=console,
@@ -331,7 +331,7 @@ def eval_(
     data_dir: Path = DataDir,
 ) -> None:
     """Reload a run's best checkpoint and re-check its test metrics against metrics.json."""
-    from recbench.train.loop import evaluate_run
+    from recbench.runner import evaluate_run
 
     fresh, stored = evaluate_run(run_dir, _paths(data_dir), device)
     table = Table("metric", "metrics.json", "recomputed", "match", title=str(run_dir))
@@ -519,8 +519,8 @@ def tune(
 
     from recbench import report, studies
     from recbench import tune as tuning
-    from recbench.experiment import load_experiment
     from recbench.executors import make_executor
+    from recbench.experiment import load_experiment
 
     try:
         import optuna  # noqa: F401

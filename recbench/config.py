@@ -1,8 +1,9 @@
-"""Typed configuration: the sections of an experiment file, their bounds, overrides and the run hash.
+"""Typed configuration: an experiment file's sections, their bounds, overrides, the run hash.
 
 This module sits at the bottom of the package (models, data and the loop import it), so it
 knows no model: the experiment schema that joins every model's config into one validated
-object lives in :mod:`recbench.experiment`, one layer above the models. Config is data. It stops at the builders: models get plain constructor arguments, the loop gets
+object lives in :mod:`recbench.experiment`, one layer above the models. Config is data. It
+stops at the builders: models get plain constructor arguments, the loop gets
 :class:`TrainConfig`, evaluators get ``k``. Errors name the file, the key path and the allowed
 values, and are raised as :class:`ConfigError` so the CLI prints one line.
 """

@@ -33,6 +33,7 @@ from recbench.errors import ConfigError, RecbenchError
 from recbench.models import MODELS
 from recbench.runs import read_config
 
+
 @functools.cache
 def experiment_schema() -> type[ExperimentConfig]:
     """ExperimentConfig whose ``model`` is the union of every registered model config."""

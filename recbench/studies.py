@@ -29,9 +29,9 @@ from recbench.config import (
     run_hash,
     to_plain,
 )
-from recbench.experiment import load_experiment, stored_hash, with_overrides
 from recbench.errors import ConfigError
 from recbench.executors import Executor, LocalExecutor
+from recbench.experiment import load_experiment, stored_hash, with_overrides
 from recbench.train.api import lower_is_better
 
 
@@ -330,9 +330,9 @@ def run_planned(plain: dict, data_root: str, runs_root: str, device: str,
     every executor's call, so it takes plain, picklable arguments)."""
     import torch
 
-    from recbench.experiment import validate
     from recbench.data.prepare import DataPaths
-    from recbench.train.loop import train_run
+    from recbench.experiment import validate
+    from recbench.runner import train_run
 
     if threads:  # the caller's choice (--threads, or the CPUs split over --jobs) wins
         torch.set_num_threads(threads)

@@ -29,9 +29,9 @@ from pydantic import Field, ValidationError, model_validator
 
 from recbench import runs
 from recbench.config import ExperimentConfig, Strict, parse_override, read_yaml, run_hash, set_path
-from recbench.experiment import load_experiment, stored_hash, with_overrides
 from recbench.errors import ConfigError, RecbenchError, RunError
 from recbench.executors import Executor
+from recbench.experiment import load_experiment, stored_hash, with_overrides
 from recbench.train.api import lower_is_better
 
 
@@ -73,9 +73,9 @@ class SearchSpace(Strict):
     startup_trials: int = Field(default=5, ge=0)  # trials before TPE models / the pruner prunes
     warmup_evaluations: int = Field(default=2, ge=0)  # evaluations a trial runs unpruned
     seed: int = Field(default=0, ge=0)  # the sampler's seed
-    # the validation metric to optimise; default the run's monitor (its best_valid). Needed
-    # where the monitor is not a quality figure (the GLA trainer's monitor is its epoch count):
-    # then the run's final validation metrics (metrics.json extra.valid) are read
+    # the validation metric to optimise; default the run's monitor (its best_valid). Another
+    # name is read from the run's final validation metrics (metrics.json extra.valid), e.g. one
+    # representation type of the GLA model such as recall@15|AD
     objective: str | None = None
 
 
@@ -255,7 +255,7 @@ def _train_or_read(trial, cfg: ExperimentConfig, h: str, root: Path, space: Sear
                    setup: TuneSetup, paths) -> float:
     import optuna
 
-    from recbench.train.loop import train_run
+    from recbench.runner import train_run
 
     finished = runs.find_finished(root, cfg.name, h, rehash=stored_hash)
     if finished is None:
@@ -289,7 +289,7 @@ def objective_value(metrics: dict, objective: str | None, trial=None) -> float:
     if metrics.get("best_valid") is None:
         raise ConfigError("the run has no validation split; tuning needs one "
                           "(dataset.valid_ratio, or the protocol's validation items)")
-    if name == monitor and monitor != "progress":
+    if name == monitor:
         return float(metrics["best_valid"])
     final = (metrics.get("extra") or {}).get("valid") or {}
     if name not in final:

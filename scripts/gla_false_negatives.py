@@ -16,14 +16,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from recbench.experiment import validate
 from recbench.data.graph import split_edges
 from recbench.data.prepare import DataPaths
 from recbench.eval.retrieval import ClusterIndex
+from recbench.experiment import validate
 from recbench.models.gl_attention import mine_local_triplets
+from recbench.runner import build
 from recbench.runs import data_dir, read_config
 from recbench.seeding import numpy_rng
-from recbench.train.loop import build
 
 
 def main(run_dir: Path) -> None:

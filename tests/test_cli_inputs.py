@@ -85,7 +85,7 @@ def test_a_zero_to_ten_scale_trains_and_is_clamped_to_it(tmp_path):
     from recbench.data.graph import split_edges
     from recbench.data.prepare import DataPaths
     from recbench.models.glocal_k import GLocalKConfig
-    from recbench.train.loop import build
+    from recbench.runner import build
     from recbench.train.trainers import evaluate_ratings
 
     src = tmp_path / "ten.csv"

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from recbench.config import expand_seeds, run_hash
-from recbench.experiment import load_experiment, with_overrides
 from recbench.errors import ConfigError
+from recbench.experiment import load_experiment, with_overrides
 from recbench.studies import list_studies, plan
 from tests.conftest import write_experiment
 

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from recbench.config import DatasetConfig, EvalConfig, ExperimentConfig, TrainConfig, to_plain
-from recbench.experiment import load_experiment, validate
 from recbench.errors import ConfigError
+from recbench.experiment import load_experiment, validate
 from recbench.models import MODELS
 from tests.conftest import write_experiment
 from tests.test_cli import _invoke, _one_error_line

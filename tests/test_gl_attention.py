@@ -19,9 +19,9 @@ from recbench.eval.retrieval import ClusterIndex, rank_candidates, retrieval_ran
 from recbench.models import gl_attention as gla
 from recbench.models import gl_attention_trainer as glt
 from recbench.models.mf import NeuMFConfig, make_neumf_trainer
+from recbench.runner import drive
 from recbench.train import samplers
 from recbench.train.api import RunContext
-from recbench.train.loop import drive
 
 
 def tiny_data(num_users: int = 12, num_items: int = 30, per_user: int = 8, seed: int = 0,
@@ -268,12 +268,12 @@ def test_reference_evaluator_reproduces_the_authors_madison_figures():
 @pytest.mark.parametrize("experiment", ["gl_attention_yelp_madison",
                                         "gl_attention_sound_yelp_madison"])
 def test_short_real_run_on_madison(tmp_path, experiment):
-    from recbench.experiment import load_experiment
     from recbench.data.fetch import fetch
     from recbench.data.prepare import DataPaths
     from recbench.data.sources import SOURCES
+    from recbench.experiment import load_experiment
+    from recbench.runner import train_run
     from recbench.runs import read_metrics
-    from recbench.train.loop import train_run
 
     paths = DataPaths(tmp_path / "data")
     fetch(SOURCES["yelp-madison"], paths.raw, Path(MIRROR))
@@ -328,8 +328,8 @@ def test_config_rejects_bad_switch_values(bad):
 
 
 def test_config_error_is_one_clear_line():
-    from recbench.experiment import validate
     from recbench.errors import ConfigError
+    from recbench.experiment import validate
 
     raw = {"name": "x", "dataset": {"name": "ml-100k"},
            "model": {"name": "gl_attention", "variant": "fast"}}

@@ -198,10 +198,10 @@ def test_ml1m_path_on_generated_data(tmp_path, monkeypatch):
     """The ML-1M experiment's split (seeded legacy shuffle, 90:10) and model on fake ratings.dat."""
     from pathlib import Path
 
-    from recbench.experiment import load_experiment
     from recbench.data import parsers
     from recbench.data.prepare import DataPaths
-    from recbench.train.loop import train_run
+    from recbench.experiment import load_experiment
+    from recbench.runner import train_run
 
     monkeypatch.setattr(parsers, "check_counts", lambda *a: None)  # generated, not 1M rows
     paths = DataPaths(tmp_path / "data")
@@ -240,7 +240,7 @@ def test_ml100k_short_run(real_paths, tmp_path):
     from pathlib import Path
 
     from recbench.experiment import load_experiment
-    from recbench.train.loop import train_run
+    from recbench.runner import train_run
 
     torch.set_num_threads(1)
     cfg = load_experiment(Path("experiments/glocal_k.yaml"), [
@@ -261,7 +261,7 @@ def test_validation_carve_out_selects_epoch(tiny_paths, tmp_path):
     import json
 
     from recbench.experiment import validate
-    from recbench.train.loop import train_run
+    from recbench.runner import train_run
 
     cfg = validate({
         "name": "gk-valid", "seed": 0, "train": {"patience": None, "optimizer": "lbfgs"},

@@ -265,7 +265,7 @@ def test_lightgcn_ml100k_end_to_end(real_paths, tmp_path):
     import json
 
     from recbench.experiment import validate
-    from recbench.train.loop import train_run
+    from recbench.runner import train_run
 
     base = {"name": "lightgcn-e2e",
             "dataset": {"name": "ml-100k", "protocol": "random", "test_ratio": 0.1,

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from recbench.config import DatasetConfig, expand_seeds
-from recbench.experiment import validate
 from recbench.data.graph import FOLLOWS, RATES, split_view
 from recbench.data.prepare import load, preprocess
-from recbench.train.loop import evaluate_run, train_run
+from recbench.experiment import validate
+from recbench.runner import evaluate_run, train_run
 
 pytestmark = pytest.mark.realdata
 

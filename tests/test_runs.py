@@ -9,9 +9,9 @@ import torch
 
 from recbench import runs
 from recbench.config import expand_seeds, run_hash
-from recbench.experiment import load_experiment
 from recbench.errors import RunError
-from recbench.train.loop import evaluate_run, train_run
+from recbench.experiment import load_experiment
+from recbench.runner import evaluate_run, train_run
 from tests.conftest import write_experiment
 
 

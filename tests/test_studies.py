@@ -276,7 +276,7 @@ def _to_legacy_name(folder):
 def test_legacy_hash_runs_and_ledger_records_are_still_found(tmp_path, tiny_paths):
     import shutil
 
-    from recbench.train.loop import load_run_config
+    from recbench.runner import load_run_config
 
     study = _seeds_study(tmp_path)
     root, ledger = tmp_path / "runs", tmp_path / "results" / "s" / studies.LEDGER

@@ -49,7 +49,7 @@ def test_env_json_records_the_choice(tmp_path, tiny_paths):
 
     from recbench.config import expand_seeds
     from recbench.experiment import load_experiment
-    from recbench.train.loop import train_run
+    from recbench.runner import train_run
     from tests.conftest import write_experiment
 
     cfg = expand_seeds(load_experiment(write_experiment(tmp_path, "t")))[0]

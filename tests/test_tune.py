@@ -48,7 +48,7 @@ def test_interrupted_search_resumes_to_the_same_count_without_duplicate_runs(tmp
         if rec["epoch"] == 2:
             raise KeyboardInterrupt
 
-    from recbench.train.loop import train_run
+    from recbench.runner import train_run
 
     with pytest.raises(KeyboardInterrupt):
         train_run(cfg, tiny_paths, tmp_path / "runs", progress=die)

@@ -14,7 +14,7 @@ import torch
 
 from recbench.data.graph import RATES, Dataset
 from recbench.eval.metrics import ranking_metrics
-from recbench.train.api import EvalResult
+from recbench.eval.result import EvalResult
 
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
 PairScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (U,), (U, C) -> (U, C)

@@ -18,7 +18,7 @@ import torch
 from recbench.data.graph import Dataset
 from recbench.eval.metrics import ranking_metrics
 from recbench.eval.ranking import _gather_rows, _to_csr, _user_items, masked_splits
-from recbench.train.api import EvalResult
+from recbench.eval.result import EvalResult
 
 CandidateFn = Callable[[torch.Tensor], torch.Tensor]  # users (B,) -> items (B, P), -1 = padding
 PairScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (B,), (B, P) -> (B, P)

@@ -19,6 +19,7 @@ import torch
 
 from recbench.data.graph import split_edges
 from recbench.eval.ranking import sampled_ranking
+from recbench.eval.result import EvalResult
 from recbench.eval.retrieval import ClusterIndex, kmeans, retrieval_ranking
 from recbench.models.gl_attention import (
     SPACES,
@@ -38,7 +39,7 @@ from recbench.seeding import (
     torch_generator,
 )
 from recbench.train import objectives, samplers
-from recbench.train.api import EvalResult, RunContext, Stage, TrainerBase
+from recbench.train.api import RunContext, Stage, TrainerBase
 from recbench.train.trainers import make_optimizer
 
 

@@ -20,8 +20,9 @@ from recbench.config import NonNegFloat, NonNegInt, PosInt, Strict
 from recbench.data.graph import dense_ratings, rating_range, split_edges
 from recbench.errors import ConfigError
 from recbench.eval.metrics import mae, rmse, squared_errors
+from recbench.eval.result import EvalResult
 from recbench.seeding import torch_generator
-from recbench.train.api import EvalResult, RunContext, Stage, TrainerBase
+from recbench.train.api import RunContext, Stage, TrainerBase
 from recbench.train.lbfgs import lbfgs_epoch
 
 UNFOLD_LIMIT = 150_000_000  # floats: cache im2col of R_train only below this (600 MB)

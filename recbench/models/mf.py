@@ -15,9 +15,10 @@ from torch import nn
 
 from recbench.config import NonNegFloat, PosInt, Strict
 from recbench.data.graph import split_edges
+from recbench.eval.result import EvalResult
 from recbench.seeding import continue_globally, drawing_from, init_generator, torch_generator
 from recbench.train import objectives, samplers
-from recbench.train.api import EvalResult, PairwiseModel, RunContext, Stage, TrainerBase
+from recbench.train.api import PairwiseModel, RunContext, Stage, TrainerBase
 from recbench.train.trainers import (
     PairwiseTrainer,
     RatingTrainer,

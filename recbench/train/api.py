@@ -2,9 +2,10 @@
 
 A model family provides ``make_trainer(model_config, ctx) -> Trainer``. The trainer owns the
 model, its optimiser and how one epoch runs (lkpy's ``ModelTrainer`` idea); the loop in
-``loop.py`` owns epochs, validation, early stopping, best-weight selection, checkpoints, history
-and progress. Every hook the loop calls is declared on :class:`Trainer`; :class:`TrainerBase`
-gives the optional ones their defaults, so the loop never probes a trainer with ``getattr``.
+``recbench.runner`` owns epochs, validation, early stopping, best-weight selection,
+checkpoints, history and progress. Every hook the loop calls is declared on
+:class:`Trainer`; :class:`TrainerBase` gives the optional ones their defaults, so the loop
+never probes a trainer with ``getattr``.
 
 Stages. ``Trainer.stages()`` splits the run's epochs into consecutive :class:`Stage` spans (one
 ``train`` stage of ``train.epochs`` by default). Per stage the loop does one of three things:
@@ -29,14 +30,14 @@ reports its final weights.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
-import numpy as np
 import torch
 
 from recbench.config import EvalConfig, TrainConfig
 from recbench.data.graph import RATES, Dataset
+from recbench.eval.result import EvalResult
 
 
 @dataclass
@@ -48,14 +49,6 @@ class RunContext:
     eval: EvalConfig
     device: torch.device
     seed: int
-
-
-@dataclass
-class EvalResult:
-    """Metric means plus per-unit vectors (per user or per rating) for significance tests."""
-
-    metrics: dict[str, float]
-    per_unit: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

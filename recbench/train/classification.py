@@ -14,8 +14,9 @@ import torch
 import torch.nn.functional as F
 
 from recbench.eval.metrics import accuracy_at_k
+from recbench.eval.result import EvalResult
 from recbench.seeding import torch_generator
-from recbench.train.api import EvalResult, RunContext, TrainerBase
+from recbench.train.api import RunContext, TrainerBase
 from recbench.train.trainers import make_optimizer
 
 

@@ -25,8 +25,9 @@ import torch.nn.functional as F
 
 from recbench.data import next_item_task as nt
 from recbench.eval.next_item import metrics_from_ranks, sampled_ranks, target_ranks
+from recbench.eval.result import EvalResult
 from recbench.seeding import numpy_rng, torch_generator
-from recbench.train.api import EvalResult, RunContext, Stage, TrainerBase
+from recbench.train.api import RunContext, Stage, TrainerBase
 from recbench.train.classification import median_forward_ms
 from recbench.train.trainers import make_optimizer
 

@@ -17,9 +17,10 @@ from recbench.config import TrainConfig
 from recbench.data.graph import rating_range, split_edges
 from recbench.eval.metrics import mae, rmse, squared_errors
 from recbench.eval.ranking import full_ranking, sampled_ranking
+from recbench.eval.result import EvalResult
 from recbench.seeding import torch_generator
 from recbench.train import objectives, samplers
-from recbench.train.api import EvalResult, PairwiseModel, RunContext, TrainerBase
+from recbench.train.api import PairwiseModel, RunContext, TrainerBase
 from recbench.train.sparse_adam import RowSparseAdam
 
 

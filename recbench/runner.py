@@ -1,5 +1,9 @@
 """The one training loop: epochs, validation, early stopping, checkpoints, history, resume.
 
+It builds a run from a validated experiment (the model registry, the data, the trainer), so it
+sits above the models and the experiment schema in the layers (tests/test_layers.py); it was
+``train/loop.py`` until the training package had to stop importing the models it trains.
+
 Every model family plugs in through a :class:`~recbench.train.api.Trainer`; this loop is the
 only place that decides when to evaluate, what counts as the best epoch (run-wide, or per
 member of a stage that selects its own), when a stage or the run stops early, which weights are
@@ -23,9 +27,10 @@ import torch
 from recbench import runs
 from recbench.config import ExperimentConfig, run_hash, to_plain
 from recbench.data.prepare import DataPaths, load
+from recbench.eval.result import EvalResult
 from recbench.seeding import seed_everything
 from recbench.threads import ThreadChoice, choose_threads
-from recbench.train.api import EvalResult, RunContext, Stage, Trainer, lower_is_better
+from recbench.train.api import RunContext, Stage, Trainer, lower_is_better
 
 Progress = Callable[[dict], None]
 
@@ -385,8 +390,8 @@ def load_run_config(run_dir: Path) -> ExperimentConfig:
     import re
 
     from recbench.config import hash_plain, legacy_hash_plain
-    from recbench.experiment import validate
     from recbench.errors import RunError
+    from recbench.experiment import validate
 
     raw = runs.read_config(run_dir)
     # the hash of the file as written (run_hash of the config then), so runs made before a
