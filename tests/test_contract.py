@@ -18,10 +18,10 @@ import pytest
 import torch
 
 from recbench import runner as loop
-from recbench.config import validate
 from recbench.data import protocols
 from recbench.data.graph import Dataset, build_graph
 from recbench.data.prepare import DataPaths
+from recbench.experiment import validate
 from recbench.models import MODELS
 from recbench.train.api import PairwiseModel, TrainerBase
 from recbench.train.trainers import PairwiseTrainer
