@@ -16,12 +16,14 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from recbench.errors import ConfigError
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class Strict(BaseModel):
@@ -157,9 +159,11 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), check_acyclic(parsed, f"--set {text!r}")
 
 
-def read_yaml(path: Path) -> dict:
+def load_yaml_file(path: Path, what: str = "experiment file") -> Any:
+    """Any YAML file the user hands us (experiment, study, search space, summary): a missing
+    file, malformed YAML or a self-referring anchor is one ConfigError line naming the place."""
     if not path.is_file():
-        raise ConfigError(f"{path}: no such experiment file")
+        raise ConfigError(f"{path}: no such {what}")
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
@@ -167,6 +171,26 @@ def read_yaml(path: Path) -> dict:
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{path}:{where}: malformed YAML: {problem}") from None
+    return check_acyclic(raw, str(path))
+
+
+def validate_file(cls: type[M], raw: Any, path: Path, hint_keys: bool = False) -> M:
+    """``cls`` validated from a file's contents; the first error as one ConfigError line
+    (``path: key: message``, with the allowed keys of ``cls`` for an unknown top-level key
+    when ``hint_keys``)."""
+    try:
+        return cls.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        hint = f" (allowed keys: {', '.join(cls.model_fields)})" \
+            if hint_keys and err["type"] == "extra_forbidden" else ""
+        msg = err["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{path}: {loc}: {msg}{hint}") from None
+
+
+def read_yaml(path: Path) -> dict:
+    raw = load_yaml_file(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: an experiment file must be a mapping of sections")
     return check_acyclic(raw, str(path))

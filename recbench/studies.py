@@ -25,9 +25,11 @@ from recbench.config import (
     ExperimentConfig,
     Strict,
     check_acyclic,
+    load_yaml_file,
     parse_override,
     run_hash,
     to_plain,
+    validate_file,
 )
 from recbench.errors import ConfigError
 from recbench.executors import Executor, LocalExecutor
@@ -159,21 +161,7 @@ def load_study(studies_dir: Path, name: str, overrides: list[str] | None = None)
 
 
 def read_study(path: Path) -> StudyConfig:
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}:{where}: malformed YAML") from None
-    check_acyclic(raw, str(path))
-    try:
-        return StudyConfig.model_validate(raw)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        allowed = ", ".join(StudyConfig.model_fields)
-        hint = f" (allowed keys: {allowed})" if err["type"] == "extra_forbidden" else ""
-        raise ConfigError(f"{path}: {loc}: {err['msg']}{hint}") from None
+    return validate_file(StudyConfig, load_yaml_file(path, "study file"), path, hint_keys=True)
 
 
 def list_studies(studies_dir: Path) -> list[StudyConfig]:

@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from recbench.errors import ConfigError, RecbenchError
+from recbench.config import load_yaml_file, validate_file
+from recbench.errors import RecbenchError
 
 START = "<!-- summary:start -->"
 END = "<!-- summary:end -->"
@@ -59,20 +60,7 @@ class SummaryConfig(BaseModel):
 
 def load_config(path: Path) -> SummaryConfig:
     """Read and validate experiments/summary/papers.yaml; a bad file is one ConfigError line."""
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such summary file")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}:{where}: malformed YAML") from None
-    try:
-        return SummaryConfig.model_validate(raw)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(f"{path}: {loc}: {err['msg']}") from None
+    return validate_file(SummaryConfig, load_yaml_file(path, "summary file"), path)
 
 
 @dataclass

@@ -25,10 +25,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
 from recbench import runs
-from recbench.config import ExperimentConfig, Strict, parse_override, read_yaml, run_hash, set_path
+from recbench.config import (
+    ExperimentConfig,
+    Strict,
+    load_yaml_file,
+    parse_override,
+    read_yaml,
+    run_hash,
+    set_path,
+    validate_file,
+)
 from recbench.errors import ConfigError, RecbenchError, RunError
 from recbench.executors import Executor
 from recbench.experiment import load_experiment, stored_hash, with_overrides
@@ -81,18 +90,8 @@ class SearchSpace(Strict):
 
 def read_space(path: Path) -> SearchSpace:
     """The space file, validated; every problem is one line naming the file and the key."""
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such search space file (see experiments/spaces/)")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError:
-        raise ConfigError(f"{path}: malformed YAML") from None
-    try:
-        return SearchSpace.model_validate(raw)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(f"{path}: {loc}: {err['msg'].removeprefix('Value error, ')}") from None
+    raw = load_yaml_file(path, "search space file (see experiments/spaces/)")
+    return validate_file(SearchSpace, raw, path)
 
 
 def check_space(space: SearchSpace, base: ExperimentConfig) -> None:
