@@ -122,6 +122,13 @@ class ExperimentConfig(Strict):
     paper: dict[str, float] = Field(default_factory=dict)
 
 
+def check_heads_divide(width: int, num_heads: int, field: str) -> None:
+    """Multi-head attention splits ``field`` (its width) across the heads: a config validator
+    calls this so an indivisible pair is a one-line error at load, not a failure at build."""
+    if width % num_heads:
+        raise ValueError(f"{field} ({width}) must be divisible by num_heads ({num_heads})")
+
+
 def set_path(raw: dict, dotted: str, value: Any) -> None:
     """Apply one ``a.b.c=value`` override to a raw dict (creating missing sub-dicts)."""
     node = raw

@@ -40,6 +40,19 @@ def tiny_paths(tmp_path: Path):
     return paths
 
 
+def interrupt_at(call: int):
+    """A progress callback that raises KeyboardInterrupt on its ``call``-th call: a run
+    interrupted mid-training, as Ctrl-C (or a killed worker) leaves it, for resume tests."""
+    calls = {"n": 0}
+
+    def progress(_record) -> None:
+        calls["n"] += 1
+        if calls["n"] == call:
+            raise KeyboardInterrupt
+
+    return progress
+
+
 def write_experiment(folder: Path, name: str, **sections) -> Path:
     body = {"name": name,
             "dataset": {"name": "tiny", "protocol": "random", "test_ratio": 0.2,

@@ -25,6 +25,7 @@ from recbench.experiment import validate
 from recbench.models import MODELS
 from recbench.train.api import PairwiseModel, TrainerBase
 from recbench.train.trainers import PairwiseTrainer
+from tests.conftest import interrupt_at
 
 NUM_USERS, NUM_ITEMS, NUM_GENRES = 16, 24, 4
 
@@ -132,15 +133,8 @@ def test_staged_run_resumes_mid_stage_exactly(data, tmp_path, monkeypatch):
                                          "attention_epochs": 2, "stage_patience": 2})
     cfg = cfg.model_copy(update={"model": model})
     full = json.loads((loop.train_run(cfg, paths, tmp_path / "a") / "metrics.json").read_text())
-    calls = {"n": 0}
-
-    def stop_after_two(rec):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
-        loop.train_run(cfg, paths, tmp_path / "b", progress=stop_after_two)
+        loop.train_run(cfg, paths, tmp_path / "b", progress=interrupt_at(2))
     partial = runs.find_partial(tmp_path / "b", cfg.name, run_hash(cfg))
     done = loop.train_run(cfg, paths, tmp_path / "b", resume=partial)
     again = json.loads((done / "metrics.json").read_text())

@@ -12,7 +12,7 @@ from recbench.config import expand_seeds, run_hash
 from recbench.errors import RunError
 from recbench.experiment import load_experiment
 from recbench.runner import evaluate_run, train_run
-from tests.conftest import write_experiment
+from tests.conftest import interrupt_at, write_experiment
 
 
 def _train(tmp_path, tiny_paths, name="bpr", **sections):
@@ -47,15 +47,8 @@ def test_same_seed_same_metrics(tmp_path, tiny_paths):
 
 def test_resume_after_interruption_matches_uninterrupted(tmp_path, tiny_paths):
     cfg, full = _train(tmp_path, tiny_paths)
-    calls = {"n": 0}
-
-    def stop_after_two(rec):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
-        train_run(cfg, tiny_paths, tmp_path / "runs2", progress=stop_after_two)
+        train_run(cfg, tiny_paths, tmp_path / "runs2", progress=interrupt_at(2))
     partial = runs.find_partial(tmp_path / "runs2", cfg.name, run_hash(cfg))
     assert partial is not None and not (partial / "metrics.json").exists()
     done = train_run(cfg, tiny_paths, tmp_path / "runs2", resume=partial)

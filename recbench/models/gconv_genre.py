@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from pydantic import model_validator
 from torch import nn
 
-from recbench.config import NonNegInt, PosInt, Share, Strict
+from recbench.config import NonNegInt, PosInt, Share, Strict, check_heads_divide
 from recbench.data import genre_task as gt
 from recbench.seeding import continue_globally, drawing_from, init_generator
 from recbench.train.api import RunContext
@@ -44,10 +44,8 @@ class GConvGenreConfig(Strict):
 
     @model_validator(mode="after")
     def _heads_divide(self) -> GConvGenreConfig:
-        """The attention splits ``hidden`` across heads; found at load, not at build."""
-        if self.attention and self.hidden % self.num_heads:
-            raise ValueError(f"hidden ({self.hidden}) must be divisible by num_heads "
-                             f"({self.num_heads})")
+        if self.attention:
+            check_heads_divide(self.hidden, self.num_heads, "hidden")
         return self
 
 
@@ -110,8 +108,7 @@ class NodeAttention(nn.Module):
 
     def __init__(self, hidden: int, num_heads: int, dropout: float):
         super().__init__()
-        if hidden % num_heads:
-            raise ValueError(f"hidden ({hidden}) must be divisible by num_heads ({num_heads})")
+        check_heads_divide(hidden, num_heads, "hidden")
         self.heads, self.dropout = num_heads, dropout
         self.qkv = nn.Linear(hidden, 3 * hidden)
         self.out = nn.Linear(hidden, hidden)

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from pydantic import model_validator
 from torch import nn
 
-from recbench.config import NonNegInt, PosInt, Share, Strict
+from recbench.config import NonNegInt, PosInt, Share, Strict, check_heads_divide
 from recbench.data import next_item_task as nt
 from recbench.seeding import drawing_from, init_generator
 from recbench.train.api import RunContext
@@ -59,10 +59,8 @@ class GConvTransformConfig(Strict):
 
     @model_validator(mode="after")
     def _heads_divide(self) -> GConvTransformConfig:
-        """The attention splits ``hidden`` across heads; found at load, not at build."""
-        if self.attention and self.hidden % self.num_heads:
-            raise ValueError(f"hidden ({self.hidden}) must be divisible by num_heads "
-                             f"({self.num_heads})")
+        if self.attention:
+            check_heads_divide(self.hidden, self.num_heads, "hidden")
         return self
 
 
@@ -127,8 +125,7 @@ class CausalAttention(nn.Module):
 
     def __init__(self, hidden: int, num_heads: int, dropout: float):
         super().__init__()
-        if hidden % num_heads:
-            raise ValueError(f"hidden ({hidden}) must be divisible by num_heads ({num_heads})")
+        check_heads_divide(hidden, num_heads, "hidden")
         self.heads, self.dropout = num_heads, dropout
         self.qkv = nn.Linear(hidden, 3 * hidden)
         self.out = nn.Linear(hidden, hidden)

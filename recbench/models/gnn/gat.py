@@ -29,7 +29,7 @@ from dgl.nn import GATConv
 from pydantic import model_validator
 from torch.nn import functional as F
 
-from recbench.config import PosInt
+from recbench.config import PosInt, check_heads_divide
 from recbench.models.gnn.base import ConvEncoder, GNNArchitecture, build_gnn, make_graph_trainer
 from recbench.seeding import drawing_from
 from recbench.train.api import RunContext
@@ -43,10 +43,7 @@ class GATConfig(GNNArchitecture):
 
     @model_validator(mode="after")
     def _heads_divide(self) -> GATConfig:
-        if self.num_heads < 1:
-            raise ValueError(f"num_heads must be at least 1, got {self.num_heads}")
-        if self.emb_dim % self.num_heads:
-            raise ValueError(f"emb_dim {self.emb_dim} must be divisible by num_heads")
+        check_heads_divide(self.emb_dim, self.num_heads, "emb_dim")  # num_heads >= 1: PosInt
         return self
 
 
