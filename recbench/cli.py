@@ -350,7 +350,8 @@ def eval_(
 def _run_study(study, jobs: int, dry_run: bool, rerun: bool, device: str, data_dir, runs_dir,
                results_dir: Path, threads: int | None = None, report_only: bool = False,
                only_seeds: str | None = None, only_variants: str | None = None,
-               executor_name: str = "local", address: str | None = None) -> None:
+               executor_name: str = "local", address: str | None = None,
+               only_experiments: str | None = None) -> None:
     """Options in, progress and tables out; the study itself is recbench.study_session's."""
     from recbench import report, studies, study_session
     from recbench.executors import make_executor
@@ -359,7 +360,7 @@ def _run_study(study, jobs: int, dry_run: bool, rerun: bool, device: str, data_d
     if executor_name == "local":
         _set_threads(threads)
     session = study_session.open_study(study, _runs_root(runs_dir), results_dir, only_seeds,
-                                       only_variants)
+                                       only_variants, only_experiments)
     if report_only and not session.any_finished:
         _fail(f"study {study.study}: no finished run in {session.runs_root}/ or "
               f"{session.ledger}/, so {session.folder}/ is left as it is; run the study "
@@ -466,6 +467,9 @@ def ablate(
                                         "table still reports every finished run"),
     only_variants: str = typer.Option(None, "--only-variants",
                                       help="run only these variant labels (comma-separated)"),
+    only_experiments: str = typer.Option(None, "--only-experiments",
+                                         help="run only these base experiments, by name (e.g. "
+                                              "gl_attention-ml100k; comma-separated)"),
     device: str = typer.Option("cpu", "--device"),
     studies_dir: Path = typer.Option(Path("experiments/studies"), "--studies-dir"),
     data_dir: Path = DataDir,
@@ -486,7 +490,7 @@ def ablate(
         _fail("name a study with --study NAME (`recbench ablate --list` shows them)")
     study = studies.load_study(studies_dir, study_name, set_)
     _run_study(study, jobs, dry_run, rerun, device, data_dir, runs_dir, results_dir, threads,
-               report_only, only_seeds, only_variants, executor, address)
+               report_only, only_seeds, only_variants, executor, address, only_experiments)
 
 
 @app.command()

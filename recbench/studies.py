@@ -223,13 +223,33 @@ def refresh(planned: list[PlannedRun], runs_root: Path,
     runs looked up again. Why not :func:`plan` again: it re-reads the base experiment files,
     and one edited while the study ran would change the hashes under a running study (seen
     2026-12-02: a table and ledger written from the wrong runs)."""
+    others = other_ledgers(ledger) if ledger is not None else []
     out = []
     for p in planned:
         found = runs.find_finished(runs_root, p.cfg.name, p.hash, rehash=stored_hash)
-        if found is None and ledger is not None:
-            found = runs.find_record(ledger / p.cfg.name, p.hash, rehash=stored_hash)
+        for book in ([ledger] if ledger is not None else []) + others:
+            if found is not None:
+                break
+            found = runs.find_record(book / p.cfg.name, p.hash, rehash=stored_hash)
         out.append(dataclasses.replace(p, cached=found))
     return out
+
+
+def other_ledgers(ledger: Path) -> list[Path]:
+    """The ledgers of the other studies beside this one (``results/*/ledger``), sorted.
+
+    Why: a ledger record stands for its config hash exactly as a run folder does, whichever
+    study trained it. The GLA studies share runs (candidates reads the representations runs;
+    the chosen sound setting was trained by stage-patience and global-epochs-loo while choosing
+    it), and retraining a run another study has recorded costs up to an hour here and gives the
+    identical metrics.json. A borrowed record is copied into this study's ledger by
+    :func:`write_ledger` (with the per-unit arrays it has; a paired test whose arrays the other
+    study did not keep shows "—"), so each study's table stays reproducible from its own
+    ledger."""
+    parent = ledger.parent.parent
+    if not parent.is_dir():
+        return []
+    return sorted(p for p in parent.glob(f"*/{LEDGER}") if p.resolve() != ledger.resolve())
 
 
 def write_ledger(result: StudyResult, planned: list[PlannedRun], ledger: Path) -> int:
@@ -281,11 +301,19 @@ def write_ledger(result: StudyResult, planned: list[PlannedRun], ledger: Path) -
     return written
 
 
-def select(planned: list[PlannedRun], seeds: str | None,
-           variants: str | None) -> list[PlannedRun]:
-    """The planned runs of the given seeds / variant labels (comma-separated; None: all).
-    Unknown values are an error naming the allowed ones, never an empty plan."""
+def select(planned: list[PlannedRun], seeds: str | None, variants: str | None,
+           experiments: str | None = None) -> list[PlannedRun]:
+    """The planned runs of the given seeds / variant labels / base experiment names
+    (comma-separated; None: all). Unknown values are an error naming the allowed ones, never
+    an empty plan."""
     out = planned
+    if experiments:
+        wanted_e = set(experiments.split(","))
+        known_e = {p.base for p in planned}
+        if not wanted_e <= known_e:
+            raise ConfigError(f"--only-experiments: {sorted(wanted_e - known_e)} not among the "
+                              f"study's experiments ({', '.join(sorted(known_e))})")
+        out = [p for p in out if p.base in wanted_e]
     if seeds:
         try:
             wanted = {int(s) for s in seeds.split(",")}

@@ -51,11 +51,13 @@ class StudyRun:
 
 
 def open_study(study: StudyConfig, runs_root: Path, results_dir: Path,
-               only_seeds: str | None = None, only_variants: str | None = None) -> StudyRun:
+               only_seeds: str | None = None, only_variants: str | None = None,
+               only_experiments: str | None = None) -> StudyRun:
     """Plan the study (runs found under ``runs_root`` or in its committed ledger)."""
     folder = results_dir / study.study
     full = plan(study, runs_root, folder / LEDGER)
-    return StudyRun(study, runs_root, folder, full, select(full, only_seeds, only_variants))
+    return StudyRun(study, runs_root, folder, full, select(full, only_seeds, only_variants,
+                                                                only_experiments))
 
 
 def report_study(session: StudyRun) -> tuple[StudyResult, int] | None:

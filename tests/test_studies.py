@@ -226,6 +226,38 @@ def test_ledger_reproduces_the_table_without_the_runs(tmp_path, tiny_paths):
     assert len(list(ledger.glob("*/*"))) == 4 and len(kept) == 2
 
 
+def test_a_run_another_study_recorded_is_borrowed_and_copied_into_this_ledger(tmp_path,
+                                                                             tiny_paths):
+    """A ledger record stands for its config hash whichever study trained it: a second study
+    planning the same config finds it in the first study's ledger, trains nothing, and copies
+    the record into its own ledger so its table stays reproducible on its own."""
+    import shutil
+
+    study = _study(tmp_path)
+    root, results = tmp_path / "runs", tmp_path / "results"
+    first = results / "dims" / studies.LEDGER
+    studies.execute(studies.plan(study, root, first), tiny_paths, root)
+    planned = studies.plan(study, root, first)
+    studies.write_ledger(studies.aggregate(study, planned), planned, first)
+    shutil.rmtree(root)
+    second = results / "dims-again" / studies.LEDGER
+    borrowed = studies.plan(study, root, second)
+    assert all(p.cached is not None and first in p.cached.parents for p in borrowed)
+    assert studies.write_ledger(studies.aggregate(study, borrowed), borrowed, second) == 4
+    assert all(second in p.cached.parents for p in studies.plan(study, root, second))
+    assert studies.other_ledgers(second) == [first]
+
+
+def test_select_by_base_experiment(tmp_path):
+    from recbench.errors import ConfigError
+
+    plan = studies.plan(_study(tmp_path), tmp_path / "runs")
+    name = plan[0].base
+    assert studies.select(plan, None, None, name) == plan
+    with pytest.raises(ConfigError, match="only-experiments.*not among"):
+        studies.select(plan, None, None, "no-such-experiment")
+
+
 def test_refresh_keeps_the_plans_configs_when_a_base_file_changes(tmp_path, tiny_paths):
     """The table at the end of a study is written from the configs planned at its start, even
     if the base experiment file was edited while it ran."""
