@@ -20,6 +20,7 @@ from recbench.seeding import continue_globally, drawing_from, init_generator, to
 from recbench.train import objectives, samplers
 from recbench.train.api import PairwiseModel, RunContext, Stage, TrainerBase
 from recbench.train.trainers import (
+    DotProductPairwiseTrainer,
     PairwiseTrainer,
     RatingTrainer,
     evaluate_ranking,
@@ -93,12 +94,14 @@ class BPRMF(PairwiseModel):
         return self.user.weight, self.item.weight
 
 
-def make_bpr_mf_trainer(cfg: BPRMFConfig, ctx: RunContext) -> PairwiseTrainer:
+def make_bpr_mf_trainer(cfg: BPRMFConfig, ctx: RunContext) -> DotProductPairwiseTrainer:
     gen = init_generator(ctx.seed)
     model = BPRMF(num_users=ctx.data.num_users, num_items=ctx.data.num_items, generator=gen,
                   emb_dim=cfg.emb_dim, init_std=cfg.init_std)
     continue_globally(gen)
-    return PairwiseTrainer(model, ctx, cfg.loss, cfg.num_negatives, cfg.negative_sampler, cfg.reg)
+    return DotProductPairwiseTrainer(model, ctx, model.user.weight, model.item.weight,
+                                     loss=cfg.loss, num_negatives=cfg.num_negatives,
+                                     negative_sampler=cfg.negative_sampler, reg=cfg.reg)
 
 
 class MostPopularConfig(Strict):

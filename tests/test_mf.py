@@ -1,0 +1,72 @@
+"""BPR-MF's hand-written BPR gradient (DotProductPairwiseTrainer) against autograd's."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from recbench.config import DatasetConfig, EvalConfig, TrainConfig
+from recbench.models import MODELS
+from recbench.train.api import RunContext
+from recbench.train.trainers import DotProductPairwiseTrainer, PairwiseTrainer
+
+
+@pytest.fixture
+def tiny_data(tiny_paths):
+    from recbench.data.prepare import load
+
+    return load(DatasetConfig(name="tiny", protocol="random", test_ratio=0.2, valid_ratio=0.2),
+                tiny_paths)
+
+
+def _trainer(data, **model_args) -> DotProductPairwiseTrainer:
+    torch.set_num_threads(1)
+    spec = MODELS["bpr_mf"]
+    ctx = RunContext(data, TrainConfig(lr=0.05, batch_size=32, weight_decay=1e-4),
+                     EvalConfig(k=[5]), torch.device("cpu"), 0)
+    return spec.make_trainer(spec.config(name="bpr_mf", emb_dim=8, **model_args), ctx)
+
+
+def _autograd_gradients(trainer, u, p, n):
+    """The parent class's loss, differentiated by autograd."""
+    users_e, items_e = trainer.model.embed()
+    ue, pe, ne = users_e[u], items_e[p], items_e[n]
+    loss, reg = trainer.pair_loss(ue, pe, ne, trainer.model.ego(u, p, n, (ue, pe, ne)))
+    users_w, items_w = trainer.user_table, trainer.item_table
+    gu, gi = torch.autograd.grad(loss + reg, [users_w, items_w])
+    return float(loss), float(reg), gu, gi
+
+
+@pytest.mark.parametrize("reg", [0.0, 0.3])
+def test_hand_written_gradient_equals_autograds(tiny_data, reg):
+    trainer = _trainer(tiny_data, reg=reg)
+    assert trainer.analytic
+    gen = torch.Generator().manual_seed(1)
+    idx = torch.randperm(len(trainer.users), generator=gen)[:40]
+    u, p = trainer.users[idx], trainer.items[idx]
+    n = trainer.sample(u)
+    n[:3] = p[:3]  # an item both positive and negative in one batch: the two rows add up
+    loss, reg_value, gu, gi = _autograd_gradients(trainer, u, p, n)
+    got_loss, got_reg = trainer.batch_gradients(u, p, n)
+    assert float(got_loss) == pytest.approx(loss, rel=1e-6)
+    assert float(got_reg) == pytest.approx(reg_value, rel=1e-6, abs=1e-12)
+    assert torch.allclose(trainer.user_table.grad, gu, atol=1e-7, rtol=1e-5)
+    assert torch.allclose(trainer.item_table.grad, gi, atol=1e-7, rtol=1e-5)
+
+
+def test_an_epoch_matches_the_autograd_path(tiny_data):
+    """The same draws, the same updates up to float rounding."""
+    fast, slow = _trainer(tiny_data, reg=0.1), _trainer(tiny_data, reg=0.1)
+    assert torch.equal(fast.user_table, slow.user_table)
+    for epoch in range(3):
+        a = fast.train_epoch(epoch)
+        b = PairwiseTrainer.train_epoch(slow, epoch)
+        assert a["bpr"] == pytest.approx(b["bpr"], rel=1e-5)
+        assert a["reg"] == pytest.approx(b["reg"], rel=1e-5)
+    assert torch.allclose(fast.user_table, slow.user_table, atol=1e-5)
+    assert torch.allclose(fast.item_table, slow.item_table, atol=1e-5)
+
+
+def test_other_losses_keep_the_autograd_path(tiny_data):
+    assert not _trainer(tiny_data, loss="nce", num_negatives=4).analytic
+    assert not _trainer(tiny_data, negative_sampler="hard").analytic
