@@ -37,6 +37,7 @@ LAYERS: dict[str, int] = {
     "recbench.seeding": 9,
     "recbench.errors": 9,
     "recbench.threads": 9,
+    "recbench.memory": 9,
     "recbench": 9,
 }
 

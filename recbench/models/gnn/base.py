@@ -21,6 +21,7 @@ from torch import nn
 
 from recbench.config import NonNegFloat, NonNegInt, PosInt, Share, Strict
 from recbench.data.graph import FOLLOWS, RATES, split_view
+from recbench.memory import LARGE_GRAPH_EDGES, keep_freed_memory
 from recbench.seeding import continue_globally, drawing_from, init_generator
 from recbench.train.api import PairwiseModel, RunContext
 
@@ -222,6 +223,8 @@ def make_graph_trainer(model: GraphRecommender, cfg: GNNArchitecture, ctx: RunCo
                   negative_sampler=cfg.negative_sampler, reg=cfg.reg, hard_pool=cfg.hard_pool,
                   hard_warmup_epochs=cfg.hard_warmup_epochs)
     if cfg.training == "full":
+        if graph.num_edges() >= LARGE_GRAPH_EDGES:
+            keep_freed_memory()  # 1.9x a large-graph step: recbench/memory.py
         return PairwiseTrainer(model, ctx, **common)
     return BlockPairwiseTrainer(model, ctx, mode=cfg.training, fanouts=cfg.fanouts,
                                 num_clusters=cfg.num_clusters,
