@@ -209,12 +209,15 @@ def write(result: dict) -> None:
                          f"{r['seconds_per_epoch']:.3f} | {r['load_avg_1min']} |")
         lines.append("")
     # the sampled full epoch (run by hand), make bench's sampled prefix, the large-graph mode
-    for key in ("scale_full_epoch", "scale", "scale_large_graph_mode"):
+    for key in ("scale_full_epoch", "scale", "scale_large_graph_mode",
+                "scale_large_graph_mode_default_allocator"):
         if key not in result:
             continue
         s = result[key]
         what = ("large-graph mode (full-graph propagation, ~1M-edge batches)"
                 if s.get("mode") == "full" else "neighbour-sampled training")
+        if s.get("allocator") == "default":
+            what += ", glibc's default allocator (before recbench/memory.py)"
         lines += [f"## Scale: {what} on a synthetic graph "
                   f"({'full epoch' if s['full_epoch'] else 'prefix of the epoch'})", "",
                   f"{s['users']:,} users, {s['items']:,} items, {s['edges']:,} edges; {s['model']}, "
@@ -246,7 +249,15 @@ def main() -> None:
                         help="sampled blocks, the large-graph (full-propagation) mode, or both")
     parser.add_argument("--large-graph-batches", type=int, default=3,
                         help="large-graph mode: train this many ~1M-edge batches")
+    parser.add_argument("--allocator", choices=["keep", "default"], default="keep",
+                        help="large-graph mode: keep freed memory in the process (what the mode "
+                             "does, recbench/memory.py) or glibc's default (the 'before', stored "
+                             "apart)")
     args = parser.parse_args()
+    if args.allocator == "default":
+        import recbench.models.gnn.base as gnn_base
+
+        gnn_base.keep_freed_memory = lambda: False
     result: dict = {}
     path = ROOT / "results" / "bench" / "gnn.json"
     if path.is_file():
@@ -273,10 +284,13 @@ def main() -> None:
             s["projected_epoch_seconds"] = round(s["edges"] / s["edges_per_second"])
             print("scale: " + scale_summary(s))
         if args.scale_mode in ("full", "both"):
-            result["scale_large_graph_mode"] = scale(
+            key = ("scale_large_graph_mode" if args.allocator == "keep"
+                   else "scale_large_graph_mode_default_allocator")
+            result[key] = scale(
                 n // 20, n // 100, n, None if args.full_epoch else args.large_graph_batches,
                 FULL_GRAPH_BATCH, mode="full")
-            s = result["scale_large_graph_mode"]
+            s = result[key]
+            s["allocator"] = args.allocator
             s["projected_epoch_seconds"] = round(s["edges"] / s["edges_per_second"])
             base = result.get("scale_full_epoch", result.get("scale"))
             if base:

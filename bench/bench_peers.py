@@ -290,6 +290,19 @@ def check_stats(model: str, seen: dict[str, int], ours: dict[str, int]) -> None:
 # ---------------------------------------------------------------- report
 
 
+def kept_rows(previous: Path, rerun: list[str]) -> list[dict[str, Any]]:
+    """The rows of an earlier peers.json whose model is not being rerun; rows written before
+    the "measured" field say only that they are earlier (the file's mtime is the checkout's,
+    not the run's; git log has the date)."""
+    if not previous.is_file():
+        return []
+    old = json.loads(previous.read_text())
+    rows = [r for r in old.get("rows", []) if r["model"] not in rerun]
+    for r in rows:
+        r.setdefault("measured", f"earlier run (load {old['load_average_start'][0]:.2f} at start)")
+    return rows
+
+
 def fmt(value: float | None, spec: str = ".3f") -> str:
     return "–" if value is None else format(value, spec)
 
@@ -297,7 +310,7 @@ def fmt(value: float | None, spec: str = ".3f") -> str:
 def table(rows: list[dict[str, Any]]) -> list[str]:
     lines = ["| model | threads | ours s/epoch | RecBole s/epoch | RecBole/ours | "
              "implicit s/epoch (BPR only) | Recall@20 ours / RecBole / implicit | NDCG@20 "
-             "ours / RecBole | target |", "|---|---|---|---|---|---|---|---|---|"]
+             "ours / RecBole | target | measured |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ours, rb, im = r.get("ours"), r.get("recbole"), r.get("implicit")
         ratio = rb["seconds_per_epoch"] / ours["seconds_per_epoch"] if ours and rb else None
@@ -315,7 +328,7 @@ def table(rows: list[dict[str, Any]]) -> list[str]:
             f"{fmt(ours and ours['seconds_per_epoch'])} | {fmt(rb and rb['seconds_per_epoch'])} | "
             f"{fmt(ratio, '.2f')} | {fmt(im and im['seconds_per_epoch'])} | "
             f"{' / '.join(fmt(x, '.4f') for x in rec)} | {' / '.join(fmt(x, '.4f') for x in nd)} "
-            f"| {verdict} |")
+            f"| {verdict} | {r.get('measured', '–')} |")
     return lines
 
 
@@ -332,6 +345,9 @@ def main() -> None:
                     default=data_dir().resolve())  # absolute: our runs start with cwd=ROOT
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "bench")
     ap.add_argument("--scratch", type=Path, default=None, help="kept when given (else a temp dir)")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the rows of OUT/peers.json whose model is not rerun (each row "
+                         "says when and under what load it was measured)")
     args = ap.parse_args()
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = [m for m in models if m not in EXPERIMENTS]
@@ -349,7 +365,9 @@ def main() -> None:
             for model in models:
                 configs[model] = recbole_config(model, args.epochs, split, scratch / "recbole")
                 for threads in thread_set:
-                    row: dict[str, Any] = {"model": model, "threads": threads or "default"}
+                    row: dict[str, Any] = {"model": model, "threads": threads or "default",
+                                           "measured": time.strftime("%Y-%m-%d %H:%M"),
+                                           "load_average_1m_before": round(os.getloadavg()[0], 2)}
                     if not args.skip_ours:
                         row["ours"] = run_ours(model, args.epochs, threads, args.data_dir, scratch)
                         check_stats(f"recbench {model}", {"test_users": row["ours"]["test_users"]},
@@ -372,6 +390,8 @@ def main() -> None:
         print(str(exc), file=sys.stderr)
         raise SystemExit(2) from None
     load_end = os.getloadavg()
+    kept = kept_rows(args.out / "peers.json", models) if args.merge else []
+    rows = sorted(kept + rows, key=lambda r: list(EXPERIMENTS).index(r["model"]))
     lines = [
         f"Training seconds per epoch (median over {args.epochs} epoch(s), evaluation excluded) "
         f"and test metrics after {args.epochs} epoch(s), no early stopping, on recbench's ML-100K "
@@ -383,7 +403,10 @@ def main() -> None:
         "train+valid items masked, users with ≥ 1 test item.",
         "",
         f"1-min load average at start {load_start[0]:.2f}, at the end {load_end[0]:.2f}. The "
-        "timings are only meaningful on an otherwise idle machine.",
+        "timings are only meaningful on an otherwise idle machine; compare the two libraries "
+        "within a row (measured side by side), not rows of different dates."
+        + (f" Rows of {', '.join(sorted({r['model'] for r in kept}))} kept from an earlier "
+           "run (--merge)." if kept else ""),
         "",
         "threads: the setting (1 or each library's default) and, in brackets, the torch/implicit "
         "thread counts actually used (ours/RecBole/implicit).",
