@@ -28,7 +28,7 @@ def test_cgroup_quota_limits_the_cpus():
 def test_family_cap_is_applied_with_its_measurement():
     c = choose_threads(None, "bpr_mf", cpus=8, quota=None, busy=0.0)
     assert c.threads == FAMILY_CAPS["bpr_mf"][0] == 1
-    assert "0.18 s/epoch" in c.reason
+    assert "0.059 s/epoch" in c.reason
 
 
 def test_cgroup_files_are_read(tmp_path):
