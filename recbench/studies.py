@@ -301,6 +301,17 @@ def write_ledger(result: StudyResult, planned: list[PlannedRun], ledger: Path) -
     return written
 
 
+def _keep_named(planned: list[PlannedRun], wanted: str, option: str, what: str,
+                attr: str) -> list[PlannedRun]:
+    """The planned runs whose ``attr`` is one of the comma-separated names ``wanted``."""
+    names = set(wanted.split(","))
+    known = {getattr(p, attr) for p in planned}
+    if not names <= known:
+        raise ConfigError(f"{option}: {sorted(names - known)} not among the study's {what} "
+                          f"({', '.join(sorted(known))})")
+    return [p for p in planned if getattr(p, attr) in names]
+
+
 def select(planned: list[PlannedRun], seeds: str | None, variants: str | None,
            experiments: str | None = None) -> list[PlannedRun]:
     """The planned runs of the given seeds / variant labels / base experiment names
@@ -308,12 +319,7 @@ def select(planned: list[PlannedRun], seeds: str | None, variants: str | None,
     an empty plan."""
     out = planned
     if experiments:
-        wanted_e = set(experiments.split(","))
-        known_e = {p.base for p in planned}
-        if not wanted_e <= known_e:
-            raise ConfigError(f"--only-experiments: {sorted(wanted_e - known_e)} not among the "
-                              f"study's experiments ({', '.join(sorted(known_e))})")
-        out = [p for p in out if p.base in wanted_e]
+        out = _keep_named(out, experiments, "--only-experiments", "experiments", "base")
     if seeds:
         try:
             wanted = {int(s) for s in seeds.split(",")}
@@ -325,12 +331,7 @@ def select(planned: list[PlannedRun], seeds: str | None, variants: str | None,
                               f"seeds {sorted(known)}")
         out = [p for p in out if p.seed in wanted]
     if variants:
-        wanted_v = set(variants.split(","))
-        known_v = {p.variant for p in planned}
-        if not wanted_v <= known_v:
-            raise ConfigError(f"--only-variants: {sorted(wanted_v - known_v)} not among the "
-                              f"study's variants ({', '.join(sorted(known_v))})")
-        out = [p for p in out if p.variant in wanted_v]
+        out = _keep_named(out, variants, "--only-variants", "variants", "variant")
     return out
 
 
