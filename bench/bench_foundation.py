@@ -14,11 +14,10 @@ def epoch_times(raw: dict, paths, epochs: int, autograd: bool = False) -> list[f
     step (PairwiseTrainer) instead of its hand-written gradient, the "before" in one run."""
     import torch
 
-    from recbench.train.trainers import PairwiseTrainer
-
     from recbench.config import expand_seeds
     from recbench.experiment import validate
     from recbench.runner import build
+    from recbench.train.trainers import PairwiseTrainer
 
     cfg = expand_seeds(validate(raw, "bench"))[0]
     built = build(cfg, paths)
