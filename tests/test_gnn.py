@@ -342,3 +342,37 @@ def test_gat_full_graph_path_equals_gatconv(num_layers, num_heads):
     assert torch.allclose(fast, ref, atol=1e-6)
     for a, b in zip(fast_grads, ref_grads):
         assert torch.allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize("reg", [0.0, 0.05])
+def test_lightgcn_hand_written_gradient_equals_autograds(tiny_data, reg):
+    """LightGCNTrainer's dL/dE (transposed propagation of the score gradient) is autograd's."""
+    from recbench.models.gnn.lightgcn import LightGCNTrainer
+
+    trainer = make_trainer(tiny_data, "lightgcn", reg=reg, num_layers=3)
+    assert isinstance(trainer, LightGCNTrainer) and trainer.plain
+    idx = torch.randperm(len(trainer.users), generator=torch.Generator().manual_seed(3))[:50]
+    u, p = trainer.users[idx], trainer.items[idx]
+    n = trainer.sample(u)
+    n[:2] = p[:2]
+    users_e, items_e = trainer.model.embed()
+    ue, pe, ne = users_e[u], items_e[p], items_e[n]
+    loss, reg_t = trainer.pair_loss(ue, pe, ne, trainer.model.ego(u, p, n, (ue, pe, ne)))
+    (expected,) = torch.autograd.grad(loss + reg_t, [trainer.model.emb.weight])
+    got_loss, got_reg = trainer.batch_gradient(u, p, n)
+    assert float(got_loss) == pytest.approx(float(loss), rel=1e-6)
+    assert float(got_reg) == pytest.approx(float(reg_t), rel=1e-6, abs=1e-12)
+    assert torch.allclose(trainer.model.emb.weight.grad, expected, atol=1e-7, rtol=1e-5)
+
+
+def test_lightgcn_epoch_matches_the_autograd_path_and_dropout_keeps_autograd(tiny_data):
+    from recbench.train.trainers import PairwiseTrainer
+
+    fast = make_trainer(tiny_data, "lightgcn", reg=0.01)
+    slow = make_trainer(tiny_data, "lightgcn", reg=0.01)
+    for epoch in range(3):
+        a, b = fast.train_epoch(epoch), PairwiseTrainer.train_epoch(slow, epoch)
+        assert a["bpr"] == pytest.approx(b["bpr"], rel=1e-5)
+    assert torch.allclose(fast.model.emb.weight, slow.model.emb.weight, atol=1e-5)
+    assert not make_trainer(tiny_data, "lightgcn", edge_dropout=0.1).plain
+    assert not make_trainer(tiny_data, "lightgcn", message_dropout=0.1).plain

@@ -212,8 +212,9 @@ def build_gnn(model_cls: type[GraphRecommender], *, cfg: GNNArchitecture, ctx: R
 
 
 def make_graph_trainer(model: GraphRecommender, cfg: GNNArchitecture, ctx: RunContext,
-                       graph=None):
-    """Attach the training graph and pick the epoch strategy the config asks for."""
+                       graph=None, full_trainer: type | None = None):
+    """Attach the training graph and pick the epoch strategy the config asks for
+    (``full_trainer``: a model's own full-graph trainer, a PairwiseTrainer subclass)."""
     from recbench.train.trainers import BlockPairwiseTrainer, PairwiseTrainer
 
     if graph is None:
@@ -225,7 +226,7 @@ def make_graph_trainer(model: GraphRecommender, cfg: GNNArchitecture, ctx: RunCo
     if cfg.training == "full":
         if graph.num_edges() >= LARGE_GRAPH_EDGES:
             keep_freed_memory()  # 1.9x a large-graph step: recbench/memory.py
-        return PairwiseTrainer(model, ctx, **common)
+        return (full_trainer or PairwiseTrainer)(model, ctx, **common)
     return BlockPairwiseTrainer(model, ctx, mode=cfg.training, fanouts=cfg.fanouts,
                                 num_clusters=cfg.num_clusters,
                                 clusters_per_batch=cfg.clusters_per_batch, **common)
