@@ -40,14 +40,14 @@ def _autograd_gradients(trainer, u, p, n):
 @pytest.mark.parametrize("reg", [0.0, 0.3])
 def test_hand_written_gradient_equals_autograds(tiny_data, reg):
     trainer = _trainer(tiny_data, reg=reg)
-    assert trainer.analytic
+    assert trainer.plain
     gen = torch.Generator().manual_seed(1)
     idx = torch.randperm(len(trainer.users), generator=gen)[:40]
     u, p = trainer.users[idx], trainer.items[idx]
     n = trainer.sample(u)
     n[:3] = p[:3]  # an item both positive and negative in one batch: the two rows add up
     loss, reg_value, gu, gi = _autograd_gradients(trainer, u, p, n)
-    got_loss, got_reg = trainer.batch_gradients(u, p, n)
+    got_loss, got_reg = trainer.batch_gradient(u, p, n)
     assert float(got_loss) == pytest.approx(loss, rel=1e-6)
     assert float(got_reg) == pytest.approx(reg_value, rel=1e-6, abs=1e-12)
     assert torch.allclose(trainer.user_table.grad, gu, atol=1e-7, rtol=1e-5)
@@ -68,5 +68,5 @@ def test_an_epoch_matches_the_autograd_path(tiny_data):
 
 
 def test_other_losses_keep_the_autograd_path(tiny_data):
-    assert not _trainer(tiny_data, loss="nce", num_negatives=4).analytic
-    assert not _trainer(tiny_data, negative_sampler="hard").analytic
+    assert not _trainer(tiny_data, loss="nce", num_negatives=4).plain
+    assert not _trainer(tiny_data, negative_sampler="hard").plain

@@ -200,76 +200,93 @@ class PairwiseTrainer(TrainerBase):
         self.neg_gen.set_state(state["neg_gen"])
 
 
-class DotProductPairwiseTrainer(PairwiseTrainer):
-    """:class:`PairwiseTrainer` for two embedding tables scored by their dot product (BPR-MF),
-    with the BPR gradient written out instead of recorded by autograd.
+def bpr_row_gradients(ue: torch.Tensor, pe: torch.Tensor, ne: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """BPR with one negative, differentiated by hand: for s = u . (p - n) and the loss
+    mean(softplus(-s)), d/ds = -sigmoid(-s) / B, so the rows' gradients are
+    (loss, dL/du = c (p - n), dL/dp = c u, dL/dn = -c u). Batch rows (B, d), no autograd."""
+    diff = pe - ne
+    x = (ue * diff).sum(-1)
+    loss = torch.nn.functional.softplus(-x).mean()
+    c = (torch.sigmoid(-x) * (-1.0 / len(ue)))[:, None]
+    rows_p = ue * c
+    return loss, diff.mul_(c), rows_p, -rows_p
 
-    Why: a BPR-MF step is ~15 small kernels on 2048 x 64 blocks; recording and replaying the
-    autograd graph, the embedding backward (a scatter through ``index_put_``) and zeroing
-    fresh gradient tensors cost more than the arithmetic (issue 15: 5.4 ms a step, RecBole's
-    speed). For s = u . (p - n), d softplus(-s)/ds = -sigmoid(-s), so the rows' gradients
-    are one gather per table, one block of element-wise work and three ``index_add_``; the
-    optimiser then steps on them as usual (any optimiser, weight decay included). The same
-    loss and the same draws as the autograd path, so results agree to float rounding, not
-    bit for bit (tests/test_mf.py checks the gradients against autograd's). Other losses,
-    several or hard negatives use the autograd path of the parent class."""
+
+def l2_value(*rows: torch.Tensor) -> torch.Tensor:
+    """``objectives.l2_sum`` for the epoch's history only (no gradient): sum of squares / 2."""
+    return sum(torch.dot(t.reshape(-1), t.reshape(-1)) for t in rows) / 2
+
+
+class HandWrittenBPR(PairwiseTrainer):
+    """A :class:`PairwiseTrainer` whose BPR step fills ``.grad`` by hand where its model allows.
+
+    Why: on ML-100K-sized models a step is ~15-40 small kernels; recording and replaying the
+    autograd graph, zero-filling full-size gradients for every slice and gather and the
+    scatter of the embedding backward cost more than the arithmetic (issue 15: BPR-MF spent
+    5.4 ms a step, RecBole's speed). Subclasses give ``batch_gradient`` (fill the parameters'
+    ``.grad`` for a batch, return (loss, L2 term)) and say when it applies (``plain``); the
+    draws, the loss and the optimiser step are the parent's, so results agree with the
+    autograd path to float rounding (tests check the gradients against autograd's). Other
+    losses, several or hard negatives use the autograd path."""
+
+    @property
+    def plain(self) -> bool:
+        return self.loss == "bpr" and self.k == 1 and self.sampler_name != "hard"
+
+    def batch_gradient(self, u: torch.Tensor, p: torch.Tensor, n: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        if not self.plain:
+            return super().train_epoch(epoch)
+        self.start_epoch(epoch)
+        dev = self.ctx.device
+        total, total_reg, rows = 0.0, 0.0, 0
+        for idx in shuffled_batches(len(self.users), self.ctx.train.batch_size, self.gen):
+            u, p = self.users[idx], self.items[idx]
+            neg = self.sample(u)
+            loss, reg = self.batch_gradient(u.to(dev), p.to(dev), neg.to(dev))
+            self.opt.step()
+            total += float(loss) * len(idx)
+            total_reg += float(reg) * len(idx)
+            rows += len(idx)
+        return {self.loss: total / max(rows, 1), "reg": total_reg / max(rows, 1)}
+
+
+class DotProductPairwiseTrainer(HandWrittenBPR):
+    """Two embedding tables scored by their dot product (BPR-MF), the BPR gradient by hand:
+    one gather per table, :func:`bpr_row_gradients`, three ``index_add_``; then the optimiser
+    steps as usual (any optimiser, weight decay included). tests/test_mf.py."""
 
     def __init__(self, model: PairwiseModel, ctx: RunContext, user_table: torch.nn.Parameter,
                  item_table: torch.nn.Parameter, **kwargs):
         super().__init__(model, ctx, **kwargs)
         self.user_table, self.item_table = user_table, item_table
 
-    @property
-    def analytic(self) -> bool:
-        return self.loss == "bpr" and self.k == 1 and self.sampler_name != "hard"
-
-    def batch_gradients(self, u: torch.Tensor, p: torch.Tensor, n: torch.Tensor
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Fill the tables' ``.grad`` with the batch's BPR (+ L2) gradient; returns the
-        (loss, L2 term) values, as tensors, for the epoch's running means."""
+    def batch_gradient(self, u: torch.Tensor, p: torch.Tensor, n: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
         users_w, items_w = self.user_table, self.item_table
-        size = len(u)
         with torch.no_grad():
             ue = users_w.index_select(0, u)
             pe = items_w.index_select(0, p)
             ne = items_w.index_select(0, n)
-            diff = pe - ne
-            x = (ue * diff).sum(-1)
-            loss = torch.nn.functional.softplus(-x).mean()
-            c = (torch.sigmoid(-x) * (-1.0 / size))[:, None]
-            grad_u = torch.zeros_like(users_w) if users_w.grad is None else users_w.grad.zero_()
-            grad_i = torch.zeros_like(items_w) if items_w.grad is None else items_w.grad.zero_()
-            rows_u, rows_p = diff.mul_(c), ue * c  # diff is not needed after this
-            rows_n = -rows_p
+            loss, rows_u, rows_p, rows_n = bpr_row_gradients(ue, pe, ne)
             reg = torch.zeros((), device=ue.device)
-            if self.reg > 0:
-                shrink = self.reg / size  # d/dv of reg * |v|^2 / 2 / B
-                squares = sum(torch.dot(t.reshape(-1), t.reshape(-1)) for t in (ue, pe, ne))
-                reg = self.reg * squares / 2 / size  # objectives.l2_sum, for the history only
+            if self.reg > 0:  # reg * |v|^2 / 2 / B on the scored rows (the model's ego)
+                shrink = self.reg / len(u)
+                reg = shrink * l2_value(ue, pe, ne)
                 rows_u.add_(ue, alpha=shrink)
                 rows_p.add_(pe, alpha=shrink)
                 rows_n.add_(ne, alpha=shrink)
+            grad_u = torch.zeros_like(users_w) if users_w.grad is None else users_w.grad.zero_()
+            grad_i = torch.zeros_like(items_w) if items_w.grad is None else items_w.grad.zero_()
             grad_u.index_add_(0, u, rows_u)
             grad_i.index_add_(0, p, rows_p)
             grad_i.index_add_(0, n, rows_n)
             users_w.grad, items_w.grad = grad_u, grad_i
         return loss, reg
-
-    def train_epoch(self, epoch: int) -> dict[str, float]:
-        if not self.analytic:
-            return super().train_epoch(epoch)
-        self.start_epoch(epoch)
-        dev = self.ctx.device
-        total, total_reg, n_rows = 0.0, 0.0, 0
-        for idx in shuffled_batches(len(self.users), self.ctx.train.batch_size, self.gen):
-            u, p = self.users.index_select(0, idx), self.items.index_select(0, idx)
-            neg = self.sample(u)
-            loss, reg = self.batch_gradients(u.to(dev), p.to(dev), neg.to(dev))
-            self.opt.step()
-            total += float(loss) * len(idx)
-            total_reg += float(reg) * len(idx)
-            n_rows += len(idx)
-        return {self.loss: total / max(n_rows, 1), "reg": total_reg / max(n_rows, 1)}
 
 
 class _Optimizers:

@@ -19,9 +19,8 @@ from recbench.models.gnn.base import (
     make_graph_trainer,
     num_outputs,
 )
-from recbench.train import objectives
 from recbench.train.api import RunContext
-from recbench.train.trainers import PairwiseTrainer, shuffled_batches
+from recbench.train.trainers import HandWrittenBPR, bpr_row_gradients, l2_value
 
 
 class LightGCNConfig(GNNArchitecture):
@@ -53,31 +52,33 @@ class LightGCN(GraphRecommender):
         return out
 
 
-class LightGCNTrainer(PairwiseTrainer):
+class LightGCNTrainer(HandWrittenBPR):
     """Full-graph LightGCN with the BPR gradient written out instead of recorded by autograd.
 
-    Why: the output is linear in the ego table, F = Σ_l α_l Â^l E, so its gradient is the
-    transposed propagation of the score gradient: dL/dE = Σ_l α_l (Â^T)^l G with G = dL/dF
-    (three index_add_ of the batch's rows). Autograd computes the same sums but, on ML-100K,
-    spent more on its bookkeeping than on the sparse products: zero-filled full-size gradient
-    buffers for every slice and gather (35 fills a step) and a scaling multiply per node per
-    edge direction (1,569 small multiplies an epoch). The forward is ``model.embed()`` itself,
-    so the scores are bit for bit the autograd path's; the gradients agree to float rounding
-    (tests/test_gnn.py). Used when the propagation is linear and deterministic: full-graph
-    training, no DropEdge or message dropout, a dense ego table, BPR with one uniform or
-    popularity negative; anything else takes the autograd path of the parent class."""
+    The output is linear in the ego table, F = Σ_l α_l Â^l E, so dL/dE = Σ_l α_l (Â^T)^l G
+    with G = dL/dF (:func:`~recbench.train.trainers.bpr_row_gradients`, three ``index_add_``).
+    Autograd computes the same sums but, on ML-100K, spent more on zero-filled full-size
+    gradients for every slice and gather (35 fills a step) and per-direction row scalings than
+    on the sparse products. The forward is ``model.embed()`` itself, so the scores are bit for
+    bit the autograd path's; the gradients agree to float rounding (tests/test_gnn.py). Used
+    when the propagation is linear and deterministic: full-graph training, no DropEdge or
+    message dropout, a dense ego table (and BPR with one non-hard negative); anything else
+    takes the autograd path."""
 
     def __init__(self, model: LightGCN, ctx: RunContext, **kwargs):
         super().__init__(model, ctx, **kwargs)
         import dgl
 
         g = model.graph
-        self.plain = (self.loss == "bpr" and self.k == 1 and self.sampler_name != "hard"
-                      and model.edge_dropout == 0 and model.message_dropout.p == 0
-                      and not model.emb.sparse and "ns" in g.ndata)
+        self.linear = (model.edge_dropout == 0 and model.message_dropout.p == 0
+                       and not model.emb.sparse and "ns" in g.ndata)
         # Â^T h = ns ⊙ A^T (nd ⊙ h): A^T is the reversed graph (the same one for this
         # bidirected graph, but the reverse is cheap and does not rely on it)
-        self.reverse = dgl.reverse(g) if self.plain else None
+        self.reverse = dgl.reverse(g) if self.linear else None
+
+    @property
+    def plain(self) -> bool:
+        return self.linear and super().plain
 
     def propagate_back(self, grad_out: torch.Tensor) -> torch.Tensor:
         """dL/dE from dL/dF: the transposed layers applied in reverse order."""
@@ -98,42 +99,21 @@ class LightGCNTrainer(PairwiseTrainer):
         weight, off = model.emb.weight, model.num_users
         with torch.no_grad():
             users_e, items_e = model.embed()
-            ue, pe, ne = users_e.index_select(0, u), items_e.index_select(0, p), \
-                items_e.index_select(0, n)
-            diff = pe - ne
-            x = (ue * diff).sum(-1)
-            loss = torch.nn.functional.softplus(-x).mean()
-            c = (torch.sigmoid(-x) * (-1.0 / size))[:, None]
+            loss, rows_u, rows_p, rows_n = bpr_row_gradients(
+                users_e.index_select(0, u), items_e.index_select(0, p), items_e.index_select(0, n))
             grad_out = torch.zeros_like(weight)
-            rows_p = ue * c
-            grad_out.index_add_(0, u, diff.mul_(c))
+            grad_out.index_add_(0, u, rows_u)
             grad_out.index_add_(0, p + off, rows_p)
-            grad_out.index_add_(0, n + off, rows_p, alpha=-1.0)
+            grad_out.index_add_(0, n + off, rows_n)
             grad = self.propagate_back(grad_out)
             reg = torch.zeros((), device=weight.device)
-            if self.reg > 0:
+            if self.reg > 0:  # reg * |e0|^2 / 2 / B on the batch's ego rows
                 ego = model.ego(u, p, n)
-                reg = self.reg * objectives.l2_sum(*ego) / size
+                reg = self.reg / size * l2_value(*ego)
                 for rows, index in zip(ego, (u, p + off, n + off), strict=True):
                     grad.index_add_(0, index, rows, alpha=self.reg / size)
             weight.grad = grad
         return loss, reg
-
-    def train_epoch(self, epoch: int) -> dict[str, float]:
-        if not self.plain:
-            return super().train_epoch(epoch)
-        self.start_epoch(epoch)
-        dev = self.ctx.device
-        total, total_reg, rows = 0.0, 0.0, 0
-        for idx in shuffled_batches(len(self.users), self.ctx.train.batch_size, self.gen):
-            u, p = self.users[idx], self.items[idx]
-            neg = self.sample(u)
-            loss, reg = self.batch_gradient(u.to(dev), p.to(dev), neg.to(dev))
-            self.opt.step()
-            total += float(loss) * len(idx)
-            total_reg += float(reg) * len(idx)
-            rows += len(idx)
-        return {self.loss: total / max(rows, 1), "reg": total_reg / max(rows, 1)}
 
 
 def make_lightgcn_trainer(cfg: LightGCNConfig, ctx: RunContext):
