@@ -223,14 +223,13 @@ def refresh(planned: list[PlannedRun], runs_root: Path,
     runs looked up again. Why not :func:`plan` again: it re-reads the base experiment files,
     and one edited while the study ran would change the hashes under a running study (seen
     2026-12-02: a table and ledger written from the wrong runs)."""
-    others = other_ledgers(ledger) if ledger is not None else []
+    books = [ledger, *other_ledgers(ledger)] if ledger is not None else []
     out = []
     for p in planned:
         found = runs.find_finished(runs_root, p.cfg.name, p.hash, rehash=stored_hash)
-        for book in ([ledger] if ledger is not None else []) + others:
-            if found is not None:
-                break
-            found = runs.find_record(book / p.cfg.name, p.hash, rehash=stored_hash)
+        if found is None:  # this study's ledger first, then the others'
+            found = next((r for book in books if (r := runs.find_record(
+                book / p.cfg.name, p.hash, rehash=stored_hash)) is not None), None)
         out.append(dataclasses.replace(p, cached=found))
     return out
 
