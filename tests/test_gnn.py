@@ -376,3 +376,46 @@ def test_lightgcn_epoch_matches_the_autograd_path_and_dropout_keeps_autograd(tin
     assert torch.allclose(fast.model.emb.weight, slow.model.emb.weight, atol=1e-5)
     assert not make_trainer(tiny_data, "lightgcn", edge_dropout=0.1).plain
     assert not make_trainer(tiny_data, "lightgcn", message_dropout=0.1).plain
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_ngcf_hand_written_gradient_equals_autograds(tiny_data, dropout):
+    """NGCFTrainer's gradients (ego table, both layers' weights and biases) are autograd's;
+    its forward draws message dropout's mask as nn.Dropout does, so the loss is the same."""
+    from recbench.models.gnn.ngcf import NGCFTrainer
+
+    trainer = make_trainer(tiny_data, "ngcf", reg=0.01, num_layers=2, message_dropout=dropout)
+    assert isinstance(trainer, NGCFTrainer) and trainer.plain
+    model = trainer.model.train()
+    idx = torch.randperm(len(trainer.users), generator=torch.Generator().manual_seed(3))[:50]
+    u, p = trainer.users[idx], trainer.items[idx]
+    n = trainer.sample(u)
+    n[:2] = p[:2]
+    params = [prm for prm in model.parameters() if prm.requires_grad]
+    torch.manual_seed(11)
+    users_e, items_e = model.embed()
+    ue, pe, ne = users_e[u], items_e[p], items_e[n]
+    loss, reg_t = trainer.pair_loss(ue, pe, ne, model.ego(u, p, n, (ue, pe, ne)))
+    expected = torch.autograd.grad(loss + reg_t, params)
+    torch.manual_seed(11)
+    got_loss, got_reg = trainer.batch_gradient(u, p, n)
+    assert float(got_loss) == float(loss)  # the same forward, bit for bit
+    assert float(got_reg) == pytest.approx(float(reg_t), rel=1e-6, abs=1e-12)
+    for prm, want in zip(params, expected, strict=True):
+        assert torch.allclose(prm.grad, want, atol=1e-7, rtol=1e-4), prm.shape
+
+
+def test_ngcf_epoch_matches_the_autograd_path(tiny_data):
+    from recbench.train.trainers import PairwiseTrainer
+
+    fast = make_trainer(tiny_data, "ngcf", reg=0.01, message_dropout=0.1)
+    slow = make_trainer(tiny_data, "ngcf", reg=0.01, message_dropout=0.1)
+    for epoch in range(3):
+        torch.manual_seed(epoch)
+        a = fast.train_epoch(epoch)
+        torch.manual_seed(epoch)
+        b = PairwiseTrainer.train_epoch(slow, epoch)
+        assert a["bpr"] == pytest.approx(b["bpr"], rel=1e-5)
+    for x, y in zip(fast.model.parameters(), slow.model.parameters(), strict=True):
+        assert torch.allclose(x, y, atol=1e-5)
+    assert not make_trainer(tiny_data, "ngcf", edge_dropout=0.1).plain

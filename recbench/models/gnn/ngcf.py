@@ -24,6 +24,7 @@ from recbench.models.gnn.base import (
 )
 from recbench.seeding import drawing_from
 from recbench.train.api import RunContext
+from recbench.train.trainers import HandWrittenBPR, bpr_row_gradients, l2_value
 
 
 class NGCFConfig(GNNArchitecture):
@@ -59,6 +60,119 @@ class NGCF(GraphRecommender):
         return torch.cat(outs, dim=1)
 
 
+class NGCFTrainer(HandWrittenBPR):
+    """Full-graph NGCF with the BPR gradient written out instead of recorded by autograd.
+
+    Why (issue 15): on ML-100K a step is ~60 small kernels, and autograd's share (zero-filled
+    gradients for each slice, gather and concatenation, the recorded graph) was larger than the
+    sparse products. The forward below is :meth:`NGCF.propagate` op for op (the same
+    ``F.linear``, ``leaky_relu``, normalisation; message dropout draws its mask from the global
+    generator exactly as ``nn.Dropout`` does on CPU), so the scores are bit-identical; it keeps
+    each layer's input, Â-product, pre-activation and dropout mask, and the backward runs the
+    chain rule layer by layer, Â^T over the reversed graph as in LightGCN. Gradients agree with
+    autograd's to float rounding (tests/test_gnn.py). Used for full-graph training on a dense
+    ego table without DropEdge (BPR, one non-hard negative); anything else takes autograd."""
+
+    def __init__(self, model: NGCF, ctx: RunContext, **kwargs):
+        super().__init__(model, ctx, **kwargs)
+        import dgl
+
+        g = model.graph
+        self.hand = model.edge_dropout == 0 and not model.emb.sparse and "ns" in g.ndata
+        self.reverse = dgl.reverse(g) if self.hand else None
+
+    @property
+    def plain(self) -> bool:
+        return self.hand and super().plain
+
+    def forward_saved(self) -> tuple[torch.Tensor, list[tuple[torch.Tensor, ...]]]:
+        """The full-graph output F (N, d·(L+1)) and, per layer, what its backward reads:
+        (input h, Âh, Âh + h, Âh ⊙ h, pre-activation, dropout scale or None, |output|)."""
+        import dgl
+
+        model, g = self.model, self.model.graph
+        p = model.message_dropout.p if model.training else 0.0
+        h, dim = model.emb.weight, model.emb.embedding_dim
+        ns, nd = g.ndata["ns"][:, None], g.ndata["nd"][:, None]
+        full = torch.empty(len(h), dim * (model.num_layers + 1), dtype=h.dtype, device=h.device)
+        full[:, :dim] = h
+        saved = []  # in-place steps below give the same values as propagate's fresh tensors
+        for layer in range(model.num_layers):
+            side = dgl.ops.copy_u_sum(g, h * ns).mul_(nd)  # GraphRecommender.spmm
+            x1, x2 = side + h, side * h
+            pre = F.linear(x1, model.w1[layer].weight, model.w1[layer].bias).add_(
+                F.linear(x2, model.w2[layer].weight, model.w2[layer].bias))
+            out = F.leaky_relu(pre, model.negative_slope)
+            scale = None
+            if p > 0:  # at::dropout's CPU path: bernoulli_(1 - p), / (1 - p), multiply
+                scale = torch.empty_like(out).bernoulli_(1 - p).div_(1 - p)
+                out.mul_(scale)
+            norm = out.norm(dim=1, keepdim=True)  # F.normalize: out / max(|out|, 1e-12)
+            torch.div(out, norm.clamp(min=1e-12).expand_as(out),
+                      out=full[:, (layer + 1) * dim:(layer + 2) * dim])
+            saved.append((h, side, x1, x2, pre, scale, norm))
+            h = out
+        return full, saved
+
+    def propagate_back(self, grad_out: torch.Tensor, out: torch.Tensor,
+                       saved: list[tuple[torch.Tensor, ...]]) -> torch.Tensor:
+        """dL/dE from dL/dF (F = ``out``); fills the layers' weight and bias ``.grad`` on the way."""
+        import dgl
+
+        model, g = self.model, self.model.graph
+        ns, nd = g.ndata["ns"][:, None], g.ndata["nd"][:, None]
+        dim = model.emb.embedding_dim
+        grad_h = None
+        for layer in range(model.num_layers - 1, -1, -1):
+            h, side, x1, x2, pre, scale, norm = saved[layer]
+            cols = slice((layer + 1) * dim, (layer + 2) * dim)
+            grad_y, y = grad_out[:, cols], out[:, cols]
+            # below eps F.normalize's divisor is a constant: no radial term there
+            inv = norm.clamp(min=1e-12).reciprocal_()
+            radial = (y * grad_y).sum(1, keepdim=True).mul_(norm > 1e-12)
+            grad = torch.addcmul(grad_y, y, radial, value=-1).mul_(inv)
+            if grad_h is not None:
+                grad += grad_h
+            if scale is not None:
+                grad *= scale
+            # leaky_relu's own backward kernel (torch.where here cost 10x as much)
+            grad_pre = torch.ops.aten.leaky_relu_backward(grad, pre, model.negative_slope, False)
+            w1, w2 = model.w1[layer], model.w2[layer]
+            w1.weight.grad = grad_pre.T @ x1
+            w2.weight.grad = grad_pre.T @ x2
+            w1.bias.grad = grad_pre.sum(0)
+            w2.bias.grad = w1.bias.grad.clone()
+            g1, g2 = grad_pre @ w1.weight, grad_pre @ w2.weight
+            grad_side = torch.addcmul(g1, g2, h).mul_(nd)
+            grad_h = torch.addcmul(g1, g2, side).addcmul_(
+                ns, dgl.ops.copy_u_sum(self.reverse, grad_side))
+        return grad_h + grad_out[:, :dim]
+
+    def batch_gradient(self, u: torch.Tensor, p: torch.Tensor, n: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fill every parameter's ``.grad`` with the batch's BPR (+ L2 on the ego rows) gradient."""
+        model, size = self.model, len(u)
+        weight, off = model.emb.weight, model.num_users
+        with torch.no_grad():
+            out, saved = self.forward_saved()
+            loss, rows_u, rows_p, _ = bpr_row_gradients(
+                out.index_select(0, u), out.index_select(0, p + off),
+                out.index_select(0, n + off))
+            grad_out = torch.zeros_like(out)
+            grad_out.index_add_(0, u, rows_u)
+            grad_out.index_add_(0, p + off, rows_p)
+            grad_out.index_add_(0, n + off, rows_p, alpha=-1)  # dL/dn = -dL/dp
+            grad = self.propagate_back(grad_out, out, saved)
+            reg = torch.zeros((), device=weight.device)
+            if self.reg > 0:  # reg * |e0|^2 / 2 / B on the batch's ego rows
+                ego = model.ego(u, p, n)
+                reg = self.reg / size * l2_value(*ego)
+                for rows, index in zip(ego, (u, p + off, n + off), strict=True):
+                    grad.index_add_(0, index, rows, alpha=self.reg / size)
+            weight.grad = grad
+        return loss, reg
+
+
 def make_ngcf_trainer(cfg: NGCFConfig, ctx: RunContext):
     model = build_gnn(NGCF, cfg=cfg, ctx=ctx, negative_slope=cfg.negative_slope)
-    return make_graph_trainer(model, cfg, ctx)
+    return make_graph_trainer(model, cfg, ctx, full_trainer=NGCFTrainer)
