@@ -14,12 +14,16 @@ the transposed CSR and ``torch.sparse.sampled_addmm``). Why: DGL 2.1's CPU kerne
 (``u_mul_e_sum`` and its backward, ``u_add_v``, ``edge_softmax``) took 90 % of a GAT epoch
 (7.9 s on ML-100K); the torch CSR kernels compute the same sums 3-5x faster. Measured on
 ML-100K at 1 thread, idle: 19 s/epoch through GATConv, 4.9 s with this path's first form,
-4.0 s now (2026-12-02); the backward's ``sampled_addmm`` and transposed product are 40 %. Sampled blocks
+4.0 s (2026-12-02); the backward's ``sampled_addmm`` and transposed product are 40 %. Without
+attention dropout a layer is one :class:`AttentionAggregate` (the softmax normalised after the
+product, every edge tensor head-major): 4.02 -> 3.38 s/epoch at 1 thread, 3.30 -> 2.77 at 2
+(alternating epochs in one process, 2026-12-03). Sampled blocks
 keep ``GATConv`` (their graphs change every step, so nothing is worth caching).
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Literal
 
@@ -62,6 +66,8 @@ class HeadCSR:
         self.t_crow, self.t_col = self._block_csr(self.src[self.t_order], self.dst[self.t_order],
                                                   self.num_src, self.num_dst)
         self._pattern: torch.Tensor | None = None
+        self.has_in_edges = torch.bincount(self.dst, minlength=self.num_dst) > 0
+        self.ones = torch.ones(self.heads * self.num_src, 1, device=src.device)  # row sums
         # edge i of these graphs is edge i of the dst-sorted order: copy_e_sum/copy_e_max over
         # (E, H) edge values are DGL's fused segment reductions (0.3-1.5 ms on ML-100K, against
         # 2.5-3 ms for a scatter or a CSR product with a 0/1 matrix; measured 2026-12-02)
@@ -172,6 +178,62 @@ class EdgeAttention(torch.autograd.Function):
                 None)
 
 
+class AttentionAggregate(torch.autograd.Function):
+    """GAT's attention and aggregation in one: ``out[h, i] = sum over edges e = j->i of
+    softmax_i(leaky_relu(el[h, j] + er[h, i])) x[h, j]``, ``(H, N_dst, D)``.
+
+    Why (issue 15, GAT ≤ 2 s/epoch): :class:`EdgeAttention` + :class:`HeadSpMM` normalise every
+    edge's weight, and move (E, H) edge tensors between DGL's edge-major and the CSR's
+    head-major layout: ~12 passes over the 650k edge values per layer, forward and back. Here
+    the softmax is left unnormalised until after the product (``out = (A_ex x) / (A_ex 1)``,
+    the same function), every edge tensor stays head-major (the CSR's values as they are),
+    and the exponent is shifted by one bound per head, ``leaky_relu(max el + max er)``, which
+    no logit exceeds (the softmax does not change with the shift, so the gradient ignores it).
+    Where a node's logits all lie far (> 60) below that bound, its shift is its own maximum
+    instead (``copy_e_max``), so no weight underflows. Without attention dropout only; with it
+    :func:`gat_layer` keeps the two functions."""
+
+    FAR = 60.0  # e^-60: a node whose sum is below this gets its own shift
+
+    @staticmethod
+    def forward(ctx, csr: HeadCSR, el: torch.Tensor, er: torch.Tensor, x: torch.Tensor,
+                slope: float) -> torch.Tensor:
+        heads, dim = csr.heads, x.shape[-1]
+        pre = el.index_select(1, csr.src) + er.index_select(1, csr.dst)  # (H, E)
+        logit = F.leaky_relu(pre, slope)
+        bound = F.leaky_relu(el.max(1).values + er.max(1).values, slope)  # (H,)
+        ex = torch.exp(logit - bound[:, None])
+        sums = (csr.matrix(ex) @ csr.ones).view(heads, csr.num_dst)
+        if bool(((sums < math.exp(-AttentionAggregate.FAR)) & csr.has_in_edges).any()):
+            top = csr.segment_max(logit.T.contiguous()).T  # (H, N_dst): exact per-node maxima
+            ex = torch.exp(logit - top.index_select(1, csr.dst))
+            sums = (csr.matrix(ex) @ csr.ones).view(heads, csr.num_dst)
+        sums = torch.where(csr.has_in_edges, sums, torch.ones_like(sums))  # no in-edges: out 0
+        out = (csr.matrix(ex) @ x.reshape(-1, dim)).view(heads, csr.num_dst, dim)
+        out = out.div_(sums[..., None])
+        ctx.csr, ctx.slope = csr, slope
+        ctx.save_for_backward(pre, ex, x, sums, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        csr = ctx.csr
+        pre, ex, x, sums, out = ctx.saved_tensors
+        heads, dim = csr.heads, x.shape[-1]
+        grad_u = grad_out / sums[..., None]  # d/d(A_ex x)
+        radial = (grad_u * out).sum(-1)  # d/d(A_ex 1) = -radial
+        x_t = x.reshape(-1, dim).T.contiguous()
+        grad_ex = torch.sparse.sampled_addmm(csr.pattern, grad_u.reshape(-1, dim), x_t,
+                                             beta=0.0).values().view(heads, -1)
+        grad_ex = grad_ex.sub_(radial.index_select(1, csr.dst)).mul_(ex)  # -> d/d logit
+        grad_x = (csr.matrix(ex, transpose=True) @ grad_u.reshape(-1, dim)).view(
+            heads, csr.num_src, dim)
+        grad_pre = torch.ops.aten.leaky_relu_backward(grad_ex, pre, ctx.slope, False)
+        grad_el = pre.new_zeros(heads, csr.num_src).index_add_(1, csr.src, grad_pre)
+        grad_er = pre.new_zeros(heads, csr.num_dst).index_add_(1, csr.dst, grad_pre)
+        return None, grad_el, grad_er, grad_x, None
+
+
 def gat_layer(conv: GATConv, csr: HeadCSR, feat: torch.Tensor) -> torch.Tensor:
     """``conv(g, feat)`` head-major, ``(H, N, D)``, on the graph ``csr`` was built from
     (GATConv's own math and parameters: no feature dropout, residual or activation, which this
@@ -182,8 +244,11 @@ def gat_layer(conv: GATConv, csr: HeadCSR, feat: torch.Tensor) -> torch.Tensor:
     ft = torch.matmul(feat, weight)  # (H, N, D)
     el = (ft * conv.attn_l.view(heads, 1, out)).sum(-1)  # (H, N)
     er = (ft * conv.attn_r.view(heads, 1, out)).sum(-1)
-    a = conv.attn_drop(EdgeAttention.apply(csr, el, er, conv.leaky_relu.negative_slope))
-    rst = HeadSpMM.apply(csr, a, ft)
+    slope = conv.leaky_relu.negative_slope
+    if conv.training and conv.attn_drop.p > 0:  # dropout acts on the normalised weights
+        rst = HeadSpMM.apply(csr, conv.attn_drop(EdgeAttention.apply(csr, el, er, slope)), ft)
+    else:
+        rst = AttentionAggregate.apply(csr, el, er, ft, slope)
     return rst + conv.bias.view(heads, 1, out) if conv.has_explicit_bias else rst
 
 
