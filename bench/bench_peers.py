@@ -253,11 +253,11 @@ def run_peer(python: Path, job: dict[str, Any], scratch: Path) -> dict[str, Any]
 
 
 def run_ours(model: str, epochs: int, threads: int | None, data_dir: Path,
-             scratch: Path) -> dict[str, Any]:
+             scratch: Path, tag: str = "") -> dict[str, Any]:
     """`recbench train` on the fixed schedule; s/epoch from history.jsonl's train_seconds."""
     import numpy as np
 
-    runs_dir = scratch / f"runs-{model}-{threads or 'default'}"
+    runs_dir = scratch / f"runs-{model}-{threads or 'default'}{tag}"
     cmd = [sys.executable, "-m", "recbench", "train", str(ROOT / EXPERIMENTS[model]),
            "--set", f"train.epochs={epochs}", "--set", "train.patience=null",
            "--set", f"train.eval_every={epochs}", "--data-dir", str(data_dir),
@@ -278,6 +278,18 @@ def run_ours(model: str, epochs: int, threads: int | None, data_dir: Path,
             "test": {k: v for k, v in metrics["test"].items() if k.endswith(f"@{K}")},
             "recall_se": float(per_user.std(ddof=1) / np.sqrt(len(per_user))),
             "test_users": len(per_user), "run_dir": str(run), "command": " ".join(cmd[1:])}
+
+
+def pair_of(ours: dict[str, Any], recbole: dict[str, Any], epochs: int) -> dict[str, Any]:
+    """One timed pair: both libraries' median s/epoch, run back to back, and their ratio.
+
+    Why pairs: this VM's speed drifts by 1.5-2x within minutes (BPR-MF ours 0.057 s/epoch at
+    09:26 and 0.093 at 11:52 on 2026-12-03, RecBole 0.173 and 0.186), so one run of each gives
+    a ratio that moves with the moment. Several pairs, alternating which library goes first,
+    and the median of their ratios cancel a drift that is slow against one pair."""
+    o, r = ours["seconds_per_epoch"], recbole["seconds_per_epoch"]
+    return {"epochs": epochs, "ours": round(o, 4), "recbole": round(r, 4),
+            "ratio": round(r / o, 3)}
 
 
 def check_stats(model: str, seen: dict[str, int], ours: dict[str, int]) -> None:
@@ -313,7 +325,11 @@ def table(rows: list[dict[str, Any]]) -> list[str]:
              "ours / RecBole | target | measured |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ours, rb, im = r.get("ours"), r.get("recbole"), r.get("implicit")
-        ratio = rb["seconds_per_epoch"] / ours["seconds_per_epoch"] if ours and rb else None
+        ratios = [p["ratio"] for p in r.get("pairs", [])]
+        ratio = (statistics.median(ratios) if ratios else
+                 rb["seconds_per_epoch"] / ours["seconds_per_epoch"] if ours and rb else None)
+        spread = (f" ({min(ratios):.2f}–{max(ratios):.2f}, {len(ratios)} pairs)"
+                  if len(ratios) > 1 else "")
         rec = [x["test"].get(f"recall@{K}") if x else None for x in (ours, rb, im)]
         nd = [x["test"].get(f"ndcg@{K}") if x else None for x in (ours, rb)]
         noise = 2 * 2 ** 0.5 * ours["recall_se"] if ours else None
@@ -326,7 +342,7 @@ def table(rows: list[dict[str, Any]]) -> list[str]:
         lines.append(
             f"| {r['model']} | {r['threads']} ({threads}) | "
             f"{fmt(ours and ours['seconds_per_epoch'])} | {fmt(rb and rb['seconds_per_epoch'])} | "
-            f"{fmt(ratio, '.2f')} | {fmt(im and im['seconds_per_epoch'])} | "
+            f"{fmt(ratio, '.2f')}{spread} | {fmt(im and im['seconds_per_epoch'])} | "
             f"{' / '.join(fmt(x, '.4f') for x in rec)} | {' / '.join(fmt(x, '.4f') for x in nd)} "
             f"| {verdict} | {r.get('measured', '–')} |")
     return lines
@@ -337,6 +353,11 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--models", default="bpr_mf,lightgcn,ngcf")
     ap.add_argument("--threads", default="1,default", help="comma list of 1..N and/or default")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="pairs (ours, RecBole) timed per row: the first is the full run, the "
+                         "others --timing-epochs long, alternating which goes first; the ratio "
+                         "quoted is the median of the pairs' ratios")
+    ap.add_argument("--timing-epochs", type=int, default=10)
     ap.add_argument("--skip-ours", action="store_true")
     ap.add_argument("--skip-peers", action="store_true")
     from recbench.runs import data_dir
@@ -382,6 +403,21 @@ def main() -> None:
                             row["implicit"] = run_peer(python, {
                                 "kind": "implicit", "npz": str(split.npz), "threads": threads,
                                 "epochs": args.epochs, "seed": 0, "k": K, **IMPLICIT}, scratch)
+                    if "ours" in row and "recbole" in row:
+                        row["pairs"] = [pair_of(row["ours"], row["recbole"], args.epochs)]
+                        short = recbole_config(model, args.timing_epochs, split,
+                                               scratch / "recbole")
+                        for index in range(1, args.rounds):
+                            timings: dict[str, dict[str, Any]] = {}
+                            for who in (("recbole", "ours") if index % 2 else ("ours", "recbole")):
+                                timings[who] = run_ours(
+                                    model, args.timing_epochs, threads, args.data_dir, scratch,
+                                    tag=f"-round{index}") if who == "ours" else run_peer(python, {
+                                        "kind": "recbole", "model": RECBOLE_MODEL[model],
+                                        "dataset": DATASET, "config": short, "threads": threads,
+                                        "work_dir": str(scratch / "recbole")}, scratch)
+                            row["pairs"].append(pair_of(timings["ours"], timings["recbole"],
+                                                        args.timing_epochs))
                     rows.append(row)
                     print(json.dumps({k: (v if not isinstance(v, dict) else {
                         "s/epoch": round(v["seconds_per_epoch"], 4), **v["test"]})
@@ -404,7 +440,11 @@ def main() -> None:
         "",
         f"1-min load average at start {load_start[0]:.2f}, at the end {load_end[0]:.2f}. The "
         "timings are only meaningful on an otherwise idle machine; compare the two libraries "
-        "within a row (measured side by side), not rows of different dates."
+        "within a row (measured side by side), not rows of different dates. RecBole/ours is the "
+        f"median ratio over {args.rounds} back-to-back pairs (the first the full "
+        f"{args.epochs}-epoch runs whose s/epoch and metrics the row shows, the others "
+        f"{args.timing_epochs} epochs, alternating which library goes first), with the pairs' "
+        "range in brackets: this machine's speed drifts within minutes."
         + (f" Rows of {', '.join(sorted({r['model'] for r in kept}))} kept from an earlier "
            "run (--merge)." if kept else ""),
         "",
