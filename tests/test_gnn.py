@@ -457,3 +457,30 @@ def test_ngcf_epoch_matches_the_autograd_path(tiny_data):
     for x, y in zip(fast.model.parameters(), slow.model.parameters(), strict=True):
         assert torch.allclose(x, y, atol=1e-5)
     assert not make_trainer(tiny_data, "ngcf", edge_dropout=0.1).plain
+
+
+def test_uniform_negatives_draw_as_retesting_the_whole_batch_would():
+    """The sampler re-tests only the draws that hit a seen item; a draw that passed keeps its
+    item, so the negatives are the ones re-testing every draw each round gives (the same
+    generator calls in the same order) - runs stay identical to those recorded before."""
+    from recbench.train import samplers
+
+    def whole_batch(users, seen, gen, num, max_rounds):
+        neg = torch.randint(seen.num_items, (len(users), num), generator=gen)
+        for _ in range(max_rounds):
+            bad = seen.contains(users[:, None].expand_as(neg), neg)
+            if not bad.any():
+                break
+            neg[bad] = torch.randint(seen.num_items, (int(bad.sum()),), generator=gen)
+        return neg[:, 0] if num == 1 else neg
+
+    gen = torch.Generator().manual_seed(0)
+    for trial in range(10):
+        users, items = (torch.rand(30, 20, generator=gen) < 0.6).nonzero(as_tuple=True)
+        seen = samplers.SeenIndex(users, items, 20)
+        batch = torch.randint(0, 30, (200,), generator=gen)
+        for num, rounds in ((1, 20), (4, 20), (1, 2)):
+            want = whole_batch(batch, seen, torch.Generator().manual_seed(trial), num, rounds)
+            got = samplers.uniform_negatives(batch, seen, torch.Generator().manual_seed(trial),
+                                             num, rounds)
+            assert torch.equal(got, want)

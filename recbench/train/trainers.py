@@ -245,7 +245,7 @@ class HandWrittenBPR(PairwiseTrainer):
         dev = self.ctx.device
         total, total_reg, rows = 0.0, 0.0, 0
         for idx in shuffled_batches(len(self.users), self.ctx.train.batch_size, self.gen):
-            u, p = self.users[idx], self.items[idx]
+            u, p = self.users.index_select(0, idx), self.items.index_select(0, idx)
             neg = self.sample(u)
             loss, reg = self.batch_gradient(u.to(dev), p.to(dev), neg.to(dev))
             self.opt.step()
