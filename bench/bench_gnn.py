@@ -47,9 +47,10 @@ MODELS = [  # (label, model section, dataset, epochs timed)
     ("social (douban)", {"name": "social"}, DOUBAN, 2),
     ("bpr_mf", {"name": "bpr_mf"}, ML100K, 5),
 ]
-KERNEL = {"lightgcn": "copy_u_sum", "ngcf": "copy_u_sum", "gcn": "GraphConv (copy_u_sum)",
-          "gat (4 heads)": "block-diagonal CSR SpMM (torch.sparse, int32) "
-                           "+ edge softmax by DGL copy_e_sum/max",
+KERNEL = {"lightgcn": "copy_u_sum, hand-written BPR gradient",
+          "ngcf": "copy_u_sum, hand-written BPR gradient", "gcn": "GraphConv (copy_u_sum)",
+          "gat (4 heads)": "block-diagonal CSR SpMM (torch.sparse, int32), softmax normalised "
+                           "after the product (AttentionAggregate)",
           "sage-mean": "SAGEConv (copy_u + mean)", "sage-pool": "SAGEConv (copy_u + max)",
           "pinsage (2 layers)": "u_mul_e_sum (importance weights)",
           "social (douban)": "copy_u_sum ×2 (interaction + social graph)", "bpr_mf": "none"}
