@@ -24,6 +24,7 @@ from recbench.data.graph import FOLLOWS, RATES, split_view
 from recbench.memory import LARGE_GRAPH_EDGES, keep_freed_memory
 from recbench.seeding import continue_globally, drawing_from, init_generator
 from recbench.train.api import PairwiseModel, RunContext
+from recbench.train.trainers import HandWrittenBPR, bpr_row_gradients, l2_value
 
 Training = Literal["full", "neighbor", "cluster"]
 
@@ -185,15 +186,60 @@ class GraphRecommender(PairwiseModel):
 
     def embed(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Full-graph propagation: ``(user_emb (U, d'), item_emb (I, d'))``."""
-        nodes = torch.arange(self.num_users + self.num_items, device=self.emb.weight.device)
-        h = self([self.graph] * self.num_layers, nodes)
+        h = self.embed_nodes()
         return h[:self.num_users], h[self.num_users:]
+
+    def embed_nodes(self) -> torch.Tensor:
+        """Full-graph propagation, every node's output in one ``(U + I, d')`` table."""
+        nodes = torch.arange(self.num_users + self.num_items, device=self.emb.weight.device)
+        return self([self.graph] * self.num_layers, nodes)
 
     def ego(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor,
             scored: tuple[torch.Tensor, ...] = ()) -> tuple[torch.Tensor, ...]:
         """Layer-0 embeddings of a batch, for the L2 term (LightGCN/NGCF regularise these)."""
         off = self.num_users
         return self.emb(users), self.emb(pos + off), self.emb(neg + off)
+
+
+class FullGraphBPR(HandWrittenBPR):
+    """A full-graph GNN's BPR step with the gradient written out: the output table F of every
+    node, dL/dF from the batch's rows (three ``index_add_``), the model's own backward to the
+    ego table (``propagate_back``), the L2 term on the batch's ego rows.
+
+    Subclasses give ``forward_saved() -> (F, saved)`` (F bit for bit the model's ``embed``, and
+    what their backward reads) and ``propagate_back(dL/dF, F, saved) -> dL/dE`` (filling any
+    other parameter's ``.grad`` on the way): LightGCN, NGCF."""
+
+    def forward_saved(self) -> tuple[torch.Tensor, object]:
+        raise NotImplementedError
+
+    def propagate_back(self, grad_out: torch.Tensor, out: torch.Tensor, saved: object
+                       ) -> torch.Tensor:
+        raise NotImplementedError
+
+    def batch_gradient(self, u: torch.Tensor, p: torch.Tensor, n: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fill the parameters' ``.grad`` with the batch's BPR (+ L2) gradient."""
+        model, size = self.model, len(u)
+        weight, off = model.emb.weight, model.num_users
+        with torch.no_grad():
+            out, saved = self.forward_saved()
+            loss, rows_u, rows_p, _ = bpr_row_gradients(
+                out.index_select(0, u), out.index_select(0, p + off),
+                out.index_select(0, n + off))
+            grad_out = torch.zeros_like(out)
+            grad_out.index_add_(0, u, rows_u)
+            grad_out.index_add_(0, p + off, rows_p)
+            grad_out.index_add_(0, n + off, rows_p, alpha=-1)  # dL/dn = -dL/dp
+            grad = self.propagate_back(grad_out, out, saved)
+            reg = torch.zeros((), device=weight.device)
+            if self.reg > 0:  # reg * |e0|^2 / 2 / B on the batch's ego rows
+                ego = model.ego(u, p, n)
+                reg = self.reg / size * l2_value(*ego)
+                for rows, index in zip(ego, (u, p + off, n + off), strict=True):
+                    grad.index_add_(0, index, rows, alpha=self.reg / size)
+            weight.grad = grad
+        return loss, reg
 
 
 def build_gnn(model_cls: type[GraphRecommender], *, cfg: GNNArchitecture, ctx: RunContext,

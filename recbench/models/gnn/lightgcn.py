@@ -13,6 +13,7 @@ import torch
 from pydantic import model_validator
 
 from recbench.models.gnn.base import (
+    FullGraphBPR,
     GNNArchitecture,
     GraphRecommender,
     build_gnn,
@@ -20,7 +21,6 @@ from recbench.models.gnn.base import (
     num_outputs,
 )
 from recbench.train.api import RunContext
-from recbench.train.trainers import HandWrittenBPR, bpr_row_gradients, l2_value
 
 
 class LightGCNConfig(GNNArchitecture):
@@ -52,7 +52,7 @@ class LightGCN(GraphRecommender):
         return out
 
 
-class LightGCNTrainer(HandWrittenBPR):
+class LightGCNTrainer(FullGraphBPR):
     """Full-graph LightGCN with the BPR gradient written out instead of recorded by autograd.
 
     The output is linear in the ego table, F = Σ_l α_l Â^l E, so dL/dE = Σ_l α_l (Â^T)^l G
@@ -80,7 +80,11 @@ class LightGCNTrainer(HandWrittenBPR):
     def plain(self) -> bool:
         return self.linear and super().plain
 
-    def propagate_back(self, grad_out: torch.Tensor) -> torch.Tensor:
+    def forward_saved(self) -> tuple[torch.Tensor, None]:
+        return self.model.embed_nodes(), None
+
+    def propagate_back(self, grad_out: torch.Tensor, out: torch.Tensor, saved: None
+                       ) -> torch.Tensor:
         """dL/dE from dL/dF: the transposed layers applied in reverse order."""
         import dgl
 
@@ -91,29 +95,6 @@ class LightGCNTrainer(HandWrittenBPR):
         for layer in range(model.num_layers - 1, -1, -1):
             grad = ns * dgl.ops.copy_u_sum(self.reverse, grad * nd) + alpha[layer] * grad_out
         return grad
-
-    def batch_gradient(self, u: torch.Tensor, p: torch.Tensor, n: torch.Tensor
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Fill the ego table's ``.grad`` with the batch's BPR (+ L2) gradient."""
-        model, size = self.model, len(u)
-        weight, off = model.emb.weight, model.num_users
-        with torch.no_grad():
-            users_e, items_e = model.embed()
-            loss, rows_u, rows_p, rows_n = bpr_row_gradients(
-                users_e.index_select(0, u), items_e.index_select(0, p), items_e.index_select(0, n))
-            grad_out = torch.zeros_like(weight)
-            grad_out.index_add_(0, u, rows_u)
-            grad_out.index_add_(0, p + off, rows_p)
-            grad_out.index_add_(0, n + off, rows_n)
-            grad = self.propagate_back(grad_out)
-            reg = torch.zeros((), device=weight.device)
-            if self.reg > 0:  # reg * |e0|^2 / 2 / B on the batch's ego rows
-                ego = model.ego(u, p, n)
-                reg = self.reg / size * l2_value(*ego)
-                for rows, index in zip(ego, (u, p + off, n + off), strict=True):
-                    grad.index_add_(0, index, rows, alpha=self.reg / size)
-            weight.grad = grad
-        return loss, reg
 
 
 def make_lightgcn_trainer(cfg: LightGCNConfig, ctx: RunContext):

@@ -16,6 +16,7 @@ from torch import nn
 
 from recbench.config import Share
 from recbench.models.gnn.base import (
+    FullGraphBPR,
     GNNArchitecture,
     GraphRecommender,
     build_gnn,
@@ -24,7 +25,6 @@ from recbench.models.gnn.base import (
 )
 from recbench.seeding import drawing_from
 from recbench.train.api import RunContext
-from recbench.train.trainers import HandWrittenBPR, bpr_row_gradients, l2_value
 
 
 class NGCFConfig(GNNArchitecture):
@@ -60,7 +60,7 @@ class NGCF(GraphRecommender):
         return torch.cat(outs, dim=1)
 
 
-class NGCFTrainer(HandWrittenBPR):
+class NGCFTrainer(FullGraphBPR):
     """Full-graph NGCF with the BPR gradient written out instead of recorded by autograd.
 
     Why (issue 15): on ML-100K a step is ~60 small kernels, and autograd's share (zero-filled
@@ -147,30 +147,6 @@ class NGCFTrainer(HandWrittenBPR):
             grad_h = torch.addcmul(g1, g2, side).addcmul_(
                 ns, dgl.ops.copy_u_sum(self.reverse, grad_side))
         return grad_h + grad_out[:, :dim]
-
-    def batch_gradient(self, u: torch.Tensor, p: torch.Tensor, n: torch.Tensor
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Fill every parameter's ``.grad`` with the batch's BPR (+ L2 on the ego rows) gradient."""
-        model, size = self.model, len(u)
-        weight, off = model.emb.weight, model.num_users
-        with torch.no_grad():
-            out, saved = self.forward_saved()
-            loss, rows_u, rows_p, _ = bpr_row_gradients(
-                out.index_select(0, u), out.index_select(0, p + off),
-                out.index_select(0, n + off))
-            grad_out = torch.zeros_like(out)
-            grad_out.index_add_(0, u, rows_u)
-            grad_out.index_add_(0, p + off, rows_p)
-            grad_out.index_add_(0, n + off, rows_p, alpha=-1)  # dL/dn = -dL/dp
-            grad = self.propagate_back(grad_out, out, saved)
-            reg = torch.zeros((), device=weight.device)
-            if self.reg > 0:  # reg * |e0|^2 / 2 / B on the batch's ego rows
-                ego = model.ego(u, p, n)
-                reg = self.reg / size * l2_value(*ego)
-                for rows, index in zip(ego, (u, p + off, n + off), strict=True):
-                    grad.index_add_(0, index, rows, alpha=self.reg / size)
-            weight.grad = grad
-        return loss, reg
 
 
 def make_ngcf_trainer(cfg: NGCFConfig, ctx: RunContext):
