@@ -252,6 +252,14 @@ def run_peer(python: Path, job: dict[str, Any], scratch: Path) -> dict[str, Any]
     return result
 
 
+def run_recbole(python: Path, model: str, config: dict[str, Any], threads: int | None,
+                scratch: Path) -> dict[str, Any]:
+    """RecBole's run of one of our models with ``config`` (recbole_config) in the peers venv."""
+    return run_peer(python, {"kind": "recbole", "model": RECBOLE_MODEL[model], "dataset": DATASET,
+                             "config": config, "threads": threads,
+                             "work_dir": str(scratch / "recbole")}, scratch)
+
+
 def run_ours(model: str, epochs: int, threads: int | None, data_dir: Path,
              scratch: Path, tag: str = "") -> dict[str, Any]:
     """`recbench train` on the fixed schedule; s/epoch from history.jsonl's train_seconds."""
@@ -394,10 +402,8 @@ def main() -> None:
                         check_stats(f"recbench {model}", {"test_users": row["ours"]["test_users"]},
                                     {"test_users": split.counts["test_users"]})
                     if python is not None:
-                        row["recbole"] = run_peer(python, {
-                            "kind": "recbole", "model": RECBOLE_MODEL[model], "dataset": DATASET,
-                            "config": configs[model], "threads": threads,
-                            "work_dir": str(scratch / "recbole")}, scratch)
+                        row["recbole"] = run_recbole(python, model, configs[model], threads,
+                                                     scratch)
                         check_stats(f"RecBole {model}", row["recbole"]["dataset"], split.counts)
                         if model == "bpr_mf":
                             row["implicit"] = run_peer(python, {
@@ -412,10 +418,8 @@ def main() -> None:
                             for who in (("recbole", "ours") if index % 2 else ("ours", "recbole")):
                                 timings[who] = run_ours(
                                     model, args.timing_epochs, threads, args.data_dir, scratch,
-                                    tag=f"-round{index}") if who == "ours" else run_peer(python, {
-                                        "kind": "recbole", "model": RECBOLE_MODEL[model],
-                                        "dataset": DATASET, "config": short, "threads": threads,
-                                        "work_dir": str(scratch / "recbole")}, scratch)
+                                    tag=f"-round{index}") if who == "ours" else run_recbole(
+                                        python, model, short, threads, scratch)
                             row["pairs"].append(pair_of(timings["ours"], timings["recbole"],
                                                         args.timing_epochs))
                     rows.append(row)

@@ -210,6 +210,32 @@ class FullGraphBPR(HandWrittenBPR):
     what their backward reads) and ``propagate_back(dL/dF, F, saved) -> dL/dE`` (filling any
     other parameter's ``.grad`` on the way): LightGCN, NGCF."""
 
+    def __init__(self, model: GraphRecommender, ctx: RunContext, **kwargs):
+        super().__init__(model, ctx, **kwargs)
+        import dgl
+
+        g = model.graph
+        # by hand: full-graph training over the factorised norm, no DropEdge, a dense table
+        self.hand = model.edge_dropout == 0 and not model.emb.sparse and "ns" in g.ndata
+        # Â^T h = ns ⊙ A^T (nd ⊙ h): A^T is the reversed graph (the same one for this
+        # bidirected graph, but the reverse is cheap and does not rely on it)
+        self.reverse = dgl.reverse(g) if self.hand else None
+
+    @property
+    def plain(self) -> bool:
+        return self.hand and super().plain
+
+    def spmm_transposed(self, h: torch.Tensor, add_to: torch.Tensor | None = None
+                        ) -> torch.Tensor:
+        """``Â^T h`` over the full graph (the backward of :meth:`GraphRecommender.spmm`); with
+        ``add_to``, ``add_to += Â^T h`` in place (one fused multiply-add for the row scaling)."""
+        import dgl
+
+        g = self.model.graph
+        ns = g.ndata["ns"][:, None]
+        spread = dgl.ops.copy_u_sum(self.reverse, h * g.ndata["nd"][:, None])
+        return ns * spread if add_to is None else add_to.addcmul_(ns, spread)
+
     def forward_saved(self) -> tuple[torch.Tensor, object]:
         raise NotImplementedError
 

@@ -203,13 +203,15 @@ class AttentionAggregate(torch.autograd.Function):
         logit = F.leaky_relu(pre, slope)
         bound = F.leaky_relu(el.max(1).values + er.max(1).values, slope)  # (H,)
         ex = torch.exp(logit - bound[:, None])
-        sums = (csr.matrix(ex) @ csr.ones).view(heads, csr.num_dst)
+        weights = csr.matrix(ex)
+        sums = (weights @ csr.ones).view(heads, csr.num_dst)
         if bool(((sums < math.exp(-AttentionAggregate.FAR)) & csr.has_in_edges).any()):
             top = csr.segment_max(logit.T.contiguous()).T  # (H, N_dst): exact per-node maxima
             ex = torch.exp(logit - top.index_select(1, csr.dst))
-            sums = (csr.matrix(ex) @ csr.ones).view(heads, csr.num_dst)
+            weights = csr.matrix(ex)
+            sums = (weights @ csr.ones).view(heads, csr.num_dst)
         sums = torch.where(csr.has_in_edges, sums, torch.ones_like(sums))  # no in-edges: out 0
-        out = (csr.matrix(ex) @ x.reshape(-1, dim)).view(heads, csr.num_dst, dim)
+        out = (weights @ x.reshape(-1, dim)).view(heads, csr.num_dst, dim)
         out = out.div_(sums[..., None])
         ctx.csr, ctx.slope = csr, slope
         ctx.save_for_backward(pre, ex, x, sums, out)

@@ -65,20 +65,9 @@ class LightGCNTrainer(FullGraphBPR):
     message dropout, a dense ego table (and BPR with one non-hard negative); anything else
     takes the autograd path."""
 
-    def __init__(self, model: LightGCN, ctx: RunContext, **kwargs):
-        super().__init__(model, ctx, **kwargs)
-        import dgl
-
-        g = model.graph
-        self.linear = (model.edge_dropout == 0 and model.message_dropout.p == 0
-                       and not model.emb.sparse and "ns" in g.ndata)
-        # Â^T h = ns ⊙ A^T (nd ⊙ h): A^T is the reversed graph (the same one for this
-        # bidirected graph, but the reverse is cheap and does not rely on it)
-        self.reverse = dgl.reverse(g) if self.linear else None
-
     @property
     def plain(self) -> bool:
-        return self.linear and super().plain
+        return self.model.message_dropout.p == 0 and super().plain
 
     def forward_saved(self) -> tuple[torch.Tensor, None]:
         return self.model.embed_nodes(), None
@@ -86,14 +75,10 @@ class LightGCNTrainer(FullGraphBPR):
     def propagate_back(self, grad_out: torch.Tensor, out: torch.Tensor, saved: None
                        ) -> torch.Tensor:
         """dL/dE from dL/dF: the transposed layers applied in reverse order."""
-        import dgl
-
-        model, g = self.model, self.model.graph
-        ns, nd = g.ndata["ns"][:, None], g.ndata["nd"][:, None]
-        alpha = model.alpha
+        alpha = self.model.alpha
         grad = alpha[-1] * grad_out
-        for layer in range(model.num_layers - 1, -1, -1):
-            grad = ns * dgl.ops.copy_u_sum(self.reverse, grad * nd) + alpha[layer] * grad_out
+        for layer in range(self.model.num_layers - 1, -1, -1):
+            grad = self.spmm_transposed(grad) + alpha[layer] * grad_out
         return grad
 
 

@@ -73,32 +73,17 @@ class NGCFTrainer(FullGraphBPR):
     autograd's to float rounding (tests/test_gnn.py). Used for full-graph training on a dense
     ego table without DropEdge (BPR, one non-hard negative); anything else takes autograd."""
 
-    def __init__(self, model: NGCF, ctx: RunContext, **kwargs):
-        super().__init__(model, ctx, **kwargs)
-        import dgl
-
-        g = model.graph
-        self.hand = model.edge_dropout == 0 and not model.emb.sparse and "ns" in g.ndata
-        self.reverse = dgl.reverse(g) if self.hand else None
-
-    @property
-    def plain(self) -> bool:
-        return self.hand and super().plain
-
     def forward_saved(self) -> tuple[torch.Tensor, list[tuple[torch.Tensor, ...]]]:
         """The full-graph output F (N, d·(L+1)) and, per layer, what its backward reads:
         (input h, Âh, Âh + h, Âh ⊙ h, pre-activation, dropout scale or None, |output|)."""
-        import dgl
-
         model, g = self.model, self.model.graph
         p = model.message_dropout.p if model.training else 0.0
         h, dim = model.emb.weight, model.emb.embedding_dim
-        ns, nd = g.ndata["ns"][:, None], g.ndata["nd"][:, None]
         full = torch.empty(len(h), dim * (model.num_layers + 1), dtype=h.dtype, device=h.device)
         full[:, :dim] = h
         saved = []  # in-place steps below give the same values as propagate's fresh tensors
         for layer in range(model.num_layers):
-            side = dgl.ops.copy_u_sum(g, h * ns).mul_(nd)  # GraphRecommender.spmm
+            side = model.spmm(g, h)
             x1, x2 = side + h, side * h
             pre = F.linear(x1, model.w1[layer].weight, model.w1[layer].bias).add_(
                 F.linear(x2, model.w2[layer].weight, model.w2[layer].bias))
@@ -117,11 +102,7 @@ class NGCFTrainer(FullGraphBPR):
     def propagate_back(self, grad_out: torch.Tensor, out: torch.Tensor,
                        saved: list[tuple[torch.Tensor, ...]]) -> torch.Tensor:
         """dL/dE from dL/dF (F = ``out``); fills the layers' weight and bias ``.grad`` on the way."""
-        import dgl
-
-        model, g = self.model, self.model.graph
-        ns, nd = g.ndata["ns"][:, None], g.ndata["nd"][:, None]
-        dim = model.emb.embedding_dim
+        model, dim = self.model, self.model.emb.embedding_dim
         grad_h = None
         for layer in range(model.num_layers - 1, -1, -1):
             h, side, x1, x2, pre, scale, norm = saved[layer]
@@ -143,9 +124,8 @@ class NGCFTrainer(FullGraphBPR):
             w1.bias.grad = grad_pre.sum(0)
             w2.bias.grad = w1.bias.grad.clone()
             g1, g2 = grad_pre @ w1.weight, grad_pre @ w2.weight
-            grad_side = torch.addcmul(g1, g2, h).mul_(nd)
-            grad_h = torch.addcmul(g1, g2, side).addcmul_(
-                ns, dgl.ops.copy_u_sum(self.reverse, grad_side))
+            grad_h = self.spmm_transposed(torch.addcmul(g1, g2, h),
+                                          add_to=torch.addcmul(g1, g2, side))
         return grad_h + grad_out[:, :dim]
 
 
