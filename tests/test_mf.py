@@ -70,3 +70,28 @@ def test_an_epoch_matches_the_autograd_path(tiny_data):
 def test_other_losses_keep_the_autograd_path(tiny_data):
     assert not _trainer(tiny_data, loss="nce", num_negatives=4).plain
     assert not _trainer(tiny_data, negative_sampler="hard").plain
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd", "adagrad"])
+def test_optimisers_take_the_multi_tensor_path_bit_for_bit(optimizer):
+    """make_optimizer asks for torch's foreach path on CPU too: the same weights as the
+    per-parameter loop, step for step, with weight decay (tensors of several shapes)."""
+    from recbench.train.trainers import make_optimizer
+
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(7, 4), (4,), (3, 4, 2), (1,)]
+    start = [torch.randn(s, generator=gen) for s in shapes]
+    grads = [[torch.randn(s, generator=gen) for s in shapes] for _ in range(5)]
+    cfg = TrainConfig(lr=0.05, weight_decay=1e-2, optimizer=optimizer)
+    ours = [torch.nn.Parameter(t.clone()) for t in start]
+    loop = [torch.nn.Parameter(t.clone()) for t in start]
+    opt = make_optimizer(ours, cfg)
+    assert all(group["foreach"] for group in opt.param_groups)
+    reference = type(opt)(loop, lr=0.05, weight_decay=1e-2, foreach=False)
+    for step in grads:
+        for params, o in ((ours, opt), (loop, reference)):
+            for p, g in zip(params, step, strict=True):
+                p.grad = g.clone()
+            o.step()
+    for a, b in zip(ours, loop, strict=True):
+        assert torch.equal(a, b)

@@ -25,15 +25,23 @@ from recbench.train.sparse_adam import RowSparseAdam
 
 
 def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The run's optimiser, always on torch's multi-tensor (``foreach``) path.
+
+    Why: torch picks that path by itself only when every parameter is on CUDA; on CPU it loops
+    over the parameters in Python. The arithmetic is the same op for op, so weights are bit for
+    bit the per-parameter loop's (tests/test_mf.py), and a model of many small tensors steps
+    faster: GLA's two 14-tensor nets, 1.86 -> 1.66 s per global epoch on ML-100K (alternating
+    epochs, 1 thread, others stopped, 2026-12-03)."""
     params = [p for p in params if p.requires_grad]
+    common = dict(lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(params, **common)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(params, **common)
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(params, **common)
     if cfg.optimizer == "adagrad":
-        return torch.optim.Adagrad(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adagrad(params, **common)
     raise ValueError(f"train.optimizer: {cfg.optimizer} is run by models with their own "
                      "epoch (glocal_k); choose adam, adamw, sgd or adagrad")
 
