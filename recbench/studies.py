@@ -300,11 +300,30 @@ def write_ledger(result: StudyResult, planned: list[PlannedRun], ledger: Path) -
     return written
 
 
+def split_names(wanted: str, known: set[str]) -> list[str]:
+    """``wanted`` split on commas, the pieces re-joined wherever they spell a known name.
+
+    Why: study labels such as "scores, user α" contain commas themselves; splitting blindly
+    made them impossible to select ("not among the study's variants"). The longest known name
+    starting at each piece wins; a piece that starts none is kept as it is (an error later)."""
+    pieces, names, i = wanted.split(","), [], 0
+    while i < len(pieces):
+        for j in range(len(pieces), i, -1):
+            if ",".join(pieces[i:j]) in known:
+                names.append(",".join(pieces[i:j]))
+                i = j
+                break
+        else:
+            names.append(pieces[i])
+            i += 1
+    return names
+
+
 def _keep_named(planned: list[PlannedRun], wanted: str, option: str, what: str,
                 attr: str) -> list[PlannedRun]:
     """The planned runs whose ``attr`` is one of the comma-separated names ``wanted``."""
-    names = set(wanted.split(","))
     known = {getattr(p, attr) for p in planned}
+    names = set(split_names(wanted, known))
     if not names <= known:
         raise ConfigError(f"{option}: {sorted(names - known)} not among the study's {what} "
                           f"({', '.join(sorted(known))})")

@@ -396,3 +396,13 @@ def test_extra_table_of_a_rows_study_reads_every_key_of_one_run(tmp_path):
 def test_extra_table_file_may_not_replace_the_study_table():
     with pytest.raises(ValueError, match="study's own table"):
         studies.ExtraTable(file="table.md", title="x", columns={"a": "rmse"})
+
+
+def test_labels_with_commas_are_selectable():
+    """--only-variants "scores, user α,global 250" picks two labels, one with a comma inside."""
+    known = {"scores, user α", "scores", "global 250", "a,b,c"}
+    assert studies.split_names("scores, user α,global 250", known) == ["scores, user α",
+                                                                       "global 250"]
+    assert studies.split_names("scores,global 250", known) == ["scores", "global 250"]
+    assert studies.split_names("a,b,c", known) == ["a,b,c"]
+    assert studies.split_names("a,nope", known) == ["a", "nope"]
