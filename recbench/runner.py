@@ -28,6 +28,7 @@ from recbench import runs
 from recbench.config import ExperimentConfig, run_hash, to_plain
 from recbench.data.prepare import DataPaths, load
 from recbench.eval.result import EvalResult
+from recbench.memory import allocator_setting, reuse_freed_memory
 from recbench.seeding import seed_everything
 from recbench.threads import ThreadChoice, choose_threads
 from recbench.train.api import RunContext, Stage, Trainer, lower_is_better
@@ -60,6 +61,7 @@ def build(cfg: ExperimentConfig, paths: DataPaths, device: str = "cpu") -> Built
     seed_everything(seed)
     threads = choose_threads(cfg.train.num_threads, cfg.model.name)
     torch.set_num_threads(threads.threads)
+    reuse_freed_memory()  # no page faults for every step's tensors: recbench/memory.py
     data = load(cfg.dataset, paths)
     ctx = RunContext(data, cfg.train, cfg.eval, resolve_device(device), seed)
     spec = MODELS[cfg.model.name]
@@ -99,7 +101,7 @@ def _env(cfg: ExperimentConfig, device: str, threads: ThreadChoice | None = None
             "machine": platform.machine(), "git_commit": git("rev-parse", "HEAD"),
             "git_dirty": bool(git("status", "--porcelain")), "seed": cfg.seed,
             "threads_reason": threads.reason if threads else "torch default",
-            "cpu": _cpu_model()}
+            "cpu": _cpu_model(), "allocator": allocator_setting()}
 
 
 def _cpu_model() -> str:
