@@ -82,9 +82,9 @@ class HeadCSR:
         ``sampled_addmm`` that writes into a pattern kept for the purpose (``out=`` the pattern
         itself): given another output, torch copies the pattern's indices and values into it
         first, and given a contiguous ``right.T`` it transposes it back into a copy — three
-        passes of 2.6 MB each for ML-100K's last layer that cost more than the dots at D = 16
-        (GAT, 2026-12-03 profile: 0.9 s of a 3.5 s epoch). The result is the pattern's value
-        buffer: valid until the next call, so callers consume or copy it at once."""
+        passes of 2.6 MB each on ML-100K's four heads (alternating epochs, 2026-12-03: 2.65 ->
+        2.44 s at 1 thread, 2.15 -> 1.93 at 2). The result is the pattern's value buffer:
+        valid until the next call, so callers consume or copy it at once."""
         if self._pattern is None:
             self._pattern = self.matrix(torch.zeros(self.heads, len(self.src),
                                                     device=self.src.device))
