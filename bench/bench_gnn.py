@@ -48,7 +48,8 @@ MODELS = [  # (label, model section, dataset, epochs timed)
     ("bpr_mf", {"name": "bpr_mf"}, ML100K, 5),
 ]
 KERNEL = {"lightgcn": "copy_u_sum, hand-written BPR gradient",
-          "ngcf": "copy_u_sum, hand-written BPR gradient", "gcn": "GraphConv (copy_u_sum)",
+          "ngcf": "native CSR product + fused C passes (recbench/native), hand-written BPR "
+                  "gradient", "gcn": "GraphConv (copy_u_sum)",
           "gat (4 heads)": "block-diagonal CSR SpMM (torch.sparse, int32), softmax normalised "
                            "after the product (AttentionAggregate)",
           "sage-mean": "SAGEConv (copy_u + mean)", "sage-pool": "SAGEConv (copy_u + max)",

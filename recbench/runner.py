@@ -29,6 +29,7 @@ from recbench.config import ExperimentConfig, run_hash, to_plain
 from recbench.data.prepare import DataPaths, load
 from recbench.eval.result import EvalResult
 from recbench.memory import allocator_setting, reuse_freed_memory
+from recbench.native import status as native_status
 from recbench.seeding import seed_everything
 from recbench.threads import ThreadChoice, choose_threads
 from recbench.train.api import RunContext, Stage, Trainer, lower_is_better
@@ -101,7 +102,8 @@ def _env(cfg: ExperimentConfig, device: str, threads: ThreadChoice | None = None
             "machine": platform.machine(), "git_commit": git("rev-parse", "HEAD"),
             "git_dirty": bool(git("status", "--porcelain")), "seed": cfg.seed,
             "threads_reason": threads.reason if threads else "torch default",
-            "cpu": _cpu_model(), "allocator": allocator_setting()}
+            "cpu": _cpu_model(), "allocator": allocator_setting(),
+            "native_kernels": native_status()}
 
 
 def _cpu_model() -> str:

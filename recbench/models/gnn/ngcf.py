@@ -23,6 +23,8 @@ from recbench.models.gnn.base import (
     make_graph_trainer,
     num_outputs,
 )
+from recbench.native import library
+from recbench.native import ops as native
 from recbench.seeding import drawing_from
 from recbench.train.api import RunContext
 
@@ -129,6 +131,90 @@ class NGCFTrainer(FullGraphBPR):
         return grad_h + grad_out[:, :dim]
 
 
+NATIVE_MAX_THREADS = 2  # measured here up to 2; beyond, torch's parallel kernels should win
+
+
+class NativeNGCFTrainer(NGCFTrainer):
+    """:class:`NGCFTrainer`'s step through the native kernels (``recbench/native``): each
+    layer's element-wise stages fused into one pass forward and one back, Â and Â^T as CSR
+    products, the BPR and L2 rows scattered straight into the gradients. The same function and
+    the same dropout draws (the mask from ``bernoulli_`` on the global generator, as before), so
+    results agree with :class:`NGCFTrainer` to float rounding, not bit for bit (sums run in
+    another order; tests/test_gnn.py checks both against autograd). Why and the figures:
+    recbench/native/ops.py. Single-threaded kernels: chosen on the CPU at up to
+    ``NATIVE_MAX_THREADS`` torch threads (:func:`ngcf_full_trainer`)."""
+
+    def __init__(self, model: NGCF, ctx: RunContext, **kwargs):
+        super().__init__(model, ctx, **kwargs)
+        if self.hand:
+            self.csr, self.csr_t = (native.graph_csr(model.graph),
+                                    native.graph_csr(model.graph, transpose=True))
+
+    def forward_saved(self) -> tuple[torch.Tensor, list[tuple]]:
+        """As :meth:`NGCFTrainer.forward_saved`; per layer (h, Âh, x1, x2, pre, mask, norm)."""
+        model = self.model
+        p = model.message_dropout.p if model.training else 0.0
+        h, dim = model.emb.weight.detach(), model.emb.embedding_dim
+        full = torch.empty(len(h), dim * (model.num_layers + 1))
+        full[:, :dim] = h
+        saved = []
+        for layer in range(model.num_layers):
+            side = self.csr.matmul(h)
+            x1, x2 = native.ngcf_mix(side, h)
+            w1, w2 = model.w1[layer], model.w2[layer]
+            pre = torch.addmm(w1.bias + w2.bias, x1, w1.weight.T).addmm_(x2, w2.weight.T)
+            mask = torch.empty_like(pre).bernoulli_(1 - p) if p > 0 else None
+            out, norm = native.ngcf_activate(pre, mask, 1 - p, model.negative_slope,
+                                             full[:, (layer + 1) * dim:(layer + 2) * dim])
+            saved.append((h, side, x1, x2, pre, mask, norm))
+            h = out
+        return full, saved
+
+    def propagate_back(self, grad_out: torch.Tensor, out: torch.Tensor,
+                       saved: list[tuple]) -> torch.Tensor:
+        model, dim = self.model, self.model.emb.embedding_dim
+        keep = 1 - model.message_dropout.p
+        grad_h = None
+        for layer in range(model.num_layers - 1, -1, -1):
+            h, side, x1, x2, pre, mask, norm = saved[layer]
+            cols = slice((layer + 1) * dim, (layer + 2) * dim)
+            grad_pre, bias = native.ngcf_activate_back(grad_out[:, cols], out[:, cols], norm,
+                                                       grad_h, mask, keep, pre,
+                                                       model.negative_slope)
+            w1, w2 = model.w1[layer], model.w2[layer]
+            w1.weight.grad, w2.weight.grad = grad_pre.T @ x1, grad_pre.T @ x2
+            w1.bias.grad, w2.bias.grad = bias, bias.clone()
+            a, b = native.ngcf_mix_back(grad_pre @ w1.weight, grad_pre @ w2.weight, h, side)
+            grad_h = self.csr_t.matmul(a, out=b, accumulate=True)  # b + Â^T a
+        return grad_h + grad_out[:, :dim]
+
+    def batch_gradient(self, u: torch.Tensor, p: torch.Tensor, n: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        model, size = self.model, len(u)
+        weight, off = model.emb.weight, model.num_users
+        pos, neg = p + off, n + off
+        with torch.no_grad():
+            out, saved = self.forward_saved()
+            grad_out = torch.zeros_like(out)
+            loss = native.bpr_scatter(out, u, pos, neg, grad_out)
+            grad = self.propagate_back(grad_out, out, saved)
+            reg = 0.0
+            if self.reg > 0:  # reg * |e0|^2 / 2 / B on the batch's ego rows
+                reg = self.reg / size * native.l2_scatter(weight.detach(), u, pos, neg,
+                                                          self.reg / size, grad)
+            weight.grad = grad
+        return torch.tensor(loss), torch.tensor(reg)
+
+
+def ngcf_full_trainer(ctx: RunContext) -> type[NGCFTrainer]:
+    """The native step on the CPU at up to ``NATIVE_MAX_THREADS`` threads when the kernels
+    build; :class:`NGCFTrainer` otherwise (GPU, more threads, ``RECBENCH_NATIVE=0``)."""
+    if (ctx.device.type == "cpu" and torch.get_num_threads() <= NATIVE_MAX_THREADS
+            and library() is not None):
+        return NativeNGCFTrainer
+    return NGCFTrainer
+
+
 def make_ngcf_trainer(cfg: NGCFConfig, ctx: RunContext):
     model = build_gnn(NGCF, cfg=cfg, ctx=ctx, negative_slope=cfg.negative_slope)
-    return make_graph_trainer(model, cfg, ctx, full_trainer=NGCFTrainer)
+    return make_graph_trainer(model, cfg, ctx, full_trainer=ngcf_full_trainer(ctx))

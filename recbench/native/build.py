@@ -1,0 +1,108 @@
+"""Compile ``kernels.c`` on first use and load it; say why not where that cannot happen.
+
+Why compile at run time rather than ship a wheel: the kernels are ~200 lines of plain C with no
+headers beyond libm, built for the CPU they run on (``-march=native``: AVX-512 here, whatever the
+machine has elsewhere) in about a second with the system's C compiler. The shared object is
+cached under ``$XDG_CACHE_HOME/recbench/native`` (default ``~/.cache``), named by a hash of the
+source, the flags, the compiler's version and the CPU's feature flags, so a change of any of
+them builds a new one and a cache shared between machines never hands one the other's
+instructions. The build writes a temporary file and renames it into place (two processes
+building at once both succeed).
+
+Nothing depends on the library being there: every caller has the torch path it replaced, and
+takes it when :func:`library` returns None (no compiler, a failed build, ``RECBENCH_NATIVE=0``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+SOURCE = Path(__file__).with_name("kernels.c")
+FLAGS = ("-O3", "-march=native", "-std=gnu11", "-shared", "-fPIC")
+DISABLE_ENV = "RECBENCH_NATIVE"
+
+_I64, _F32, _PTR, _INT = ctypes.c_int64, ctypes.c_float, ctypes.c_void_p, ctypes.c_int
+SIGNATURES: dict[str, tuple[list, type | None]] = {  # kernels.c's functions: (argtypes, restype)
+    "ngcf_mix": ([_PTR, _PTR, _PTR, _PTR, _I64], None),
+    "ngcf_activate": ([_PTR, _PTR, _F32, _F32, _PTR, _PTR, _PTR, _I64, _I64, _I64], None),
+    "ngcf_activate_back": ([_PTR, _PTR, _I64, _PTR, _PTR, _PTR, _F32, _PTR, _F32, _PTR, _PTR,
+                            _I64, _I64], None),
+    "ngcf_mix_back": ([_PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _I64], None),
+    "bpr_scatter": ([_PTR, _PTR, _PTR, _PTR, _I64, _I64, _PTR], ctypes.c_double),
+    "l2_scatter": ([_PTR, _PTR, _PTR, _PTR, _I64, _I64, _F32, _PTR], ctypes.c_double),
+    "csr_spmm": ([_PTR, _PTR, _PTR, _PTR, _PTR, _I64, _I64, _INT], None),
+}
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "recbench" / "native"
+
+
+def _cpu_flags() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return line
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _compiler() -> str | None:
+    return shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
+
+
+@functools.cache
+def _build() -> tuple[ctypes.CDLL | None, str]:
+    """(library, what happened): built or found in the cache, or None and why not."""
+    cc = _compiler()
+    if cc is None:
+        return None, "off: no C compiler (cc/gcc) on PATH; the torch kernels are used"
+    try:
+        version = subprocess.run([cc, "--version"], capture_output=True, text=True,
+                                 timeout=30).stdout
+        source = SOURCE.read_bytes()
+        key = hashlib.sha256(b"\0".join([source, " ".join(FLAGS).encode(), version.encode(),
+                                         _cpu_flags().encode()])).hexdigest()[:16]
+        target = cache_dir() / f"kernels-{key}.so"
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+            os.close(fd)
+            done = subprocess.run([cc, *FLAGS, "-o", tmp, str(SOURCE), "-lm"],
+                                  capture_output=True, text=True, timeout=120)
+            if done.returncode != 0:
+                os.unlink(tmp)
+                first = (done.stderr.strip().splitlines() or ["no message"])[0]
+                return None, f"off: {Path(cc).name} failed on kernels.c ({first})"
+            os.replace(tmp, target)
+        lib = ctypes.CDLL(str(target))
+    except (OSError, subprocess.SubprocessError) as exc:
+        return None, f"off: could not build or load kernels.c ({exc})"
+    for name, (argtypes, restype) in SIGNATURES.items():
+        fn = getattr(lib, name)
+        fn.argtypes, fn.restype = argtypes, restype
+    return lib, f"on: {target}"
+
+
+def library() -> ctypes.CDLL | None:
+    """The compiled kernels, or None (``RECBENCH_NATIVE=0``, no compiler, a failed build)."""
+    if os.environ.get(DISABLE_ENV, "1") == "0":
+        return None
+    return _build()[0]
+
+
+def status() -> str:
+    """One line for env.json: whether the native kernels are on, and where or why not."""
+    if os.environ.get(DISABLE_ENV, "1") == "0":
+        return f"off: {DISABLE_ENV}=0"
+    return _build()[1]

@@ -1,0 +1,166 @@
+/* recbench's native kernels: the element-wise passes of NGCF's hand-written BPR step fused
+   into one loop each, the BPR and L2 row gradients scattered without gathers, and a CSR
+   product with a dense matrix. float32, row-major; compiled and loaded by recbench/native/build.py,
+   called through recbench/native/ops.py (which says why each exists). Single-threaded. */
+#include <math.h>
+#include <stdint.h>
+
+/* a . b with 8 partial sums, so the compiler can vectorise the reduction */
+static inline float dot(const float *a, const float *b, int64_t n) {
+    float acc[8] = {0};
+    int64_t k = 0;
+    for (; k + 8 <= n; k += 8)
+        for (int j = 0; j < 8; j++) acc[j] += a[k + j] * b[k + j];
+    float s = 0.f;
+    for (; k < n; k++) s += a[k] * b[k];
+    for (int j = 0; j < 8; j++) s += acc[j];
+    return s;
+}
+
+/* x1 = side + h, x2 = side * h */
+void ngcf_mix(const float *side, const float *h, float *x1, float *x2, int64_t count) {
+    for (int64_t i = 0; i < count; i++) {
+        float s = side[i], v = h[i];
+        x1[i] = s + v;
+        x2[i] = s * v;
+    }
+}
+
+/* out = leaky_relu(pre) [* mask / keep]; norm[r] = |out_r|; normed (row stride ld) = out / max(norm, 1e-12) */
+void ngcf_activate(const float *pre, const float *mask, float keep, float slope, float *out,
+                   float *norm, float *normed, int64_t ld, int64_t rows, int64_t dim) {
+    for (int64_t r = 0; r < rows; r++) {
+        const float *p = pre + r * dim;
+        float *o = out + r * dim;
+        for (int64_t k = 0; k < dim; k++) {
+            float a = p[k] > 0 ? p[k] : p[k] * slope;
+            if (mask) a *= mask[r * dim + k] / keep;
+            o[k] = a;
+        }
+        float nrm = sqrtf(dot(o, o, dim));
+        norm[r] = nrm;
+        float div = nrm > 1e-12f ? nrm : 1e-12f;
+        float *w = normed + r * ld;
+        for (int64_t k = 0; k < dim; k++) w[k] = o[k] / div;
+    }
+}
+
+/* grad_pre = leaky_relu'(pre) * [mask/keep] * ((gy - y * <y, gy>) / max(norm, eps) + grad_h);
+   gy, y: row stride ld; bias_grad += column sums of grad_pre */
+void ngcf_activate_back(const float *gy, const float *y, int64_t ld, const float *norm,
+                        const float *grad_h, const float *mask, float keep, const float *pre,
+                        float slope, float *grad_pre, float *bias_grad, int64_t rows,
+                        int64_t dim) {
+    for (int64_t k = 0; k < dim; k++) bias_grad[k] = 0.f;
+    for (int64_t r = 0; r < rows; r++) {
+        const float *g = gy + r * ld, *yy = y + r * ld;
+        float radial = dot(yy, g, dim);
+        float nrm = norm[r];
+        if (!(nrm > 1e-12f)) radial = 0.f;
+        float inv = 1.f / (nrm > 1e-12f ? nrm : 1e-12f);
+        for (int64_t k = 0; k < dim; k++) {
+            int64_t i = r * dim + k;
+            float v = (g[k] - yy[k] * radial) * inv;
+            if (grad_h) v += grad_h[i];
+            if (mask) v *= mask[i] / keep;
+            v = pre[i] > 0 ? v : v * slope;
+            grad_pre[i] = v;
+            bias_grad[k] += v;
+        }
+    }
+}
+
+/* a = g1 + g2 * h, b = g1 + g2 * side */
+void ngcf_mix_back(const float *g1, const float *g2, const float *h, const float *side, float *a,
+                   float *b, int64_t count) {
+    for (int64_t i = 0; i < count; i++) {
+        a[i] = g1[i] + g2[i] * h[i];
+        b[i] = g1[i] + g2[i] * side[i];
+    }
+}
+
+/* BPR with one negative over rows of table (row stride dim): grad += dL/drow; returns the
+   summed softplus(-x) (the caller divides by B). */
+double bpr_scatter(const float *table, const int64_t *u, const int64_t *p, const int64_t *n,
+                   int64_t batch, int64_t dim, float *grad) {
+    double loss = 0.0;
+    float scale = -1.0f / (float)batch;
+    for (int64_t b = 0; b < batch; b++) {
+        const float *eu = table + u[b] * dim, *ep = table + p[b] * dim, *en = table + n[b] * dim;
+        float x = dot(eu, ep, dim) - dot(eu, en, dim);
+        float m = -x;
+        loss += m > 20.f ? m : log1pf(expf(m));
+        float c = (1.f / (1.f + expf(x))) * scale;   /* sigmoid(-x) * (-1/B) */
+        float *gu = grad + u[b] * dim, *gp = grad + p[b] * dim, *gn = grad + n[b] * dim;
+        /* one loop per row written: grad never overlaps table, but gp == gn when p == n */
+#pragma GCC ivdep
+        for (int64_t k = 0; k < dim; k++) gu[k] += c * (ep[k] - en[k]);
+#pragma GCC ivdep
+        for (int64_t k = 0; k < dim; k++) gp[k] += c * eu[k];
+#pragma GCC ivdep
+        for (int64_t k = 0; k < dim; k++) gn[k] -= c * eu[k];
+    }
+    return loss;
+}
+
+/* grad[idx] += alpha * table[idx] for u, p, n rows; returns sum of squares of those rows / 2 */
+double l2_scatter(const float *table, const int64_t *u, const int64_t *p, const int64_t *n,
+                  int64_t batch, int64_t dim, float alpha, float *grad) {
+    double sq = 0.0;
+    const int64_t *lists[3] = {u, p, n};
+    for (int l = 0; l < 3; l++)
+        for (int64_t b = 0; b < batch; b++) {
+            const float *e = table + lists[l][b] * dim;
+            float *g = grad + lists[l][b] * dim;
+            sq += dot(e, e, dim);
+#pragma GCC ivdep
+            for (int64_t k = 0; k < dim; k++) g[k] += alpha * e[k];
+        }
+    return sq / 2;
+}
+
+/* out[r] (+)= sum over j in row r of weight[j] * x[col[j]]: a CSR product with a dense (., D)
+   matrix, one output row at a time, its accumulator D / 16 vector registers (GCC's vector
+   extension: AVX-512, AVX or SSE, whatever the compiler targets) */
+typedef float vec16 __attribute__((vector_size(64), aligned(4)));
+#define CSR_SPMM(V)                                                                            \
+    static void csr_spmm_##V(const int64_t *indptr, const int64_t *col, const float *weight,  \
+                             const float *x, float *out, int64_t rows, int accumulate) {      \
+        for (int64_t r = 0; r < rows; r++) {                                                  \
+            vec16 acc[V];                                                                     \
+            vec16 *o = (vec16 *)(out + r * 16 * V);                                           \
+            for (int v = 0; v < V; v++) acc[v] = accumulate ? o[v] : (vec16){0};              \
+            for (int64_t j = indptr[r]; j < indptr[r + 1]; j++) {                             \
+                const vec16 *xr = (const vec16 *)(x + col[j] * 16 * V);                       \
+                float w = weight[j];                                                          \
+                for (int v = 0; v < V; v++) acc[v] += w * xr[v];                              \
+            }                                                                                 \
+            for (int v = 0; v < V; v++) o[v] = acc[v];                                        \
+        }                                                                                     \
+    }
+CSR_SPMM(1)
+CSR_SPMM(2)
+CSR_SPMM(4)
+CSR_SPMM(8)
+
+/* the same for any D; D in 16, 32, 64, 128 keep the row in registers */
+void csr_spmm(const int64_t *indptr, const int64_t *col, const float *weight, const float *x,
+             float *out, int64_t rows, int64_t dim, int accumulate) {
+    switch (dim) {
+    case 16: csr_spmm_1(indptr, col, weight, x, out, rows, accumulate); return;
+    case 32: csr_spmm_2(indptr, col, weight, x, out, rows, accumulate); return;
+    case 64: csr_spmm_4(indptr, col, weight, x, out, rows, accumulate); return;
+    case 128: csr_spmm_8(indptr, col, weight, x, out, rows, accumulate); return;
+    default: break;
+    }
+    for (int64_t r = 0; r < rows; r++) {  /* any other D: plain loops */
+        float *o = out + r * dim;
+        if (!accumulate)
+            for (int64_t k = 0; k < dim; k++) o[k] = 0.f;
+        for (int64_t j = indptr[r]; j < indptr[r + 1]; j++) {
+            const float *xr = x + col[j] * dim;
+            float w = weight[j];
+            for (int64_t k = 0; k < dim; k++) o[k] += w * xr[k];
+        }
+    }
+}
