@@ -383,13 +383,12 @@ def test_gat_attention_dropout_keeps_the_normalised_path():
     assert torch.allclose(fused, ref, atol=1e-6)
 
 
-@pytest.mark.parametrize("reg", [0.0, 0.05])
-def test_lightgcn_hand_written_gradient_equals_autograds(tiny_data, reg):
-    """LightGCNTrainer's dL/dE (transposed propagation of the score gradient) is autograd's."""
-    from recbench.models.gnn.lightgcn import LightGCNTrainer
-
-    trainer = make_trainer(tiny_data, "lightgcn", reg=reg, num_layers=3)
-    assert isinstance(trainer, LightGCNTrainer) and trainer.plain
+@pytest.mark.parametrize("reg,emb_dim", [(0.0, 8), (0.05, 8), (0.05, 16)])
+def test_lightgcn_hand_written_gradient_equals_autograds(tiny_data, reg, emb_dim, step):
+    """LightGCN's hand-written dL/dE (transposed propagation of the score gradient) is
+    autograd's, on the torch and the native step."""
+    trainer = make_trainer(tiny_data, "lightgcn", reg=reg, num_layers=3, emb_dim=emb_dim)
+    assert type(trainer) is step_class("lightgcn", step) and trainer.plain
     idx = torch.randperm(len(trainer.users), generator=torch.Generator().manual_seed(3))[:50]
     u, p = trainer.users[idx], trainer.items[idx]
     n = trainer.sample(u)
@@ -404,10 +403,11 @@ def test_lightgcn_hand_written_gradient_equals_autograds(tiny_data, reg):
     assert torch.allclose(trainer.model.emb.weight.grad, expected, atol=1e-7, rtol=1e-5)
 
 
-def test_lightgcn_epoch_matches_the_autograd_path_and_dropout_keeps_autograd(tiny_data):
+def test_lightgcn_epoch_matches_the_autograd_path_and_dropout_keeps_autograd(tiny_data, step):
     from recbench.train.trainers import PairwiseTrainer
 
     fast = make_trainer(tiny_data, "lightgcn", reg=0.01)
+    assert type(fast) is step_class("lightgcn", step)
     slow = make_trainer(tiny_data, "lightgcn", reg=0.01)
     for epoch in range(3):
         a, b = fast.train_epoch(epoch), PairwiseTrainer.train_epoch(slow, epoch)
@@ -418,29 +418,35 @@ def test_lightgcn_epoch_matches_the_autograd_path_and_dropout_keeps_autograd(tin
 
 
 @pytest.fixture(params=["torch", "native"])
-def ngcf_step(request, monkeypatch):
-    """Which NGCF step make_trainer builds: the torch one or the native kernels' (skipped where
-    they do not build); the class it must be."""
-    from recbench.models.gnn.ngcf import NativeNGCFTrainer, NGCFTrainer
+def step(request, monkeypatch) -> str:
+    """Which full-graph BPR step make_trainer builds for LightGCN and NGCF: the torch one
+    (``RECBENCH_NATIVE=0``) or the native kernels' (skipped where they do not build)."""
     from recbench.native import library
 
     if request.param == "torch":
         monkeypatch.setenv("RECBENCH_NATIVE", "0")
-        return NGCFTrainer
-    if library() is None:
+    elif library() is None:
         pytest.skip("native kernels do not build here")
-    return NativeNGCFTrainer
+    return request.param
+
+
+def step_class(model: str, step: str) -> type:
+    from recbench.models.gnn.lightgcn import LightGCNTrainer, NativeLightGCNTrainer
+    from recbench.models.gnn.ngcf import NativeNGCFTrainer, NGCFTrainer
+
+    return {("lightgcn", "torch"): LightGCNTrainer, ("lightgcn", "native"): NativeLightGCNTrainer,
+            ("ngcf", "torch"): NGCFTrainer, ("ngcf", "native"): NativeNGCFTrainer}[model, step]
 
 
 @pytest.mark.parametrize("dropout,emb_dim", [(0.0, 8), (0.1, 8), (0.1, 16)])
-def test_ngcf_hand_written_gradient_equals_autograds(tiny_data, dropout, emb_dim, ngcf_step):
+def test_ngcf_hand_written_gradient_equals_autograds(tiny_data, dropout, emb_dim, step):
     """NGCF's hand-written gradients (ego table, both layers' weights and biases) are
     autograd's, on the torch and the native step (16-d: the native CSR product's vector path);
     the forward draws message dropout's mask as nn.Dropout does, so the loss is the same (bit
     for bit on the torch step, to rounding on the native one)."""
     trainer = make_trainer(tiny_data, "ngcf", reg=0.01, num_layers=2, message_dropout=dropout,
                            emb_dim=emb_dim)
-    assert type(trainer) is ngcf_step and trainer.plain
+    assert type(trainer) is step_class("ngcf", step) and trainer.plain
     model = trainer.model.train()
     idx = torch.randperm(len(trainer.users), generator=torch.Generator().manual_seed(3))[:50]
     u, p = trainer.users[idx], trainer.items[idx]
@@ -454,7 +460,7 @@ def test_ngcf_hand_written_gradient_equals_autograds(tiny_data, dropout, emb_dim
     expected = torch.autograd.grad(loss + reg_t, params)
     torch.manual_seed(11)
     got_loss, got_reg = trainer.batch_gradient(u, p, n)
-    if ngcf_step.__name__ == "NGCFTrainer":
+    if step == "torch":
         assert float(got_loss) == float(loss)  # the same forward, bit for bit
     assert float(got_loss) == pytest.approx(float(loss), rel=1e-6)
     assert float(got_reg) == pytest.approx(float(reg_t), rel=1e-6, abs=1e-12)
@@ -462,12 +468,12 @@ def test_ngcf_hand_written_gradient_equals_autograds(tiny_data, dropout, emb_dim
         assert torch.allclose(prm.grad, want, atol=1e-7, rtol=1e-4), prm.shape
 
 
-def test_ngcf_epoch_matches_the_autograd_path(tiny_data, ngcf_step):
+def test_ngcf_epoch_matches_the_autograd_path(tiny_data, step):
     from recbench.train.trainers import PairwiseTrainer
 
     fast = make_trainer(tiny_data, "ngcf", reg=0.01, message_dropout=0.1)
     slow = make_trainer(tiny_data, "ngcf", reg=0.01, message_dropout=0.1)
-    assert type(fast) is ngcf_step
+    assert type(fast) is step_class("ngcf", step)
     for epoch in range(3):
         torch.manual_seed(epoch)
         a = fast.train_epoch(epoch)

@@ -20,6 +20,7 @@ from recbench.models.gnn.base import (
     make_graph_trainer,
     num_outputs,
 )
+from recbench.models.gnn.native_step import NativeFullGraphBPR, full_trainer
 from recbench.train.api import RunContext
 
 
@@ -82,6 +83,22 @@ class LightGCNTrainer(FullGraphBPR):
         return grad
 
 
+class NativeLightGCNTrainer(LightGCNTrainer, NativeFullGraphBPR):
+    """:class:`LightGCNTrainer` with Â, Â^T and the BPR rows from the native kernels
+    (:class:`~recbench.models.gnn.native_step.NativeFullGraphBPR`); the forward is
+    ``propagate``'s sum over CSR products instead of ``model.embed()``, so training agrees
+    with the torch step to float rounding (evaluation still scores through ``model.embed()``)."""
+
+    def forward_saved(self) -> tuple[torch.Tensor, None]:
+        alpha, h = self.model.alpha, self.model.emb.weight.detach()
+        out = alpha[0] * h
+        for layer in range(self.model.num_layers):
+            h = self.spmm(h)
+            out.add_(h, alpha=float(alpha[layer + 1]))
+        return out, None
+
+
 def make_lightgcn_trainer(cfg: LightGCNConfig, ctx: RunContext):
     model = build_gnn(LightGCN, cfg=cfg, ctx=ctx, alpha=cfg.alpha)
-    return make_graph_trainer(model, cfg, ctx, full_trainer=LightGCNTrainer)
+    return make_graph_trainer(model, cfg, ctx, full_trainer=full_trainer(
+        ctx, LightGCNTrainer, NativeLightGCNTrainer))

@@ -23,7 +23,7 @@ from recbench.models.gnn.base import (
     make_graph_trainer,
     num_outputs,
 )
-from recbench.native import library
+from recbench.models.gnn.native_step import NativeFullGraphBPR, full_trainer
 from recbench.native import ops as native
 from recbench.seeding import drawing_from
 from recbench.train.api import RunContext
@@ -131,24 +131,12 @@ class NGCFTrainer(FullGraphBPR):
         return grad_h + grad_out[:, :dim]
 
 
-NATIVE_MAX_THREADS = 2  # measured here up to 2; beyond, torch's parallel kernels should win
-
-
-class NativeNGCFTrainer(NGCFTrainer):
-    """:class:`NGCFTrainer`'s step through the native kernels (``recbench/native``): each
-    layer's element-wise stages fused into one pass forward and one back, Â and Â^T as CSR
-    products, the BPR and L2 rows scattered straight into the gradients. The same function and
-    the same dropout draws (the mask from ``bernoulli_`` on the global generator, as before), so
-    results agree with :class:`NGCFTrainer` to float rounding, not bit for bit (sums run in
-    another order; tests/test_gnn.py checks both against autograd). Why and the figures:
-    recbench/native/ops.py. Single-threaded kernels: chosen on the CPU at up to
-    ``NATIVE_MAX_THREADS`` torch threads (:func:`ngcf_full_trainer`)."""
-
-    def __init__(self, model: NGCF, ctx: RunContext, **kwargs):
-        super().__init__(model, ctx, **kwargs)
-        if self.hand:
-            self.csr, self.csr_t = (native.graph_csr(model.graph),
-                                    native.graph_csr(model.graph, transpose=True))
+class NativeNGCFTrainer(NGCFTrainer, NativeFullGraphBPR):
+    """:class:`NGCFTrainer`'s step through the native kernels: each layer's element-wise stages
+    fused into one pass forward and one back, Â / Â^T and the BPR rows from
+    :class:`~recbench.models.gnn.native_step.NativeFullGraphBPR`. Message dropout's mask is
+    drawn as before (``bernoulli_`` on the global generator), so the function and the draws are
+    :class:`NGCFTrainer`'s (tests/test_gnn.py checks both against autograd)."""
 
     def forward_saved(self) -> tuple[torch.Tensor, list[tuple]]:
         """As :meth:`NGCFTrainer.forward_saved`; per layer (h, Âh, x1, x2, pre, mask, norm)."""
@@ -159,7 +147,7 @@ class NativeNGCFTrainer(NGCFTrainer):
         full[:, :dim] = h
         saved = []
         for layer in range(model.num_layers):
-            side = self.csr.matmul(h)
+            side = self.spmm(h)
             x1, x2 = native.ngcf_mix(side, h)
             w1, w2 = model.w1[layer], model.w2[layer]
             pre = torch.addmm(w1.bias + w2.bias, x1, w1.weight.T).addmm_(x2, w2.weight.T)
@@ -185,36 +173,11 @@ class NativeNGCFTrainer(NGCFTrainer):
             w1.weight.grad, w2.weight.grad = grad_pre.T @ x1, grad_pre.T @ x2
             w1.bias.grad, w2.bias.grad = bias, bias.clone()
             a, b = native.ngcf_mix_back(grad_pre @ w1.weight, grad_pre @ w2.weight, h, side)
-            grad_h = self.csr_t.matmul(a, out=b, accumulate=True)  # b + Â^T a
+            grad_h = self.spmm_transposed(a, add_to=b)  # b + Â^T a
         return grad_h + grad_out[:, :dim]
-
-    def batch_gradient(self, u: torch.Tensor, p: torch.Tensor, n: torch.Tensor
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
-        model, size = self.model, len(u)
-        weight, off = model.emb.weight, model.num_users
-        pos, neg = p + off, n + off
-        with torch.no_grad():
-            out, saved = self.forward_saved()
-            grad_out = torch.zeros_like(out)
-            loss = native.bpr_scatter(out, u, pos, neg, grad_out)
-            grad = self.propagate_back(grad_out, out, saved)
-            reg = 0.0
-            if self.reg > 0:  # reg * |e0|^2 / 2 / B on the batch's ego rows
-                reg = self.reg / size * native.l2_scatter(weight.detach(), u, pos, neg,
-                                                          self.reg / size, grad)
-            weight.grad = grad
-        return torch.tensor(loss), torch.tensor(reg)
-
-
-def ngcf_full_trainer(ctx: RunContext) -> type[NGCFTrainer]:
-    """The native step on the CPU at up to ``NATIVE_MAX_THREADS`` threads when the kernels
-    build; :class:`NGCFTrainer` otherwise (GPU, more threads, ``RECBENCH_NATIVE=0``)."""
-    if (ctx.device.type == "cpu" and torch.get_num_threads() <= NATIVE_MAX_THREADS
-            and library() is not None):
-        return NativeNGCFTrainer
-    return NGCFTrainer
 
 
 def make_ngcf_trainer(cfg: NGCFConfig, ctx: RunContext):
     model = build_gnn(NGCF, cfg=cfg, ctx=ctx, negative_slope=cfg.negative_slope)
-    return make_graph_trainer(model, cfg, ctx, full_trainer=ngcf_full_trainer(ctx))
+    return make_graph_trainer(model, cfg, ctx,
+                              full_trainer=full_trainer(ctx, NGCFTrainer, NativeNGCFTrainer))

@@ -1,0 +1,74 @@
+"""The full-graph BPR step through the native kernels (``recbench/native``), for LightGCN and NGCF.
+
+:class:`NativeFullGraphBPR` replaces three pieces of :class:`~recbench.models.gnn.base.FullGraphBPR`
+and keeps the rest: Â and Â^T are CSR products built once from the training graph (the
+factorised norm ns[j] nd[i] as values) instead of DGL's ``copy_u_sum`` between two row
+scalings, and the batch's BPR and L2 rows are scattered straight into the gradients instead of
+gathered, differentiated and ``index_add_``-ed back. A model's own native trainer
+(``NativeLightGCNTrainer``, ``NativeNGCFTrainer``) puts it after its torch trainer in the bases,
+so its forward and backward read :meth:`spmm` / :meth:`spmm_transposed` from here.
+
+Same function, same random draws; sums run in another order, so results agree with the torch
+step to float rounding, not bit for bit. The kernels are single-threaded: :func:`full_trainer`
+takes them on the CPU at up to ``NATIVE_MAX_THREADS`` torch threads (measured here up to 2;
+beyond, torch's parallel kernels should win), below the large-graph mode's size and when they
+build. Figures: recbench/native/ops.py.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from recbench.memory import LARGE_GRAPH_EDGES
+from recbench.models.gnn.base import FullGraphBPR, GraphRecommender
+from recbench.native import library
+from recbench.native import ops as native
+from recbench.train.api import RunContext
+
+NATIVE_MAX_THREADS = 2
+
+
+class NativeFullGraphBPR(FullGraphBPR):
+    """FullGraphBPR with CSR products and scattered BPR/L2 rows (module docstring)."""
+
+    def __init__(self, model: GraphRecommender, ctx: RunContext, **kwargs):
+        super().__init__(model, ctx, **kwargs)
+        if self.hand:
+            self.csr = native.graph_csr(model.graph)
+            self.csr_t = native.graph_csr(model.graph, transpose=True)
+
+    def spmm(self, h: torch.Tensor) -> torch.Tensor:
+        """``Â h`` over the full graph (``GraphRecommender.spmm``'s function)."""
+        return self.csr.matmul(h)
+
+    def spmm_transposed(self, h: torch.Tensor, add_to: torch.Tensor | None = None
+                        ) -> torch.Tensor:
+        return self.csr_t.matmul(h, out=add_to, accumulate=add_to is not None)
+
+    def batch_gradient(self, u: torch.Tensor, p: torch.Tensor, n: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        model, size = self.model, len(u)
+        weight, off = model.emb.weight, model.num_users
+        pos, neg = p + off, n + off
+        with torch.no_grad():
+            out, saved = self.forward_saved()
+            grad_out = torch.zeros_like(out)
+            loss = native.bpr_scatter(out, u, pos, neg, grad_out)
+            grad = self.propagate_back(grad_out, out, saved)
+            reg = 0.0
+            if self.reg > 0:  # reg * |e0|^2 / 2 / B on the batch's ego rows (model.ego)
+                reg = self.reg / size * native.l2_scatter(weight.detach(), u, pos, neg,
+                                                          self.reg / size, grad)
+            weight.grad = grad
+        return torch.tensor(loss), torch.tensor(reg)
+
+
+def full_trainer(ctx: RunContext, torch_step: type, native_step: type) -> type:
+    """``native_step`` on the CPU at up to ``NATIVE_MAX_THREADS`` threads when the kernels
+    build; ``torch_step`` otherwise (GPU, more threads, ``RECBENCH_NATIVE=0``, and graphs of
+    the large-graph mode's size, where the single-threaded CSR product was not measured
+    against DGL's parallel one)."""
+    if (ctx.device.type == "cpu" and torch.get_num_threads() <= NATIVE_MAX_THREADS
+            and ctx.data.g.num_edges() < LARGE_GRAPH_EDGES and library() is not None):
+        return native_step
+    return torch_step
