@@ -19,12 +19,25 @@ def tiny_data(tiny_paths):
                 tiny_paths)
 
 
-def _trainer(data, **model_args) -> DotProductPairwiseTrainer:
+@pytest.fixture(params=["torch", "native"])
+def step(request, monkeypatch) -> str:
+    """The torch batch gradient (``RECBENCH_NATIVE=0``) or the native loop's (skipped where the
+    kernels do not build)."""
+    from recbench.native import library
+
+    if request.param == "torch":
+        monkeypatch.setenv("RECBENCH_NATIVE", "0")
+    elif library() is None:
+        pytest.skip("native kernels do not build here")
+    return request.param
+
+
+def _trainer(data, emb_dim: int = 8, **model_args) -> DotProductPairwiseTrainer:
     torch.set_num_threads(1)
     spec = MODELS["bpr_mf"]
     ctx = RunContext(data, TrainConfig(lr=0.05, batch_size=32, weight_decay=1e-4),
                      EvalConfig(k=[5]), torch.device("cpu"), 0)
-    return spec.make_trainer(spec.config(name="bpr_mf", emb_dim=8, **model_args), ctx)
+    return spec.make_trainer(spec.config(name="bpr_mf", emb_dim=emb_dim, **model_args), ctx)
 
 
 def _autograd_gradients(trainer, u, p, n):
@@ -37,10 +50,10 @@ def _autograd_gradients(trainer, u, p, n):
     return float(loss), float(reg), gu, gi
 
 
-@pytest.mark.parametrize("reg", [0.0, 0.3])
-def test_hand_written_gradient_equals_autograds(tiny_data, reg):
-    trainer = _trainer(tiny_data, reg=reg)
-    assert trainer.plain
+@pytest.mark.parametrize("reg,emb_dim", [(0.0, 8), (0.3, 8), (0.3, 20)])
+def test_hand_written_gradient_equals_autograds(tiny_data, reg, emb_dim, step):
+    trainer = _trainer(tiny_data, reg=reg, emb_dim=emb_dim)
+    assert trainer.plain and trainer.native == (step == "native")
     gen = torch.Generator().manual_seed(1)
     idx = torch.randperm(len(trainer.users), generator=gen)[:40]
     u, p = trainer.users[idx], trainer.items[idx]
@@ -54,9 +67,10 @@ def test_hand_written_gradient_equals_autograds(tiny_data, reg):
     assert torch.allclose(trainer.item_table.grad, gi, atol=1e-7, rtol=1e-5)
 
 
-def test_an_epoch_matches_the_autograd_path(tiny_data):
+def test_an_epoch_matches_the_autograd_path(tiny_data, step):
     """The same draws, the same updates up to float rounding."""
     fast, slow = _trainer(tiny_data, reg=0.1), _trainer(tiny_data, reg=0.1)
+    assert fast.native == (step == "native")
     assert torch.equal(fast.user_table, slow.user_table)
     for epoch in range(3):
         a = fast.train_epoch(epoch)

@@ -66,3 +66,33 @@ def test_kernels_refuse_what_they_cannot_read():
         native.ngcf_mix(x.T, x.T)
     with pytest.raises(ValueError, match="contiguous CPU"):
         native.ngcf_mix(x.double(), x.double())
+
+
+@needs_native
+@pytest.mark.parametrize("weight_decay", [0.0, 1e-2])
+def test_native_adam_is_torchs(weight_decay):
+    """NativeAdam's weights follow torch.optim.Adam's (multi-tensor) to float rounding, its
+    state is torch's (a checkpoint loads into either), and what it does not cover (amsgrad)
+    steps through torch."""
+    from recbench.native.adam import NativeAdam
+
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(7, 4), (4,), (33, 5)]
+    start = [torch.randn(s, generator=gen) for s in shapes]
+    grads = [[torch.randn(s, generator=gen) for s in shapes] for _ in range(6)]
+    ours = [torch.nn.Parameter(t.clone()) for t in start]
+    ref = [torch.nn.Parameter(t.clone()) for t in start]
+    opt = NativeAdam(ours, lr=0.05, weight_decay=weight_decay, foreach=True)
+    reference = torch.optim.Adam(ref, lr=0.05, weight_decay=weight_decay, foreach=True)
+    for step in grads:
+        for params, o in ((ours, opt), (ref, reference)):
+            for p, g in zip(params, step, strict=True):
+                p.grad = g.clone()
+            o.step()
+    for a, b in zip(ours, ref, strict=True):
+        assert torch.allclose(a, b, atol=1e-6, rtol=1e-5)
+    loaded = torch.optim.Adam([torch.nn.Parameter(t.clone()) for t in start], lr=0.05)
+    loaded.load_state_dict(opt.state_dict())
+    assert float(loaded.state_dict()["state"][0]["step"]) == len(grads)
+    amsgrad = NativeAdam([torch.nn.Parameter(start[0].clone())], lr=0.05, amsgrad=True)
+    assert not amsgrad._native()

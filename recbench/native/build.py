@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 
 SOURCE = Path(__file__).with_name("kernels.c")
-FLAGS = ("-O3", "-march=native", "-std=gnu11", "-shared", "-fPIC")
+FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-std=gnu11", "-shared", "-fPIC")
 DISABLE_ENV = "RECBENCH_NATIVE"
 
 _I64, _F32, _PTR, _INT = ctypes.c_int64, ctypes.c_float, ctypes.c_void_p, ctypes.c_int
@@ -39,6 +39,9 @@ SIGNATURES: dict[str, tuple[list, type | None]] = {  # kernels.c's functions: (a
     "bpr_scatter": ([_PTR, _PTR, _PTR, _PTR, _I64, _I64, _PTR], ctypes.c_double),
     "l2_scatter": ([_PTR, _PTR, _PTR, _PTR, _I64, _I64, _F32, _PTR], ctypes.c_double),
     "csr_spmm": ([_PTR, _PTR, _PTR, _PTR, _PTR, _I64, _I64, _INT], None),
+    "mf_bpr_scatter": ([_PTR, _PTR, _PTR, _PTR, _PTR, _I64, _I64, _F32, _PTR, _PTR, _PTR], None),
+    "adam_update": ([_PTR, _PTR, _PTR, _PTR, _I64, _F32, _F32, _F32, _F32, _F32, _F32, _F32],
+                    None),
 }
 
 

@@ -164,3 +164,48 @@ void csr_spmm(const int64_t *indptr, const int64_t *col, const float *weight, co
         }
     }
 }
+
+/* BPR-MF's batch on two tables (users, items; row length dim): grad_u / grad_i (zeroed by the
+   caller) get each row's gradient of mean(softplus(-u.(p - n))) plus shrink * the row (the L2
+   term, shrink = reg / B; 0 for none); out[0] = the summed softplus, out[1] = the rows' summed
+   squares / 2 */
+void mf_bpr_scatter(const float *users, const float *items, const int64_t *u, const int64_t *p,
+                    const int64_t *n, int64_t batch, int64_t dim, float shrink, float *grad_u,
+                    float *grad_i, double *out) {
+    double loss = 0.0, sq = 0.0;
+    float scale = -1.0f / (float)batch;
+    for (int64_t b = 0; b < batch; b++) {
+        const float *eu = users + u[b] * dim, *ep = items + p[b] * dim, *en = items + n[b] * dim;
+        float x = dot(eu, ep, dim) - dot(eu, en, dim);
+        float m = -x;
+        loss += m > 20.f ? m : log1pf(expf(m));
+        float c = (1.f / (1.f + expf(x))) * scale;
+        float *gu = grad_u + u[b] * dim, *gp = grad_i + p[b] * dim, *gn = grad_i + n[b] * dim;
+#pragma GCC ivdep
+        for (int64_t k = 0; k < dim; k++) gu[k] += c * (ep[k] - en[k]) + shrink * eu[k];
+#pragma GCC ivdep
+        for (int64_t k = 0; k < dim; k++) gp[k] += c * eu[k] + shrink * ep[k];
+#pragma GCC ivdep
+        for (int64_t k = 0; k < dim; k++) gn[k] += shrink * en[k] - c * eu[k];
+        if (shrink != 0.f) sq += dot(eu, eu, dim) + dot(ep, ep, dim) + dot(en, en, dim);
+    }
+    out[0] = loss;
+    out[1] = sq / 2;
+}
+
+/* One Adam step on a contiguous float32 tensor, torch 2.2's multi-tensor Adam op for op:
+   g (+= weight_decay * p); m = lerp(m, g, 1 - beta1); v = v * beta2 + (1 - beta2) g g;
+   p += step_size * m / (sqrt(v) / bc2_sqrt + eps), step_size = -lr / (1 - beta1^t) */
+void adam_update(float *param, const float *grad, float *m, float *v, int64_t count,
+                 float step_size, float one_minus_beta1, float beta2, float one_minus_beta2,
+                 float bc2_sqrt, float eps, float weight_decay) {
+    for (int64_t i = 0; i < count; i++) {
+        float g = grad[i];
+        if (weight_decay != 0.f) g = g + weight_decay * param[i];
+        float mi = m[i] + one_minus_beta1 * (g - m[i]);
+        float vi = v[i] * beta2 + one_minus_beta2 * g * g;
+        m[i] = mi;
+        v[i] = vi;
+        param[i] = param[i] + step_size * (mi / (sqrtf(vi) / bc2_sqrt + eps));
+    }
+}

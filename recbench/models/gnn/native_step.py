@@ -10,8 +10,8 @@ so its forward and backward read :meth:`spmm` / :meth:`spmm_transposed` from her
 
 Same function, same random draws; sums run in another order, so results agree with the torch
 step to float rounding, not bit for bit. The kernels are single-threaded: :func:`full_trainer`
-takes them on the CPU at up to ``NATIVE_MAX_THREADS`` torch threads (measured here up to 2;
-beyond, torch's parallel kernels should win), below the large-graph mode's size and when they
+takes them on the CPU at up to ``native.ops.MAX_THREADS`` torch threads (measured here up to
+2; beyond, torch's parallel kernels should win), below the large-graph mode's size and when they
 build. Figures: recbench/native/ops.py.
 """
 
@@ -21,11 +21,9 @@ import torch
 
 from recbench.memory import LARGE_GRAPH_EDGES
 from recbench.models.gnn.base import FullGraphBPR, GraphRecommender
-from recbench.native import library
 from recbench.native import ops as native
 from recbench.train.api import RunContext
-
-NATIVE_MAX_THREADS = 2
+from recbench.train.trainers import make_optimizer
 
 
 class NativeFullGraphBPR(FullGraphBPR):
@@ -36,6 +34,7 @@ class NativeFullGraphBPR(FullGraphBPR):
         if self.hand:
             self.csr = native.graph_csr(model.graph)
             self.csr_t = native.graph_csr(model.graph, transpose=True)
+            self.opt = make_optimizer(model.parameters(), ctx.train, native_step=True)
 
     def spmm(self, h: torch.Tensor) -> torch.Tensor:
         """``Â h`` over the full graph (``GraphRecommender.spmm``'s function)."""
@@ -64,11 +63,9 @@ class NativeFullGraphBPR(FullGraphBPR):
 
 
 def full_trainer(ctx: RunContext, torch_step: type, native_step: type) -> type:
-    """``native_step`` on the CPU at up to ``NATIVE_MAX_THREADS`` threads when the kernels
-    build; ``torch_step`` otherwise (GPU, more threads, ``RECBENCH_NATIVE=0``, and graphs of
-    the large-graph mode's size, where the single-threaded CSR product was not measured
-    against DGL's parallel one)."""
-    if (ctx.device.type == "cpu" and torch.get_num_threads() <= NATIVE_MAX_THREADS
-            and ctx.data.g.num_edges() < LARGE_GRAPH_EDGES and library() is not None):
+    """``native_step`` where ``native.usable`` (CPU, ≤ 2 threads, the kernels build), below the
+    large-graph mode's size (the single-threaded CSR product was not measured there against
+    DGL's parallel one); ``torch_step`` otherwise (GPU, more threads, ``RECBENCH_NATIVE=0``)."""
+    if native.usable(ctx.device) and ctx.data.g.num_edges() < LARGE_GRAPH_EDGES:
         return native_step
     return torch_step
