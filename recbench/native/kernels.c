@@ -79,6 +79,16 @@ void ngcf_mix_back(const float *g1, const float *g2, const float *h, const float
     }
 }
 
+/* One BPR triple's share of the mean loss, x = u.(p - n): adds softplus(-x) to *loss and
+   returns dL/dx = -sigmoid(-x) / B (scale = -1 / B) */
+static inline float bpr_slope(const float *eu, const float *ep, const float *en, int64_t dim,
+                              float scale, double *loss) {
+    float x = dot(eu, ep, dim) - dot(eu, en, dim);
+    float m = -x;
+    *loss += m > 20.f ? m : log1pf(expf(m));
+    return (1.f / (1.f + expf(x))) * scale;
+}
+
 /* BPR with one negative over rows of table (row stride dim): grad += dL/drow; returns the
    summed softplus(-x) (the caller divides by B). */
 double bpr_scatter(const float *table, const int64_t *u, const int64_t *p, const int64_t *n,
@@ -87,10 +97,7 @@ double bpr_scatter(const float *table, const int64_t *u, const int64_t *p, const
     float scale = -1.0f / (float)batch;
     for (int64_t b = 0; b < batch; b++) {
         const float *eu = table + u[b] * dim, *ep = table + p[b] * dim, *en = table + n[b] * dim;
-        float x = dot(eu, ep, dim) - dot(eu, en, dim);
-        float m = -x;
-        loss += m > 20.f ? m : log1pf(expf(m));
-        float c = (1.f / (1.f + expf(x))) * scale;   /* sigmoid(-x) * (-1/B) */
+        float c = bpr_slope(eu, ep, en, dim, scale, &loss);
         float *gu = grad + u[b] * dim, *gp = grad + p[b] * dim, *gn = grad + n[b] * dim;
         /* one loop per row written: grad never overlaps table, but gp == gn when p == n */
 #pragma GCC ivdep
@@ -176,10 +183,7 @@ void mf_bpr_scatter(const float *users, const float *items, const int64_t *u, co
     float scale = -1.0f / (float)batch;
     for (int64_t b = 0; b < batch; b++) {
         const float *eu = users + u[b] * dim, *ep = items + p[b] * dim, *en = items + n[b] * dim;
-        float x = dot(eu, ep, dim) - dot(eu, en, dim);
-        float m = -x;
-        loss += m > 20.f ? m : log1pf(expf(m));
-        float c = (1.f / (1.f + expf(x))) * scale;
+        float c = bpr_slope(eu, ep, en, dim, scale, &loss);
         float *gu = grad_u + u[b] * dim, *gp = grad_i + p[b] * dim, *gn = grad_i + n[b] * dim;
 #pragma GCC ivdep
         for (int64_t k = 0; k < dim; k++) gu[k] += c * (ep[k] - en[k]) + shrink * eu[k];
