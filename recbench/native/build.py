@@ -36,10 +36,9 @@ SIGNATURES: dict[str, tuple[list, type | None]] = {  # kernels.c's functions: (a
     "ngcf_activate_back": ([_PTR, _PTR, _I64, _PTR, _PTR, _PTR, _F32, _PTR, _F32, _PTR, _PTR,
                             _I64, _I64], None),
     "ngcf_mix_back": ([_PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _I64], None),
-    "bpr_scatter": ([_PTR, _PTR, _PTR, _PTR, _I64, _I64, _PTR], ctypes.c_double),
     "l2_scatter": ([_PTR, _PTR, _PTR, _PTR, _I64, _I64, _F32, _PTR], ctypes.c_double),
     "csr_spmm": ([_PTR, _PTR, _PTR, _PTR, _PTR, _I64, _I64, _INT], None),
-    "mf_bpr_scatter": ([_PTR, _PTR, _PTR, _PTR, _PTR, _I64, _I64, _F32, _PTR, _PTR, _PTR], None),
+    "bpr_scatter": ([_PTR, _PTR, _PTR, _PTR, _PTR, _I64, _I64, _F32, _PTR, _PTR, _PTR], None),
     "adam_update": ([_PTR, _PTR, _PTR, _PTR, _I64, _F32, _F32, _F32, _F32, _F32, _F32, _F32],
                     None),
 }

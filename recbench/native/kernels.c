@@ -89,27 +89,6 @@ static inline float bpr_slope(const float *eu, const float *ep, const float *en,
     return (1.f / (1.f + expf(x))) * scale;
 }
 
-/* BPR with one negative over rows of table (row stride dim): grad += dL/drow; returns the
-   summed softplus(-x) (the caller divides by B). */
-double bpr_scatter(const float *table, const int64_t *u, const int64_t *p, const int64_t *n,
-                   int64_t batch, int64_t dim, float *grad) {
-    double loss = 0.0;
-    float scale = -1.0f / (float)batch;
-    for (int64_t b = 0; b < batch; b++) {
-        const float *eu = table + u[b] * dim, *ep = table + p[b] * dim, *en = table + n[b] * dim;
-        float c = bpr_slope(eu, ep, en, dim, scale, &loss);
-        float *gu = grad + u[b] * dim, *gp = grad + p[b] * dim, *gn = grad + n[b] * dim;
-        /* one loop per row written: grad never overlaps table, but gp == gn when p == n */
-#pragma GCC ivdep
-        for (int64_t k = 0; k < dim; k++) gu[k] += c * (ep[k] - en[k]);
-#pragma GCC ivdep
-        for (int64_t k = 0; k < dim; k++) gp[k] += c * eu[k];
-#pragma GCC ivdep
-        for (int64_t k = 0; k < dim; k++) gn[k] -= c * eu[k];
-    }
-    return loss;
-}
-
 /* grad[idx] += alpha * table[idx] for u, p, n rows; returns sum of squares of those rows / 2 */
 double l2_scatter(const float *table, const int64_t *u, const int64_t *p, const int64_t *n,
                   int64_t batch, int64_t dim, float alpha, float *grad) {
@@ -172,13 +151,15 @@ void csr_spmm(const int64_t *indptr, const int64_t *col, const float *weight, co
     }
 }
 
-/* BPR-MF's batch on two tables (users, items; row length dim): grad_u / grad_i (zeroed by the
-   caller) get each row's gradient of mean(softplus(-u.(p - n))) plus shrink * the row (the L2
-   term, shrink = reg / B; 0 for none); out[0] = the summed softplus, out[1] = the rows' summed
-   squares / 2 */
-void mf_bpr_scatter(const float *users, const float *items, const int64_t *u, const int64_t *p,
-                    const int64_t *n, int64_t batch, int64_t dim, float shrink, float *grad_u,
-                    float *grad_i, double *out) {
+/* BPR with one negative over a user and an item table (row length dim; the same table twice for
+   a GNN's output table F, and then grad_u == grad_i): grad_u / grad_i get each row's gradient of
+   mean(softplus(-u.(p - n))) plus shrink * the row (the L2 term, shrink = reg / B; 0 for none:
+   then the rows get exactly the BPR gradient); out[0] = the summed softplus, out[1] = the rows'
+   summed squares / 2 (counted only when shrink != 0). One loop per row written: grad never
+   overlaps the tables, but gp == gn when p == n. */
+void bpr_scatter(const float *users, const float *items, const int64_t *u, const int64_t *p,
+                 const int64_t *n, int64_t batch, int64_t dim, float shrink, float *grad_u,
+                 float *grad_i, double *out) {
     double loss = 0.0, sq = 0.0;
     float scale = -1.0f / (float)batch;
     for (int64_t b = 0; b < batch; b++) {

@@ -143,12 +143,7 @@ def bpr_scatter(table: torch.Tensor, u: torch.Tensor, p: torch.Tensor, n: torch.
                 grad: torch.Tensor) -> float:
     """BPR with one negative on rows ``u``, ``p``, ``n`` of ``table``: adds each row's
     gradient of mean(softplus(-u.(p - n))) into ``grad``; returns that mean."""
-    _check(table, grad)
-    _check(u, p, n, dtype=torch.int64)
-    size = len(u)
-    total = _lib().bpr_scatter(_ptr(table), _ptr(u), _ptr(p), _ptr(n), size, table.shape[1],
-                               _ptr(grad))
-    return total / size
+    return mf_bpr_scatter(table, table, u, p, n, 0.0, grad, grad)[0]
 
 
 def l2_scatter(table: torch.Tensor, u: torch.Tensor, p: torch.Tensor, n: torch.Tensor,
@@ -171,6 +166,6 @@ def mf_bpr_scatter(users: torch.Tensor, items: torch.Tensor, u: torch.Tensor, p:
     _check(users, items, grad_u, grad_i)
     _check(u, p, n, dtype=torch.int64)
     out = (ctypes.c_double * 2)()
-    _lib().mf_bpr_scatter(_ptr(users), _ptr(items), _ptr(u), _ptr(p), _ptr(n), len(u),
-                          users.shape[1], shrink, _ptr(grad_u), _ptr(grad_i), out)
+    _lib().bpr_scatter(_ptr(users), _ptr(items), _ptr(u), _ptr(p), _ptr(n), len(u),
+                       users.shape[1], shrink, _ptr(grad_u), _ptr(grad_i), out)
     return out[0] / len(u), out[1]

@@ -125,7 +125,7 @@ class PairwiseTrainer(TrainerBase):
         self.ctx = ctx
         self.loss, self.k, self.sampler_name, self.reg = loss, num_negatives, negative_sampler, reg
         self.hard_pool, self.hard_warmup, self.epoch = hard_pool, hard_warmup_epochs, 0
-        self.opt = make_optimizer(model.parameters(), ctx.train)
+        self.opt = make_optimizer(model.parameters(), ctx.train, native_step=self.native_update())
         self.gen = torch_generator(ctx.seed, "batches")
         self.neg_gen = torch_generator(ctx.seed, "negatives")
         g = ctx.data.g
@@ -155,6 +155,11 @@ class PairwiseTrainer(TrainerBase):
         dev = self.ctx.device
         users_e, items_e = emb if emb is not None else self.model.embed()
         return (users_e[users.to(dev)][:, None, :] * items_e[items.to(dev)]).sum(-1).cpu()
+
+    def native_update(self) -> bool:
+        """Whether the optimiser's update runs through the native kernels: the trainers whose
+        step is native say yes (``make_optimizer(native_step=True)``)."""
+        return False
 
     def start_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -279,11 +284,12 @@ class DotProductPairwiseTrainer(HandWrittenBPR):
 
     def __init__(self, model: PairwiseModel, ctx: RunContext, user_table: torch.nn.Parameter,
                  item_table: torch.nn.Parameter, **kwargs):
+        self.native = native.usable(ctx.device)
         super().__init__(model, ctx, **kwargs)
         self.user_table, self.item_table = user_table, item_table
-        self.native = native.usable(ctx.device)
-        if self.native:
-            self.opt = make_optimizer(model.parameters(), ctx.train, native_step=True)
+
+    def native_update(self) -> bool:
+        return self.native
 
     def batch_gradient(self, u: torch.Tensor, p: torch.Tensor, n: torch.Tensor
                        ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -211,12 +211,13 @@ class FullGraphBPR(HandWrittenBPR):
     other parameter's ``.grad`` on the way): LightGCN, NGCF."""
 
     def __init__(self, model: GraphRecommender, ctx: RunContext, **kwargs):
-        super().__init__(model, ctx, **kwargs)
         import dgl
 
         g = model.graph
         # by hand: full-graph training over the factorised norm, no DropEdge, a dense table
+        # (known before the parent builds the optimiser: see native_update)
         self.hand = model.edge_dropout == 0 and not model.emb.sparse and "ns" in g.ndata
+        super().__init__(model, ctx, **kwargs)
         # Â^T h = ns ⊙ A^T (nd ⊙ h): A^T is the reversed graph (the same one for this
         # bidirected graph, but the reverse is cheap and does not rely on it)
         self.reverse = dgl.reverse(g) if self.hand else None
@@ -246,26 +247,37 @@ class FullGraphBPR(HandWrittenBPR):
     def batch_gradient(self, u: torch.Tensor, p: torch.Tensor, n: torch.Tensor
                        ) -> tuple[torch.Tensor, torch.Tensor]:
         """Fill the parameters' ``.grad`` with the batch's BPR (+ L2) gradient."""
-        model, size = self.model, len(u)
-        weight, off = model.emb.weight, model.num_users
+        model, off = self.model, self.model.num_users
+        weight = model.emb.weight
         with torch.no_grad():
             out, saved = self.forward_saved()
-            loss, rows_u, rows_p, _ = bpr_row_gradients(
-                out.index_select(0, u), out.index_select(0, p + off),
-                out.index_select(0, n + off))
-            grad_out = torch.zeros_like(out)
-            grad_out.index_add_(0, u, rows_u)
-            grad_out.index_add_(0, p + off, rows_p)
-            grad_out.index_add_(0, n + off, rows_p, alpha=-1)  # dL/dn = -dL/dp
+            loss, grad_out = self.score_gradient(out, u, p + off, n + off)
             grad = self.propagate_back(grad_out, out, saved)
             reg = torch.zeros((), device=weight.device)
             if self.reg > 0:  # reg * |e0|^2 / 2 / B on the batch's ego rows
-                ego = model.ego(u, p, n)
-                reg = self.reg / size * l2_value(*ego)
-                for rows, index in zip(ego, (u, p + off, n + off), strict=True):
-                    grad.index_add_(0, index, rows, alpha=self.reg / size)
+                reg = self.add_l2(grad, u, p, n)
             weight.grad = grad
         return loss, reg
+
+    def score_gradient(self, out: torch.Tensor, u: torch.Tensor, pos: torch.Tensor,
+                       neg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(BPR loss, dL/dF) for rows ``u``, ``pos``, ``neg`` of the output table F."""
+        loss, rows_u, rows_p, _ = bpr_row_gradients(
+            out.index_select(0, u), out.index_select(0, pos), out.index_select(0, neg))
+        grad_out = torch.zeros_like(out)
+        grad_out.index_add_(0, u, rows_u)
+        grad_out.index_add_(0, pos, rows_p)
+        grad_out.index_add_(0, neg, rows_p, alpha=-1)  # dL/dn = -dL/dp
+        return loss, grad_out
+
+    def add_l2(self, grad: torch.Tensor, u: torch.Tensor, p: torch.Tensor, n: torch.Tensor
+               ) -> torch.Tensor:
+        """``grad += d/dE`` of reg · |e0|² / 2 / B over the batch's ego rows; returns that term."""
+        model, shrink, off = self.model, self.reg / len(u), self.model.num_users
+        ego = model.ego(u, p, n)
+        for rows, index in zip(ego, (u, p + off, n + off), strict=True):
+            grad.index_add_(0, index, rows, alpha=shrink)
+        return shrink * l2_value(*ego)
 
 
 def build_gnn(model_cls: type[GraphRecommender], *, cfg: GNNArchitecture, ctx: RunContext,

@@ -1,7 +1,8 @@
 """The full-graph BPR step through the native kernels (``recbench/native``), for LightGCN and NGCF.
 
-:class:`NativeFullGraphBPR` replaces three pieces of :class:`~recbench.models.gnn.base.FullGraphBPR`
-and keeps the rest: Â and Â^T are CSR products built once from the training graph (the
+:class:`NativeFullGraphBPR` replaces pieces of :class:`~recbench.models.gnn.base.FullGraphBPR`
+(:meth:`spmm_transposed`, :meth:`score_gradient`, :meth:`add_l2`; plus :meth:`spmm` for the
+forward) and keeps the rest: Â and Â^T are CSR products built once from the training graph (the
 factorised norm ns[j] nd[i] as values) instead of DGL's ``copy_u_sum`` between two row
 scalings, and the batch's BPR and L2 rows are scattered straight into the gradients instead of
 gathered, differentiated and ``index_add_``-ed back. A model's own native trainer
@@ -23,7 +24,6 @@ from recbench.memory import LARGE_GRAPH_EDGES
 from recbench.models.gnn.base import FullGraphBPR, GraphRecommender
 from recbench.native import ops as native
 from recbench.train.api import RunContext
-from recbench.train.trainers import make_optimizer
 
 
 class NativeFullGraphBPR(FullGraphBPR):
@@ -34,7 +34,9 @@ class NativeFullGraphBPR(FullGraphBPR):
         if self.hand:
             self.csr = native.graph_csr(model.graph)
             self.csr_t = native.graph_csr(model.graph, transpose=True)
-            self.opt = make_optimizer(model.parameters(), ctx.train, native_step=True)
+
+    def native_update(self) -> bool:
+        return self.hand
 
     def spmm(self, h: torch.Tensor) -> torch.Tensor:
         """``Â h`` over the full graph (``GraphRecommender.spmm``'s function)."""
@@ -44,22 +46,18 @@ class NativeFullGraphBPR(FullGraphBPR):
                         ) -> torch.Tensor:
         return self.csr_t.matmul(h, out=add_to, accumulate=add_to is not None)
 
-    def batch_gradient(self, u: torch.Tensor, p: torch.Tensor, n: torch.Tensor
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
-        model, size = self.model, len(u)
-        weight, off = model.emb.weight, model.num_users
-        pos, neg = p + off, n + off
-        with torch.no_grad():
-            out, saved = self.forward_saved()
-            grad_out = torch.zeros_like(out)
-            loss = native.bpr_scatter(out, u, pos, neg, grad_out)
-            grad = self.propagate_back(grad_out, out, saved)
-            reg = 0.0
-            if self.reg > 0:  # reg * |e0|^2 / 2 / B on the batch's ego rows (model.ego)
-                reg = self.reg / size * native.l2_scatter(weight.detach(), u, pos, neg,
-                                                          self.reg / size, grad)
-            weight.grad = grad
-        return torch.tensor(loss), torch.tensor(reg)
+    def score_gradient(self, out: torch.Tensor, u: torch.Tensor, pos: torch.Tensor,
+                       neg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        grad_out = torch.zeros_like(out)
+        return torch.tensor(native.bpr_scatter(out, u, pos, neg, grad_out)), grad_out
+
+    def add_l2(self, grad: torch.Tensor, u: torch.Tensor, p: torch.Tensor, n: torch.Tensor
+               ) -> torch.Tensor:
+        """As the parent's, on the ego table (``model.ego``'s rows) in one native loop."""
+        shrink, off = self.reg / len(u), self.model.num_users
+        half_sq = native.l2_scatter(self.model.emb.weight.detach(), u, p + off, n + off, shrink,
+                                    grad)
+        return torch.tensor(shrink * half_sq)
 
 
 def full_trainer(ctx: RunContext, torch_step: type, native_step: type) -> type:
