@@ -261,11 +261,14 @@ def train(
 
         cfg = load_run_config(resume)
         if experiment is not None:  # the run must belong to the experiment the user named
-            from recbench.config import to_plain
+            from recbench.config import run_hash
             from recbench.errors import RunError
 
-            named = [to_plain(c) for c in expand_seeds(load_experiment(experiment, set_))]
-            if to_plain(cfg) not in named:
+            # compared as the run hash does: keys of config.HASH_EXCLUDED (num_threads, the
+            # paper's figures, ...) change no number, so `train EXP --threads N --resume RUN`
+            # (the run's own start command) is the same config
+            named = {run_hash(c) for c in expand_seeds(load_experiment(experiment, set_))}
+            if run_hash(cfg) not in named:
                 raise RunError(f"{resume} is a run of '{cfg.name}' with another config than "
                                f"{experiment}; resume it without the file (`recbench train "
                                f"--resume {resume}`) or pick a run of {experiment}")

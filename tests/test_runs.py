@@ -68,3 +68,19 @@ def test_checkpoints_hold_state_dicts_only(tmp_path, tiny_paths):
     state = torch.load(run_dir / "last.pt")
     assert isinstance(state["model"], dict) and all(
         isinstance(v, torch.Tensor) for v in state["model"].values())
+
+
+def test_resume_with_the_runs_own_start_command_and_threads(tmp_path, tiny_paths):
+    """Issue 31 item 18: `train EXP --threads N --resume RUN` (the run's start command plus
+    --resume) is the same config: num_threads is left out of the hash, so not compared."""
+    from tests.test_cli import _invoke
+
+    exp = write_experiment(tmp_path, "bpr")
+    cfg = expand_seeds(load_experiment(exp, ["train.num_threads=1"]))[0]
+    with pytest.raises(KeyboardInterrupt):
+        train_run(cfg, tiny_paths, tmp_path / "runs", progress=interrupt_at(2))
+    partial = runs.find_partial(tmp_path / "runs", cfg.name, run_hash(cfg))
+    result, out = _invoke("train", str(exp), "--threads", "1", "--resume", str(partial),
+                          "--data-dir", str(tiny_paths.root), "--runs-dir", str(tmp_path / "runs"))
+    assert result.exit_code == 0, out
+    assert len(list((tmp_path / "runs" / "bpr").glob("*[0-9a-f]"))) == 1
