@@ -351,6 +351,20 @@ def train_run(cfg: ExperimentConfig, paths: DataPaths, runs_root: Path, device: 
 
         runs_root, resume = Path(tempfile.mkdtemp(prefix="recbench-rank-")), None
     run_dir = _open_run_dir(cfg, runs_root, resume)
+    try:
+        return _train_in(run_dir, cfg, built, device, resume, progress)
+    except BaseException:
+        if resume is None and not (run_dir / "last.pt").exists():
+            # interrupted or failed before the first checkpoint: nothing to resume, so no
+            # .partial left for a study, a tuning trial or a user to trip over
+            import shutil
+
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+def _train_in(run_dir: Path, cfg: ExperimentConfig, built: Built, device: str,
+              resume: Path | None, progress: Progress | None) -> Path:
     loop = _restore(run_dir, built) if resume is not None else LoopState()  # before any write
     runs.write_json(run_dir / "env.json", _env(cfg, device, built.threads))
     spans = schedule(built.trainer)

@@ -246,8 +246,31 @@ def run_trial(trial, setup: TuneSetup, base: ExperimentConfig, paths) -> float:
     h = run_hash(cfg)
     trial.set_user_attr("config_hash", h)
     root = Path(setup.runs_root)
-    with runs.claim(root, cfg.name, h):  # a parallel worker may have sampled the same config
-        return _train_or_read(trial, cfg, h, root, space, setup, paths)
+    try:
+        with runs.claim(root, cfg.name, h):  # a parallel worker may have sampled the same config
+            return _train_or_read(trial, cfg, h, root, space, setup, paths)
+    except KeyboardInterrupt:
+        _requeue(trial)
+        raise TrialInterrupted from None
+
+
+class TrialInterrupted(BaseException):
+    """Ctrl-C inside a trial, after the trial went back to WAITING. Optuna catches Exception
+    and KeyboardInterrupt around the objective and records the trial as FAIL (never retried,
+    with a long traceback in its log); a BaseException of our own passes through untouched,
+    and :func:`tune_worker` turns it back into KeyboardInterrupt."""
+
+
+def _requeue(trial) -> None:
+    """Put an interrupted trial back to WAITING: the next worker asks it again (same number,
+    same parameters, as Optuna reuses a trial's suggested values) and resumes its .partial
+    run, the way a killed worker's trial is retried, but without a FAIL in the record."""
+    from optuna.trial import TrialState
+
+    try:
+        trial.study._storage.set_trial_state_values(trial._trial_id, TrialState.WAITING)
+    except Exception:  # noqa: BLE001 - the storage itself is unreachable: recovery will do it
+        pass
 
 
 def _train_or_read(trial, cfg: ExperimentConfig, h: str, root: Path, space: SearchSpace,
@@ -325,9 +348,12 @@ def tune_worker(setup_plain: dict, n_trials: int, worker: int = 0,
             return 0
         callbacks.append(MaxTrialsCallback(target, states=(TrialState.COMPLETE,
                                                            TrialState.PRUNED)))
-    study.optimize(lambda t: run_trial(t, setup, base, paths), n_trials=n_trials,
-                   catch=(RecbenchError, RuntimeError, ValueError), callbacks=callbacks,
-                   gc_after_trial=False)
+    try:
+        study.optimize(lambda t: run_trial(t, setup, base, paths), n_trials=n_trials,
+                       catch=(RecbenchError, RuntimeError, ValueError), callbacks=callbacks,
+                       gc_after_trial=False)
+    except TrialInterrupted:
+        raise KeyboardInterrupt from None
     return counted(study) - before
 
 

@@ -260,3 +260,86 @@ def test_halving_and_hyperband_start_at_the_warm_up_in_epochs():
     assert trial_decisions("halving", [0.5, 0.1]) == [[False, False], [False, True]]
     for decisions in trial_decisions("hyperband", [0.5 - 0.01 * i for i in range(12)]):
         assert decisions[0] is False  # epoch 5: below every bracket's smallest resource
+
+
+def _interrupting_train_run(monkeypatch, at_epoch: int = 2):
+    """recbench.runner.train_run whose first run is interrupted (Ctrl-C) at ``at_epoch``."""
+    from recbench import runner
+
+    real, calls = runner.train_run, {"n": 0}
+
+    def train_run(cfg, paths, root, device="cpu", resume=None, progress=None):
+        calls["n"] += 1
+        if calls["n"] > 1:
+            return real(cfg, paths, root, device, resume, progress)
+
+        def hit(rec):
+            if progress:
+                progress(rec)
+            if rec["epoch"] == at_epoch:
+                raise KeyboardInterrupt
+
+        return real(cfg, paths, root, device, resume, hit)
+
+    monkeypatch.setattr(runner, "train_run", train_run)
+
+
+def test_ctrl_c_leaves_the_running_trial_retriable_not_failed(tmp_path, tiny_paths, monkeypatch):
+    """Issue 31 item 8: Ctrl-C in a trial left it FAIL, never retried, its .partial orphaned.
+    Now the trial goes back to WAITING (same number, same parameters) and the next search
+    resumes its run folder."""
+    setup = _setup(tmp_path, tiny_paths, {**SPACE, "pruner": "none"}, name="int")
+    tune.search(setup, 1, LocalExecutor())
+    _interrupting_train_run(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        tune.search(setup, 3, LocalExecutor())
+    study = tune.open_study(setup, tune.search_config(setup))
+    states = [t.state for t in study.get_trials()]
+    assert TrialState.FAIL not in states and states.count(TrialState.WAITING) == 1
+    waiting = study.get_trials(states=(TrialState.WAITING,))[0]
+    partials = [p for p in _run_dirs(tmp_path) if p.name.endswith(runs.PARTIAL)]
+    assert len(partials) == 1 and (partials[0] / "last.pt").is_file()
+    study = tune.search(setup, 3, LocalExecutor())
+    assert tune.counted(study) == 3
+    assert TrialState.FAIL not in [t.state for t in study.get_trials()]
+    assert study.trials[waiting.number].state == TrialState.COMPLETE
+    assert study.trials[waiting.number].params == waiting.params
+    assert not partials[0].exists()  # resumed and finished under its own name
+    assert partials[0].with_name(partials[0].name.removesuffix(runs.PARTIAL)).is_dir()
+
+
+def test_ctrl_c_before_the_first_checkpoint_leaves_no_partial(tmp_path, tiny_paths, monkeypatch):
+    """A run interrupted before its first last.pt has nothing to resume: no orphan .partial."""
+    setup = _setup(tmp_path, tiny_paths, name="int0")
+    from recbench import runner
+
+    def no_epoch(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "_checkpoint", no_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        tune.search(setup, 1, LocalExecutor())
+    assert not (tmp_path / "runs" / "tiny-bpr").exists() or not _run_dirs(tmp_path)
+
+
+def test_cli_ctrl_c_in_tune_is_one_line(tmp_path, tiny_paths, monkeypatch, capfd, caplog):
+    """Issue 31 items 8/16: Ctrl-C in `recbench tune` printed Optuna's 25-line traceback."""
+    from typer.testing import CliRunner
+
+    from recbench.cli import app
+
+    exp = write_experiment(tmp_path, "tiny-bpr", train={"epochs": 6, "patience": None})
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump(SPACE))
+    _interrupting_train_run(monkeypatch)
+    result = CliRunner().invoke(app, [
+        "tune", str(exp), "--space", str(space), "--trials", "2", "--name", "cc",
+        "--threads", "1", "--data-dir", str(tiny_paths.root), "--runs-dir",
+        str(tmp_path / "runs"), "--results-dir", str(tmp_path / "results")])
+    captured = capfd.readouterr()
+    everything = result.output + captured.out + captured.err
+    assert result.exit_code == 130, everything
+    assert "Traceback" not in everything and "failed" not in everything
+    assert not [r for r in caplog.records if "failed" in r.getMessage() or r.exc_info]
+    errors = [ln for ln in result.output.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "interrupted" in errors[0]
