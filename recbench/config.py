@@ -143,15 +143,105 @@ def set_path(raw: dict, dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def check_acyclic(value: Any, where: str) -> Any:
-    """A YAML anchor can make a list or mapping contain itself (``&a [*a]``): refuse it here,
-    before it reaches a hash or a JSON writer as a RecursionError/ValueError traceback."""
-    try:
-        json.dumps(value, default=str)
-    except (ValueError, RecursionError):
+# Bounds on a YAML document the user (or a downloaded run folder) hands us. Experiment, study
+# and space files are a few KB; a document past these is a mistake or an attack (anchors that
+# double at every level expand 30 lines into 2**30 values: "billion laughs").
+MAX_YAML_BYTES = 4 * 1024**2
+MAX_YAML_VALUES = 200_000  # values after every alias is expanded
+
+
+def check_acyclic(value: Any, where: str, limit: int = MAX_YAML_VALUES) -> Any:
+    """A YAML anchor can make a list or mapping contain itself (``&a [*a]``), or expand
+    exponentially (``&b [*a, *a]``, level after level): refuse both here, before validation,
+    a hash or a JSON writer walks the expanded document. The walk visits each *distinct*
+    node once (aliases share their node), so it is linear in the file, whatever it expands to."""
+    size = _expanded_size(value, limit)
+    if size is None:
         raise ConfigError(f"{where}: a value refers to itself (a YAML anchor inside its own "
-                          "alias); write the value out") from None
+                          "alias); write the value out")
+    if size > limit:
+        raise ConfigError(f"{where}: the YAML anchors/aliases expand to more than {limit:,} "
+                          "values; write the values out instead of nesting aliases")
     return value
+
+
+def _children(node: Any) -> list:
+    return [*node.keys(), *node.values()] if isinstance(node, dict) else list(node)
+
+
+def _expanded_size(value: Any, limit: int) -> int | None:
+    """How many values ``value`` holds once every shared node is counted at each place it is
+    used (capped just past ``limit``), or None when a node contains itself. Iterative
+    depth-first post-order, memoised by node identity: no recursion limit, no expansion."""
+    containers = (dict, list, set, tuple)
+    if not isinstance(value, containers):
+        return 1
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(value, False)]
+    while stack:
+        node, finished = stack.pop()
+        key = id(node)
+        if finished:
+            on_path.discard(key)
+            total = 1 + sum(sizes[id(c)] if isinstance(c, containers) else 1
+                            for c in _children(node))
+            sizes[key] = min(total, limit + 1)
+            continue
+        if key in sizes:
+            continue
+        if key in on_path:
+            return None
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in _children(node)
+                     if isinstance(c, containers) and id(c) not in sizes)
+    return sizes[id(value)]
+
+
+def parse_yaml(data: bytes, where: str) -> Any:
+    """A YAML document from bytes, bounded: too large, not UTF-8 text (a binary file),
+    malformed, self-referring or exponentially aliased is one ConfigError naming ``where``."""
+    if len(data) > MAX_YAML_BYTES:
+        raise ConfigError(f"{where}: too large for a YAML config ({len(data):,} bytes; at most "
+                          f"{MAX_YAML_BYTES:,})")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{where}: line {line} is not UTF-8 text (a binary file?); give a "
+                          "YAML file") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{where}:{at}: malformed YAML: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: nested too deeply to be a config") from None
+    return check_acyclic(raw, where)
+
+
+def read_bounded(path: Path, limit: int, what: str) -> bytes:
+    """At most ``limit`` bytes of a regular file (``what`` names it in the error): a device
+    such as /dev/zero, a pipe or a huge file is refused instead of read until memory runs out."""
+    import stat
+
+    try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"{path}: not a regular file; give the path of a {what}")
+        if info.st_size > limit:
+            raise ConfigError(f"{path}: too large for a {what} ({info.st_size:,} bytes; at most "
+                              f"{limit:,})")
+        with open(path, "rb") as fh:
+            data = fh.read(limit + 1)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
+    if len(data) > limit:
+        raise ConfigError(f"{path}: too large for a {what} (more than {limit:,} bytes)")
+    return data
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -171,14 +261,7 @@ def load_yaml_file(path: Path, what: str = "experiment file") -> Any:
     file, malformed YAML or a self-referring anchor is one ConfigError line naming the place."""
     if not path.is_file():
         raise ConfigError(f"{path}: no such {what}")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}:{where}: malformed YAML: {problem}") from None
-    return check_acyclic(raw, str(path))
+    return parse_yaml(read_bounded(path, MAX_YAML_BYTES, what), str(path))
 
 
 def validate_file(cls: type[M], raw: Any, path: Path, hint_keys: bool = False) -> M:

@@ -180,9 +180,14 @@ def read_config(run_dir: Path) -> dict:
     path = run_dir / "config.yaml"
     if not path.is_file():
         raise RunError(f"{run_dir} has no config.yaml; it is not a recbench run directory")
-    try:
-        raw = yaml.safe_load(path.read_bytes().decode("utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError):
+    from recbench.config import MAX_YAML_BYTES, parse_yaml, read_bounded
+    from recbench.errors import ConfigError
+
+    try:  # bounded: a downloaded run folder's config.yaml may be hostile (billion laughs)
+        raw = parse_yaml(read_bounded(path, MAX_YAML_BYTES, "config.yaml"), str(path))
+    except ConfigError as exc:
+        if "expand" in str(exc) or "refers to itself" in str(exc):
+            raise RunError(str(exc)) from None
         raw = None
     if not isinstance(raw, dict):
         raise RunError(f"{path} is damaged (not the mapping recbench wrote); the run cannot be "

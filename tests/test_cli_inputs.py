@@ -111,3 +111,52 @@ def test_a_zero_to_ten_scale_trains_and_is_clamped_to_it(tmp_path):
     assert res.metrics["mae"] == pytest.approx(float((10.0 - r).abs().mean()), abs=1e-5)
     gk = cfg.model_copy(update={"model": GLocalKConfig(name="glocal_k", hidden_dims=[4])})
     assert build(gk, DataPaths(data)).trainer.clip == (0.0, 10.0)
+
+
+def _laughs(levels: int = 30) -> str:
+    """A billion-laughs YAML: each level doubles the one below (2**levels values expanded)."""
+    lines = ["name: x", "a0: &a0 [lol, lol]"]
+    lines += [f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}]" for i in range(1, levels)]
+    return "\n".join(lines) + f"\nmodel: {{name: bpr_mf, emb_dim: *a{levels - 1}}}\n"
+
+
+@pytest.mark.parametrize("where", ["experiment", "set", "run config"])
+def test_exponential_yaml_aliases_fail_fast_in_one_line(tmp_path, tiny_paths, where):
+    """Issue 31 item 11: the acyclicity check serialised the expanded document (6.6 GB after
+    60 s); now the expansion is counted over the shared nodes and bounded."""
+    import time
+
+    exp = write_experiment(tmp_path, "e")
+    t0 = time.perf_counter()
+    if where == "experiment":
+        bomb = tmp_path / "bomb.yaml"
+        bomb.write_text(_laughs())
+        result, out = _invoke("train", str(bomb))
+    elif where == "set":
+        alias = "- &a0 [1, 1]\n" + "".join(f"- &a{i} [*a{i - 1}, *a{i - 1}]\n"
+                                          for i in range(1, 40))
+        result, out = _invoke("train", str(exp), "--set", f"model.emb_dim={alias}")
+    else:
+        run = tmp_path / "runs" / "e" / "20260101-000000-0123456789.partial"
+        run.mkdir(parents=True)
+        (run / "config.yaml").write_text(_laughs())
+        result, out = _invoke("train", "--resume", str(run), "--data-dir", str(tiny_paths.root))
+    assert time.perf_counter() - t0 < 10
+    assert result.exit_code == 2
+    msg = _one_error_line(out)
+    assert "expand" in msg and len(out.strip().splitlines()) <= 2, out
+
+
+def test_an_oversized_yaml_file_is_one_line(tmp_path):
+    big = tmp_path / "big.yaml"
+    big.write_text("name: x\npaper:\n" + "".join(f"  m{i}: 0.5\n" for i in range(400_000)))
+    result, out = _invoke("train", str(big))
+    assert result.exit_code == 2 and "too large" in _one_error_line(out)
+
+
+def test_a_binary_experiment_file_is_one_line(tmp_path):
+    """Issue 31 item 17: a binary file as the experiment gave a UnicodeDecodeError traceback."""
+    binary = tmp_path / "model.yaml"
+    binary.write_bytes(bytes(range(256)) * 4)
+    result, out = _invoke("train", str(binary))
+    assert result.exit_code == 2 and "model.yaml" in _one_error_line(out)
