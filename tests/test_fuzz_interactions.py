@@ -298,12 +298,30 @@ def test_bom_does_not_create_a_second_user(tmp_path):
     assert json.loads(meta_path.read_text())["user_ids"] == ["u1"]
 
 
-def test_dev_null_is_empty_not_missing(tmp_path):
-    if not Path("/dev/null").exists():
-        pytest.skip("no /dev/null")
-    result, out = _invoke("preprocess", NAME, "--from", "/dev/null",
+@pytest.mark.parametrize("device", ["/dev/null", "/dev/zero", "fifo"])
+def test_devices_and_pipes_are_refused_not_read(tmp_path, device):
+    """Issue 31 item 13: `--from /dev/zero` read until memory ran out. Anything but a regular
+    file is refused before it is opened (a pipe would also block the read)."""
+    import os
+
+    if device == "fifo":
+        device = str(tmp_path / "pipe")
+        os.mkfifo(device)
+    elif not Path(device).exists():
+        pytest.skip(f"no {device}")
+    result, out = _invoke("preprocess", NAME, "--from", device,
                           "--data-dir", str(tmp_path / "data"))
-    assert result.exit_code == 2 and "/dev/null is empty" in _one_error_line(out)
+    assert result.exit_code == 2 and "not a regular file" in _one_error_line(out)
+    assert not (tmp_path / "data" / "raw" / NAME).exists()
+
+
+def test_a_file_past_the_size_limit_is_refused(tmp_path, monkeypatch):
+    from recbench.data import parsers
+
+    monkeypatch.setattr(parsers, "MAX_INPUT_BYTES", 1000)
+    result, out = _cli(tmp_path, "".join(f"u{k % 3},i{k},4,{k}\n" for k in range(200)))
+    assert result.exit_code == 2 and "too large" in _one_error_line(out)
+    assert not (tmp_path / "data" / "raw" / NAME).exists()
 
 
 def test_impossible_split_leaves_no_registration(tmp_path):

@@ -207,13 +207,39 @@ def _amazon_categories(folder: Path, asins: list[str]) -> tuple[np.ndarray | Non
     return genres, names
 
 
-def _read_text(path: Path) -> str:
-    """The whole file as text (BOM dropped); works for pipes and /dev/null too."""
+# The largest interactions file read (--from): ML-20M's ratings are about 0.5 GB; past this a
+# file is more likely a mistake than data, and it would be read whole into memory.
+MAX_INPUT_BYTES = 4 * 1024**3
+
+
+def read_input(path: Path) -> bytes:
+    """The bytes of a regular file of at most MAX_INPUT_BYTES. A device (/dev/zero never ends),
+    a pipe (it blocks, and registering reads the file twice) or a socket is refused before it
+    is opened; a file that grows past the limit while read is refused too."""
+    import stat
+
+    limit = MAX_INPUT_BYTES
     try:
-        data = path.read_bytes()
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise DatasetError(f"{path}: not a regular file (a device, pipe or socket); save the "
+                               "interactions to a file and give its path")
+        if info.st_size > limit:
+            raise DatasetError(f"{path}: too large ({info.st_size:,} bytes; at most {limit:,}) "
+                               "for an interactions file")
+        with open(path, "rb") as fh:
+            data = fh.read(limit + 1)
     except OSError as exc:
         raise DatasetError(f"{path}: cannot be read ({exc.strerror}); give the path of a readable "
                            "interactions file") from None
+    if len(data) > limit:
+        raise DatasetError(f"{path}: too large (more than {limit:,} bytes) for an interactions file")
+    return data
+
+
+def _read_text(path: Path) -> str:
+    """The whole file as text (BOM dropped), read with :func:`read_input`'s bounds."""
+    data = read_input(path)
     data = data.removeprefix(b"\xef\xbb\xbf")  # a BOM is not part of the first user id
     try:
         return data.decode("utf-8")

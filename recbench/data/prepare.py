@@ -211,10 +211,10 @@ def register_custom(path: Path, name: str, paths: DataPaths, sep: str | None, he
         raise ConfigError(f"'{name}' is a built-in dataset; choose another --name")
     raw = parsers.parse_table(path, sep, header, rating_col=rating_col, timestamp_col=timestamp_col,
                               skip_bad_rows=skip_bad_rows)
-    data = path.read_bytes()
+    data = parsers.read_input(path)  # a regular file within the size limit (parsed above)
     digest = hashlib.sha256(data).hexdigest()
     folder = paths.raw / name
-    file_name = path.name if path.is_file() else f"{name}.txt"  # /dev/stdin, a pipe, ...
+    file_name = path.name
     sep_used, header_used = parsers._sniff(path, sep, header)
     spec = {"file": file_name, "sep": sep_used, "header": header_used, "rating_col": rating_col,
             "timestamp_col": timestamp_col, "sha256": digest,
