@@ -3,6 +3,7 @@ no run folder); a 0–10 rating file trains and is scored on its own scale."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -160,3 +161,54 @@ def test_a_binary_experiment_file_is_one_line(tmp_path):
     binary.write_bytes(bytes(range(256)) * 4)
     result, out = _invoke("train", str(binary))
     assert result.exit_code == 2 and "model.yaml" in _one_error_line(out)
+
+
+def _damage(folder: Path, how: str) -> None:
+    graph, meta = folder / "graph.bin", folder / "meta.json"
+    data = graph.read_bytes()
+    if how == "no meta.json":
+        meta.unlink()
+    elif how == "no graph.bin":
+        graph.unlink()
+    elif how == "truncated graph.bin":
+        graph.write_bytes(data[: len(data) // 2])
+    elif how == "bit flip in graph.bin":
+        flipped = bytearray(data)
+        flipped[len(data) // 2] ^= 0x10
+        graph.write_bytes(bytes(flipped))
+    elif how == "garbage graph.bin":
+        graph.write_bytes(b"not a graph" * 50)
+    elif how == "truncated meta.json":
+        meta.write_text(meta.read_text()[:40])
+    elif how == "legacy meta, garbage graph.bin":  # a cache written before the checksum
+        plain = json.loads(meta.read_text())
+        plain.pop("graph_sha256", None)
+        meta.write_text(json.dumps(plain))
+        graph.write_bytes(b"\x00" * 64)
+
+
+DAMAGE = ["no meta.json", "no graph.bin", "truncated graph.bin", "bit flip in graph.bin",
+          "garbage graph.bin", "truncated meta.json", "legacy meta, garbage graph.bin"]
+
+
+@pytest.mark.parametrize("how", DAMAGE)
+def test_a_damaged_processed_cache_is_one_line_and_preprocess_repairs_it(tmp_path, tiny_paths,
+                                                                         how):
+    """Issue 31 item 14: graph.bin without meta.json, a corrupt graph.bin: a traceback, a
+    train↔preprocess loop or DGL's C++ backtrace. Now: one line naming the fix, and the fix
+    (`preprocess NAME --force`) works."""
+    from recbench.data.prepare import preprocess
+
+    exp = write_experiment(tmp_path, "e")
+    folder = preprocess(load_experiment(exp).dataset, tiny_paths)
+    _damage(folder, how)
+    result, out, _ = _train(exp, tmp_path, tiny_paths)
+    assert result.exit_code == 2, out
+    msg = _one_error_line(out)
+    assert "processed cache for tiny is damaged" in msg and "preprocess tiny --force" in msg
+    assert "Stack trace" not in out and "[bt]" not in out
+    result, out = _invoke("preprocess", "tiny", "--protocol", "random", "--test-ratio", "0.2",
+                          "--valid-ratio", "0.2", "--data-dir", str(tiny_paths.root), "--force")
+    assert result.exit_code == 0, out
+    result, out, _ = _train(exp, tmp_path, tiny_paths)
+    assert result.exit_code == 0, out

@@ -118,29 +118,83 @@ def seen_matrix_csr(g, split: str = "train") -> tuple[torch.Tensor, torch.Tensor
     return indptr, i
 
 
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def save_dataset(folder: Path, ds: Dataset) -> None:
-    """Write graph.bin and meta.json atomically (temp names, then rename)."""
+    """Write graph.bin and meta.json atomically (temp names, then rename). meta.json records
+    graph.bin's size and sha256, so a damaged or half-replaced graph.bin is caught before DGL
+    parses it (DGL answers a corrupt file with a C++ backtrace, or a crash)."""
     import dgl
 
     folder.mkdir(parents=True, exist_ok=True)
     labels = {"negatives": ds.negatives} if ds.negatives is not None else {}
     tmp_graph = folder / ".graph.bin.tmp"
-    dgl.save_graphs(str(tmp_graph), [ds.g], labels)
     tmp_meta = folder / ".meta.json.tmp"
-    tmp_meta.write_text(json.dumps(ds.meta, indent=2, sort_keys=True))
-    os.replace(tmp_graph, folder / "graph.bin")
-    os.replace(tmp_meta, folder / "meta.json")
+    try:
+        dgl.save_graphs(str(tmp_graph), [ds.g], labels)
+        meta = {**ds.meta, "graph_bytes": tmp_graph.stat().st_size,
+                "graph_sha256": _sha256(tmp_graph)}
+        tmp_meta.write_text(json.dumps(meta, indent=2, sort_keys=True))
+        os.replace(tmp_graph, folder / "graph.bin")
+        os.replace(tmp_meta, folder / "meta.json")
+    finally:
+        tmp_graph.unlink(missing_ok=True)
+        tmp_meta.unlink(missing_ok=True)
+
+
+class DamagedCache(DatasetError):
+    """A processed folder that exists but cannot be trusted: rebuilt by ``preprocess``."""
+
+
+def _damaged(folder: Path, why: str) -> DamagedCache:
+    name = folder.parent.name
+    return DamagedCache(f"processed cache for {name} is damaged ({why}; {folder}): run "
+                        f"`recbench preprocess {name} --force` with the experiment's split "
+                        "options, or delete that folder")
+
+
+def read_meta(folder: Path) -> dict:
+    """meta.json of a processed folder, checked against graph.bin (size and sha256)."""
+    graph, meta_path = folder / "graph.bin", folder / "meta.json"
+    if not graph.is_file() and not meta_path.is_file():
+        raise DatasetError(f"{folder} holds no processed dataset; run `recbench preprocess` first")
+    if not meta_path.is_file():
+        raise _damaged(folder, "graph.bin without meta.json")
+    if not graph.is_file():
+        raise _damaged(folder, "meta.json without graph.bin")
+    try:
+        meta = json.loads(meta_path.read_bytes().decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, OSError):
+        meta = None
+    if not isinstance(meta, dict):
+        raise _damaged(folder, "meta.json is not the mapping recbench wrote")
+    expected = meta.get("graph_sha256")
+    if expected is not None:  # caches written before the checksum: DGL's own checks only
+        if graph.stat().st_size != meta.get("graph_bytes") or _sha256(graph) != expected:
+            raise _damaged(folder, "graph.bin does not match the checksum in meta.json")
+    return meta
 
 
 def load_dataset(folder: Path) -> Dataset:
     import dgl
 
-    if not (folder / "graph.bin").is_file() or not (folder / "meta.json").is_file():
-        raise DatasetError(f"{folder} holds no processed dataset; run `recbench preprocess` first")
-    graphs, labels = dgl.load_graphs(str(folder / "graph.bin"))
-    g = graphs[0]
-    for etype in (RATES, RATED_BY):  # DGL stores bool edge data as uint8
-        for split in SPLITS:
-            g.edges[etype].data[split] = g.edges[etype].data[split].bool()
-    meta = json.loads((folder / "meta.json").read_text())
+    meta = read_meta(folder)
+    try:
+        graphs, labels = dgl.load_graphs(str(folder / "graph.bin"))
+        g = graphs[0]
+        for etype in (RATES, RATED_BY):  # DGL stores bool edge data as uint8
+            for split in SPLITS:
+                g.edges[etype].data[split] = g.edges[etype].data[split].bool()
+            for key in ("rating", "timestamp"):
+                g.edges[etype].data[key]  # noqa: B018 - present, or the cache is not ours
+    except Exception as exc:  # noqa: BLE001 - DGL raises DGLError with a C++ backtrace
+        raise _damaged(folder, f"graph.bin cannot be read: {type(exc).__name__}") from None
     return Dataset(g, meta, labels.get("negatives"))

@@ -136,7 +136,7 @@ def preprocess(cfg: DatasetConfig, paths: DataPaths, force: bool = False) -> Pat
 
     cfg = resolve(cfg)
     out = paths.processed_dir(cfg)
-    if (out / "graph.bin").is_file() and not force:
+    if not force and _cached(out):
         return out
     raw = load_raw(cfg.name, paths)
     codes, negatives = split_codes(raw, cfg)
@@ -165,6 +165,20 @@ def preprocess(cfg: DatasetConfig, paths: DataPaths, force: bool = False) -> Pat
     return out
 
 
+def _cached(out: Path) -> bool:
+    """A complete processed folder whose graph.bin matches meta.json; a damaged one (the
+    other file missing, a checksum mismatch) is rebuilt rather than handed back."""
+    from recbench.data.graph import DamagedCache, read_meta
+
+    if not (out / "graph.bin").is_file() and not (out / "meta.json").is_file():
+        return False
+    try:
+        read_meta(out)
+    except DamagedCache:
+        return False
+    return True
+
+
 def _input_digests(folder: Path) -> dict[str, str]:
     # every input file, whatever its size (a large file left out could change unnoticed)
     return {p.relative_to(folder).as_posix(): sha256_of(p) for p in sorted(folder.rglob("*"))
@@ -175,7 +189,7 @@ def load(cfg: DatasetConfig, paths: DataPaths, auto: bool = True) -> Dataset:
     """The processed dataset for ``cfg``; preprocesses it first when ``auto`` and raw data exist."""
     cfg = resolve(cfg)
     out = paths.processed_dir(cfg)
-    if not (out / "graph.bin").is_file():
+    if not (out / "graph.bin").is_file() and not (out / "meta.json").is_file():
         if not auto:
             raise DatasetError(f"dataset '{cfg.name}' ({cfg.key()}) is not preprocessed; run "
                                f"`recbench preprocess {cfg.name} --protocol {cfg.protocol}`")
