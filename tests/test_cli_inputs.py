@@ -212,3 +212,17 @@ def test_a_damaged_processed_cache_is_one_line_and_preprocess_repairs_it(tmp_pat
     assert result.exit_code == 0, out
     result, out, _ = _train(exp, tmp_path, tiny_paths)
     assert result.exit_code == 0, out
+
+
+def test_a_failed_graph_write_is_one_line_and_leaves_no_tmp(tmp_path, tiny_paths, monkeypatch):
+    """Issue 31 item 15: DGL reports a full disk as a DGLError with a C++ backtrace."""
+    import dgl
+
+    def full(path, *args, **kwargs):
+        Path(path).write_bytes(b"half")
+        raise dgl.DGLError("[bt] (0) libdgl.so: Check failed: write")
+
+    monkeypatch.setattr(dgl, "save_graphs", full)
+    result, out, _ = _train(write_experiment(tmp_path, "e"), tmp_path, tiny_paths)
+    assert result.exit_code == 2 and "disk" in _one_error_line(out) and "[bt]" not in out
+    assert not [p for p in tiny_paths.processed.rglob("*") if p.is_file()]

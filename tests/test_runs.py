@@ -84,3 +84,78 @@ def test_resume_with_the_runs_own_start_command_and_threads(tmp_path, tiny_paths
                           "--data-dir", str(tiny_paths.root), "--runs-dir", str(tmp_path / "runs"))
     assert result.exit_code == 0, out
     assert len(list((tmp_path / "runs" / "bpr").glob("*[0-9a-f]"))) == 1
+
+
+def _fail_writes_of(monkeypatch, suffix: str, errno_: int) -> None:
+    """Every fsync of a file whose name ends with ``suffix`` fails with ``errno_`` (a full
+    disk reports ENOSPC at the latest when the data is flushed)."""
+    import errno
+    import os
+
+    real = os.fsync
+
+    def fsync(fd):
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(suffix):
+            raise OSError(errno_, os.strerror(errno_))
+        return real(fd)
+
+    monkeypatch.setattr(runs.os, "fsync", fsync)
+    assert errno.ENOSPC
+
+
+def test_atomic_write_leaves_no_tmp_on_a_full_disk(tmp_path, monkeypatch):
+    """Issue 31 item 15: a full disk left `.last.pt.tmp` behind."""
+    import errno
+
+    _fail_writes_of(monkeypatch, ".tmp", errno.ENOSPC)
+    with pytest.raises(OSError):
+        runs.atomic_write_bytes(tmp_path / "last.pt", b"x" * 1000)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _cli_train(tmp_path, tiny_paths, runs_dir):
+    from tests.test_cli import _invoke, _one_error_line
+
+    exp = write_experiment(tmp_path, "bpr")
+    result, out = _invoke("train", str(exp), "--threads", "1", "--data-dir",
+                          str(tiny_paths.root), "--runs-dir", str(runs_dir))
+    return result, (_one_error_line(out) if result.exit_code else out)
+
+
+def test_a_full_disk_during_training_is_one_line_and_leaves_no_tmp(tmp_path, tiny_paths,
+                                                                   monkeypatch):
+    import errno
+
+    _fail_writes_of(monkeypatch, ".last.pt.tmp", errno.ENOSPC)
+    result, msg = _cli_train(tmp_path, tiny_paths, tmp_path / "runs")
+    assert result.exit_code == 2 and "No space left on device" in msg
+    assert not [p for p in (tmp_path / "runs").rglob("*") if ".tmp" in p.name]
+
+
+def test_a_read_only_runs_folder_is_one_line(tmp_path, tiny_paths, monkeypatch):
+    import errno
+    import os
+    import pathlib
+
+    real = pathlib.Path.mkdir
+
+    def mkdir(self, *args, **kwargs):
+        if "runs" in self.parts:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "mkdir", mkdir)
+    result, msg = _cli_train(tmp_path, tiny_paths, tmp_path / "runs")
+    assert result.exit_code == 2 and "Read-only file system" in msg and "runs" in msg
+
+
+@pytest.mark.parametrize("what", ["file", "dangling symlink"])
+def test_a_runs_dir_that_is_not_a_folder_is_one_line(tmp_path, tiny_paths, what):
+    target = tmp_path / "runs"
+    if what == "file":
+        target.write_text("not a folder")
+    else:
+        target.symlink_to(tmp_path / "gone")
+    result, msg = _cli_train(tmp_path, tiny_paths, target)
+    assert result.exit_code == 2 and "--runs-dir" in msg and str(target) in msg
+    assert not (tmp_path / "gone").exists()

@@ -139,7 +139,14 @@ def save_dataset(folder: Path, ds: Dataset) -> None:
     tmp_graph = folder / ".graph.bin.tmp"
     tmp_meta = folder / ".meta.json.tmp"
     try:
-        dgl.save_graphs(str(tmp_graph), [ds.g], labels)
+        try:
+            dgl.save_graphs(str(tmp_graph), [ds.g], labels)
+        except Exception as exc:  # noqa: BLE001 - DGL reports a failed write as DGLError
+            if isinstance(exc, OSError):
+                raise
+            raise DatasetError(f"cannot write {tmp_graph} ({type(exc).__name__}): is the disk "
+                               "full or the folder read-only? Free space or give another "
+                               "--data-dir") from None
         meta = {**ds.meta, "graph_bytes": tmp_graph.stat().st_size,
                 "graph_sha256": _sha256(tmp_graph)}
         tmp_meta.write_text(json.dumps(meta, indent=2, sort_keys=True))
