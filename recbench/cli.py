@@ -576,6 +576,7 @@ def tune(
         _fail(f"--name {name!r}: use letters, digits, '.', '_', '-' (it names results/tune-NAME/)")
     paths, runs_root = _paths(data_dir), _runs_root(runs_dir)
     url = storage or tuning.default_storage(runs_root, name)
+    tuning.open_storage(url)  # a bad URL or a missing driver: one line before anything runs
     setup = tuning.TuneSetup(
         experiment=str(experiment), overrides=tuple(set_),
         space=search_space.model_dump(), name=name, storage=url,

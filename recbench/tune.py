@@ -129,11 +129,37 @@ def default_storage(runs_root: Path, name: str) -> str:
     return f"sqlite:///{folder / name}.db"
 
 
-def _storage(url: str):
+# the Python driver SQLAlchemy loads for a URL without "+driver", and its pip package
+_DRIVERS = {"postgresql": "psycopg2-binary", "mysql": "mysqlclient (or a mysql+pymysql:// URL "
+            "with PyMySQL)"}
+_URL = r"(sqlite|postgresql|mysql)(\+\w+)?://"
+
+
+def open_storage(url: str):
+    """The Optuna RDB storage at ``url``; a URL it cannot use, a missing database driver or a
+    database that does not answer is one ConfigError line, not a SQLAlchemy traceback."""
+    import re
+
+    match = re.match(_URL, url)
+    if match is None:
+        raise ConfigError(f"--storage {url!r} is not a storage URL recbench can use; give "
+                          "sqlite:///PATH.db, postgresql://USER@HOST/DB or mysql://USER@HOST/DB")
+    try:
+        return _rdb_storage(url)
+    except ImportError as exc:
+        scheme = match.group(1)
+        package = _DRIVERS.get(scheme) if match.group(2) is None else None
+        what = f"pip install {package}" if package else f"install the driver ({exc})"
+        raise ConfigError(f"--storage {scheme}:// needs its database driver: {what}") from None
+    except Exception as exc:  # noqa: BLE001 - SQLAlchemy's errors: bad URL, no server, ...
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"--storage {url} cannot be opened ({type(exc).__name__}: "
+                          f"{first[:160]})") from None
+
+
+def _rdb_storage(url: str):
     import optuna
 
-    if not url.startswith(("sqlite:", "mysql", "postgresql")):
-        return url  # any other Optuna storage URL (e.g. a JournalStorage set up by the user)
     # heartbeats: a trial whose process died is failed after the grace period and retried
     # with the same parameters, so its run resumes from the .partial folder
     import warnings
@@ -205,7 +231,7 @@ def open_study(setup: TuneSetup, cfg: ExperimentConfig, worker: int = 0):
     space = SearchSpace.model_validate(setup.space)
     space = space.model_copy(update={"seed": space.seed + worker})
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.create_study(study_name=setup.name, storage=_storage(setup.storage),
+    return optuna.create_study(study_name=setup.name, storage=open_storage(setup.storage),
                                sampler=_sampler(space),
                                pruner=_pruner(space, max(1, cfg.train.eval_every),
                                               cfg.train.epochs),
