@@ -131,9 +131,9 @@ class RayExecutor:
     def run(self, fn: Callable[..., Any], calls: Sequence[tuple], on_result: OnResult) -> None:
         if not calls:
             return
+        started = self._init()  # first: without Ray installed, its one-line ConfigError
         import ray
 
-        started = self._init()
         try:
             remote = ray.remote(num_cpus=self.cpus, num_gpus=self.gpus,
                                 max_retries=self.max_retries)(fn)
@@ -155,6 +155,28 @@ class RayExecutor:
                 ray.shutdown()
 
 
+def check_reachable(address: str, timeout_s: float = 3.0) -> None:
+    """A TCP connection to the cluster's head within ``timeout_s``, before Ray is touched:
+    ``ray.init`` of a dead address retries for minutes, printing only its own warnings.
+    ``auto``/``local`` (Ray finds the address itself) are left to Ray."""
+    import socket
+
+    if address in ("auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--address {address!r}: give the Ray head as HOST:PORT "
+                          "(e.g. 10.0.0.1:6379), or omit --address for a local instance")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        why = exc.strerror or f"no answer within {timeout_s:.0f} s"
+        raise ConfigError(f"--address {address}: no Ray cluster answers there ({why}); start "
+                          "one with `ray start --head` or omit --address") from None
+
+
 def make_executor(name: str, jobs: int = 1, address: str | None = None,
                   threads: int | None = None, device: str = "cpu") -> Executor:
     """The executor the CLI's ``--executor/--jobs/--address/--threads`` describe."""
@@ -163,6 +185,8 @@ def make_executor(name: str, jobs: int = 1, address: str | None = None,
             raise ConfigError("--address is for --executor ray; drop it or add --executor ray")
         return LocalExecutor(jobs=max(1, jobs))
     if name == "ray":
+        if address:
+            check_reachable(address)
         return RayExecutor(address=address, cpus=threads or 1,
                            gpus=1.0 if device.startswith("cuda") else 0.0)
     raise ConfigError(f"--executor {name!r}: choose local or ray")

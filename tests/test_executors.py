@@ -133,3 +133,45 @@ def test_a_ray_worker_killed_mid_run_is_retried_and_resumes(tmp_path, tiny_paths
     [reference] = [p.cached for p in studies.plan(study, local)]
     assert len([p for p in (distributed / "tiny-bpr").iterdir() if p.is_dir()]) == 1  # resumed
     assert runs.read_metrics(done)["test"] == runs.read_metrics(reference)["test"]
+
+
+def _dead_address() -> str:
+    """host:port where nothing listens (a port bound, then released)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{s.getsockname()[1]}"
+
+
+@pytest.mark.parametrize("command", ["sweep", "tune"])
+def test_a_dead_ray_cluster_fails_fast_in_one_line(tmp_path, tiny_paths, command):
+    """Issue 31 item 12: `--executor ray --address` of a dead cluster hung with Ray's warnings."""
+    from tests.test_cli import _invoke, _one_error_line
+
+    exp = write_experiment(tmp_path, "tiny-bpr")
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump({"params": {"train.lr": {"type": "float", "low": 0.01,
+                                                             "high": 0.1}}}))
+    extra = (["--set", "model.emb_dim=4,8"] if command == "sweep" else
+             ["--space", str(space), "--trials", "1"])
+    address = _dead_address()
+    t0 = time.perf_counter()
+    result, out = _invoke(command, str(exp), *extra, "--executor", "ray", "--address", address,
+                          "--data-dir", str(tiny_paths.root), "--runs-dir", str(tmp_path / "runs"),
+                          "--results-dir", str(tmp_path / "results"))
+    assert time.perf_counter() - t0 < 15
+    assert result.exit_code == 2 and address in _one_error_line(out)
+    assert "no Ray cluster answers" in out and len(out.strip().splitlines()) <= 3
+
+
+def test_unreachable_address_is_refused_before_ray_is_imported(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    with pytest.raises(ConfigError, match="no Ray cluster answers"):
+        make_executor("ray", address=_dead_address())
+    with pytest.raises(ConfigError, match=r"needs Ray: install"):
+        RayExecutor().run(print, [("x",)], lambda i, v, e: None)
+    with pytest.raises(ConfigError, match="HOST:PORT"):
+        make_executor("ray", address="no-port-here")
