@@ -292,6 +292,11 @@ def read_yaml(path: Path) -> dict:
 _SIZE = re.compile(r"(^|_)(dim|dims|hidden|heads|channels|size|growth|k|maxiter|maxcor)$")
 _SHARE = re.compile(r"(^|_)(dropout|ratio|prob)$")
 _INT64_MAX = 2**63 - 1
+# Widths of weight tensors (embedding sizes, hidden layers, heads, kernels): each multiplies
+# an allocation, so an absurd value is refused at load, naming the key, instead of reaching the
+# allocator (``emb_dim: 1e12`` asked for 96 TB). The largest width shipped is 500.
+_WIDTH = re.compile(r"(^|_)(dim|dims|hidden|heads|channels|growth)$|^(kernel|gk)_size$")
+MAX_WIDTH = 1 << 16
 _SIGNED = re.compile(r"(^|_)(slope|bias|offset|shift)$")
 
 
@@ -316,6 +321,9 @@ def check_ranges(node: Any, path: str) -> str | None:
                 return f"{where}: must be a finite number, got {v}"
             if abs(v) > _INT64_MAX:
                 return f"{where}: {v} is too large (at most {_INT64_MAX})"
+            if _WIDTH.search(name) and v > MAX_WIDTH:
+                return (f"{where}: {v} is too large for a layer size (at most {MAX_WIDTH:,}); "
+                        "its weights would not fit in memory")
             if info.metadata:  # the field states its own bounds (and pydantic checked them)
                 continue
             if _SHARE.search(name) and not 0 <= v < 1:

@@ -66,15 +66,36 @@ def build(cfg: ExperimentConfig, paths: DataPaths, device: str = "cpu") -> Built
     data = load(cfg.dataset, paths)
     ctx = RunContext(data, cfg.train, cfg.eval, resolve_device(device), seed)
     spec = MODELS[cfg.model.name]
+    from recbench.errors import ConfigError
+
     try:
         trainer = spec.make_trainer(cfg.model, ctx)
     except ValueError as exc:  # a setting the model's builder rejects: the user's to fix
-        from recbench.errors import ConfigError
-
         raise ConfigError(f"{cfg.name}: {exc} (model {cfg.model.name}); "
                           "fix the experiment file or --set") from None
+    except (RuntimeError, MemoryError) as exc:
+        if not _out_of_memory(exc):
+            raise
+        raise ConfigError(f"{cfg.name}: model {cfg.model.name} does not fit in memory on "
+                          f"{device} ({_first_line(exc)}); lower its sizes (emb_dim, hidden, "
+                          "...) with --set") from None
     monitor = trainer.monitor or default_monitor(spec.task, cfg, data.negatives is not None)
     return Built(trainer, ctx, spec.task, monitor, threads)
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """An allocation that failed (CPU allocator, CUDA, or Python's own)."""
+    text = str(exc)
+    return isinstance(exc, MemoryError) or "can't allocate memory" in text \
+        or "out of memory" in text.lower()
+
+
+def _first_line(exc: BaseException) -> str:
+    import re
+
+    line = (str(exc).splitlines() or [type(exc).__name__])[0]
+    found = re.search(r"tried to allocate [0-9.]+ ?[A-Za-z]*", line)
+    return found.group(0) if found else line[:120]
 
 
 def resolve_device(name: str) -> torch.device:

@@ -216,6 +216,10 @@ def read_metrics(run_dir: Path) -> dict:
     if not isinstance(metrics, dict) or not isinstance(metrics.get("test"), dict):
         raise RunError(f"{path} is damaged (truncated or not recbench's); evaluate the run's "
                        f"checkpoint again by re-training, or restore the file")
+    for key, value in metrics["test"].items():  # tables and `eval` format each as a number
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise RunError(f"{path}: test metric '{key}' is not a number ({value!r:.40}); the "
+                           "file was edited or damaged — restore it or train the run again")
     return metrics
 
 

@@ -226,3 +226,29 @@ def test_a_failed_graph_write_is_one_line_and_leaves_no_tmp(tmp_path, tiny_paths
     result, out, _ = _train(write_experiment(tmp_path, "e"), tmp_path, tiny_paths)
     assert result.exit_code == 2 and "disk" in _one_error_line(out) and "[bt]" not in out
     assert not [p for p in tiny_paths.processed.rglob("*") if p.is_file()]
+
+
+@pytest.mark.parametrize("value", ["1000000000000", "1.0e+12", "70000"])
+def test_an_absurd_layer_width_is_one_line_naming_the_key(tmp_path, tiny_paths, value):
+    """Issue 31 item 17: `emb_dim: 1e12` went to the allocator (a RuntimeError traceback)."""
+    result, out, runs = _train(write_experiment(tmp_path, "e"), tmp_path, tiny_paths,
+                               "--set", f"model.emb_dim={value}")
+    assert result.exit_code == 2
+    assert "model.emb_dim" in _one_error_line(out) and "too large" in out
+    assert not runs.exists()
+
+
+def test_a_model_that_does_not_fit_in_memory_is_one_line(tmp_path, tiny_paths, monkeypatch):
+    """Sizes within the bound can still multiply past the memory (a width times a catalogue)."""
+    from recbench.models import MODELS
+
+    def too_big(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] err == 0. DefaultCPUAllocator: "
+                           "can't allocate memory: you tried to allocate 96000000000000 bytes.")
+
+    import dataclasses
+
+    monkeypatch.setitem(MODELS, "bpr_mf", dataclasses.replace(MODELS["bpr_mf"],
+                                                              make_trainer=too_big))
+    result, out, _ = _train(write_experiment(tmp_path, "e"), tmp_path, tiny_paths)
+    assert result.exit_code == 2 and "does not fit in memory" in _one_error_line(out)

@@ -159,3 +159,19 @@ def test_a_runs_dir_that_is_not_a_folder_is_one_line(tmp_path, tiny_paths, what)
     result, msg = _cli_train(tmp_path, tiny_paths, target)
     assert result.exit_code == 2 and "--runs-dir" in msg and str(target) in msg
     assert not (tmp_path / "gone").exists()
+
+
+@pytest.mark.parametrize("value", ["abc", None, [1, 2], True])
+def test_eval_of_a_non_number_in_metrics_json_is_one_line(tmp_path, tiny_paths, value):
+    """Issue 31 item 17: a string under metrics.json's test metrics gave a ValueError
+    traceback in `recbench eval`."""
+    from tests.test_cli import _invoke, _one_error_line
+
+    _, run_dir = _train(tmp_path, tiny_paths)
+    path = run_dir / "metrics.json"
+    metrics = json.loads(path.read_text())
+    metrics["test"][next(iter(metrics["test"]))] = value
+    path.write_text(json.dumps(metrics))
+    result, out = _invoke("eval", str(run_dir), "--data-dir", str(tiny_paths.root))
+    assert result.exit_code == 2 and "metrics.json" in _one_error_line(out)
+    assert "not a number" in out
