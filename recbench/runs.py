@@ -80,7 +80,13 @@ def create_run_dir(runs_root: Path, experiment: str, config_hash: str, config: d
         final, partial = parent / name, parent / f"{name}{PARTIAL}"
         if not final.exists() and not partial.exists():
             partial.mkdir()
-            atomic_write_text(partial / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+            try:
+                atomic_write_text(partial / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+            except BaseException:  # a full disk, Ctrl-C: no empty run folder left behind
+                import shutil
+
+                shutil.rmtree(partial, ignore_errors=True)
+                raise
             return partial
     raise RunError(f"could not create a run folder under {parent}")
 
