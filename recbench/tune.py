@@ -277,14 +277,17 @@ def run_trial(trial, setup: TuneSetup, base: ExperimentConfig, paths) -> float:
             return _train_or_read(trial, cfg, h, root, space, setup, paths)
     except KeyboardInterrupt:
         _requeue(trial)
-        raise TrialInterrupted from None
+        raise TrialInterrupted(KeyboardInterrupt()) from None
+    except OSError as exc:  # a full disk, a read-only runs folder: the machine's, not the trial's
+        _requeue(trial)
+        raise TrialInterrupted(exc) from None
 
 
 class TrialInterrupted(BaseException):
-    """Ctrl-C inside a trial, after the trial went back to WAITING. Optuna catches Exception
-    and KeyboardInterrupt around the objective and records the trial as FAIL (never retried,
-    with a long traceback in its log); a BaseException of our own passes through untouched,
-    and :func:`tune_worker` turns it back into KeyboardInterrupt."""
+    """Ctrl-C (or a file-system error) inside a trial, after the trial went back to WAITING.
+    Optuna catches Exception and KeyboardInterrupt around the objective and records the trial
+    as FAIL (never retried, with a long traceback in its log); a BaseException of our own
+    passes through untouched, and :func:`tune_worker` raises the original again."""
 
 
 def _requeue(trial) -> None:
@@ -378,8 +381,8 @@ def tune_worker(setup_plain: dict, n_trials: int, worker: int = 0,
         study.optimize(lambda t: run_trial(t, setup, base, paths), n_trials=n_trials,
                        catch=(RecbenchError, RuntimeError, ValueError), callbacks=callbacks,
                        gc_after_trial=False)
-    except TrialInterrupted:
-        raise KeyboardInterrupt from None
+    except TrialInterrupted as stop:
+        raise stop.args[0] from None
     return counted(study) - before
 
 

@@ -381,3 +381,27 @@ def test_docs_name_the_postgresql_driver():
 
     usage = (Path(__file__).resolve().parents[1] / "docs" / "usage.md").read_text()
     assert "psycopg2-binary" in usage
+
+
+def test_a_full_disk_in_a_trial_leaves_it_retriable(tmp_path, tiny_paths, caplog):
+    """A file-system error in a trial is the machine's state, not the trial's result: the
+    trial goes back to WAITING (no FAIL, no Optuna traceback) and the error reaches the caller."""
+    import errno
+
+    from recbench import runner
+
+    setup = _setup(tmp_path, tiny_paths, {**SPACE, "pruner": "none"}, name="disk")
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", "last.pt")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(runner, "_checkpoint", full)
+        errors = []
+        tune.search(setup, 2, LocalExecutor(), on_result=lambda i, v, e: errors.append(e))
+    assert len(errors) == 1 and isinstance(errors[0], OSError)
+    study = tune.open_study(setup, tune.search_config(setup))
+    assert [t.state for t in study.get_trials()] == [TrialState.WAITING]
+    assert not [r for r in caplog.records if r.exc_info]
+    study = tune.search(setup, 2, LocalExecutor())
+    assert tune.counted(study) == 2 and study.trials[0].state == TrialState.COMPLETE
