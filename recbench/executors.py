@@ -11,8 +11,10 @@ invocation resumes it.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
+import signal
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -58,15 +60,48 @@ class LocalExecutor:
                 else:
                     on_result(i, value, None)
             return
-        with ProcessPoolExecutor(max_workers=self.jobs, mp_context=mp.get_context("spawn")) as pool:
-            futures = {pool.submit(fn, *call): i for i, call in enumerate(calls)}
-            for fut in as_completed(futures):
-                try:
-                    value = fut.result()
-                except Exception as exc:  # noqa: BLE001 - reported, the others go on
-                    on_result(futures[fut], None, exc)
-                else:
-                    on_result(futures[fut], value, None)
+        with ProcessPoolExecutor(max_workers=self.jobs, mp_context=mp.get_context("spawn"),
+                                 initializer=_ignore_ctrl_c) as pool:
+            futures = {pool.submit(_interruptible, fn, *call): i for i, call in enumerate(calls)}
+            try:
+                done = as_completed(futures)
+                self._collect(done, futures, on_result)
+            except KeyboardInterrupt:
+                # stop the calls under way too instead of waiting for them (a trial goes back
+                # to WAITING, a run keeps its last.pt); _processes is the pool's worker table
+                for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                    with contextlib.suppress(OSError):
+                        os.kill(proc.pid, signal.SIGINT)
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+
+    @staticmethod
+    def _collect(done, futures, on_result: OnResult) -> None:
+        for fut in done:
+            try:
+                value = fut.result()
+            except Exception as exc:  # noqa: BLE001 - reported, the others go on
+                on_result(futures[fut], None, exc)
+            else:
+                on_result(futures[fut], value, None)
+
+
+def _ignore_ctrl_c() -> None:
+    """A pool worker ignores Ctrl-C while idle: the terminal sends SIGINT to the whole process
+    group, and an idle worker interrupted in its queue read prints a traceback of its own.
+    :func:`_interruptible` lets it through while a call runs, so the call can stop cleanly."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _interruptible(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` in a pool worker with Ctrl-C raising KeyboardInterrupt (the call's own
+    handlers put a tuning trial back or keep a run's last.pt); the worker then sends it back
+    to the parent as the call's result, without a traceback on the terminal."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return fn(*args)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 _DRIVER_OPTIONS: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,

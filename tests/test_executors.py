@@ -175,3 +175,26 @@ def test_unreachable_address_is_refused_before_ray_is_imported(monkeypatch):
         RayExecutor().run(print, [("x",)], lambda i, v, e: None)
     with pytest.raises(ConfigError, match="HOST:PORT"):
         make_executor("ray", address="no-port-here")
+
+
+def _ctrl_c_in_worker(n: int) -> int:
+    """Call 0 waits until the other worker is idle, then sends Ctrl-C (SIGINT) to every
+    worker of the pool, as a terminal sends it to the whole process group."""
+    import psutil
+
+    if n == 0:
+        time.sleep(2)  # the other calls are done: that worker waits on its queue
+        for worker in psutil.Process(os.getppid()).children():
+            os.kill(worker.pid, signal.SIGINT)
+        time.sleep(5)  # the signal interrupts this
+    return n
+
+
+def test_ctrl_c_in_pool_workers_stops_without_their_tracebacks(capfd):
+    """Issue 31 items 8/16 with --jobs N: Ctrl-C printed one traceback per worker process."""
+    t0 = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        LocalExecutor(jobs=2).run(_ctrl_c_in_worker, [(0,), (1,), (2,)], lambda i, v, e: None)
+    assert time.perf_counter() - t0 < 60
+    captured = capfd.readouterr()
+    assert "Traceback" not in captured.err + captured.out
