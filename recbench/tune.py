@@ -158,11 +158,11 @@ def open_storage(url: str):
 
 
 def _rdb_storage(url: str):
-    import optuna
-
     # heartbeats: a trial whose process died is failed after the grace period and retried
     # with the same parameters, so its run resumes from the .partial folder
     import warnings
+
+    import optuna
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # heartbeats are marked experimental in Optuna

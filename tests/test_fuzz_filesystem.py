@@ -24,7 +24,8 @@ from recbench import runner, runs
 from recbench.cli import app
 from tests.conftest import write_experiment
 from tests.fuzz_faults import FAULTS, assert_one_line, deadline, fault_at, leftovers
-from tests.test_cli import _invoke, runner as cli
+from tests.test_cli import _invoke
+from tests.test_cli import runner as cli
 
 KINDS = ["missing", "empty", "folder", "fifo", "/dev/null", "/dev/zero", "dangling link",
          "link loop", "link to fifo", "binary", "under a file"]
