@@ -649,7 +649,11 @@ def summary(
     if target is not None:  # bad input first: one line, before any warning
         if not target.is_file():
             _fail(f"{target}: no such file")
-        old = summaries.current_block(target.read_text(encoding="utf-8"), str(target))
+        try:
+            text = target.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            _fail(f"{target}: not UTF-8 text; give the Markdown file that holds the summary block")
+        old = summaries.current_block(text, str(target))
     made = summaries.render(summaries.load_config(config), results_dir, studies_dir,
                             target.parent if target else None)
     for problem in made.problems:

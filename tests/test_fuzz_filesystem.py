@@ -104,6 +104,7 @@ def _args(command: str, path: Path, tiny, work: Path) -> list[str]:
 @example(kind="/dev/zero", command="preprocess --from")
 @example(kind="fifo", command="train EXP")
 @example(kind="link to fifo", command="preprocess --from")
+@example(kind="binary", command="summary --check")  # found by the thorough profile
 def test_any_kind_of_path_is_one_line_and_never_blocks(tiny, kind, command):
     with tempfile.TemporaryDirectory() as d:
         work = Path(d)
