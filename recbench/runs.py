@@ -206,8 +206,72 @@ def read_metrics(run_dir: Path) -> dict:
     return metrics
 
 
+# pickle opcodes that import or call something: a checkpoint of tensors and plain containers
+# needs only torch's tensor rebuilders among them, which weights_only allows
+_CODE_OPS = {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX", "BUILD",
+             "EXT1", "EXT2", "EXT4"}
+
+
+def _pickle_bytes(path: Path) -> bytes:
+    """The pickle stream of a checkpoint: ``data.pkl`` of torch's zip format, else the file."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            name = next((n for n in archive.namelist() if n.rsplit("/", 1)[-1] == "data.pkl"), None)
+            return archive.read(name) if name else b""
+    except (zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError):
+        return path.read_bytes()
+
+
+def _foreign_objects(path: Path) -> str | None:
+    """What the checkpoint would import or call beyond torch's tensors (e.g. 'builtins.exec'),
+    read with pickletools, which never executes; None when it asks for nothing of the kind
+    (then a refused load means a damaged file). Why scan: torch 2.2's restricted unpickler
+    gives the same error for an unsupported opcode in garbage and in a crafted file."""
+    import pickletools
+
+    allowed = ("torch.", "collections.OrderedDict")
+    strings: list[str] = []
+    try:
+        for op, arg, _ in pickletools.genops(_pickle_bytes(path)):
+            if isinstance(arg, str):
+                strings.append(arg)
+            if op.name in ("GLOBAL", "INST"):
+                name = str(arg).replace(" ", ".")
+            elif op.name == "STACK_GLOBAL":
+                name = ".".join(strings[-2:])
+            elif op.name in _CODE_OPS:
+                name = None
+            else:
+                continue
+            if name is None or not name.startswith(allowed):
+                return name or f"the pickle opcode {op.name}"
+    except Exception:  # noqa: BLE001 - a parse error ends the scan: what came before counts
+        pass
+    return None
+
+
+def _is_torchscript(path: Path) -> bool:
+    """A TorchScript archive: torch.load hands these to torch.jit.load even with
+    ``weights_only``, so they are refused before torch sees them."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(n.rsplit("/", 1)[-1] == "constants.pkl" for n in archive.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False
+
+
 def load_checkpoint(path: Path, device: Any = "cpu") -> dict:
-    """A checkpoint recbench wrote (best.pt / last.pt), or one clear RunError."""
+    """A checkpoint recbench wrote (best.pt / last.pt), or one clear RunError.
+
+    Why ``weights_only``: run folders are exchanged between researchers, and a full unpickle
+    runs whatever a crafted file asks (issue #31 ran a shell command through ``eval``). Our
+    checkpoints hold only tensors and plain containers (dict, list, str, numbers, None;
+    tests/test_contract.py loads every model's), so a file asking for anything else is
+    refused by name, apart from a file that is merely damaged."""
     import pickle
     import zipfile
 
@@ -217,10 +281,18 @@ def load_checkpoint(path: Path, device: Any = "cpu") -> dict:
         raise RunError(f"{path.parent} has no {path.name}; the run did not get that far — "
                        "train it again" if path.name == "best.pt" else
                        f"{path.parent} has no {path.name} to resume from; train it again")
+    unsafe = (f"{path} holds more than tensors and plain containers ({{}}); recbench refuses "
+              "to unpickle it, because a crafted checkpoint runs code when loaded — use run "
+              "folders only from sources you trust, or train the run again")
+    if _is_torchscript(path):
+        raise RunError(unsafe.format("a TorchScript archive"))
     try:
-        state = torch.load(path, map_location=device)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError,
-            OSError, AttributeError, ImportError) as exc:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError,
+            OSError, AttributeError, ImportError, KeyError, IndexError, TypeError) as exc:
+        foreign = _foreign_objects(path) if isinstance(exc, pickle.UnpicklingError) else None
+        if foreign is not None:
+            raise RunError(unsafe.format(f"it asks for {foreign}")) from None
         raise RunError(f"{path} is damaged ({type(exc).__name__}); it cannot be loaded — "
                        "train the run again") from None
     if not isinstance(state, dict) or "model" not in state:

@@ -146,3 +146,50 @@ def test_ablate_writes_the_study_tables_and_report_only_rewrites_them_from_the_l
     result, out = _invoke("ablate", "--study", "s", "--report-only", *common)
     assert result.exit_code == 0, out
     assert (folder / "details.md").read_text() == details
+
+
+class _Payload:
+    """Unpickling this runs code: exec writes the marker file (a crafted checkpoint)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').write('ran')",))
+
+
+@pytest.mark.parametrize("form", ["pickle", "torch.save"])
+@pytest.mark.parametrize("command", ["eval", "resume"])
+def test_a_crafted_checkpoint_is_refused_and_never_executed(tmp_path, tiny_paths, form, command):
+    """Issue 31.1: best.pt / last.pt are loaded with weights_only; a checkpoint that holds
+    anything but tensors and plain containers is one line naming the file, and its code
+    never runs (it used to run, and the user was told the file was damaged)."""
+    import pickle
+    import shutil
+
+    import torch
+
+    exp = write_experiment(tmp_path, "e", train={"epochs": 2})
+    runs_dir = tmp_path / "runs"
+    result, out = _invoke("train", str(exp), "--data-dir", str(tiny_paths.root),
+                          "--runs-dir", str(runs_dir), "--threads", "1")
+    assert result.exit_code == 0, out
+    run = next((runs_dir / "e").iterdir())
+    if command == "resume":
+        run = shutil.move(run, run.with_name(run.name + ".partial"))
+        (run / "metrics.json").unlink()
+    marker = tmp_path / "marker"
+    name = "best.pt" if command == "eval" else "last.pt"
+    payload = {"model": _Payload(marker)}
+    if form == "pickle":
+        (run / name).write_bytes(pickle.dumps(payload))
+    else:
+        torch.save(payload, run / name)
+    args = (["eval", str(run)] if command == "eval" else
+            ["train", "--resume", str(run), "--runs-dir", str(runs_dir), "--threads", "1"])
+    result, out = _invoke(*args, "--data-dir", str(tiny_paths.root))
+    assert not marker.exists(), "the checkpoint's code ran"
+    assert result.exit_code == 2, out
+    msg = " ".join(_one_error_line(out).split())
+    assert str(run / name) in msg.replace(" ", ""), msg
+    assert "refuses to unpickle" in msg and "damaged" not in msg, msg

@@ -65,6 +65,23 @@ def test_finalize_refuses_to_overwrite(tmp_path):
 
 def test_checkpoints_hold_state_dicts_only(tmp_path, tiny_paths):
     _, run_dir = _train(tmp_path, tiny_paths)
-    state = torch.load(run_dir / "last.pt")
+    state = torch.load(run_dir / "last.pt", weights_only=True)
     assert isinstance(state["model"], dict) and all(
         isinstance(v, torch.Tensor) for v in state["model"].values())
+
+
+def test_a_checkpoint_asking_for_objects_is_refused_by_name_and_damage_stays_damage(tmp_path):
+    """Issue 31.1: weights_only; what a refused file asks for is named (read without running
+    it), and a merely damaged file is still called damaged."""
+    import numpy as np
+
+    path = tmp_path / "best.pt"
+    torch.save({"model": {}, "score": np.float64(0.5)}, path)
+    with pytest.raises(RunError, match=r"best.pt holds more than tensors .*numpy.*refuses"):
+        runs.load_checkpoint(path)
+    for junk in (b"", b"\x80\x04garbage\xff\x00{[: ", b"PK\x03\x04 truncated"):
+        path.write_bytes(junk)
+        with pytest.raises(RunError, match="is damaged"):
+            runs.load_checkpoint(path)
+    torch.save({"model": {"w": torch.ones(2)}, "epoch": 3, "loop": {"best": None}}, path)
+    assert runs.load_checkpoint(path)["epoch"] == 3
