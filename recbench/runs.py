@@ -96,6 +96,14 @@ _NAMED = re.compile(r"([0-9a-f]{10})(\.partial)?$")
 
 
 Rehash = Callable[[Path], "str | None"]  # experiment.stored_hash
+_STAMP = re.compile(r"(\d{8}-\d{6})(?:-(\d+))?-")
+
+
+def _age(run_dir: Path) -> tuple[str, int, str]:
+    """Sort key, oldest first: the UTC stamp, then create_run_dir's same-second suffix (a
+    plain name sort put ``STAMP-1-5abc`` before ``STAMP-5abc``, so the older run won)."""
+    m = _STAMP.match(run_dir.name)
+    return (m.group(1), int(m.group(2) or 0), run_dir.name) if m else ("", 0, run_dir.name)
 
 
 def _rehashed(parent: Path, config_hash: str, keep: Callable[[Path], bool],
@@ -123,11 +131,11 @@ def find_finished(runs_root: Path, experiment: str, config_hash: str,
     parent = runs_root / experiment
     if not parent.is_dir():
         return None
-    hits = sorted(p for p in parent.glob(f"*-{config_hash}") if is_finished(p))
+    hits = sorted((p for p in parent.glob(f"*-{config_hash}") if is_finished(p)), key=_age)
     if not hits:
         hits = sorted(_rehashed(parent, config_hash,
                                 lambda p: not p.name.endswith(PARTIAL) and is_finished(p),
-                                rehash))
+                                rehash), key=_age)
     return hits[-1] if hits else None
 
 
@@ -148,10 +156,11 @@ def find_partial(runs_root: Path, experiment: str, config_hash: str,
     parent = runs_root / experiment
     if not parent.is_dir():
         return None
-    hits = sorted(p for p in parent.glob(f"*-{config_hash}{PARTIAL}") if (p / "last.pt").is_file())
+    hits = sorted((p for p in parent.glob(f"*-{config_hash}{PARTIAL}")
+                   if (p / "last.pt").is_file()), key=_age)
     if not hits:
         hits = sorted(_rehashed(parent, config_hash, lambda p: p.name.endswith(PARTIAL)
-                                and (p / "last.pt").is_file(), rehash))
+                                and (p / "last.pt").is_file(), rehash), key=_age)
     return hits[-1] if hits else None
 
 

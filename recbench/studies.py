@@ -360,9 +360,11 @@ def count_runs(study: StudyConfig) -> int:
 
 
 def run_planned(plain: dict, data_root: str, runs_root: str, device: str,
-                 threads: int | None) -> str:
+                threads: int | None, rerun: bool = False) -> str:
     """Train one planned run, resuming its .partial folder if one exists (the body of
-    every executor's call, so it takes plain, picklable arguments)."""
+    every executor's call, so it takes plain, picklable arguments). With ``rerun`` a new run
+    is trained from the first epoch even when a finished or partial one exists: --rerun used
+    to reach this lookup, find the finished run and report it as done (issue 31.4)."""
     import torch
 
     from recbench.data.prepare import DataPaths
@@ -375,6 +377,8 @@ def run_planned(plain: dict, data_root: str, runs_root: str, device: str,
     cfg = validate(plain, plain.get("name", "study run"))
     root, h = Path(runs_root), run_hash(cfg)
     with runs.claim(root, cfg.name, h):  # another worker may be training this very config
+        if rerun:
+            return str(train_run(cfg, DataPaths(Path(data_root)), root, device))
         finished = runs.find_finished(root, cfg.name, h, rehash=stored_hash)
         if finished is not None:
             return str(finished)
@@ -388,23 +392,29 @@ def execute(planned: list[PlannedRun], paths, runs_root: Path, jobs: int = 1,
             threads: int | None = None,
             executor: Executor | None = None) -> list[tuple[PlannedRun, str]]:
     """Run every planned run not cached (all with ``rerun``) on ``executor`` (default: local
-    processes, ``jobs`` at once); one failure never stops the rest."""
+    processes, ``jobs`` at once); one failure never stops the rest. Planned runs of one
+    config (two labels for one setting) are trained once and reported for each."""
     executor = executor or LocalExecutor(jobs=jobs)
     todo = [p for p in planned if rerun or p.cached is None]
     for p in planned:
         if p not in todo and on_done:
             on_done(p, "cached")
+    groups: dict[tuple[str, str], list[PlannedRun]] = {}
+    for p in todo:
+        groups.setdefault((p.cfg.name, p.hash), []).append(p)
+    heads = [group[0] for group in groups.values()]
     per_call = executor.threads_per_call(threads)
     calls = [(to_plain(p.cfg), str(Path(paths.root).resolve()), str(Path(runs_root).resolve()),
-              device, per_call) for p in todo]
+              device, per_call, rerun) for p in heads]
     failures: list[tuple[PlannedRun, str]] = []
 
     def on_result(index: int, run_dir: Any, error: BaseException | None) -> None:
-        p = todo[index]
-        if error is not None:
-            failures.append((p, str(error) or type(error).__name__))
-        if on_done:
-            on_done(p, "failed" if error is not None else _outcome(Path(run_dir)))
+        head = heads[index]
+        for p in groups[(head.cfg.name, head.hash)]:
+            if error is not None:
+                failures.append((p, str(error) or type(error).__name__))
+            if on_done:
+                on_done(p, "failed" if error is not None else _outcome(Path(run_dir)))
 
     executor.run(run_planned, calls, on_result)
     return failures

@@ -85,3 +85,12 @@ def test_a_checkpoint_asking_for_objects_is_refused_by_name_and_damage_stays_dam
             runs.load_checkpoint(path)
     torch.save({"model": {"w": torch.ones(2)}, "epoch": 3, "loop": {"best": None}}, path)
     assert runs.load_checkpoint(path)["epoch"] == 3
+
+
+def test_the_newest_of_two_runs_made_in_one_second_wins(tmp_path):
+    """create_run_dir names a second run of the same second STAMP-1-HASH; a name sort put it
+    before STAMP-HASH whenever the hash began with a digit above 1 (so --rerun's run lost)."""
+    for name in ("20261206-000000-5abcdef012", "20261206-000000-1-5abcdef012"):
+        (tmp_path / "e" / name).mkdir(parents=True)
+        (tmp_path / "e" / name / "metrics.json").write_text("{}")
+    assert runs.find_finished(tmp_path, "e", "5abcdef012").name == "20261206-000000-1-5abcdef012"

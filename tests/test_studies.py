@@ -406,3 +406,18 @@ def test_labels_with_commas_are_selectable():
     assert studies.split_names("scores,global 250", known) == ["scores", "global 250"]
     assert studies.split_names("a,b,c", known) == ["a,b,c"]
     assert studies.split_names("a,nope", known) == ["a", "nope"]
+
+
+def test_rerun_really_trains_again(tmp_path, tiny_paths):
+    """Issue 31.4: --rerun said every run would run and printed "done", but the worker found
+    the finished run by hash and returned it; now each planned config is trained anew."""
+    study = _study(tmp_path, vary={"model.emb_dim": [4]}, seeds=[0])
+    root = tmp_path / "runs"
+    assert studies.execute(studies.plan(study, root), tiny_paths, root) == []
+    first = studies.plan(study, root)[0].cached
+    done = []
+    assert studies.execute(studies.plan(study, root), tiny_paths, root, rerun=True,
+                           on_done=lambda p, s: done.append(s)) == []
+    finished = {p for p in (root / "tiny-bpr").iterdir() if runs.is_finished(p)}
+    assert len(finished) == 2 and first in finished and done[0].startswith("done")
+    assert studies.plan(study, root)[0].cached == (finished - {first}).pop()  # the new one
