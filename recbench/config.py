@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from recbench.errors import ConfigError
 
@@ -120,6 +120,21 @@ class ExperimentConfig(Strict):
     seeds: list[NonNegInt] = Field(default_factory=lambda: [0], min_length=1)
     seed: NonNegInt | None = None  # set when the experiment is expanded into one run per seed
     paper: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds_once(cls, seeds: list[int]) -> list[int]:
+        return unique_seeds(seeds)
+
+
+def unique_seeds(seeds: list[int]) -> list[int]:
+    """A seed list with no repeats. Why refuse rather than drop: a repeated seed is the same
+    run, and a study counted it once per mention ("± 0.0000, seeds 2/4", issue 31.6)."""
+    twice = sorted({s for s in seeds if seeds.count(s) > 1})
+    if twice:
+        raise ValueError(f"seed(s) {', '.join(map(str, twice))} listed more than once; each seed "
+                         "is one run, list it once")
+    return seeds
 
 
 def check_heads_divide(width: int, num_heads: int, field: str) -> None:

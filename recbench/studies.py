@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import yaml
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from recbench import runs
 from recbench.config import (
@@ -29,6 +29,7 @@ from recbench.config import (
     parse_override,
     run_hash,
     to_plain,
+    unique_seeds,
     validate_file,
 )
 from recbench.errors import ConfigError
@@ -97,6 +98,32 @@ class StudyConfig(Strict):
     guard: dict[str, list[str]] = Field(default_factory=dict)
     split: Literal["test", "valid"] = "test"  # valid: the trainer's final validation metrics
     tables: list[ExtraTable] = Field(default_factory=list)  # more files in results/STUDY/
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds_once(cls, seeds: list[int] | None) -> list[int] | None:
+        return None if seeds is None else unique_seeds(seeds)
+
+    @field_validator("vary")
+    @classmethod
+    def _values_once(cls, vary: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        """A value listed twice is one variant whose runs the table counted twice."""
+        for key, values in vary.items():
+            labels = [_label(v) for v in values]
+            twice = sorted({lab for lab in labels if labels.count(lab) > 1})
+            if twice:
+                raise ValueError(f"{key}: value(s) {', '.join(twice)} listed more than once; "
+                                 "list each value once")
+        return vary
+
+    @model_validator(mode="after")
+    def _labels_once(self) -> StudyConfig:
+        labels = [label for label, _ in variant_patches(self)]
+        twice = sorted({lab for lab in labels if labels.count(lab) > 1})
+        if twice:
+            raise ValueError(f"variant label(s) {', '.join(twice)} name both a vary value and a "
+                             "variant; rename the variant")
+        return self
 
 
 LEDGER = "ledger"  # results/<study>/ledger/: the committed record of its runs (write_ledger)

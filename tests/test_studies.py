@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import yaml
@@ -421,3 +423,30 @@ def test_rerun_really_trains_again(tmp_path, tiny_paths):
     finished = {p for p in (root / "tiny-bpr").iterdir() if runs.is_finished(p)}
     assert len(finished) == 2 and first in finished and done[0].startswith("done")
     assert studies.plan(study, root)[0].cached == (finished - {first}).pop()  # the new one
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"seeds": [0, 1, 0]}, "seed(s) 0 listed more than once"),
+    ({"vary": {"model.emb_dim": [4, 8, 4]}}, "model.emb_dim: value(s) 4 listed more than once"),
+    ({"variants": {"8": {"model.emb_dim": 16}}}, "variant label(s) 8 name both"),
+])
+def test_a_seed_or_variant_listed_twice_is_refused(tmp_path, extra, message):
+    """Issue 31.6: a repeated seed or vary value made one run count twice in its cell."""
+    from recbench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        _study(tmp_path, **extra)
+
+
+def test_sweep_with_repeated_seeds_or_values_and_experiment_seeds_are_refused(tmp_path):
+    from recbench.errors import ConfigError
+    from recbench.experiment import load_experiment
+
+    exp = write_experiment(tmp_path, "e")
+    with pytest.raises(ConfigError, match=r"--seeds: .*seed\(s\) 1 listed more than once"):
+        studies.adhoc(exp, ["model.emb_dim=4,8"], "1,1", None, None)
+    with pytest.raises(ConfigError, match=r"--set: .*value\(s\) 4 listed more than once"):
+        studies.adhoc(exp, ["model.emb_dim=4,4"], None, None, None)
+    twice = write_experiment(tmp_path, "t", seeds=[2, 2])
+    with pytest.raises(ConfigError, match=r"seeds: seed\(s\) 2 listed more than once"):
+        load_experiment(twice)
