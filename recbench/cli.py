@@ -260,6 +260,7 @@ def train(
         from recbench.runner import load_run_config
 
         cfg = load_run_config(resume)
+        _same_config_on_resume(cfg, resume, set_, seed)
         if experiment is not None:  # the run must belong to the experiment the user named
             from recbench.config import to_plain
             from recbench.errors import RunError
@@ -292,6 +293,29 @@ def train(
     console.print(_metrics_table(f"{cfg.name}: test metrics", rows))
     if cfg.paper:
         console.print("paper: " + ", ".join(f"{k} {v}" for k, v in cfg.paper.items()))
+
+
+def _same_config_on_resume(cfg, resume: Path, set_: list[str], seed: int | None) -> None:
+    """``--resume RUN`` with ``--set``/``--seed``: a resumed run keeps its own config.yaml, so
+    an override that changes what the run hash covers is refused (it was ignored: 300 epochs
+    asked, 150 run, exit 0; issue 31.7). One that changes nothing hashed (the run's own seed,
+    its own value, ``train.num_threads``) is allowed."""
+    if not set_ and seed is None:
+        return
+    from recbench.config import hashed_differences, parse_override, to_plain
+    from recbench.errors import RunError
+    from recbench.experiment import with_overrides
+
+    asked = with_overrides(cfg, dict(parse_override(o) for o in set_)) if set_ else cfg
+    if seed is not None:
+        asked = asked.model_copy(update={"seed": seed})
+    diff = hashed_differences(to_plain(cfg), to_plain(asked))
+    if diff:
+        flags = " ".join([*(f"--set {o}" for o in set_), *([f"--seed {seed}"] if seed is not None
+                                                            else [])])
+        raise RunError(f"{flags} would change the config of {resume} ({'; '.join(diff)}); a "
+                       "resumed run keeps its own config — resume it without them, or start a "
+                       f"new run: `recbench train EXPERIMENT.yaml {flags}`")
 
 
 def _set_threads(threads: int | None) -> None:

@@ -304,6 +304,24 @@ def hash_plain(plain: dict) -> str:
     return _digest(body)
 
 
+def hashed_differences(old: dict, new: dict) -> list[str]:
+    """``key: old → new`` for every key where two plain run configs differ and the run hash
+    looks (the keys of HASH_EXCLUDED, e.g. ``train.num_threads``, are not differences)."""
+    out: list[str] = []
+
+    def walk(a: Any, b: Any, path: tuple[str, ...]) -> None:
+        if path in HASH_EXCLUDED and not (path == ("seeds",) and new.get("seed") is None):
+            return
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in dict.fromkeys([*a, *b]):
+                walk(a.get(key), b.get(key), (*path, str(key)))
+        elif a != b:
+            out.append(f"{'.'.join(path)}: {json.dumps(a)} → {json.dumps(b)}")
+
+    walk(old, new, ())
+    return out
+
+
 def legacy_hash_plain(plain: dict) -> str:
     """The hash run folders and ledger records were named with before HASH_EXCLUDED (only
     ``train.num_threads`` left out): old folders keep that name and are matched by the hash

@@ -193,3 +193,39 @@ def test_a_crafted_checkpoint_is_refused_and_never_executed(tmp_path, tiny_paths
     msg = " ".join(_one_error_line(out).split())
     assert str(run / name) in msg.replace(" ", ""), msg
     assert "refuses to unpickle" in msg and "damaged" not in msg, msg
+
+
+@pytest.mark.parametrize("extra, differs", [
+    (["--set", "train.epochs=6"], "train.epochs: 2 → 6"),
+    (["--seed", "3"], "seed: 0 → 3"),
+    (["--set", "model.emb_dim=16", "--seed", "0"], "model.emb_dim: 8 → 16"),
+])
+def test_resume_with_a_set_or_seed_that_changes_the_config_is_refused(tmp_path, tiny_paths,
+                                                                       extra, differs):
+    """Issue 31.7: `train --resume RUN --set …`/`--seed …` was silently ignored (asked 300
+    epochs, ran 150, exit 0); now one line says what differs and nothing is trained."""
+    import hashlib
+    import shutil
+
+    exp = write_experiment(tmp_path, "e", train={"epochs": 2})
+    runs_dir = tmp_path / "runs"
+    common = ["--data-dir", str(tiny_paths.root), "--runs-dir", str(runs_dir), "--threads", "1"]
+    result, out = _invoke("train", str(exp), *common)
+    assert result.exit_code == 0, out
+    run = next((runs_dir / "e").iterdir())
+    run = shutil.move(run, run.with_name(run.name + ".partial"))
+    (run / "metrics.json").unlink()
+
+    def snapshot():
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in run.iterdir()}
+
+    before = snapshot()
+    result, out = _invoke("train", "--resume", str(run), *extra, *common)
+    assert result.exit_code == 2, out
+    msg = " ".join(_one_error_line(out).split())
+    assert differs in msg and "start a new run" in msg and "recbench train" in msg, msg
+    assert snapshot() == before and run.is_dir()
+    # what the hash leaves out, and the run's own values, are no difference
+    result, out = _invoke("train", "--resume", str(run), "--seed", "0", "--set",
+                          "train.num_threads=1", "--set", "train.epochs=2", *common)
+    assert result.exit_code == 0, out
