@@ -367,6 +367,14 @@ def eval_(
         table.add_row(key, f"{value:.6f}", "—" if new is None else f"{new:.6f}",
                       "[green]yes[/]" if same else "[red]NO[/]")
     console.print(table)
+    # an empty or thinned `test` used to pass: nothing compared is nothing wrong (issue 31.9)
+    missing = [key for key in fresh if key not in stored]
+    if not stored:
+        _fail(f"{run_dir / 'metrics.json'}: its test metrics are empty; nothing to re-check "
+              f"(the run's config gives {', '.join(fresh)}) — restore the file or train again", 1)
+    if missing:
+        _fail(f"{run_dir / 'metrics.json'}: its test metrics lack {', '.join(missing)}, which "
+              "the run's config asks for — restore the file or train again", 1)
     if not ok:
         _fail(f"{run_dir}: recomputed metrics differ from metrics.json", 1)
 

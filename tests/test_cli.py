@@ -229,3 +229,27 @@ def test_resume_with_a_set_or_seed_that_changes_the_config_is_refused(tmp_path, 
     result, out = _invoke("train", "--resume", str(run), "--seed", "0", "--set",
                           "train.num_threads=1", "--set", "train.epochs=2", *common)
     assert result.exit_code == 0, out
+
+
+def test_eval_fails_when_metrics_json_has_no_or_too_few_test_metrics(tmp_path, tiny_paths):
+    """Issue 31.9: `eval` passed with exit 0 when metrics.json's test was empty or thinned."""
+    import json
+
+    exp = write_experiment(tmp_path, "e", train={"epochs": 2})
+    runs_dir = tmp_path / "runs"
+    result, out = _invoke("train", str(exp), "--data-dir", str(tiny_paths.root),
+                          "--runs-dir", str(runs_dir), "--threads", "1")
+    assert result.exit_code == 0, out
+    run = next((runs_dir / "e").iterdir())
+    path = run / "metrics.json"
+    metrics = json.loads(path.read_text())
+    result, out = _invoke("eval", str(run), "--data-dir", str(tiny_paths.root))
+    assert result.exit_code == 0, out
+    dropped = sorted(metrics["test"])[0]
+    for test, expected in (({}, "empty"), ({k: v for k, v in metrics["test"].items()
+                                            if k != dropped}, f"lack {dropped}")):
+        path.write_text(json.dumps({**metrics, "test": test}))
+        result, out = _invoke("eval", str(run), "--data-dir", str(tiny_paths.root))
+        assert result.exit_code == 1, out
+        error = [ln for ln in out.splitlines() if ln.startswith("error:")]
+        assert error and expected in " ".join(out[out.index("error:"):].split()), out
