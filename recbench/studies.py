@@ -32,7 +32,7 @@ from recbench.config import (
     unique_seeds,
     validate_file,
 )
-from recbench.errors import ConfigError
+from recbench.errors import ConfigError, RunError
 from recbench.executors import Executor, LocalExecutor
 from recbench.experiment import load_experiment, stored_hash, with_overrides
 from recbench.train.api import lower_is_better
@@ -569,6 +569,42 @@ def _row_cells(study: StudyConfig, p: PlannedRun) -> list[tuple[str, str, str]]:
     return [(f"{p.variant} · {r}", p.variant, r) for r in study.rows]
 
 
+def per_unit_means(run_dir: Path) -> dict[str, float]:
+    """The test metrics that ``per_unit.npz`` of a run (or ledger record) restates: the mean
+    of each per-unit vector named like a metric, and rmse/mse/mae from ``squared_error``."""
+    path = run_dir / "per_unit.npz"
+    if not path.is_file():
+        return {}
+    out: dict[str, float] = {}
+    with np.load(path) as data:
+        for key in data.files:
+            values = np.asarray(data[key], dtype=np.float64)
+            if key in ("user", "index") or values.size == 0:
+                continue
+            if key == "squared_error":
+                out.update(mse=float(values.mean()), rmse=float(np.sqrt(values.mean())),
+                           mae=float(np.sqrt(values).mean()))
+            else:
+                out[key] = float(values.mean())
+    return out
+
+
+def check_per_unit(run_dir: Path) -> None:
+    """metrics.json's test means must be the means of the run's per-unit vectors. Why: the
+    table publishes the mean from metrics.json beside a p-value from per_unit.npz, so an
+    edited or swapped metrics.json was published next to an unchanged p-value (issue 31.10).
+    Float tolerance: both are means of the same float32 vectors, summed in another order."""
+    reported = runs.read_metrics(run_dir)["test"]
+    for key, mean in per_unit_means(run_dir).items():
+        value = reported.get(key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        if not np.isclose(float(value), mean, rtol=1e-5, atol=1e-6, equal_nan=True):
+            raise RunError(f"{run_dir / 'metrics.json'} does not match its per_unit.npz ({key}: "
+                           f"reported {float(value):.6g}, per-unit mean {mean:.6g}); it was "
+                           "edited or damaged — restore the run or train it again")
+
+
 def _run_metrics(study: StudyConfig, run_dir: Path) -> dict[str, float]:
     m = runs.read_metrics(run_dir)
     if study.split == "valid":
@@ -584,6 +620,8 @@ def aggregate(study: StudyConfig, planned: list[PlannedRun]) -> StudyResult:
     reference = study.reference or labels[0]
     cells: dict[tuple[str, str], Cell] = {}
     by_seed: dict[tuple[str, str, int], tuple[Path, str]] = {}
+    for run_dir in dict.fromkeys(p.cached for p in planned if p.cached is not None):
+        check_per_unit(run_dir)
     for p in planned:
         for label, group, row in _row_cells(study, p):
             cell = cells.setdefault((p.base, label), Cell(p.base, p.dataset, label, [], [],

@@ -450,3 +450,39 @@ def test_sweep_with_repeated_seeds_or_values_and_experiment_seeds_are_refused(tm
     twice = write_experiment(tmp_path, "t", seeds=[2, 2])
     with pytest.raises(ConfigError, match=r"seeds: seed\(s\) 2 listed more than once"):
         load_experiment(twice)
+
+
+def test_an_edited_mean_that_per_unit_npz_does_not_restate_is_refused(tmp_path, tiny_paths):
+    """Issue 31.10: an edited metrics.json mean was published beside the p-value of the
+    unchanged per_unit.npz; aggregation now checks one against the other and names the run."""
+    import json
+
+    from recbench.errors import RunError
+
+    study = _study(tmp_path, vary={"model.emb_dim": [4]}, seeds=[0])
+    root = tmp_path / "runs"
+    studies.execute(studies.plan(study, root), tiny_paths, root)
+    run = studies.plan(study, root)[0].cached
+    assert studies.per_unit_means(run)["recall@5"] == pytest.approx(
+        runs.read_metrics(run)["test"]["recall@5"], abs=1e-6)
+    studies.aggregate(study, studies.plan(study, root))  # untouched: accepted
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["test"]["recall@5"] += 0.01
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    with pytest.raises(RunError, match=re.escape(str(run / "metrics.json")) + ".*recall@5"):
+        studies.aggregate(study, studies.plan(study, root))
+
+
+def test_rating_metrics_are_checked_from_squared_errors(tmp_path):
+    from recbench.errors import RunError
+
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "config.yaml").write_text("name: r\n")
+    np.savez(run / "per_unit.npz", squared_error=np.array([1.0, 4.0], dtype=np.float32))
+    good = {"rmse": float(np.sqrt(2.5)), "mae": 1.5}
+    (run / "metrics.json").write_text(__import__("json").dumps({"test": good}))
+    studies.check_per_unit(run)
+    (run / "metrics.json").write_text(__import__("json").dumps({"test": {**good, "mae": 1.4}}))
+    with pytest.raises(RunError, match="mae: reported 1.4, per-unit mean 1.5"):
+        studies.check_per_unit(run)
