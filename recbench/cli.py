@@ -477,8 +477,31 @@ def sweep(
     from recbench import studies
 
     study = studies.adhoc(experiment, set_, seeds, name, metric)
+    _sweep_name_free(study, results_dir)
     _run_study(study, jobs, dry_run, rerun, device, data_dir, runs_dir, results_dir, threads,
                report_only, executor_name=executor, address=address)
+
+
+def _sweep_name_free(study, results_dir: Path, studies_dir: Path = Path("experiments/studies")
+                     ) -> None:
+    """A sweep never takes the name of a named study or of a results folder that another
+    study, search or sweep wrote (`sweep --name gnn-zoo` overwrote that study's committed
+    results with a one-row sweep, issue 31.3); sweeping the same experiment again may."""
+    from recbench import studies
+    from recbench.errors import ConfigError
+
+    name = study.study
+    if studies_dir.is_dir() and name in {s.study for s in studies.list_studies(studies_dir)}:
+        raise ConfigError(f"--name {name}: that is a named study (experiments/studies/); "
+                          "choose another name for the sweep")
+    folder = results_dir / name
+    if folder.exists():
+        table = folder / "table.md"
+        lines = table.read_text(encoding="utf-8", errors="replace").splitlines()[:3] \
+            if table.is_file() else []
+        if len(lines) < 3 or lines[2] != study.description:
+            raise ConfigError(f"--name {name}: {folder}/ holds results that are not a sweep of "
+                              f"{study.base[0]}; choose another name for the sweep")
 
 
 @app.command()
@@ -603,6 +626,12 @@ def tune(
     for p, message in failures:
         err_console.print(f"[red]failed[/] {p.variant} seed {p.seed}: {message}")
     result = studies.aggregate(final, studies.plan(final, runs_root))
+    from recbench.study_session import lost_cells
+
+    lost = lost_cells(result, results_dir / final.study)  # as ablate/sweep: never lose a cell
+    if lost:
+        _fail(f"{results_dir / final.study}/table.csv has more finished runs than this search's "
+              f"final seeds ({'; '.join(lost[:4])}); it is left as it is — use another --name", 1)
     folder = report.write_study(result, results_dir / final.study)
     hand = next((p for p in studies.plan(final, runs_root)
                  if p.variant == "hand-picked" and p.seed == cfg.seeds[0] and p.cached), None)

@@ -253,3 +253,49 @@ def test_eval_fails_when_metrics_json_has_no_or_too_few_test_metrics(tmp_path, t
         assert result.exit_code == 1, out
         error = [ln for ln in out.splitlines() if ln.startswith("error:")]
         assert error and expected in " ".join(out[out.index("error:"):].split()), out
+
+
+def test_sweep_never_takes_a_named_study_or_another_results_folder(tmp_path):
+    """Issue 31.3: `sweep --name gnn-zoo` overwrote that study's committed results."""
+    exp = write_experiment(tmp_path, "e")
+    results = tmp_path / "results"
+    (results / "mine").mkdir(parents=True)
+    (results / "mine" / "table.md").write_text("committed")
+    for name, expected in (("gnn-zoo", "named study"), ("mine", "not a sweep of")):
+        result, out = _invoke("sweep", str(exp), "--set", "model.emb_dim=4,8", "--name", name,
+                              "--results-dir", str(results), "--dry-run")
+        assert result.exit_code == 2, out
+        assert expected in " ".join(_one_error_line(out).split()), out
+    assert (results / "mine" / "table.md").read_text() == "committed"
+
+
+def test_a_partial_study_never_rewrites_its_committed_table(tmp_path, tiny_paths):
+    """Issue 31.2: training one cell of a study without a ledger rewrote its committed table
+    from the runs that were local (31 of 32 figures became "(not run)"). Now the table is
+    left as it is, the error names the cells, and the finished run is still recorded."""
+    import yaml
+
+    exp = write_experiment(tmp_path, "tiny-bpr", train={"epochs": 1})
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "studies" / "s.yaml").write_text(yaml.safe_dump({
+        "study": "s", "base": [str(exp)], "metric": "recall@5",
+        "vary": {"model.emb_dim": [4, 8]}, "seeds": [0]}))
+    folder = tmp_path / "results" / "s"
+    folder.mkdir(parents=True)
+    committed = ("experiment,dataset,variant,metric,mean,std,seeds,paper,diff,p_value,values\n"
+                 "tiny-bpr,tiny,4,recall@5,0.5,0,1,,,,0.5\ntiny-bpr,tiny,8,recall@5,0.6,0,1,,,,0.6\n")
+    (folder / "table.csv").write_text(committed)
+    (folder / "table.md").write_text("committed")
+    common = ["--studies-dir", str(tmp_path / "studies"), "--data-dir", str(tiny_paths.root),
+              "--runs-dir", str(tmp_path / "runs"), "--results-dir", str(tmp_path / "results"),
+              "--threads", "1"]
+    result, out = _invoke("ablate", "--study", "s", "--only-variants", "4", *common)
+    assert result.exit_code == 2, out
+    msg = " ".join(out[out.index("error:"):].split())
+    assert "tiny-bpr | 8 (seeds 1 → 0)" in msg and "left as it is" in msg, msg
+    assert (folder / "table.md").read_text() == "committed"
+    assert (folder / "table.csv").read_text() == committed
+    assert any((folder / "ledger" / "tiny-bpr").iterdir())  # the finished run is kept
+    result, out = _invoke("ablate", "--study", "s", *common)  # complete: written
+    assert result.exit_code == 0, out
+    assert (folder / "table.md").read_text() != "committed"
