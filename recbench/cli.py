@@ -392,7 +392,7 @@ def _run_study(study, jobs: int, dry_run: bool, rerun: bool, device: str, data_d
     if executor_name == "local":
         _set_threads(threads)
     session = study_session.open_study(study, _runs_root(runs_dir), results_dir, only_seeds,
-                                       only_variants, only_experiments)
+                                       only_variants, only_experiments, _paths(data_dir))
     if report_only and not session.any_finished:
         _fail(f"study {study.study}: no finished run in {session.runs_root}/ or "
               f"{session.ledger}/, so {session.folder}/ is left as it is; run the study "

@@ -336,6 +336,8 @@ def _finish(run_dir: Path, built: Built, loop: LoopState, has_valid: bool, run_s
         "num_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "extra": built.trainer.extra_metrics(),
     }
+    if built.ctx.data.meta.get("data_hash"):  # the split it trained on (issue 31.5)
+        metrics["data_hash"] = built.ctx.data.meta["data_hash"]
     if loop.stage_best:
         metrics["stage_best_epochs"] = loop.stage_best
     runs.write_json(run_dir / "metrics.json", metrics)

@@ -123,31 +123,55 @@ def _rehashed(parent: Path, config_hash: str, keep: Callable[[Path], bool],
     return out
 
 
+def trained_on(run_dir: Path) -> str | None:
+    """The data hash in a finished run's (or ledger record's) metrics.json; None for runs
+    made before it was recorded."""
+    try:
+        value = json.loads((run_dir / "metrics.json").read_bytes()).get("data_hash")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def same_data(run_dir: Path, data_hash: str | None) -> bool:
+    """Whether a finished run may stand for a config trained on ``data_hash`` today. Why
+    beside the config hash and not in it: committed ledgers are keyed by config hash, and
+    adding the data would rename every record; a run that recorded other data is stale, one
+    that recorded none (made before) or an unknown current split cannot be compared."""
+    if data_hash is None:
+        return True
+    recorded = trained_on(run_dir)
+    return recorded is None or recorded == data_hash
+
+
 def find_finished(runs_root: Path, experiment: str, config_hash: str,
-                  rehash: Rehash | None = None) -> Path | None:
+                  rehash: Rehash | None = None, data_hash: str | None = None) -> Path | None:
     """The newest finished run of this exact resolved config, if any (study cache). A run
     folder named with the legacy hash (before config.HASH_EXCLUDED) counts when the hash of
     its config.yaml matches."""
     parent = runs_root / experiment
     if not parent.is_dir():
         return None
-    hits = sorted((p for p in parent.glob(f"*-{config_hash}") if is_finished(p)), key=_age)
+    hits = sorted((p for p in parent.glob(f"*-{config_hash}") if is_finished(p)
+                   and same_data(p, data_hash)), key=_age)
     if not hits:
         hits = sorted(_rehashed(parent, config_hash,
-                                lambda p: not p.name.endswith(PARTIAL) and is_finished(p),
-                                rehash), key=_age)
+                                lambda p: not p.name.endswith(PARTIAL) and is_finished(p)
+                                and same_data(p, data_hash), rehash), key=_age)
     return hits[-1] if hits else None
 
 
-def find_record(folder: Path, config_hash: str, rehash: Rehash | None = None) -> Path | None:
+def find_record(folder: Path, config_hash: str, rehash: Rehash | None = None,
+                data_hash: str | None = None) -> Path | None:
     """A study ledger record (``folder/<hash>/``) of this config: named with its hash, or a
     record named with the legacy hash whose config.yaml has this hash today."""
     exact = folder / config_hash
-    if is_finished(exact):
+    if is_finished(exact) and same_data(exact, data_hash):
         return exact
     if not folder.is_dir():
         return None
-    hits = sorted(_rehashed(folder, config_hash, is_finished, rehash))
+    hits = sorted(_rehashed(folder, config_hash,
+                            lambda p: is_finished(p) and same_data(p, data_hash), rehash))
     return hits[-1] if hits else None
 
 

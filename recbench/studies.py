@@ -229,7 +229,8 @@ def _base_config(path: str, study: StudyConfig) -> ExperimentConfig:
     return load_experiment(Path(path), overrides)
 
 
-def plan(study: StudyConfig, runs_root: Path, ledger: Path | None = None) -> list[PlannedRun]:
+def plan(study: StudyConfig, runs_root: Path, ledger: Path | None = None,
+         data=None) -> list[PlannedRun]:
     """Every (experiment, variant, seed) of the study, each with its finished run if one
     exists: a run directory under ``runs_root`` first, else the study's ledger record."""
     out = []
@@ -241,22 +242,43 @@ def plan(study: StudyConfig, runs_root: Path, ledger: Path | None = None) -> lis
                 run_cfg = cfg.model_copy(update={"seed": seed})
                 out.append(PlannedRun(base.name, cfg.dataset.name, label, seed, run_cfg,
                                       run_hash(run_cfg), None))
-    return refresh(out, runs_root, ledger)
+    return refresh(out, runs_root, ledger, data)
+
+
+def current_data(planned: list[PlannedRun], data) -> dict[str, str | None]:
+    """Per planned hash, the content hash of the processed split it trains on here (None
+    without ``data`` (DataPaths) or before that split is preprocessed: nothing to compare)."""
+    if data is None:
+        return {}
+    from recbench.data.prepare import data_hash
+
+    by_split: dict[str, str | None] = {}
+    out = {}
+    for p in planned:
+        key = p.cfg.dataset.model_dump_json()
+        if key not in by_split:
+            by_split[key] = data_hash(p.cfg.dataset, data)
+        out[p.hash] = by_split[key]
+    return out
 
 
 def refresh(planned: list[PlannedRun], runs_root: Path,
-            ledger: Path | None = None) -> list[PlannedRun]:
+            ledger: Path | None = None, data=None) -> list[PlannedRun]:
     """The same planned runs (the configs resolved when the study started) with their finished
     runs looked up again. Why not :func:`plan` again: it re-reads the base experiment files,
     and one edited while the study ran would change the hashes under a running study (seen
     2026-12-02: a table and ledger written from the wrong runs)."""
     books = [ledger, *other_ledgers(ledger)] if ledger is not None else []
+    trained_on = current_data(planned, data)  # a run of other data is stale (issue 31.5)
     out = []
     for p in planned:
-        found = runs.find_finished(runs_root, p.cfg.name, p.hash, rehash=stored_hash)
+        now = trained_on.get(p.hash)
+        found = runs.find_finished(runs_root, p.cfg.name, p.hash, rehash=stored_hash,
+                                   data_hash=now)
         if found is None:  # this study's ledger first, then the others'
             found = next((r for book in books if (r := runs.find_record(
-                book / p.cfg.name, p.hash, rehash=stored_hash)) is not None), None)
+                book / p.cfg.name, p.hash, rehash=stored_hash, data_hash=now)) is not None),
+                None)
         out.append(dataclasses.replace(p, cached=found))
     return out
 
@@ -406,7 +428,10 @@ def run_planned(plain: dict, data_root: str, runs_root: str, device: str,
     with runs.claim(root, cfg.name, h):  # another worker may be training this very config
         if rerun:
             return str(train_run(cfg, DataPaths(Path(data_root)), root, device))
-        finished = runs.find_finished(root, cfg.name, h, rehash=stored_hash)
+        from recbench.data.prepare import data_hash
+
+        now = data_hash(cfg.dataset, DataPaths(Path(data_root)))
+        finished = runs.find_finished(root, cfg.name, h, rehash=stored_hash, data_hash=now)
         if finished is not None:
             return str(finished)
         partial = runs.find_partial(root, cfg.name, h, rehash=stored_hash)

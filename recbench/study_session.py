@@ -38,6 +38,7 @@ class StudyRun:
     folder: Path  # results/STUDY/
     full_plan: list[PlannedRun]
     plan: list[PlannedRun]
+    data: object = None  # DataPaths: a cached run counts only for the split it trained on
 
     @property
     def ledger(self) -> Path:
@@ -54,12 +55,13 @@ class StudyRun:
 
 def open_study(study: StudyConfig, runs_root: Path, results_dir: Path,
                only_seeds: str | None = None, only_variants: str | None = None,
-               only_experiments: str | None = None) -> StudyRun:
-    """Plan the study (runs found under ``runs_root`` or in its committed ledger)."""
+               only_experiments: str | None = None, data=None) -> StudyRun:
+    """Plan the study (runs found under ``runs_root`` or in its committed ledger; with
+    ``data``, only runs of the processed splits there, or runs that recorded none)."""
     folder = results_dir / study.study
-    full = plan(study, runs_root, folder / LEDGER)
+    full = plan(study, runs_root, folder / LEDGER, data)
     return StudyRun(study, runs_root, folder, full, select(full, only_seeds, only_variants,
-                                                                only_experiments))
+                                                                only_experiments), data)
 
 
 def report_study(session: StudyRun) -> tuple[StudyResult, int] | None:
@@ -67,7 +69,8 @@ def report_study(session: StudyRun) -> tuple[StudyResult, int] | None:
     configs planned when the study opened (:func:`refresh`), and record them in the ledger.
     Returns the result and the number of new ledger records; None, writing nothing, when no
     run of the study has finished (a table of '(not run)' would replace a committed one)."""
-    session.full_plan = refresh(session.full_plan, session.runs_root, session.ledger)
+    session.full_plan = refresh(session.full_plan, session.runs_root, session.ledger,
+                                session.data)
     if not session.any_finished:
         return None
     result = aggregate(session.study, session.full_plan)

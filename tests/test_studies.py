@@ -486,3 +486,37 @@ def test_rating_metrics_are_checked_from_squared_errors(tmp_path):
     (run / "metrics.json").write_text(__import__("json").dumps({"test": {**good, "mae": 1.4}}))
     with pytest.raises(RunError, match="mae: reported 1.4, per-unit mean 1.5"):
         studies.check_per_unit(run)
+
+
+def test_a_run_of_other_data_is_stale_and_trained_again(tmp_path, tiny_paths):
+    """Issue 31.5: after `preprocess NAME --from NEW --force` studies reported runs trained on
+    the old data as cached. The processed split's content hash is recorded in meta.json and
+    in each run's metrics.json, beside the config hash (committed ledgers stay keyed by it),
+    and a run of other data no longer counts; a run that recorded none still does."""
+    import json
+
+    from recbench.data.prepare import data_hash, preprocess, register_custom
+    from tests.conftest import make_interactions
+
+    study = _study(tmp_path, vary={"model.emb_dim": [4]}, seeds=[0])
+    root = tmp_path / "runs"
+    studies.execute(studies.plan(study, root, data=tiny_paths), tiny_paths, root)
+    [p] = studies.plan(study, root, data=tiny_paths)
+    old = data_hash(p.cfg.dataset, tiny_paths)
+    assert p.cached is not None and old and runs.read_metrics(p.cached)["data_hash"] == old
+    csv = tmp_path / "new.csv"
+    make_interactions(seed=1).to_csv(csv, index=False)
+    register_custom(csv, "tiny", tiny_paths, None, None, "rating", "timestamp", force=True)
+    preprocess(p.cfg.dataset, tiny_paths)
+    new = data_hash(p.cfg.dataset, tiny_paths)
+    assert new and new != old
+    [stale] = studies.plan(study, root, data=tiny_paths)
+    assert stale.hash == p.hash and stale.cached is None  # same config, other data
+    assert studies.plan(study, root)[0].cached == p.cached  # without data paths: unknown
+    studies.execute([stale], tiny_paths, root)
+    [fresh] = studies.plan(study, root, data=tiny_paths)
+    assert fresh.cached != p.cached and runs.read_metrics(fresh.cached)["data_hash"] == new
+    legacy = json.loads((p.cached / "metrics.json").read_text())
+    del legacy["data_hash"]  # a run from before the hash was recorded: cannot tell, counts
+    (p.cached / "metrics.json").write_text(json.dumps(legacy))
+    assert runs.same_data(p.cached, new)
