@@ -399,6 +399,11 @@ def _run_study(study, jobs: int, dry_run: bool, rerun: bool, device: str, data_d
               "without --report-only to train its runs", 1)
     console.print(f"study [bold]{study.study}[/]: {len(session.plan)} runs, {session.cached} "
                   "cached" + (" (--rerun: all will run)" if rerun else ""))
+    stale = sum(p.stale for p in session.plan)
+    if stale:
+        console.print(f"[yellow]note:[/] {stale} finished run(s) of these configs were trained "
+                      f"on other data than {_paths(data_dir).processed}/ holds now; they will "
+                      "run again")
     if dry_run and not report_only:
         table = Table("experiment", "variant", "seed", "hash", "status")
         for p in session.plan:

@@ -353,8 +353,16 @@ def train_run(cfg: ExperimentConfig, paths: DataPaths, runs_root: Path, device: 
 
         runs_root, resume = Path(tempfile.mkdtemp(prefix="recbench-rank-")), None
     run_dir = _open_run_dir(cfg, runs_root, resume)
+    now = built.ctx.data.meta.get("data_hash")
+    if resume is not None and now and runs.started_on(run_dir) not in (None, now):
+        from recbench.errors import RunError
+
+        raise RunError(f"{run_dir} was started on other data than the processed split holds "
+                       f"now (data hash {runs.started_on(run_dir)}, now {now}); it cannot be "
+                       "resumed — train a new run")
     loop = _restore(run_dir, built) if resume is not None else LoopState()  # before any write
-    runs.write_json(run_dir / "env.json", _env(cfg, device, built.threads))
+    runs.write_json(run_dir / "env.json", {**_env(cfg, device, built.threads),
+                                           **({"data_hash": now} if now else {})})
     spans = schedule(built.trainer)
     num_epochs = sum(s.stage.epochs for s in spans)
     has_valid = built.trainer.has_valid()

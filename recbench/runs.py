@@ -133,6 +133,15 @@ def trained_on(run_dir: Path) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def started_on(run_dir: Path) -> str | None:
+    """The data hash a (partial) run recorded in env.json when it started; None before."""
+    try:
+        value = json.loads((run_dir / "env.json").read_bytes()).get("data_hash")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
 def same_data(run_dir: Path, data_hash: str | None) -> bool:
     """Whether a finished run may stand for a config trained on ``data_hash`` today. Why
     beside the config hash and not in it: committed ledgers are keyed by config hash, and

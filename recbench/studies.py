@@ -138,6 +138,7 @@ class PlannedRun:
     cfg: ExperimentConfig
     hash: str
     cached: Path | None
+    stale: bool = False  # a finished run or record of this config exists, but of other data
 
 
 @dataclass
@@ -279,7 +280,11 @@ def refresh(planned: list[PlannedRun], runs_root: Path,
             found = next((r for book in books if (r := runs.find_record(
                 book / p.cfg.name, p.hash, rehash=stored_hash, data_hash=now)) is not None),
                 None)
-        out.append(dataclasses.replace(p, cached=found))
+        stale = found is None and now is not None and (
+            runs.find_finished(runs_root, p.cfg.name, p.hash, rehash=stored_hash) is not None
+            or any(runs.find_record(book / p.cfg.name, p.hash, rehash=stored_hash) is not None
+                   for book in books))
+        out.append(dataclasses.replace(p, cached=found, stale=stale))
     return out
 
 
@@ -435,6 +440,8 @@ def run_planned(plain: dict, data_root: str, runs_root: str, device: str,
         if finished is not None:
             return str(finished)
         partial = runs.find_partial(root, cfg.name, h, rehash=stored_hash)
+        if partial is not None and now is not None and runs.started_on(partial) not in (None, now):
+            partial = None  # begun on other data: a new run, the old folder is kept
         return str(train_run(cfg, DataPaths(Path(data_root)), root, device, partial))
 
 

@@ -94,3 +94,18 @@ def test_the_newest_of_two_runs_made_in_one_second_wins(tmp_path):
         (tmp_path / "e" / name).mkdir(parents=True)
         (tmp_path / "e" / name / "metrics.json").write_text("{}")
     assert runs.find_finished(tmp_path, "e", "5abcdef012").name == "20261206-000000-1-5abcdef012"
+
+
+def test_a_partial_run_of_other_data_is_not_resumed(tmp_path, tiny_paths):
+    """Issue 31.5: env.json records the split's data hash; resuming on other data is one line."""
+    import json
+
+    cfg = expand_seeds(load_experiment(write_experiment(tmp_path, "bpr")))[0]
+    with pytest.raises(KeyboardInterrupt):
+        train_run(cfg, tiny_paths, tmp_path / "runs", progress=interrupt_at(2))
+    partial = runs.find_partial(tmp_path / "runs", cfg.name, run_hash(cfg))
+    assert runs.started_on(partial)
+    env = json.loads((partial / "env.json").read_text())
+    (partial / "env.json").write_text(json.dumps({**env, "data_hash": "0123456789"}))
+    with pytest.raises(RunError, match="other data"):
+        train_run(cfg, tiny_paths, tmp_path / "runs", resume=partial)

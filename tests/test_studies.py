@@ -511,7 +511,7 @@ def test_a_run_of_other_data_is_stale_and_trained_again(tmp_path, tiny_paths):
     new = data_hash(p.cfg.dataset, tiny_paths)
     assert new and new != old
     [stale] = studies.plan(study, root, data=tiny_paths)
-    assert stale.hash == p.hash and stale.cached is None  # same config, other data
+    assert stale.hash == p.hash and stale.cached is None and stale.stale  # other data
     assert studies.plan(study, root)[0].cached == p.cached  # without data paths: unknown
     studies.execute([stale], tiny_paths, root)
     [fresh] = studies.plan(study, root, data=tiny_paths)
