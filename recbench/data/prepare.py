@@ -206,9 +206,12 @@ def ensure_data_hash(folder: Path, ds: Dataset) -> str:
 
         ds.meta["data_hash"] = content_hash(ds)
         meta_path = folder / "meta.json"
-        meta = json.loads(meta_path.read_text())
-        meta["data_hash"] = ds.meta["data_hash"]
-        write_json(meta_path, meta)
+        try:
+            meta = json.loads(meta_path.read_text())
+            meta["data_hash"] = ds.meta["data_hash"]
+            write_json(meta_path, meta)
+        except (OSError, ValueError):  # a read-only cache: computed again next time
+            pass
     return ds.meta["data_hash"]
 
 
