@@ -293,6 +293,7 @@ def train(
         from recbench.runner import load_run_config
 
         cfg = load_run_config(resume)
+        _same_config_on_resume(cfg, resume, set_, seed)
         if experiment is not None:  # the run must belong to the experiment the user named
             from recbench.config import run_hash
             from recbench.errors import RunError
@@ -328,6 +329,29 @@ def train(
     console.print(_metrics_table(f"{cfg.name}: test metrics", rows))
     if cfg.paper:
         console.print("paper: " + ", ".join(f"{k} {v}" for k, v in cfg.paper.items()))
+
+
+def _same_config_on_resume(cfg, resume: Path, set_: list[str], seed: int | None) -> None:
+    """``--resume RUN`` with ``--set``/``--seed``: a resumed run keeps its own config.yaml, so
+    an override that changes what the run hash covers is refused (it was ignored: 300 epochs
+    asked, 150 run, exit 0; issue 31.7). One that changes nothing hashed (the run's own seed,
+    its own value, ``train.num_threads``) is allowed."""
+    if not set_ and seed is None:
+        return
+    from recbench.config import hashed_differences, parse_override, to_plain
+    from recbench.errors import RunError
+    from recbench.experiment import with_overrides
+
+    asked = with_overrides(cfg, dict(parse_override(o) for o in set_)) if set_ else cfg
+    if seed is not None:
+        asked = asked.model_copy(update={"seed": seed})
+    diff = hashed_differences(to_plain(cfg), to_plain(asked))
+    if diff:
+        flags = " ".join([*(f"--set {o}" for o in set_), *([f"--seed {seed}"] if seed is not None
+                                                            else [])])
+        raise RunError(f"{flags} would change the config of {resume} ({'; '.join(diff)}); a "
+                       "resumed run keeps its own config — resume it without them, or start a "
+                       f"new run: `recbench train EXPERIMENT.yaml {flags}`")
 
 
 def _set_threads(threads: int | None) -> None:
@@ -379,6 +403,14 @@ def eval_(
         table.add_row(key, f"{value:.6f}", "—" if new is None else f"{new:.6f}",
                       "[green]yes[/]" if same else "[red]NO[/]")
     console.print(table)
+    # an empty or thinned `test` used to pass: nothing compared is nothing wrong (issue 31.9)
+    missing = [key for key in fresh if key not in stored]
+    if not stored:
+        _fail(f"{run_dir / 'metrics.json'}: its test metrics are empty; nothing to re-check "
+              f"(the run's config gives {', '.join(fresh)}) — restore the file or train again", 1)
+    if missing:
+        _fail(f"{run_dir / 'metrics.json'}: its test metrics lack {', '.join(missing)}, which "
+              "the run's config asks for — restore the file or train again", 1)
     if not ok:
         _fail(f"{run_dir}: recomputed metrics differ from metrics.json", 1)
 
@@ -396,13 +428,18 @@ def _run_study(study, jobs: int, dry_run: bool, rerun: bool, device: str, data_d
     if executor_name == "local":
         _set_threads(threads)
     session = study_session.open_study(study, _runs_root(runs_dir), results_dir, only_seeds,
-                                       only_variants, only_experiments)
+                                       only_variants, only_experiments, _paths(data_dir))
     if report_only and not session.any_finished:
         _fail(f"study {study.study}: no finished run in {session.runs_root}/ or "
               f"{session.ledger}/, so {session.folder}/ is left as it is; run the study "
               "without --report-only to train its runs", 1)
     console.print(f"study [bold]{study.study}[/]: {len(session.plan)} runs, {session.cached} "
                   "cached" + (" (--rerun: all will run)" if rerun else ""))
+    stale = sum(p.stale for p in session.plan)
+    if stale:
+        console.print(f"[yellow]note:[/] {stale} finished run(s) of these configs were trained "
+                      f"on other data than {_paths(data_dir).processed}/ holds now; they will "
+                      "run again")
     if dry_run and not report_only:
         table = Table("experiment", "variant", "seed", "hash", "status")
         for p in session.plan:
@@ -481,8 +518,31 @@ def sweep(
     from recbench import studies
 
     study = studies.adhoc(experiment, set_, seeds, name, metric)
+    _sweep_name_free(study, results_dir)
     _run_study(study, jobs, dry_run, rerun, device, data_dir, runs_dir, results_dir, threads,
                report_only, executor_name=executor, address=address)
+
+
+def _sweep_name_free(study, results_dir: Path, studies_dir: Path = Path("experiments/studies")
+                     ) -> None:
+    """A sweep never takes the name of a named study or of a results folder that another
+    study, search or sweep wrote (`sweep --name gnn-zoo` overwrote that study's committed
+    results with a one-row sweep, issue 31.3); sweeping the same experiment again may."""
+    from recbench import studies
+    from recbench.errors import ConfigError
+
+    name = study.study
+    if studies_dir.is_dir() and name in {s.study for s in studies.list_studies(studies_dir)}:
+        raise ConfigError(f"--name {name}: that is a named study (experiments/studies/); "
+                          "choose another name for the sweep")
+    folder = results_dir / name
+    if folder.exists():
+        table = folder / "table.md"
+        lines = table.read_text(encoding="utf-8", errors="replace").splitlines()[:3] \
+            if table.is_file() else []
+        if len(lines) < 3 or lines[2] != study.description:
+            raise ConfigError(f"--name {name}: {folder}/ holds results that are not a sweep of "
+                              f"{study.base[0]}; choose another name for the sweep")
 
 
 @app.command()
@@ -608,6 +668,12 @@ def tune(
     for p, message in failures:
         err_console.print(f"[red]failed[/] {p.variant} seed {p.seed}: {message}")
     result = studies.aggregate(final, studies.plan(final, runs_root))
+    from recbench.study_session import lost_cells
+
+    lost = lost_cells(result, results_dir / final.study)  # as ablate/sweep: never lose a cell
+    if lost:
+        _fail(f"{results_dir / final.study}/table.csv has more finished runs than this search's "
+              f"final seeds ({'; '.join(lost[:4])}); it is left as it is — use another --name", 1)
     folder = report.write_study(result, results_dir / final.study)
     hand = next((p for p in studies.plan(final, runs_root)
                  if p.variant == "hand-picked" and p.seed == cfg.seeds[0] and p.cached), None)

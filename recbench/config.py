@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from recbench.errors import ConfigError
 
@@ -120,6 +120,21 @@ class ExperimentConfig(Strict):
     seeds: list[NonNegInt] = Field(default_factory=lambda: [0], min_length=1)
     seed: NonNegInt | None = None  # set when the experiment is expanded into one run per seed
     paper: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds_once(cls, seeds: list[int]) -> list[int]:
+        return unique_seeds(seeds)
+
+
+def unique_seeds(seeds: list[int]) -> list[int]:
+    """A seed list with no repeats. Why refuse rather than drop: a repeated seed is the same
+    run, and a study counted it once per mention ("± 0.0000, seeds 2/4", issue 31.6)."""
+    twice = sorted({s for s in seeds if seeds.count(s) > 1})
+    if twice:
+        raise ValueError(f"seed(s) {', '.join(map(str, twice))} listed more than once; each seed "
+                         "is one run, list it once")
+    return seeds
 
 
 def check_heads_divide(width: int, num_heads: int, field: str) -> None:
@@ -378,6 +393,24 @@ def hash_plain(plain: dict) -> str:
         if isinstance(parent, dict):
             parent.pop(path[-1], None)
     return _digest(body)
+
+
+def hashed_differences(old: dict, new: dict) -> list[str]:
+    """``key: old → new`` for every key where two plain run configs differ and the run hash
+    looks (the keys of HASH_EXCLUDED, e.g. ``train.num_threads``, are not differences)."""
+    out: list[str] = []
+
+    def walk(a: Any, b: Any, path: tuple[str, ...]) -> None:
+        if path in HASH_EXCLUDED and not (path == ("seeds",) and new.get("seed") is None):
+            return
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in dict.fromkeys([*a, *b]):
+                walk(a.get(key), b.get(key), (*path, str(key)))
+        elif a != b:
+            out.append(f"{'.'.join(path)}: {json.dumps(a)} → {json.dumps(b)}")
+
+    walk(old, new, ())
+    return out
 
 
 def legacy_hash_plain(plain: dict) -> str:

@@ -357,6 +357,8 @@ def _finish(run_dir: Path, built: Built, loop: LoopState, has_valid: bool, run_s
         "num_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "extra": built.trainer.extra_metrics(),
     }
+    if built.ctx.data.meta.get("data_hash"):  # the split it trained on (issue 31.5)
+        metrics["data_hash"] = built.ctx.data.meta["data_hash"]
     if loop.stage_best:
         metrics["stage_best_epochs"] = loop.stage_best
     runs.write_json(run_dir / "metrics.json", metrics)
@@ -386,8 +388,16 @@ def train_run(cfg: ExperimentConfig, paths: DataPaths, runs_root: Path, device: 
 
 def _train_in(run_dir: Path, cfg: ExperimentConfig, built: Built, device: str,
               resume: Path | None, progress: Progress | None) -> Path:
+    now = built.ctx.data.meta.get("data_hash")
+    if resume is not None and now and runs.started_on(run_dir) not in (None, now):
+        from recbench.errors import RunError
+
+        raise RunError(f"{run_dir} was started on other data than the processed split holds "
+                       f"now (data hash {runs.started_on(run_dir)}, now {now}); it cannot be "
+                       "resumed — train a new run")
     loop = _restore(run_dir, built) if resume is not None else LoopState()  # before any write
-    runs.write_json(run_dir / "env.json", _env(cfg, device, built.threads))
+    runs.write_json(run_dir / "env.json", {**_env(cfg, device, built.threads),
+                                           **({"data_hash": now} if now else {})})
     spans = schedule(built.trainer)
     num_epochs = sum(s.stage.epochs for s in spans)
     has_valid = built.trainer.has_valid()

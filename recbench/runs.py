@@ -110,6 +110,14 @@ _NAMED = re.compile(r"([0-9a-f]{10})(\.partial)?$")
 
 
 Rehash = Callable[[Path], "str | None"]  # experiment.stored_hash
+_STAMP = re.compile(r"(\d{8}-\d{6})(?:-(\d+))?-")
+
+
+def _age(run_dir: Path) -> tuple[str, int, str]:
+    """Sort key, oldest first: the UTC stamp, then create_run_dir's same-second suffix (a
+    plain name sort put ``STAMP-1-5abc`` before ``STAMP-5abc``, so the older run won)."""
+    m = _STAMP.match(run_dir.name)
+    return (m.group(1), int(m.group(2) or 0), run_dir.name) if m else ("", 0, run_dir.name)
 
 
 def _rehashed(parent: Path, config_hash: str, keep: Callable[[Path], bool],
@@ -129,31 +137,64 @@ def _rehashed(parent: Path, config_hash: str, keep: Callable[[Path], bool],
     return out
 
 
+def trained_on(run_dir: Path) -> str | None:
+    """The data hash in a finished run's (or ledger record's) metrics.json; None for runs
+    made before it was recorded."""
+    try:
+        value = json.loads((run_dir / "metrics.json").read_bytes()).get("data_hash")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def started_on(run_dir: Path) -> str | None:
+    """The data hash a (partial) run recorded in env.json when it started; None before."""
+    try:
+        value = json.loads((run_dir / "env.json").read_bytes()).get("data_hash")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def same_data(run_dir: Path, data_hash: str | None) -> bool:
+    """Whether a finished run may stand for a config trained on ``data_hash`` today. Why
+    beside the config hash and not in it: committed ledgers are keyed by config hash, and
+    adding the data would rename every record; a run that recorded other data is stale, one
+    that recorded none (made before) or an unknown current split cannot be compared."""
+    if data_hash is None:
+        return True
+    recorded = trained_on(run_dir)
+    return recorded is None or recorded == data_hash
+
+
 def find_finished(runs_root: Path, experiment: str, config_hash: str,
-                  rehash: Rehash | None = None) -> Path | None:
+                  rehash: Rehash | None = None, data_hash: str | None = None) -> Path | None:
     """The newest finished run of this exact resolved config, if any (study cache). A run
     folder named with the legacy hash (before config.HASH_EXCLUDED) counts when the hash of
     its config.yaml matches."""
     parent = runs_root / experiment
     if not parent.is_dir():
         return None
-    hits = sorted(p for p in parent.glob(f"*-{config_hash}") if is_finished(p))
+    hits = sorted((p for p in parent.glob(f"*-{config_hash}") if is_finished(p)
+                   and same_data(p, data_hash)), key=_age)
     if not hits:
         hits = sorted(_rehashed(parent, config_hash,
-                                lambda p: not p.name.endswith(PARTIAL) and is_finished(p),
-                                rehash))
+                                lambda p: not p.name.endswith(PARTIAL) and is_finished(p)
+                                and same_data(p, data_hash), rehash), key=_age)
     return hits[-1] if hits else None
 
 
-def find_record(folder: Path, config_hash: str, rehash: Rehash | None = None) -> Path | None:
+def find_record(folder: Path, config_hash: str, rehash: Rehash | None = None,
+                data_hash: str | None = None) -> Path | None:
     """A study ledger record (``folder/<hash>/``) of this config: named with its hash, or a
     record named with the legacy hash whose config.yaml has this hash today."""
     exact = folder / config_hash
-    if is_finished(exact):
+    if is_finished(exact) and same_data(exact, data_hash):
         return exact
     if not folder.is_dir():
         return None
-    hits = sorted(_rehashed(folder, config_hash, is_finished, rehash))
+    hits = sorted(_rehashed(folder, config_hash,
+                            lambda p: is_finished(p) and same_data(p, data_hash), rehash))
     return hits[-1] if hits else None
 
 
@@ -162,10 +203,11 @@ def find_partial(runs_root: Path, experiment: str, config_hash: str,
     parent = runs_root / experiment
     if not parent.is_dir():
         return None
-    hits = sorted(p for p in parent.glob(f"*-{config_hash}{PARTIAL}") if (p / "last.pt").is_file())
+    hits = sorted((p for p in parent.glob(f"*-{config_hash}{PARTIAL}")
+                   if (p / "last.pt").is_file()), key=_age)
     if not hits:
         hits = sorted(_rehashed(parent, config_hash, lambda p: p.name.endswith(PARTIAL)
-                                and (p / "last.pt").is_file(), rehash))
+                                and (p / "last.pt").is_file(), rehash), key=_age)
     return hits[-1] if hits else None
 
 
@@ -229,8 +271,72 @@ def read_metrics(run_dir: Path) -> dict:
     return metrics
 
 
+# pickle opcodes that import or call something: a checkpoint of tensors and plain containers
+# needs only torch's tensor rebuilders among them, which weights_only allows
+_CODE_OPS = {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX", "BUILD",
+             "EXT1", "EXT2", "EXT4"}
+
+
+def _pickle_bytes(path: Path) -> bytes:
+    """The pickle stream of a checkpoint: ``data.pkl`` of torch's zip format, else the file."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            name = next((n for n in archive.namelist() if n.rsplit("/", 1)[-1] == "data.pkl"), None)
+            return archive.read(name) if name else b""
+    except (zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError):
+        return path.read_bytes()
+
+
+def _foreign_objects(path: Path) -> str | None:
+    """What the checkpoint would import or call beyond torch's tensors (e.g. 'builtins.exec'),
+    read with pickletools, which never executes; None when it asks for nothing of the kind
+    (then a refused load means a damaged file). Why scan: torch 2.2's restricted unpickler
+    gives the same error for an unsupported opcode in garbage and in a crafted file."""
+    import pickletools
+
+    allowed = ("torch.", "collections.OrderedDict")
+    strings: list[str] = []
+    try:
+        for op, arg, _ in pickletools.genops(_pickle_bytes(path)):
+            if isinstance(arg, str):
+                strings.append(arg)
+            if op.name in ("GLOBAL", "INST"):
+                name = str(arg).replace(" ", ".")
+            elif op.name == "STACK_GLOBAL":
+                name = ".".join(strings[-2:])
+            elif op.name in _CODE_OPS:
+                name = None
+            else:
+                continue
+            if name is None or not name.startswith(allowed):
+                return name or f"the pickle opcode {op.name}"
+    except Exception:  # noqa: BLE001 - a parse error ends the scan: what came before counts
+        pass
+    return None
+
+
+def _is_torchscript(path: Path) -> bool:
+    """A TorchScript archive: torch.load hands these to torch.jit.load even with
+    ``weights_only``, so they are refused before torch sees them."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(n.rsplit("/", 1)[-1] == "constants.pkl" for n in archive.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False
+
+
 def load_checkpoint(path: Path, device: Any = "cpu") -> dict:
-    """A checkpoint recbench wrote (best.pt / last.pt), or one clear RunError."""
+    """A checkpoint recbench wrote (best.pt / last.pt), or one clear RunError.
+
+    Why ``weights_only``: run folders are exchanged between researchers, and a full unpickle
+    runs whatever a crafted file asks (issue #31 ran a shell command through ``eval``). Our
+    checkpoints hold only tensors and plain containers (dict, list, str, numbers, None;
+    tests/test_contract.py loads every model's), so a file asking for anything else is
+    refused by name, apart from a file that is merely damaged."""
     import pickle
     import zipfile
 
@@ -240,10 +346,18 @@ def load_checkpoint(path: Path, device: Any = "cpu") -> dict:
         raise RunError(f"{path.parent} has no {path.name}; the run did not get that far — "
                        "train it again" if path.name == "best.pt" else
                        f"{path.parent} has no {path.name} to resume from; train it again")
+    unsafe = (f"{path} holds more than tensors and plain containers ({{}}); recbench refuses "
+              "to unpickle it, because a crafted checkpoint runs code when loaded — use run "
+              "folders only from sources you trust, or train the run again")
+    if _is_torchscript(path):
+        raise RunError(unsafe.format("a TorchScript archive"))
     try:
-        state = torch.load(path, map_location=device)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError,
-            OSError, AttributeError, ImportError) as exc:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError,
+            OSError, AttributeError, ImportError, KeyError, IndexError, TypeError) as exc:
+        foreign = _foreign_objects(path) if isinstance(exc, pickle.UnpicklingError) else None
+        if foreign is not None:
+            raise RunError(unsafe.format(f"it asks for {foreign}")) from None
         raise RunError(f"{path} is damaged ({type(exc).__name__}); it cannot be loaded — "
                        "train the run again") from None
     if not isinstance(state, dict) or "model" not in state:

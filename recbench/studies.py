@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import yaml
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from recbench import runs
 from recbench.config import (
@@ -29,9 +29,10 @@ from recbench.config import (
     parse_override,
     run_hash,
     to_plain,
+    unique_seeds,
     validate_file,
 )
-from recbench.errors import ConfigError
+from recbench.errors import ConfigError, RunError
 from recbench.executors import Executor, LocalExecutor
 from recbench.experiment import load_experiment, stored_hash, with_overrides
 from recbench.train.api import lower_is_better
@@ -98,6 +99,32 @@ class StudyConfig(Strict):
     split: Literal["test", "valid"] = "test"  # valid: the trainer's final validation metrics
     tables: list[ExtraTable] = Field(default_factory=list)  # more files in results/STUDY/
 
+    @field_validator("seeds")
+    @classmethod
+    def _seeds_once(cls, seeds: list[int] | None) -> list[int] | None:
+        return None if seeds is None else unique_seeds(seeds)
+
+    @field_validator("vary")
+    @classmethod
+    def _values_once(cls, vary: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        """A value listed twice is one variant whose runs the table counted twice."""
+        for key, values in vary.items():
+            labels = [_label(v) for v in values]
+            twice = sorted({lab for lab in labels if labels.count(lab) > 1})
+            if twice:
+                raise ValueError(f"{key}: value(s) {', '.join(twice)} listed more than once; "
+                                 "list each value once")
+        return vary
+
+    @model_validator(mode="after")
+    def _labels_once(self) -> StudyConfig:
+        labels = [label for label, _ in variant_patches(self)]
+        twice = sorted({lab for lab in labels if labels.count(lab) > 1})
+        if twice:
+            raise ValueError(f"variant label(s) {', '.join(twice)} name both a vary value and a "
+                             "variant; rename the variant")
+        return self
+
 
 LEDGER = "ledger"  # results/<study>/ledger/: the committed record of its runs (write_ledger)
 
@@ -111,6 +138,7 @@ class PlannedRun:
     cfg: ExperimentConfig
     hash: str
     cached: Path | None
+    stale: bool = False  # a finished run or record of this config exists, but of other data
 
 
 @dataclass
@@ -202,7 +230,8 @@ def _base_config(path: str, study: StudyConfig) -> ExperimentConfig:
     return load_experiment(Path(path), overrides)
 
 
-def plan(study: StudyConfig, runs_root: Path, ledger: Path | None = None) -> list[PlannedRun]:
+def plan(study: StudyConfig, runs_root: Path, ledger: Path | None = None,
+         data=None) -> list[PlannedRun]:
     """Every (experiment, variant, seed) of the study, each with its finished run if one
     exists: a run directory under ``runs_root`` first, else the study's ledger record."""
     out = []
@@ -214,23 +243,48 @@ def plan(study: StudyConfig, runs_root: Path, ledger: Path | None = None) -> lis
                 run_cfg = cfg.model_copy(update={"seed": seed})
                 out.append(PlannedRun(base.name, cfg.dataset.name, label, seed, run_cfg,
                                       run_hash(run_cfg), None))
-    return refresh(out, runs_root, ledger)
+    return refresh(out, runs_root, ledger, data)
+
+
+def current_data(planned: list[PlannedRun], data) -> dict[str, str | None]:
+    """Per planned hash, the content hash of the processed split it trains on here (None
+    without ``data`` (DataPaths) or before that split is preprocessed: nothing to compare)."""
+    if data is None:
+        return {}
+    from recbench.data.prepare import data_hash
+
+    by_split: dict[str, str | None] = {}
+    out = {}
+    for p in planned:
+        key = p.cfg.dataset.model_dump_json()
+        if key not in by_split:
+            by_split[key] = data_hash(p.cfg.dataset, data)
+        out[p.hash] = by_split[key]
+    return out
 
 
 def refresh(planned: list[PlannedRun], runs_root: Path,
-            ledger: Path | None = None) -> list[PlannedRun]:
+            ledger: Path | None = None, data=None) -> list[PlannedRun]:
     """The same planned runs (the configs resolved when the study started) with their finished
     runs looked up again. Why not :func:`plan` again: it re-reads the base experiment files,
     and one edited while the study ran would change the hashes under a running study (seen
     2026-12-02: a table and ledger written from the wrong runs)."""
     books = [ledger, *other_ledgers(ledger)] if ledger is not None else []
+    trained_on = current_data(planned, data)  # a run of other data is stale (issue 31.5)
     out = []
     for p in planned:
-        found = runs.find_finished(runs_root, p.cfg.name, p.hash, rehash=stored_hash)
+        now = trained_on.get(p.hash)
+        found = runs.find_finished(runs_root, p.cfg.name, p.hash, rehash=stored_hash,
+                                   data_hash=now)
         if found is None:  # this study's ledger first, then the others'
             found = next((r for book in books if (r := runs.find_record(
-                book / p.cfg.name, p.hash, rehash=stored_hash)) is not None), None)
-        out.append(dataclasses.replace(p, cached=found))
+                book / p.cfg.name, p.hash, rehash=stored_hash, data_hash=now)) is not None),
+                None)
+        stale = found is None and now is not None and (
+            runs.find_finished(runs_root, p.cfg.name, p.hash, rehash=stored_hash) is not None
+            or any(runs.find_record(book / p.cfg.name, p.hash, rehash=stored_hash) is not None
+                   for book in books))
+        out.append(dataclasses.replace(p, cached=found, stale=stale))
     return out
 
 
@@ -360,9 +414,11 @@ def count_runs(study: StudyConfig) -> int:
 
 
 def run_planned(plain: dict, data_root: str, runs_root: str, device: str,
-                 threads: int | None) -> str:
+                threads: int | None, rerun: bool = False) -> str:
     """Train one planned run, resuming its .partial folder if one exists (the body of
-    every executor's call, so it takes plain, picklable arguments)."""
+    every executor's call, so it takes plain, picklable arguments). With ``rerun`` a new run
+    is trained from the first epoch even when a finished or partial one exists: --rerun used
+    to reach this lookup, find the finished run and report it as done (issue 31.4)."""
     import torch
 
     from recbench.data.prepare import DataPaths
@@ -375,10 +431,17 @@ def run_planned(plain: dict, data_root: str, runs_root: str, device: str,
     cfg = validate(plain, plain.get("name", "study run"))
     root, h = Path(runs_root), run_hash(cfg)
     with runs.claim(root, cfg.name, h):  # another worker may be training this very config
-        finished = runs.find_finished(root, cfg.name, h, rehash=stored_hash)
+        if rerun:
+            return str(train_run(cfg, DataPaths(Path(data_root)), root, device))
+        from recbench.data.prepare import data_hash
+
+        now = data_hash(cfg.dataset, DataPaths(Path(data_root)))
+        finished = runs.find_finished(root, cfg.name, h, rehash=stored_hash, data_hash=now)
         if finished is not None:
             return str(finished)
         partial = runs.find_partial(root, cfg.name, h, rehash=stored_hash)
+        if partial is not None and now is not None and runs.started_on(partial) not in (None, now):
+            partial = None  # begun on other data: a new run, the old folder is kept
         return str(train_run(cfg, DataPaths(Path(data_root)), root, device, partial))
 
 
@@ -388,23 +451,29 @@ def execute(planned: list[PlannedRun], paths, runs_root: Path, jobs: int = 1,
             threads: int | None = None,
             executor: Executor | None = None) -> list[tuple[PlannedRun, str]]:
     """Run every planned run not cached (all with ``rerun``) on ``executor`` (default: local
-    processes, ``jobs`` at once); one failure never stops the rest."""
+    processes, ``jobs`` at once); one failure never stops the rest. Planned runs of one
+    config (two labels for one setting) are trained once and reported for each."""
     executor = executor or LocalExecutor(jobs=jobs)
     todo = [p for p in planned if rerun or p.cached is None]
     for p in planned:
         if p not in todo and on_done:
             on_done(p, "cached")
+    groups: dict[tuple[str, str], list[PlannedRun]] = {}
+    for p in todo:
+        groups.setdefault((p.cfg.name, p.hash), []).append(p)
+    heads = [group[0] for group in groups.values()]
     per_call = executor.threads_per_call(threads)
     calls = [(to_plain(p.cfg), str(Path(paths.root).resolve()), str(Path(runs_root).resolve()),
-              device, per_call) for p in todo]
+              device, per_call, rerun) for p in heads]
     failures: list[tuple[PlannedRun, str]] = []
 
     def on_result(index: int, run_dir: Any, error: BaseException | None) -> None:
-        p = todo[index]
-        if error is not None:
-            failures.append((p, str(error) or type(error).__name__))
-        if on_done:
-            on_done(p, "failed" if error is not None else _outcome(Path(run_dir)))
+        head = heads[index]
+        for p in groups[(head.cfg.name, head.hash)]:
+            if error is not None:
+                failures.append((p, str(error) or type(error).__name__))
+            if on_done:
+                on_done(p, "failed" if error is not None else _outcome(Path(run_dir)))
 
     executor.run(run_planned, calls, on_result)
     return failures
@@ -532,6 +601,42 @@ def _row_cells(study: StudyConfig, p: PlannedRun) -> list[tuple[str, str, str]]:
     return [(f"{p.variant} · {r}", p.variant, r) for r in study.rows]
 
 
+def per_unit_means(run_dir: Path) -> dict[str, float]:
+    """The test metrics that ``per_unit.npz`` of a run (or ledger record) restates: the mean
+    of each per-unit vector named like a metric, and rmse/mse/mae from ``squared_error``."""
+    path = run_dir / "per_unit.npz"
+    if not path.is_file():
+        return {}
+    out: dict[str, float] = {}
+    with np.load(path) as data:
+        for key in data.files:
+            values = np.asarray(data[key], dtype=np.float64)
+            if key in ("user", "index") or values.size == 0:
+                continue
+            if key == "squared_error":
+                out.update(mse=float(values.mean()), rmse=float(np.sqrt(values.mean())),
+                           mae=float(np.sqrt(values).mean()))
+            else:
+                out[key] = float(values.mean())
+    return out
+
+
+def check_per_unit(run_dir: Path) -> None:
+    """metrics.json's test means must be the means of the run's per-unit vectors. Why: the
+    table publishes the mean from metrics.json beside a p-value from per_unit.npz, so an
+    edited or swapped metrics.json was published next to an unchanged p-value (issue 31.10).
+    Float tolerance: both are means of the same float32 vectors, summed in another order."""
+    reported = runs.read_metrics(run_dir)["test"]
+    for key, mean in per_unit_means(run_dir).items():
+        value = reported.get(key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        if not np.isclose(float(value), mean, rtol=1e-5, atol=1e-6, equal_nan=True):
+            raise RunError(f"{run_dir / 'metrics.json'} does not match its per_unit.npz ({key}: "
+                           f"reported {float(value):.6g}, per-unit mean {mean:.6g}); it was "
+                           "edited or damaged — restore the run or train it again")
+
+
 def _run_metrics(study: StudyConfig, run_dir: Path) -> dict[str, float]:
     m = runs.read_metrics(run_dir)
     if study.split == "valid":
@@ -547,6 +652,8 @@ def aggregate(study: StudyConfig, planned: list[PlannedRun]) -> StudyResult:
     reference = study.reference or labels[0]
     cells: dict[tuple[str, str], Cell] = {}
     by_seed: dict[tuple[str, str, int], tuple[Path, str]] = {}
+    for run_dir in dict.fromkeys(p.cached for p in planned if p.cached is not None):
+        check_per_unit(run_dir)
     for p in planned:
         for label, group, row in _row_cells(study, p):
             cell = cells.setdefault((p.base, label), Cell(p.base, p.dataset, label, [], [],

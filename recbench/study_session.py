@@ -8,10 +8,12 @@ know nothing of files under results/ except their ledger).
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 from pathlib import Path
 
 from recbench import report
+from recbench.errors import RunError
 from recbench.studies import (
     LEDGER,
     PlannedRun,
@@ -36,6 +38,7 @@ class StudyRun:
     folder: Path  # results/STUDY/
     full_plan: list[PlannedRun]
     plan: list[PlannedRun]
+    data: object = None  # DataPaths: a cached run counts only for the split it trained on
 
     @property
     def ledger(self) -> Path:
@@ -52,12 +55,13 @@ class StudyRun:
 
 def open_study(study: StudyConfig, runs_root: Path, results_dir: Path,
                only_seeds: str | None = None, only_variants: str | None = None,
-               only_experiments: str | None = None) -> StudyRun:
-    """Plan the study (runs found under ``runs_root`` or in its committed ledger)."""
+               only_experiments: str | None = None, data=None) -> StudyRun:
+    """Plan the study (runs found under ``runs_root`` or in its committed ledger; with
+    ``data``, only runs of the processed splits there, or runs that recorded none)."""
     folder = results_dir / study.study
-    full = plan(study, runs_root, folder / LEDGER)
+    full = plan(study, runs_root, folder / LEDGER, data)
     return StudyRun(study, runs_root, folder, full, select(full, only_seeds, only_variants,
-                                                                only_experiments))
+                                                                only_experiments), data)
 
 
 def report_study(session: StudyRun) -> tuple[StudyResult, int] | None:
@@ -65,9 +69,42 @@ def report_study(session: StudyRun) -> tuple[StudyResult, int] | None:
     configs planned when the study opened (:func:`refresh`), and record them in the ledger.
     Returns the result and the number of new ledger records; None, writing nothing, when no
     run of the study has finished (a table of '(not run)' would replace a committed one)."""
-    session.full_plan = refresh(session.full_plan, session.runs_root, session.ledger)
+    session.full_plan = refresh(session.full_plan, session.runs_root, session.ledger,
+                                session.data)
     if not session.any_finished:
         return None
     result = aggregate(session.study, session.full_plan)
+    lost = lost_cells(result, session.folder)
+    if lost:  # the ledger only grows: record what did finish, then leave the tables alone
+        recorded = write_ledger(result, session.full_plan, session.ledger)
+        shown = "; ".join(lost[:4]) + (f"; … {len(lost) - 4} more" if len(lost) > 4 else "")
+        raise RunError(f"study {session.study.study}: {len(lost)} cell(s) of the committed "
+                       f"{session.folder / 'table.csv'} have fewer finished runs here ({shown}), "
+                       f"so {session.folder}/ is left as it is ({recorded} new ledger record(s)); "
+                       "run those cells too, or bring their run folders or ledger records")
     report.write_study(result, session.folder)
     return result, write_ledger(result, session.full_plan, session.ledger)
+
+
+def lost_cells(result: StudyResult, folder: Path) -> list[str]:
+    """``experiment | variant (seeds a → b)`` for each cell of the committed ``table.csv`` that
+    the new result reports from fewer runs. Why: a study without a ledger was rewritten from
+    whatever runs were local, and one trained cell turned 31 of gnn-zoo's 32 figures into
+    "(not run)" (issue 31.2). A table is (re)written only when it loses nothing: every cell
+    complete, or at least as many runs per cell as the committed table has; a new study has
+    nothing to lose. Cells are compared by count, not value: a --rerun may change numbers."""
+    path = folder / "table.csv"
+    if not path.is_file():
+        return []
+    now = {(c.base, c.variant): len(c.values) for c in result.cells}
+    lost = []
+    with open(path, newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            try:
+                had = int(row.get("seeds") or 0)
+            except ValueError:
+                continue
+            key = (row.get("experiment", ""), row.get("variant", ""))
+            if had > now.get(key, 0):
+                lost.append(f"{key[0]} | {key[1]} (seeds {had} → {now.get(key, 0)})")
+    return lost

@@ -22,7 +22,7 @@ from recbench.eval.retrieval import ClusterIndex
 from recbench.experiment import validate
 from recbench.models.gl_attention import mine_local_triplets
 from recbench.runner import build
-from recbench.runs import data_dir, read_config
+from recbench.runs import data_dir, load_checkpoint, read_config
 from recbench.seeding import numpy_rng
 
 
@@ -30,7 +30,7 @@ def main(run_dir: Path) -> None:
     cfg = validate(read_config(run_dir), str(run_dir / "config.yaml"))
     built = build(cfg, DataPaths(data_dir()), "cpu")  # RECBENCH_DATA or ./data, like the CLI
     trainer = built.trainer
-    trainer.model.load_state_dict(torch.load(run_dir / "best.pt", map_location="cpu")["model"])
+    trainer.model.load_state_dict(load_checkpoint(run_dir / "best.pt")["model"])  # weights only
     trainer.model.eval()
     mcfg = trainer.cfg
     g = trainer.ctx.data.g

@@ -146,3 +146,156 @@ def test_ablate_writes_the_study_tables_and_report_only_rewrites_them_from_the_l
     result, out = _invoke("ablate", "--study", "s", "--report-only", *common)
     assert result.exit_code == 0, out
     assert (folder / "details.md").read_text() == details
+
+
+class _Payload:
+    """Unpickling this runs code: exec writes the marker file (a crafted checkpoint)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').write('ran')",))
+
+
+@pytest.mark.parametrize("form", ["pickle", "torch.save"])
+@pytest.mark.parametrize("command", ["eval", "resume"])
+def test_a_crafted_checkpoint_is_refused_and_never_executed(tmp_path, tiny_paths, form, command):
+    """Issue 31.1: best.pt / last.pt are loaded with weights_only; a checkpoint that holds
+    anything but tensors and plain containers is one line naming the file, and its code
+    never runs (it used to run, and the user was told the file was damaged)."""
+    import pickle
+    import shutil
+
+    import torch
+
+    exp = write_experiment(tmp_path, "e", train={"epochs": 2})
+    runs_dir = tmp_path / "runs"
+    result, out = _invoke("train", str(exp), "--data-dir", str(tiny_paths.root),
+                          "--runs-dir", str(runs_dir), "--threads", "1")
+    assert result.exit_code == 0, out
+    run = next((runs_dir / "e").iterdir())
+    if command == "resume":
+        run = shutil.move(run, run.with_name(run.name + ".partial"))
+        (run / "metrics.json").unlink()
+    marker = tmp_path / "marker"
+    name = "best.pt" if command == "eval" else "last.pt"
+    payload = {"model": _Payload(marker)}
+    if form == "pickle":
+        (run / name).write_bytes(pickle.dumps(payload))
+    else:
+        torch.save(payload, run / name)
+    args = (["eval", str(run)] if command == "eval" else
+            ["train", "--resume", str(run), "--runs-dir", str(runs_dir), "--threads", "1"])
+    result, out = _invoke(*args, "--data-dir", str(tiny_paths.root))
+    assert not marker.exists(), "the checkpoint's code ran"
+    assert result.exit_code == 2, out
+    msg = " ".join(_one_error_line(out).split())
+    assert str(run / name) in msg.replace(" ", ""), msg
+    assert "refuses to unpickle" in msg and "damaged" not in msg, msg
+
+
+@pytest.mark.parametrize("extra, differs", [
+    (["--set", "train.epochs=6"], "train.epochs: 2 → 6"),
+    (["--seed", "3"], "seed: 0 → 3"),
+    (["--set", "model.emb_dim=16", "--seed", "0"], "model.emb_dim: 8 → 16"),
+])
+def test_resume_with_a_set_or_seed_that_changes_the_config_is_refused(tmp_path, tiny_paths,
+                                                                       extra, differs):
+    """Issue 31.7: `train --resume RUN --set …`/`--seed …` was silently ignored (asked 300
+    epochs, ran 150, exit 0); now one line says what differs and nothing is trained."""
+    import hashlib
+    import shutil
+
+    exp = write_experiment(tmp_path, "e", train={"epochs": 2})
+    runs_dir = tmp_path / "runs"
+    common = ["--data-dir", str(tiny_paths.root), "--runs-dir", str(runs_dir), "--threads", "1"]
+    result, out = _invoke("train", str(exp), *common)
+    assert result.exit_code == 0, out
+    run = next((runs_dir / "e").iterdir())
+    run = shutil.move(run, run.with_name(run.name + ".partial"))
+    (run / "metrics.json").unlink()
+
+    def snapshot():
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in run.iterdir()}
+
+    before = snapshot()
+    result, out = _invoke("train", "--resume", str(run), *extra, *common)
+    assert result.exit_code == 2, out
+    msg = " ".join(_one_error_line(out).split())
+    assert differs in msg and "start a new run" in msg and "recbench train" in msg, msg
+    assert snapshot() == before and run.is_dir()
+    # what the hash leaves out, and the run's own values, are no difference
+    result, out = _invoke("train", "--resume", str(run), "--seed", "0", "--set",
+                          "train.num_threads=1", "--set", "train.epochs=2", *common)
+    assert result.exit_code == 0, out
+
+
+def test_eval_fails_when_metrics_json_has_no_or_too_few_test_metrics(tmp_path, tiny_paths):
+    """Issue 31.9: `eval` passed with exit 0 when metrics.json's test was empty or thinned."""
+    import json
+
+    exp = write_experiment(tmp_path, "e", train={"epochs": 2})
+    runs_dir = tmp_path / "runs"
+    result, out = _invoke("train", str(exp), "--data-dir", str(tiny_paths.root),
+                          "--runs-dir", str(runs_dir), "--threads", "1")
+    assert result.exit_code == 0, out
+    run = next((runs_dir / "e").iterdir())
+    path = run / "metrics.json"
+    metrics = json.loads(path.read_text())
+    result, out = _invoke("eval", str(run), "--data-dir", str(tiny_paths.root))
+    assert result.exit_code == 0, out
+    dropped = sorted(metrics["test"])[0]
+    for test, expected in (({}, "empty"), ({k: v for k, v in metrics["test"].items()
+                                            if k != dropped}, f"lack {dropped}")):
+        path.write_text(json.dumps({**metrics, "test": test}))
+        result, out = _invoke("eval", str(run), "--data-dir", str(tiny_paths.root))
+        assert result.exit_code == 1, out
+        error = [ln for ln in out.splitlines() if ln.startswith("error:")]
+        assert error and expected in " ".join(out[out.index("error:"):].split()), out
+
+
+def test_sweep_never_takes_a_named_study_or_another_results_folder(tmp_path):
+    """Issue 31.3: `sweep --name gnn-zoo` overwrote that study's committed results."""
+    exp = write_experiment(tmp_path, "e")
+    results = tmp_path / "results"
+    (results / "mine").mkdir(parents=True)
+    (results / "mine" / "table.md").write_text("committed")
+    for name, expected in (("gnn-zoo", "named study"), ("mine", "not a sweep of")):
+        result, out = _invoke("sweep", str(exp), "--set", "model.emb_dim=4,8", "--name", name,
+                              "--results-dir", str(results), "--dry-run")
+        assert result.exit_code == 2, out
+        assert expected in " ".join(_one_error_line(out).split()), out
+    assert (results / "mine" / "table.md").read_text() == "committed"
+
+
+def test_a_partial_study_never_rewrites_its_committed_table(tmp_path, tiny_paths):
+    """Issue 31.2: training one cell of a study without a ledger rewrote its committed table
+    from the runs that were local (31 of 32 figures became "(not run)"). Now the table is
+    left as it is, the error names the cells, and the finished run is still recorded."""
+    import yaml
+
+    exp = write_experiment(tmp_path, "tiny-bpr", train={"epochs": 1})
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "studies" / "s.yaml").write_text(yaml.safe_dump({
+        "study": "s", "base": [str(exp)], "metric": "recall@5",
+        "vary": {"model.emb_dim": [4, 8]}, "seeds": [0]}))
+    folder = tmp_path / "results" / "s"
+    folder.mkdir(parents=True)
+    committed = ("experiment,dataset,variant,metric,mean,std,seeds,paper,diff,p_value,values\n"
+                 "tiny-bpr,tiny,4,recall@5,0.5,0,1,,,,0.5\ntiny-bpr,tiny,8,recall@5,0.6,0,1,,,,0.6\n")
+    (folder / "table.csv").write_text(committed)
+    (folder / "table.md").write_text("committed")
+    common = ["--studies-dir", str(tmp_path / "studies"), "--data-dir", str(tiny_paths.root),
+              "--runs-dir", str(tmp_path / "runs"), "--results-dir", str(tmp_path / "results"),
+              "--threads", "1"]
+    result, out = _invoke("ablate", "--study", "s", "--only-variants", "4", *common)
+    assert result.exit_code == 2, out
+    msg = " ".join(out[out.index("error:"):].split())
+    assert "tiny-bpr | 8 (seeds 1 → 0)" in msg and "left as it is" in msg, msg
+    assert (folder / "table.md").read_text() == "committed"
+    assert (folder / "table.csv").read_text() == committed
+    assert any((folder / "ledger" / "tiny-bpr").iterdir())  # the finished run is kept
+    result, out = _invoke("ablate", "--study", "s", *common)  # complete: written
+    assert result.exit_code == 0, out
+    assert (folder / "table.md").read_text() != "committed"

@@ -113,6 +113,10 @@ def test_every_model_trains_evaluates_and_reloads(name, data, tmp_path, monkeypa
     # a stage that selects its members reports the epoch each restored member comes from
     selecting = {s.stage.name: set(s.stage.monitors) for s in spans if s.stage.monitors}
     assert {k: set(v) for k, v in metrics.get("stage_best_epochs", {}).items()} == selecting
+    from recbench import runs
+
+    state = runs.load_checkpoint(run_dir / "last.pt")  # tensors and plain containers only
+    assert set(state) >= {"model", "trainer", "loop", "torch_rng"}
     fresh, test = loop.evaluate_run(run_dir, paths)
     assert test and all(math.isfinite(v) for v in test.values() if isinstance(v, float)), metrics
     assert fresh.keys() == test.keys()

@@ -129,8 +129,6 @@ def test_every_train_flag_combination_finishes_as_asked_or_is_one_line(state, ex
             assert len((run / "history.jsonl").read_text().splitlines()) == epochs
 
 
-@pytest.mark.xfail(reason="issue 31 item 7 (resume --set/--seed refused): the other helper's "
-                          "fix; remove this mark once merged", strict=False)
 @settings(max_examples=max(4, settings.default.max_examples // 6))
 @given(seed=st.sampled_from([None, 1]), changed=st.booleans())
 def test_resume_never_silently_drops_a_changed_setting(state, seed, changed):
@@ -142,8 +140,6 @@ def test_resume_never_silently_drops_a_changed_setting(state, seed, changed):
         assert result.exit_code == 2, f"--resume with {seed=}, {changed=} was accepted:\n{out}"
 
 
-@pytest.mark.xfail(reason="issue 31 item 4 (--rerun retrains): the other helper's fix; remove "
-                          "this mark once merged", strict=False)
 @settings(max_examples=max(3, settings.default.max_examples // 8))
 @given(rerun=st.booleans(), seeds=st.sampled_from(["0", "0,1"]), cached=st.booleans())
 @example(rerun=True, seeds="0", cached=True)

@@ -69,7 +69,7 @@ def test_two_processes_match_one(tiny_paths, tmp_path):
             proc.wait()
             if attempt == 2:
                 raise
-    a, b = torch.load(one), torch.load(two)
+    a, b = torch.load(one, weights_only=True), torch.load(two, weights_only=True)
     assert a["world"] == 1 and b["world"] == 2
     assert torch.allclose(torch.tensor(a["losses"]), torch.tensor(b["losses"]), atol=1e-3)
     assert torch.allclose(a["emb"], b["emb"], atol=1e-4)

@@ -65,7 +65,7 @@ def test_finalize_refuses_to_overwrite(tmp_path):
 
 def test_checkpoints_hold_state_dicts_only(tmp_path, tiny_paths):
     _, run_dir = _train(tmp_path, tiny_paths)
-    state = torch.load(run_dir / "last.pt")
+    state = torch.load(run_dir / "last.pt", weights_only=True)
     assert isinstance(state["model"], dict) and all(
         isinstance(v, torch.Tensor) for v in state["model"].values())
 
@@ -175,3 +175,44 @@ def test_eval_of_a_non_number_in_metrics_json_is_one_line(tmp_path, tiny_paths, 
     result, out = _invoke("eval", str(run_dir), "--data-dir", str(tiny_paths.root))
     assert result.exit_code == 2 and "metrics.json" in _one_error_line(out)
     assert "not a number" in out
+
+
+def test_a_checkpoint_asking_for_objects_is_refused_by_name_and_damage_stays_damage(tmp_path):
+    """Issue 31.1: weights_only; what a refused file asks for is named (read without running
+    it), and a merely damaged file is still called damaged."""
+    import numpy as np
+
+    path = tmp_path / "best.pt"
+    torch.save({"model": {}, "score": np.float64(0.5)}, path)
+    with pytest.raises(RunError, match=r"best.pt holds more than tensors .*numpy.*refuses"):
+        runs.load_checkpoint(path)
+    for junk in (b"", b"\x80\x04garbage\xff\x00{[: ", b"PK\x03\x04 truncated"):
+        path.write_bytes(junk)
+        with pytest.raises(RunError, match="is damaged"):
+            runs.load_checkpoint(path)
+    torch.save({"model": {"w": torch.ones(2)}, "epoch": 3, "loop": {"best": None}}, path)
+    assert runs.load_checkpoint(path)["epoch"] == 3
+
+
+def test_the_newest_of_two_runs_made_in_one_second_wins(tmp_path):
+    """create_run_dir names a second run of the same second STAMP-1-HASH; a name sort put it
+    before STAMP-HASH whenever the hash began with a digit above 1 (so --rerun's run lost)."""
+    for name in ("20261206-000000-5abcdef012", "20261206-000000-1-5abcdef012"):
+        (tmp_path / "e" / name).mkdir(parents=True)
+        (tmp_path / "e" / name / "metrics.json").write_text("{}")
+    assert runs.find_finished(tmp_path, "e", "5abcdef012").name == "20261206-000000-1-5abcdef012"
+
+
+def test_a_partial_run_of_other_data_is_not_resumed(tmp_path, tiny_paths):
+    """Issue 31.5: env.json records the split's data hash; resuming on other data is one line."""
+    import json
+
+    cfg = expand_seeds(load_experiment(write_experiment(tmp_path, "bpr")))[0]
+    with pytest.raises(KeyboardInterrupt):
+        train_run(cfg, tiny_paths, tmp_path / "runs", progress=interrupt_at(2))
+    partial = runs.find_partial(tmp_path / "runs", cfg.name, run_hash(cfg))
+    assert runs.started_on(partial)
+    env = json.loads((partial / "env.json").read_text())
+    (partial / "env.json").write_text(json.dumps({**env, "data_hash": "0123456789"}))
+    with pytest.raises(RunError, match="other data"):
+        train_run(cfg, tiny_paths, tmp_path / "runs", resume=partial)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import yaml
@@ -406,3 +408,115 @@ def test_labels_with_commas_are_selectable():
     assert studies.split_names("scores,global 250", known) == ["scores", "global 250"]
     assert studies.split_names("a,b,c", known) == ["a,b,c"]
     assert studies.split_names("a,nope", known) == ["a", "nope"]
+
+
+def test_rerun_really_trains_again(tmp_path, tiny_paths):
+    """Issue 31.4: --rerun said every run would run and printed "done", but the worker found
+    the finished run by hash and returned it; now each planned config is trained anew."""
+    study = _study(tmp_path, vary={"model.emb_dim": [4]}, seeds=[0])
+    root = tmp_path / "runs"
+    assert studies.execute(studies.plan(study, root), tiny_paths, root) == []
+    first = studies.plan(study, root)[0].cached
+    done = []
+    assert studies.execute(studies.plan(study, root), tiny_paths, root, rerun=True,
+                           on_done=lambda p, s: done.append(s)) == []
+    finished = {p for p in (root / "tiny-bpr").iterdir() if runs.is_finished(p)}
+    assert len(finished) == 2 and first in finished and done[0].startswith("done")
+    assert studies.plan(study, root)[0].cached == (finished - {first}).pop()  # the new one
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"seeds": [0, 1, 0]}, "seed(s) 0 listed more than once"),
+    ({"vary": {"model.emb_dim": [4, 8, 4]}}, "model.emb_dim: value(s) 4 listed more than once"),
+    ({"variants": {"8": {"model.emb_dim": 16}}}, "variant label(s) 8 name both"),
+])
+def test_a_seed_or_variant_listed_twice_is_refused(tmp_path, extra, message):
+    """Issue 31.6: a repeated seed or vary value made one run count twice in its cell."""
+    from recbench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        _study(tmp_path, **extra)
+
+
+def test_sweep_with_repeated_seeds_or_values_and_experiment_seeds_are_refused(tmp_path):
+    from recbench.errors import ConfigError
+    from recbench.experiment import load_experiment
+
+    exp = write_experiment(tmp_path, "e")
+    with pytest.raises(ConfigError, match=r"--seeds: .*seed\(s\) 1 listed more than once"):
+        studies.adhoc(exp, ["model.emb_dim=4,8"], "1,1", None, None)
+    with pytest.raises(ConfigError, match=r"--set: .*value\(s\) 4 listed more than once"):
+        studies.adhoc(exp, ["model.emb_dim=4,4"], None, None, None)
+    twice = write_experiment(tmp_path, "t", seeds=[2, 2])
+    with pytest.raises(ConfigError, match=r"seeds: seed\(s\) 2 listed more than once"):
+        load_experiment(twice)
+
+
+def test_an_edited_mean_that_per_unit_npz_does_not_restate_is_refused(tmp_path, tiny_paths):
+    """Issue 31.10: an edited metrics.json mean was published beside the p-value of the
+    unchanged per_unit.npz; aggregation now checks one against the other and names the run."""
+    import json
+
+    from recbench.errors import RunError
+
+    study = _study(tmp_path, vary={"model.emb_dim": [4]}, seeds=[0])
+    root = tmp_path / "runs"
+    studies.execute(studies.plan(study, root), tiny_paths, root)
+    run = studies.plan(study, root)[0].cached
+    assert studies.per_unit_means(run)["recall@5"] == pytest.approx(
+        runs.read_metrics(run)["test"]["recall@5"], abs=1e-6)
+    studies.aggregate(study, studies.plan(study, root))  # untouched: accepted
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["test"]["recall@5"] += 0.01
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    with pytest.raises(RunError, match=re.escape(str(run / "metrics.json")) + ".*recall@5"):
+        studies.aggregate(study, studies.plan(study, root))
+
+
+def test_rating_metrics_are_checked_from_squared_errors(tmp_path):
+    from recbench.errors import RunError
+
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "config.yaml").write_text("name: r\n")
+    np.savez(run / "per_unit.npz", squared_error=np.array([1.0, 4.0], dtype=np.float32))
+    good = {"rmse": float(np.sqrt(2.5)), "mae": 1.5}
+    (run / "metrics.json").write_text(__import__("json").dumps({"test": good}))
+    studies.check_per_unit(run)
+    (run / "metrics.json").write_text(__import__("json").dumps({"test": {**good, "mae": 1.4}}))
+    with pytest.raises(RunError, match="mae: reported 1.4, per-unit mean 1.5"):
+        studies.check_per_unit(run)
+
+
+def test_a_run_of_other_data_is_stale_and_trained_again(tmp_path, tiny_paths):
+    """Issue 31.5: after `preprocess NAME --from NEW --force` studies reported runs trained on
+    the old data as cached. The processed split's content hash is recorded in meta.json and
+    in each run's metrics.json, beside the config hash (committed ledgers stay keyed by it),
+    and a run of other data no longer counts; a run that recorded none still does."""
+    import json
+
+    from recbench.data.prepare import data_hash, preprocess, register_custom
+    from tests.conftest import make_interactions
+
+    study = _study(tmp_path, vary={"model.emb_dim": [4]}, seeds=[0])
+    root = tmp_path / "runs"
+    studies.execute(studies.plan(study, root, data=tiny_paths), tiny_paths, root)
+    [p] = studies.plan(study, root, data=tiny_paths)
+    old = data_hash(p.cfg.dataset, tiny_paths)
+    assert p.cached is not None and old and runs.read_metrics(p.cached)["data_hash"] == old
+    csv = tmp_path / "new.csv"
+    make_interactions(seed=1).to_csv(csv, index=False)
+    register_custom(csv, "tiny", tiny_paths, None, None, "rating", "timestamp", force=True)
+    preprocess(p.cfg.dataset, tiny_paths)
+    new = data_hash(p.cfg.dataset, tiny_paths)
+    assert new and new != old
+    [stale] = studies.plan(study, root, data=tiny_paths)
+    assert stale.hash == p.hash and stale.cached is None and stale.stale  # other data
+    assert studies.plan(study, root)[0].cached == p.cached  # without data paths: unknown
+    studies.execute([stale], tiny_paths, root)
+    [fresh] = studies.plan(study, root, data=tiny_paths)
+    assert fresh.cached != p.cached and runs.read_metrics(fresh.cached)["data_hash"] == new
+    legacy = json.loads((p.cached / "metrics.json").read_text())
+    del legacy["data_hash"]  # a run from before the hash was recorded: cannot tell, counts
+    (p.cached / "metrics.json").write_text(json.dumps(legacy))
+    assert runs.same_data(p.cached, new)

@@ -161,6 +161,7 @@ def preprocess(cfg: DatasetConfig, paths: DataPaths, force: bool = False) -> Pat
         "inputs": _input_digests(paths.raw / cfg.name),
     }
     neg = torch.as_tensor(negatives) if negatives is not None else None
+    meta["data_hash"] = content_hash(Dataset(g, meta, neg))
     save_dataset(out, Dataset(g, meta, neg))
     return out
 
@@ -179,6 +180,69 @@ def _cached(out: Path) -> bool:
     return True
 
 
+def content_hash(ds: Dataset) -> str:
+    """sha256 (10 hex) of what a model trains and is scored on: every edge, edge and node
+    feature (ratings, timestamps, split masks, genres, follows) and the sampled negatives.
+    Why the content and not graph.bin's bytes: the same split stays the same hash whatever
+    DGL version serialised it."""
+    import hashlib as _hashlib
+
+    digest = _hashlib.sha256()
+
+    def add(label: str, tensor) -> None:
+        array = np.ascontiguousarray(tensor.cpu().numpy())
+        if array.dtype == np.bool_:
+            array = array.astype(np.uint8)
+        digest.update(f"{label}:{array.dtype}:{array.shape};".encode())
+        digest.update(array.tobytes())
+
+    g = ds.g
+    for ntype in sorted(g.ntypes):
+        digest.update(f"{ntype}={g.num_nodes(ntype)};".encode())
+        for key in sorted(g.nodes[ntype].data):
+            add(f"{ntype}.{key}", g.nodes[ntype].data[key])
+    for etype in sorted(g.canonical_etypes):
+        src, dst = g.edges(etype=etype)
+        add(f"{etype}.src", src)
+        add(f"{etype}.dst", dst)
+        for key in sorted(g.edges[etype].data):
+            add(f"{etype}.{key}", g.edges[etype].data[key])
+    if ds.negatives is not None:
+        add("negatives", ds.negatives)
+    return digest.hexdigest()[:10]
+
+
+def ensure_data_hash(folder: Path, ds: Dataset) -> str:
+    """The processed split's content hash from its meta.json; caches made before it was
+    recorded get it computed once and written back (atomically)."""
+    if not ds.meta.get("data_hash"):
+        from recbench.runs import write_json
+
+        ds.meta["data_hash"] = content_hash(ds)
+        meta_path = folder / "meta.json"
+        try:
+            meta = json.loads(meta_path.read_text())
+            meta["data_hash"] = ds.meta["data_hash"]
+            write_json(meta_path, meta)
+        except (OSError, ValueError):  # a read-only cache: computed again next time
+            pass
+    return ds.meta["data_hash"]
+
+
+def data_hash(cfg: DatasetConfig, paths: DataPaths) -> str | None:
+    """The content hash of the processed split ``cfg`` names, or None when it has not been
+    preprocessed here (then nothing can be compared: a fresh clone reporting from ledgers)."""
+    out = paths.processed_dir(cfg)
+    meta_path = out / "meta.json"
+    if not (out / "graph.bin").is_file() or not meta_path.is_file():
+        return None
+    try:
+        known = json.loads(meta_path.read_text()).get("data_hash")
+    except (ValueError, OSError):
+        return None
+    return known or ensure_data_hash(out, load_dataset(out))
+
+
 def _input_digests(folder: Path) -> dict[str, str]:
     # every input file, whatever its size (a large file left out could change unnoticed)
     return {p.relative_to(folder).as_posix(): sha256_of(p) for p in sorted(folder.rglob("*"))
@@ -194,7 +258,9 @@ def load(cfg: DatasetConfig, paths: DataPaths, auto: bool = True) -> Dataset:
             raise DatasetError(f"dataset '{cfg.name}' ({cfg.key()}) is not preprocessed; run "
                                f"`recbench preprocess {cfg.name} --protocol {cfg.protocol}`")
         preprocess(cfg, paths)
-    return load_dataset(out)
+    ds = load_dataset(out)
+    ensure_data_hash(out, ds)
+    return ds
 
 
 def _check_name(name: str) -> None:
