@@ -77,6 +77,13 @@ def build_data(ctx: RunContext, cfg: nt.NextItemConfig) -> NextItemData:
     return NextItemData(seqs, cfg, index, histories, targets, negatives, seed, split_sizes)
 
 
+def eval_scores(scores: torch.Tensor) -> torch.Tensor:
+    """Scores on the CPU for ranking: float32, except float64 kept as is (the count floors add
+    a popularity tie-break of 1e-6 that float32 would round away; ranks count ties against
+    the target, so a lost tie-break changes the metrics)."""
+    return scores.cpu() if scores.dtype == torch.float64 else scores.float().cpu()
+
+
 class NextItemTrainer(TrainerBase):
     """Trains one next-item model with the chosen epoch strategy; evaluates on a split."""
 
@@ -153,7 +160,7 @@ class NextItemTrainer(TrainerBase):
         full, sampled = [], []
         for b, (rows, cols) in enumerate(self._prefix_masks(split)):
             sl = slice(b * self.eval_batch, (b + 1) * self.eval_batch)
-            scores = self.model.score_last(hist[sl].to(dev)).float().cpu()
+            scores = eval_scores(self.model.score_last(hist[sl].to(dev)))
             scores[:, 0] = -torch.inf
             scores[torch.as_tensor(rows), torch.as_tensor(cols)] = -torch.inf
             full.append(target_ranks(scores, tgt[sl]))
@@ -182,6 +189,7 @@ class NextItemTrainer(TrainerBase):
                 "split": self.data.cfg.split, "max_len": self.data.cfg.max_len,
                 "num_windows": 0 if self.windows is None else len(self.windows.inputs),
                 "num_valid_monitored": len(self.data.index["valid"]),
+                **getattr(self.model, "chosen", {}),
                 **{f"num_{k}": v for k, v in self.data.split_sizes.items()}}
 
     def state_dict(self) -> dict:
