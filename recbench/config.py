@@ -276,6 +276,7 @@ HASH_EXCLUDED: dict[tuple[str, ...], str] = {
 HASH_DEFAULTS: dict[tuple[str, ...], object] = {
     ("model", "knn_windows"): [0],  # seq_baseline item-kNN: the whole history, unweighted
     ("model", "knn_decays"): [1.0],
+    ("model", "next_item", "min_item_ratings"): 1,  # next-item task: every item kept
 }
 
 

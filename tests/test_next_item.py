@@ -346,3 +346,29 @@ def test_itemknn_recency_is_chosen_on_validation_never_test():
     assert seen[key] == max(seen.values())
     assert tr.extra_metrics()["knn_window"] == tr.model.window
     assert tr.evaluate("valid").metrics["ndcg@10"] == seen[key]  # the kept table is the chosen one
+
+
+def test_sasrec_protocol_item_filter_and_leave_one_out():
+    """SASRec's ML-1M preprocessing on generated ratings: items rated fewer than 5 times are
+    dropped and the rest renumbered 1..I'; every position from the second on is a sample; per
+    user the last item is test, the one before validation, and the test history ends with the
+    validation item (as SASRec feeds it)."""
+    rows = []
+    for u in range(6):
+        for t, item in enumerate([(u + k) % 5 for k in range(5)]):  # items 0-4: 6 ratings each
+            rows.append((u, item, 4.0, 10 * t))
+        if u < 4:
+            rows.append((u, 5 + u % 2, 3.0, 1))  # items 5, 6: two ratings each, dropped
+    frame = pd.DataFrame(rows, columns=["user", "item", "rating", "timestamp"])
+    g = build_graph(frame, np.zeros(len(frame), np.int8), 6, 7)
+    cfg = nt.NextItemConfig(min_history=1, min_item_ratings=5, split="leave_last_out", max_len=8)
+    s = nt.build_sequences(g, cfg, 0)
+    assert s.num_items == 5 and set(s.items.tolist()) == {1, 2, 3, 4, 5}
+    assert np.all(np.diff(s.starts) == 5) and len(s.sample_seq) == 6 * 4
+    test, valid = s.index("test"), s.index("valid")
+    assert len(test) == len(valid) == 6
+    assert np.all(s.sample_pos[test] == 4) and np.all(s.sample_pos[valid] == 3)
+    h = s.histories(test, 8)
+    assert np.array_equal(h[:, -1], s.targets[valid]) and np.all((h > 0).sum(1) == 4)
+    plain = nt.build_sequences(g, cfg.model_copy(update={"min_item_ratings": 1}), 0)
+    assert plain.num_items == 7 and len(plain.items) == len(frame)
