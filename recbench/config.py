@@ -376,6 +376,15 @@ HASH_EXCLUDED: dict[tuple[str, ...], str] = {
                             "are computed row by row, so the metrics do not depend on it",
 }
 
+# Keys added after runs were cached, left out of the hash while they hold the value that
+# reproduces the code from before they existed (so those runs stay cached; any other value
+# is hashed like every key): path → that value.
+HASH_DEFAULTS: dict[tuple[str, ...], object] = {
+    ("model", "knn_windows"): [0],  # seq_baseline item-kNN: the whole history, unweighted
+    ("model", "knn_decays"): [1.0],
+    ("model", "next_item", "min_item_ratings"): 1,  # next-item task: every item kept
+}
+
 
 def _digest(plain: dict) -> str:
     return hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:10]
@@ -392,6 +401,12 @@ def hash_plain(plain: dict) -> str:
             parent = parent.get(part) if isinstance(parent, dict) else None
         if isinstance(parent, dict):
             parent.pop(path[-1], None)
+    for path, value in HASH_DEFAULTS.items():
+        parent = body
+        for part in path[:-1]:
+            parent = parent.get(part) if isinstance(parent, dict) else None
+        if isinstance(parent, dict) and path[-1] in parent and parent[path[-1]] == value:
+            del parent[path[-1]]
     return _digest(body)
 
 

@@ -153,3 +153,20 @@ def _with_model(folder: Path, model: dict) -> Path:
 def test_fanouts_of_another_length_are_fine_outside_neighbour_sampling(tmp_path):
     exp = _with_model(tmp_path, {"name": "pinsage"})  # 2 layers, 3 fanouts
     assert load_experiment(exp).model.num_layers == 2
+
+
+def test_keys_added_at_their_old_behaviour_keep_the_hash():
+    """item-kNN's recency keys at their defaults (the plain sum, before they existed) leave the
+    hash of a seq_baseline run as it was — finished runs stay cached — and any other value
+    makes a new run."""
+    from recbench.config import hash_plain, to_plain
+
+    cfg = with_overrides(load_experiment(ROOT / "experiments" / "gconv_baseline.yaml"),
+                         {"model.kind": "itemknn"})
+    plain = to_plain(cfg)
+    assert plain["model"]["knn_windows"] == [0] and plain["model"]["knn_decays"] == [1.0]
+    before = {**plain, "model": {k: v for k, v in plain["model"].items()
+                                 if k not in ("knn_windows", "knn_decays")}}
+    assert run_hash(cfg) == hash_plain(before)
+    assert run_hash(with_overrides(cfg, {"model.knn_windows": [5]})) != run_hash(cfg)
+    assert run_hash(with_overrides(cfg, {"model.knn_decays": [0.7]})) != run_hash(cfg)

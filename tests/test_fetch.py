@@ -53,3 +53,33 @@ def test_no_network_error_names_the_mirror_option(tmp_path):
     with pytest.raises(DatasetError, match="--source"):
         fetch(src, tmp_path / "raw")
     assert not list((tmp_path / "raw" / "toy").glob("*.txt"))
+
+
+def test_ml1m_is_pinned_and_verifies_from_the_mirror(mirror, tmp_path):
+    """ML-1M verifies like ML-100K: every file pinned, no 'unverified' record written."""
+    from recbench.data.sources import SOURCES
+
+    src = SOURCES["ml-1m"]
+    assert all(f.sha256 and len(f.sha256) == 64 for f in src.files)
+    written = fetch(src, tmp_path / "raw", mirror)
+    assert sorted(p.name for p in written) == ["movies.dat", "ratings.dat", "users.dat"]
+    assert not (tmp_path / "raw" / "ml-1m" / "SHA256SUMS").exists()
+
+
+def test_ml1m_wrong_file_fails_with_one_line(mirror, tmp_path):
+    """A tampered ratings.dat is refused (one error line from the CLI) and nothing installed."""
+    from typer.testing import CliRunner
+
+    from recbench.cli import app
+
+    fake = tmp_path / "mirror" / "ml-1m"
+    fake.mkdir(parents=True)
+    (fake / "ratings.dat").write_text("1::1193::5::978300760\n")
+    for name in ("movies.dat", "users.dat"):
+        (fake / name).symlink_to(mirror / "ml-1m" / name)
+    result = CliRunner().invoke(app, ["fetch", "ml-1m", "--source", str(tmp_path / "mirror"),
+                                      "--data-dir", str(tmp_path / "data")], env={})
+    lines = [ln for ln in result.output.strip().splitlines() if ln.strip()]
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert lines[0].startswith("error:") and "ratings.dat" in lines[0] and "sha256" in lines[0]
+    assert not (tmp_path / "data" / "raw" / "ml-1m" / "ratings.dat").exists()

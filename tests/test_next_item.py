@@ -276,3 +276,99 @@ def test_chebyshev_switch_places_the_layers(cheb, enc, dec):
     model = gm.GConvTransform(cfg, 10, None)
     assert type(model.encode) is enc and type(model.decode) is dec
     assert model.score_last(torch.tensor([[0, 0, 1, 2, 3, 4]])).shape == (1, 11)
+
+
+def test_markov_ties_at_count_one_are_broken_by_popularity():
+    """300 items each followed the last item once, with 300 distinct popularities (max 5,000):
+    the target's rank must be exactly the number of count-1 items more popular than it. In
+    float32 the 1e-6 tie-break collapsed to a handful of values and most ranks were tied."""
+    from recbench.train.next_item import eval_scores
+
+    n = 400
+    pop = torch.zeros(n + 1)
+    pop[1:301] = torch.arange(300) * 16.0 + 200.0  # 200 .. 4,984, all distinct
+    pop[350] = 5000.0  # most popular item, never follows item 360
+    table = torch.zeros(n + 1, n + 1)
+    table[360, 1:301] = 1.0
+    floor = sb.CountFloor("markov", pop, table)
+    targets = torch.tensor([1, 50, 150, 299, 300])
+    hist = torch.full((len(targets), 3), 360)
+    ranks = target_ranks(eval_scores(floor.score_last(hist)), targets)
+    assert ranks.tolist() == [300 - t for t in targets.tolist()]
+
+
+def test_itemknn_recency_window_and_decay_on_a_tiny_sequence():
+    """History (a, b) with b the latest: a is strongly like y, b weakly like x. The plain sum
+    ranks y first; window 1 (only b) and a steep decay rank x first; a mild decay keeps y."""
+    a, b, x, y = 1, 2, 3, 4
+    table = torch.zeros(6, 6)
+    table[a, y] = 0.9
+    table[b, x] = 0.5
+    floor = sb.CountFloor("itemknn", torch.ones(6), table)
+    hist = torch.tensor([[0, a, b]])
+
+    def top() -> int:
+        s = floor.score_last(hist)[0]
+        s[[0, a, b]] = -1.0
+        return int(s.argmax())
+
+    assert top() == y
+    floor.window = 1
+    assert top() == x
+    floor.window, floor.decay = 0, 0.5  # a weighs 0.45 < 0.5
+    assert top() == x
+    floor.decay = 0.8  # a weighs 0.72 > 0.5
+    assert top() == y
+    s = floor.score_last(hist)[0]
+    assert s.dtype == torch.float64 and abs(float(s[y]) - 0.72) < 1e-6
+
+
+def test_itemknn_recency_is_chosen_on_validation_never_test():
+    """choose_knn scores each (neighbours, window, decay) on the validation split only, keeps
+    the best, and reports the choice in the run's extra metrics."""
+    ctx = ctx_for(successor_graph())
+    tr = sb.make_seq_baseline_trainer(
+        sb.SeqBaselineConfig(name="seq_baseline", kind="itemknn", next_item=SMALL), ctx)
+    assert (tr.model.window, tr.model.decay) == (0, 1.0)  # the default grid: the plain sum
+    calls = []
+    real = tr.evaluate
+
+    def spy(split):
+        calls.append(split)
+        return real(split)
+
+    tr.evaluate = spy
+    sb.choose_knn(tr, [2, 100], [0, 1, 3], [1.0, 0.5])
+    assert set(calls) == {"valid"} and len(calls) == 12
+    chosen = tr.model.chosen
+    seen = chosen["knn_valid_ndcg@10"]
+    key = f"{chosen['knn_neighbours']}/{tr.model.window}/{tr.model.decay:g}"
+    assert seen[key] == max(seen.values())
+    assert tr.extra_metrics()["knn_window"] == tr.model.window
+    assert tr.evaluate("valid").metrics["ndcg@10"] == seen[key]  # the kept table is the chosen one
+
+
+def test_sasrec_protocol_item_filter_and_leave_one_out():
+    """SASRec's ML-1M preprocessing on generated ratings: items rated fewer than 5 times are
+    dropped and the rest renumbered 1..I'; every position from the second on is a sample; per
+    user the last item is test, the one before validation, and the test history ends with the
+    validation item (as SASRec feeds it)."""
+    rows = []
+    for u in range(6):
+        for t, item in enumerate([(u + k) % 5 for k in range(5)]):  # items 0-4: 6 ratings each
+            rows.append((u, item, 4.0, 10 * t))
+        if u < 4:
+            rows.append((u, 5 + u % 2, 3.0, 1))  # items 5, 6: two ratings each, dropped
+    frame = pd.DataFrame(rows, columns=["user", "item", "rating", "timestamp"])
+    g = build_graph(frame, np.zeros(len(frame), np.int8), 6, 7)
+    cfg = nt.NextItemConfig(min_history=1, min_item_ratings=5, split="leave_last_out", max_len=8)
+    s = nt.build_sequences(g, cfg, 0)
+    assert s.num_items == 5 and set(s.items.tolist()) == {1, 2, 3, 4, 5}
+    assert np.all(np.diff(s.starts) == 5) and len(s.sample_seq) == 6 * 4
+    test, valid = s.index("test"), s.index("valid")
+    assert len(test) == len(valid) == 6
+    assert np.all(s.sample_pos[test] == 4) and np.all(s.sample_pos[valid] == 3)
+    h = s.histories(test, 8)
+    assert np.array_equal(h[:, -1], s.targets[valid]) and np.all((h > 0).sum(1) == 4)
+    plain = nt.build_sequences(g, cfg.model_copy(update={"min_item_ratings": 1}), 0)
+    assert plain.num_items == 7 and len(plain.items) == len(frame)

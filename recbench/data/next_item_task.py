@@ -39,6 +39,8 @@ class NextItemConfig(Strict):
     """How sequences, samples, the split and the item graph are built."""
 
     min_history: PosInt = 5  # first predicted position t: at least this many items of history
+    min_item_ratings: PosInt = 1  # drop items with fewer ratings (all splits), renumber the rest:
+    # 5 = SASRec's ML-1M preprocessing (3,416 of 3,706 movies); 1 keeps every item
     max_len: PosInt = 30  # L: a sample's history is its last L items
     split: Literal["random", "leave_last_out"] = "random"
     test_ratio: Probability = 0.1  # random split: paper's 9:1
@@ -122,6 +124,11 @@ def build_sequences(g, cfg: NextItemConfig, split_seed: int = 0) -> Sequences:
     u, i = (t.numpy() for t in g.edges(etype=RATES))
     ts = g.edges[RATES].data["timestamp"].numpy()
     tie = numpy_rng(split_seed, "next-item:tie-break").random(len(u))
+    num_items = g.num_nodes("item")
+    if cfg.min_item_ratings > 1:  # SASRec's item filter; the catalogue is what survives it
+        keep = np.bincount(i, minlength=num_items)[i] >= cfg.min_item_ratings
+        kept, i = np.unique(i[keep], return_inverse=True)
+        u, ts, tie, num_items = u[keep], ts[keep], tie[keep], len(kept)
     order = np.lexsort((tie, ts, u))
     u, i = u[order], i[order] + 1
     bounds = np.flatnonzero(np.diff(u)) + 1
@@ -135,7 +142,7 @@ def build_sequences(g, cfg: NextItemConfig, split_seed: int = 0) -> Sequences:
     sample_seq = np.repeat(np.arange(len(users)), per)
     sample_pos = np.concatenate([np.arange(cfg.min_history, n) for n in lengths if n > cfg.min_history])
     seqs = Sequences(i.astype(np.int64), starts, users, sample_seq, sample_pos,
-                     np.zeros(len(sample_seq), np.int8), g.num_nodes("item"), cfg.min_history)
+                     np.zeros(len(sample_seq), np.int8), num_items, cfg.min_history)
     seqs.split = split_samples(seqs, cfg, split_seed)
     return seqs
 

@@ -1,7 +1,7 @@
 """The dataset registry: what each dataset is, where it comes from, how to check it.
 
 Checksums are the published files' sha256 (read from the mirror). Where no checksum has been
-pinned (ML-1M, Amazon: not mirrored here), ``sha256`` is ``None``: fetch then records the
+pinned (Amazon: not mirrored here), ``sha256`` is ``None``: fetch then records the
 digest it saw in ``data/raw/NAME/SHA256SUMS`` and says it could not verify it.
 """
 
@@ -112,8 +112,13 @@ SOURCES: dict[str, DatasetSource] = {
         size_mb=24.0,
         downloads=(Download("https://files.grouplens.org/datasets/movielens/ml-1m.zip",
                             archive="zip", member_prefix="ml-1m/"),),
-        files=(RawFile("ratings.dat", None), RawFile("movies.dat", None),
-               RawFile("users.dat", None, required=False)),
+        files=(RawFile("ratings.dat",
+                       "506d64ca44484487c11dc2d9a28de5c54948213e6b96285e298afe28d6ea4e0f"),
+               RawFile("movies.dat",
+                       "0140fc2356357c1a851d0f52e893a1e4d3696df632c4141cea8d5bc3d621f0b9"),
+               RawFile("users.dat",
+                       "1dc3a95300cb19f7c10e027daf29b8cdf1d908dab65b5edfb45950aa389a10a3",
+                       required=False)),
         default_protocol="random",
         expected={"users": 6040, "items": 3706, "interactions": 1_000_209},
     ),

@@ -16,17 +16,20 @@ ties broken by popularity.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from recbench.config import NonNegInt, PosInt, Share, Strict
 from recbench.data import next_item_task as nt
+from recbench.errors import ConfigError
 from recbench.seeding import drawing_from, init_generator
 from recbench.train.api import RunContext
 from recbench.train.next_item import NextItemData, NextItemTrainer, build_data
 
+Decay = Annotated[float, Field(gt=0, le=1)]
 Kind = Literal["svm", "dnn", "cnn", "densenet", "densecnn", "popularity", "markov", "itemknn"]
 FLOORS = ("popularity", "markov", "itemknn")
 
@@ -46,7 +49,11 @@ class SeqBaselineConfig(Strict):
     dense_layers: PosInt = 3  # layers per dense block
     kernel_size: PosInt = 3
     dropout: Share = 0.2
-    knn_neighbours: PosInt = 100  # itemknn: neighbours kept per item
+    knn_neighbours: PosInt | list[PosInt] = 100  # itemknn: neighbours kept per item
+    # itemknn recency: sum over the last W items (0: all), the k-th latest weighted decay^(k-1).
+    # Lists: every (neighbours, W, decay) is scored on validation, the best NDCG@10 is kept
+    knn_windows: list[NonNegInt] = Field(default=[0], min_length=1)
+    knn_decays: list[Decay] = Field(default=[1.0], min_length=1)
     next_item: nt.NextItemConfig = nt.NextItemConfig()
 
 
@@ -159,22 +166,38 @@ class DenseNet1d(nn.Module):
 class CountFloor(nn.Module):
     """A floor scored from counts: ``popularity`` alone, or a per-item table (Markov
     transitions from the last item, kNN similarities summed over the history) + a popularity
-    tie-break far below one count."""
+    tie-break far below one count.
+
+    Scores are float64: in float32 a count of 1 has an ulp of 1.2e-7, so ``1e-6 · pop / max``
+    keeps only about 9 distinct values and most equal counts stay tied (ranked against the
+    target). In float64 every distinct popularity stays distinct up to counts of ~10⁶.
+
+    item-kNN sums the similarity rows of the last ``window`` items (0: the whole history), the
+    k-th most recent weighted ``decay ** (k - 1)``; decay 1 and window 0 is the plain sum."""
 
     def __init__(self, kind: str, popularity: torch.Tensor, table: torch.Tensor | None):
         super().__init__()
         self.kind = kind
-        self.register_buffer("tie", popularity / popularity.max().clamp_min(1) * 1e-6)
+        pop = popularity.double()
+        self.register_buffer("tie", pop / pop.max().clamp_min(1) * 1e-6)
+        if table is not None and kind == "itemknn":
+            table = table.double()  # similarities are summed: keep the sum exact to 1e-16
         self.register_buffer("table", table if table is not None else torch.zeros(0))
+        self.window, self.decay = 0, 1.0
 
     def score_last(self, histories: torch.Tensor) -> torch.Tensor:
         base = self.tie.expand(len(histories), -1)
         if self.kind == "popularity":
             return base.clone()
         if self.kind == "markov":
-            return self.table[histories[:, -1]] + base
-        rows = self.table[histories] * (histories > 0).unsqueeze(-1)  # itemknn
-        return rows.sum(1) + base
+            return self.table[histories[:, -1]].double() + base
+        recent = histories[:, -self.window:] if self.window else histories  # itemknn
+        lag = torch.arange(recent.shape[1] - 1, -1, -1, device=recent.device)  # 0 = last item
+        weight = (self.decay ** lag.double()).expand_as(recent) * (recent > 0)
+        rows = torch.arange(len(recent), device=recent.device).repeat_interleave(recent.shape[1])
+        bag = torch.sparse_coo_tensor(torch.stack([rows, recent.flatten()]), weight.flatten(),
+                                      (len(recent), self.table.shape[0]))
+        return torch.sparse.mm(bag, self.table) + base  # Σ_k weight_k · table[item_k]
 
 
 def markov_table(data: NextItemData) -> torch.Tensor:
@@ -190,11 +213,46 @@ def build_model(cfg: SeqBaselineConfig, data: NextItemData) -> nn.Module:
     if cfg.kind in FLOORS:
         pop = nt.visible_popularity(data.seqs)
         table = {"popularity": lambda: None, "markov": lambda: markov_table(data),
-                 "itemknn": lambda: nt.item_cosine_graph(data.seqs, cfg.knn_neighbours)}[cfg.kind]()
+                 "itemknn": lambda: nt.item_cosine_graph(data.seqs, _as_list(cfg.knn_neighbours)[0])
+                 }[cfg.kind]()
         return CountFloor(cfg.kind, pop, table)
     return {"svm": lambda: BagSVM(n), "dnn": lambda: MeanMLP(cfg, n), "cnn": lambda: Caser(cfg, n),
             "densenet": lambda: DenseNet1d(cfg, n, cfg.dense_blocks),
             "densecnn": lambda: DenseNet1d(cfg, n, 1)}[cfg.kind]()
+
+
+def _as_list(value: int | list[int]) -> list[int]:
+    return value if isinstance(value, list) else [value]
+
+
+def choose_knn(trainer: NextItemTrainer, neighbours: list[int], windows: list[int],
+               decays: list[float]) -> None:
+    """Set the item-kNN floor's (neighbours, window, decay) to the triple with the best
+    validation NDCG@10 (ties: the first in grid order), on the same evaluator and masks as
+    every model; the test split is never read. The grid's scores and the choice are reported
+    in the run's extra metrics (``knn_valid_ndcg@10``: "neighbours/window/decay" → score)."""
+    floor = trainer.model
+    grid = [(k, w, d) for k in neighbours for w in windows for d in decays]
+    best, best_score, seen = grid[0], -1.0, {}
+    if len(grid) > 1:
+        if not trainer.has_valid():
+            raise ConfigError("model.knn_neighbours/knn_windows/knn_decays: choosing among "
+                              "several needs a validation split")
+        for k in neighbours:
+            if len(neighbours) > 1:
+                floor.table = nt.item_cosine_graph(trainer.data.seqs, k).double()
+            for w in windows:
+                for d in decays:
+                    floor.window, floor.decay = w, d
+                    score = trainer.evaluate("valid").metrics[trainer.monitor]
+                    seen[f"{k}/{w}/{d:g}"] = score
+                    if score > best_score:
+                        best, best_score = (k, w, d), score
+        if len(neighbours) > 1:
+            floor.table = nt.item_cosine_graph(trainer.data.seqs, best[0]).double()
+    floor.window, floor.decay = best[1], best[2]
+    floor.chosen = {"knn_neighbours": best[0], "knn_window": best[1], "knn_decay": best[2],
+                    **({"knn_valid_ndcg@10": seen} if seen else {})}
 
 
 def make_seq_baseline_trainer(cfg: SeqBaselineConfig, ctx: RunContext) -> NextItemTrainer:
@@ -202,4 +260,7 @@ def make_seq_baseline_trainer(cfg: SeqBaselineConfig, ctx: RunContext) -> NextIt
     with drawing_from(init_generator(ctx.seed)):  # default inits; the global RNG is untouched
         model = build_model(cfg, data)
     mode = "none" if cfg.kind in FLOORS else "samples"
-    return NextItemTrainer(model, ctx, data, mode, "hinge" if cfg.kind == "svm" else "ce")
+    trainer = NextItemTrainer(model, ctx, data, mode, "hinge" if cfg.kind == "svm" else "ce")
+    if cfg.kind == "itemknn":
+        choose_knn(trainer, _as_list(cfg.knn_neighbours), cfg.knn_windows, cfg.knn_decays)
+    return trainer

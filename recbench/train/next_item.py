@@ -52,6 +52,19 @@ class NextItemData:
         return self.seqs.num_items
 
 
+class LazyHistories(dict):
+    """split → (n, L) histories, built on first use: training histories are read only by
+    models trained one sample at a time, and on ML-1M at L = 200 they would take 1.6 GB."""
+
+    def __init__(self, seqs: nt.Sequences, index: dict[str, np.ndarray], max_len: int):
+        super().__init__()
+        self.seqs, self.index, self.max_len = seqs, index, max_len
+
+    def __missing__(self, split: str) -> torch.Tensor:
+        self[split] = torch.as_tensor(self.seqs.histories(self.index[split], self.max_len))
+        return self[split]
+
+
 def build_data(ctx: RunContext, cfg: nt.NextItemConfig) -> NextItemData:
     seed = cfg.split_seed
     if seed is None:
@@ -69,12 +82,19 @@ def build_data(ctx: RunContext, cfg: nt.NextItemConfig) -> NextItemData:
         raise DatasetError("the next-item split left no training or no test sample; the data "
                            "has too few ratings per user for min_history / the split ratios")
     all_targets = torch.as_tensor(seqs.targets)
-    histories = {s: torch.as_tensor(seqs.histories(i, cfg.max_len)) for s, i in index.items()}
+    histories = LazyHistories(seqs, index, cfg.max_len)
     targets = {s: all_targets[i] for s, i in index.items()}
     negatives = {s: torch.as_tensor(nt.sampled_negatives(seqs, index[s],
                                                          cfg.num_sampled_negatives, seed))
                  for s in ("valid", "test")} if cfg.num_sampled_negatives else {}
     return NextItemData(seqs, cfg, index, histories, targets, negatives, seed, split_sizes)
+
+
+def eval_scores(scores: torch.Tensor) -> torch.Tensor:
+    """Scores on the CPU for ranking: float32, except float64 kept as is (the count floors add
+    a popularity tie-break of 1e-6 that float32 would round away; ranks count ties against
+    the target, so a lost tie-break changes the metrics)."""
+    return scores.cpu() if scores.dtype == torch.float64 else scores.float().cpu()
 
 
 class NextItemTrainer(TrainerBase):
@@ -153,7 +173,7 @@ class NextItemTrainer(TrainerBase):
         full, sampled = [], []
         for b, (rows, cols) in enumerate(self._prefix_masks(split)):
             sl = slice(b * self.eval_batch, (b + 1) * self.eval_batch)
-            scores = self.model.score_last(hist[sl].to(dev)).float().cpu()
+            scores = eval_scores(self.model.score_last(hist[sl].to(dev)))
             scores[:, 0] = -torch.inf
             scores[torch.as_tensor(rows), torch.as_tensor(cols)] = -torch.inf
             full.append(target_ranks(scores, tgt[sl]))
@@ -182,6 +202,7 @@ class NextItemTrainer(TrainerBase):
                 "split": self.data.cfg.split, "max_len": self.data.cfg.max_len,
                 "num_windows": 0 if self.windows is None else len(self.windows.inputs),
                 "num_valid_monitored": len(self.data.index["valid"]),
+                **getattr(self.model, "chosen", {}),
                 **{f"num_{k}": v for k, v in self.data.split_sizes.items()}}
 
     def state_dict(self) -> dict:
