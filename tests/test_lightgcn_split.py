@@ -104,6 +104,7 @@ def test_carve_out_is_seeded_per_user_and_disjoint_from_test(tmp_path: Path) -> 
         assert (codes[train_rows] == protocols.TRAIN).sum() >= 1  # nobody is emptied
 
 
+@pytest.mark.realdata
 def test_real_gowalla_counts(mirror: Path) -> None:
     raw = parsers.parse("gowalla-lightgcn", mirror / "gowalla-lightgcn")
     flags = raw.fixed_splits["published"]
