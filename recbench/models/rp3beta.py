@@ -59,7 +59,8 @@ class RP3beta(ClosedFormModel):
         penalty = inverse_power(np.asarray(x.sum(axis=0)).ravel(), self.beta).astype(np.float32)
         parts = []
         for start, end in item_blocks(n_items, n_items):
-            block = (p_iu[start:end] @ p_ui).toarray().astype(np.float32)  # block × items
+            # block × items; the product is float64 (≤ 2 × BLOCK_BYTES) until this copy
+            block = (p_iu[start:end] @ p_ui).toarray().astype(np.float32)
             block *= penalty[None, :]
             block[np.arange(end - start), np.arange(start, end)] = 0.0
             parts.append(top_k_entries(block, self.top_k, start, axis=1))
