@@ -373,7 +373,7 @@ def _train_one(cfg, paths, runs_root: Path, device: str, resume: Path | None) ->
 
         def report(rec: dict) -> None:
             loss = ", ".join(f"{k} {v:.4f}" for k, v in rec.items()
-                             if isinstance(v, float) and not k.startswith(("valid_", "train_s"))
+                             if isinstance(v, float) and not k.startswith(("valid_", "train_s", "test_"))
                              and k not in ("best",))
             val = rec.get(f"valid_{rec['monitor']}")
             info = loss + (f" | valid {rec['monitor']} {val:.4f}" if val is not None else "")

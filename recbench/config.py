@@ -101,6 +101,10 @@ class TrainConfig(Strict):
     monitor: str | None = None  # validation metric for best.pt; default: the task's headline
     eval_every: PosInt = 1
     num_threads: PosInt | None = None
+    # the published protocol of NGCF/LightGCN's official code: also score TEST at every
+    # validation point and record the best test evaluation in metrics.json's extra
+    # (test_selected_*). A labelled diagnosis only: it never selects weights or stops a run.
+    track_test: bool = False
 
 
 class EvalConfig(Strict):

@@ -179,6 +179,7 @@ class LoopState:
     members: dict = field(default_factory=dict)
     stopped: list = field(default_factory=list)
     stage_best: dict = field(default_factory=dict)
+    test_best: dict = field(default_factory=dict)  # train.track_test: the best test evaluation
 
 
 @dataclass(frozen=True)
@@ -332,6 +333,19 @@ def _validate(built: Built, run_dir: Path, loop: LoopState, epoch: int, patience
     return patience is not None and loop.bad >= patience
 
 
+def _track_test(built: Built, loop: LoopState, epoch: int, record: dict) -> None:
+    """The official NGCF/LightGCN code's protocol (``train.track_test``): score test now, keep
+    the best test evaluation on the run's monitor. It reads test labels, so it only feeds the
+    labelled ``test_selected_*`` figures of metrics.json, never ``best.pt`` or early stopping."""
+    t0 = time.perf_counter()
+    test = built.trainer.evaluate("test").metrics
+    record.update({f"test_{k}": v for k, v in test.items()})
+    record["test_seconds"] = time.perf_counter() - t0
+    best = loop.test_best.get(built.monitor)
+    if built.monitor in test and _better(test[built.monitor], best, built.monitor):
+        loop.test_best = {**test, "epoch": epoch}
+
+
 def _finish(run_dir: Path, built: Built, loop: LoopState, has_valid: bool, run_selects: bool,
             num_epochs: int) -> dict:
     """Evaluate the best (or, on a fixed schedule or with stage-own selection, the final)
@@ -361,6 +375,8 @@ def _finish(run_dir: Path, built: Built, loop: LoopState, has_valid: bool, run_s
         metrics["data_hash"] = built.ctx.data.meta["data_hash"]
     if loop.stage_best:
         metrics["stage_best_epochs"] = loop.stage_best
+    if loop.test_best:  # train.track_test: the published (test-selected) protocol, labelled
+        metrics["extra"].update({f"test_selected_{k}": float(v) for k, v in loop.test_best.items()})
     runs.write_json(run_dir / "metrics.json", metrics)
     return metrics
 
@@ -411,8 +427,13 @@ def _train_in(run_dir: Path, cfg: ExperimentConfig, built: Built, device: str,
             record = {"epoch": epoch, **built.trainer.train_epoch(epoch)}
             record["train_seconds"] = time.perf_counter() - t0
             due = (epoch + 1) % cfg.train.eval_every == 0 or epoch == num_epochs - 1
+            t_val = time.perf_counter()
             val = built.trainer.evaluate("valid").metrics if has_valid and due else None
             record.update({f"valid_{k}": v for k, v in (val or {}).items()})
+            if val is not None:
+                record["valid_seconds"] = time.perf_counter() - t_val
+            if cfg.train.track_test and due:
+                _track_test(built, loop, epoch, record)
             stop = (val is not None and span.stage.monitors is None
                     and _validate(built, run_dir, loop, epoch, cfg.train.patience, val))
             run_epoch(built.trainer, spans, loop, epoch, val)

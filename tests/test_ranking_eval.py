@@ -38,3 +38,50 @@ def test_sampled_ranking_rank_of_positive():
     assert res.per_unit["hr@1"].tolist() == [0.0, 1.0]
     assert res.per_unit["hr@2"].tolist() == [1.0, 1.0]
     assert res.per_unit["ndcg@2"][0] == pytest.approx(1 / np.log2(3))
+
+
+def _dense_reference(scores: torch.Tensor, seen: torch.Tensor, relevant: torch.Tensor,
+                     ks: list[int]) -> dict[str, float]:
+    """The whole users × items matrix at once: the obvious evaluator the batched one replaces."""
+    from recbench.eval.metrics import ranking_metrics
+
+    masked = scores.masked_fill(seen, -torch.inf)
+    top = masked.topk(max(ks), dim=1).indices
+    hits = relevant.gather(1, top)
+    keep = relevant.any(1)
+    out = ranking_metrics(hits[keep], relevant.sum(1)[keep], ks)
+    return {k: float(v.mean()) for k, v in out.items()}
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 64])
+def test_batched_full_ranking_equals_dense_matrix(batch_size):
+    rng = np.random.default_rng(0)
+    n_users, n_items = 40, 25
+    pairs = {(int(u), int(i)) for u, i in zip(rng.integers(n_users, size=400),
+                                             rng.integers(n_items, size=400))}
+    users, items = map(np.array, zip(*sorted(pairs)))
+    codes = rng.choice([TRAIN, VALID, TEST], size=len(users), p=[0.6, 0.1, 0.3]).astype(np.int8)
+    frame = pd.DataFrame({"user": users, "item": items, "rating": 1.0, "timestamp": 0})
+    data = Dataset(build_graph(frame, codes, n_users, n_items), {}, None)
+    scores = torch.from_numpy(rng.normal(size=(n_users, n_items)).astype(np.float32))
+    res = full_ranking(lambda u: scores[u], data, "test", [5, 10], batch_size=batch_size)
+    seen = torch.zeros(n_users, n_items, dtype=torch.bool)
+    relevant = torch.zeros_like(seen)
+    for u, i, c in zip(users, items, codes):
+        if c == TEST:
+            relevant[u, i] = True
+        else:
+            seen[u, i] = True
+    want = _dense_reference(scores, seen, relevant, [5, 10])
+    assert res.metrics.keys() == want.keys()
+    for key, value in want.items():
+        assert res.metrics[key] == pytest.approx(value, abs=1e-6), key
+
+
+def test_score_block_is_bounded_at_gowalla_size():
+    from recbench.eval.ranking import SCORE_BLOCK_BYTES, users_per_batch
+
+    step = users_per_batch(100_000, 40_981)
+    assert step * 40_981 * 4 <= SCORE_BLOCK_BYTES
+    assert users_per_batch(1024, 40_981) == 1024  # the default batch already fits
+    assert users_per_batch(8, 10**12) == 1  # never zero users

@@ -216,3 +216,18 @@ def test_a_partial_run_of_other_data_is_not_resumed(tmp_path, tiny_paths):
     (partial / "env.json").write_text(json.dumps({**env, "data_hash": "0123456789"}))
     with pytest.raises(RunError, match="other data"):
         train_run(cfg, tiny_paths, tmp_path / "runs", resume=partial)
+
+
+def test_track_test_records_best_test_evaluation_without_selecting(tmp_path, tiny_paths):
+    """train.track_test (the official NGCF/LightGCN protocol) logs test at every validation and
+    reports its best as labelled extras; best.pt and the headline stay validation-selected."""
+    _, run = _train(tmp_path, tiny_paths, "tracked", train={"track_test": True, "epochs": 4})
+    history = [json.loads(ln) for ln in (run / "history.jsonl").read_text().splitlines()]
+    metrics = json.loads((run / "metrics.json").read_text())
+    curve = [h["test_recall@5"] for h in history]
+    assert len(curve) == 4 and all("valid_seconds" in h for h in history)
+    assert metrics["extra"]["test_selected_recall@5"] == pytest.approx(max(curve))
+    best = int(metrics["extra"]["test_selected_epoch"])
+    assert curve[best] == max(curve)
+    # the headline is the validation-selected epoch's test figure, not the test-selected one
+    assert metrics["test"]["recall@5"] == pytest.approx(curve[metrics["best_epoch"]])

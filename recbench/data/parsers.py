@@ -164,6 +164,65 @@ def parse_yelp(folder: Path, prefix: str) -> RawData:
     return RawData(frame, num_users, num_items, {"published": flags})
 
 
+def _count_id_lines(path: Path) -> int:
+    """Rows of a LightGCN ``user_list.txt`` / ``item_list.txt`` (``org_id remap_id`` header)."""
+    with open(path) as fh:
+        lines = [ln for ln in fh if ln.strip()]
+    return len(lines) - 1 if lines and not lines[0].split()[-1].isdigit() else len(lines)
+
+
+def parse_lightgcn_split(folder: Path, label: str) -> RawData:
+    """A LightGCN-PyTorch data folder: ``s_adj_mat.npz`` (the symmetric 0/1 adjacency of the
+    training pairs, users first) and ``test.txt`` (a user id, then its test item ids).
+
+    The training pairs are the user→item block of the adjacency (the published train.txt holds
+    the same pairs); the user and item counts come from the id lists, so a user or item with no
+    training pair still has its index. Test pairs that are also training pairs are refused: the
+    published split has none, and a duplicate would leak the answer into training.
+    """
+    import scipy.sparse as sp
+
+    num_users = _count_id_lines(folder / "user_list.txt")
+    num_items = _count_id_lines(folder / "item_list.txt")
+    adj = sp.load_npz(folder / "s_adj_mat.npz")
+    if adj.shape != (num_users + num_items, num_users + num_items):
+        raise DatasetError(f"{label}: s_adj_mat.npz is {adj.shape[0]} x {adj.shape[1]}, expected "
+                           f"{num_users + num_items} square (users + items of the id lists)")
+    block = sp.csr_matrix(adj[:num_users, num_users:])
+    block.eliminate_zeros()
+    if 2 * block.nnz != adj.count_nonzero():
+        raise DatasetError(f"{label}: s_adj_mat.npz has entries outside its user-item blocks "
+                           f"({adj.count_nonzero()} non-zeros, {block.nnz} user→item pairs)")
+    train = block.tocoo()
+    test_users, test_items = [], []
+    with open(folder / "test.txt") as fh:
+        for line_no, line in enumerate(fh, 1):
+            tokens = line.split()
+            if not tokens:
+                continue
+            try:
+                ids = [int(t) for t in tokens]
+            except ValueError:
+                raise DatasetError(f"{label}: test.txt line {line_no} is not integer ids") from None
+            test_users.extend([ids[0]] * (len(ids) - 1))
+            test_items.extend(ids[1:])
+    tu, ti = np.asarray(test_users, dtype=np.int64), np.asarray(test_items, dtype=np.int64)
+    if len(tu) and (tu.max() >= num_users or ti.max() >= num_items or min(tu.min(), ti.min()) < 0):
+        raise DatasetError(f"{label}: test.txt holds ids outside {num_users} users x {num_items} items")
+    test_keys = np.unique(_pair_key(tu, ti, num_items))
+    train_keys = _pair_key(train.row, train.col, num_items)
+    if np.isin(train_keys, test_keys).any():
+        raise DatasetError(f"{label}: {int(np.isin(train_keys, test_keys).sum())} test pairs are "
+                           "also training pairs in s_adj_mat.npz")
+    users = np.concatenate([train.row.astype(np.int64), test_keys // num_items])
+    items = np.concatenate([train.col.astype(np.int64), test_keys % num_items])
+    n = len(users)
+    frame = _frame(users, items, np.ones(n), np.zeros(n))
+    flags = np.zeros(n, dtype=bool)
+    flags[len(train_keys):] = True
+    return RawData(frame, num_users, num_items, {"published": flags})
+
+
 def parse_amazon(folder: Path) -> RawData:
     users, items, ratings, stamps = [], [], [], []
     with gzip.open(folder / "reviews_Movies_and_TV_5.json.gz", "rt") as fh:
@@ -450,6 +509,7 @@ def parse(name: str, folder: Path) -> RawData:
         "yelp-madison": lambda f: parse_yelp(f, "yelp_mcity"),
         "yelp-pittsburgh": lambda f: parse_yelp(f, "yelp_pcity"),
         "amazon-movies-tv": parse_amazon,
+        "gowalla-lightgcn": lambda f: parse_lightgcn_split(f, "gowalla-lightgcn"),
     }
     source = get_source(name)
     raw = parsers[name](folder)

@@ -24,6 +24,7 @@ from recbench.seeding import numpy_rng
 CUSTOM_MARKER = "custom.json"
 DEFAULT_SPLIT = {"ml-100k": "u1", "douban-monti": "default", "yelp-madison": "published",
                  "yelp-pittsburgh": "published"}
+DEFAULT_SPLIT["gowalla-lightgcn"] = "published"  # the NGCF/LightGCN test.txt
 
 
 @dataclass(frozen=True)

@@ -175,6 +175,30 @@ SOURCES: dict[str, DatasetSource] = {
     ),
 }
 
+# The LightGCN authors' data folder at a pinned commit (the files NGCF and LightGCN were
+# evaluated on); the mirror's sha256 equal the blobs of this commit (checked 2026-12-06).
+_LIGHTGCN_COMMIT = "947ca2b3b1d2d3545b114145710cb06c4e57b3d2"
+_LIGHTGCN_DATA = (f"https://raw.githubusercontent.com/gusye1234/LightGCN-PyTorch/"
+                  f"{_LIGHTGCN_COMMIT}/data/gowalla")
+_GOWALLA_SHA = {
+    "s_adj_mat.npz": "6ab3ab7aa1278da3717054c60258d88d2d2d78914fa62db2b13da9321e397cab",
+    "test.txt": "099a2a73924e4b754dc6efd730d764f492321b53c38eb93298850c83acf57be3",
+    "user_list.txt": "5344c4d0deef610e1f148f23ad216a0db03b36f88834cd39a06786a672c5f5a1",
+    "item_list.txt": "6b186f92890cc3f0c15a6dae5d6285f125a302bb8c5ea0cd9a16cf9c16347139",
+}
+SOURCES["gowalla-lightgcn"] = DatasetSource(
+    name="gowalla-lightgcn",
+    description="Gowalla check-ins, the NGCF/LightGCN benchmark split: 29,858 users, 40,981 "
+                "items, 810,128 train / 217,242 test pairs (training adjacency + test.txt)",
+    licence="SNAP loc-gowalla (research use); split published with LightGCN-PyTorch (MIT)",
+    size_mb=5.9,
+    downloads=tuple(Download(f"{_LIGHTGCN_DATA}/{name}", target=name) for name in _GOWALLA_SHA),
+    files=tuple(RawFile(name, digest) for name, digest in _GOWALLA_SHA.items()),
+    default_protocol="fixed",
+    expected={"users": 29_858, "items": 40_981, "interactions": 1_027_370, "train": 810_128,
+              "test": 217_242},
+)
+
 
 def get_source(name: str) -> DatasetSource:
     try:

@@ -13,13 +13,17 @@ from typing import Literal
 from pydantic import BaseModel
 
 from recbench.models import (
+    ease,
     gconv_genre,
     gconv_genre_baseline,
     gconv_transform,
+    gfcf,
     gl_attention,
     gl_attention_trainer,
     glocal_k,
+    itemknn,
     mf,
+    rp3beta,
     seq_baselines,
 )
 from recbench.models.gnn import gat, gcn, lightgcn, ngcf, pinsage, sage, social
@@ -67,6 +71,14 @@ MODELS: dict[str, ModelSpec] = {
                          "PinSage (Ying et al. 2018): random-walk neighbours, hard negatives"),
     "social": ModelSpec(social.SocialConfig, social.make_social_trainer, "ranking",
                         "LightGCN propagating over follow edges as well (social recommendation)"),
+    "ease": ModelSpec(ease.EASEConfig, ease.make_ease_trainer, "ranking",
+                      "EASE^R (Steck 2019): closed-form item-item regression, zero diagonal"),
+    "itemknn": ModelSpec(itemknn.ItemKNNConfig, itemknn.make_itemknn_trainer, "ranking",
+                         "item-based kNN: shrunk cosine, top-k neighbours per item (sparse)"),
+    "rp3beta": ModelSpec(rp3beta.RP3betaConfig, rp3beta.make_rp3beta_trainer, "ranking",
+                         "RP3beta (Paudel et al. 2017): 3-step random walk, popularity-penalised"),
+    "gfcf": ModelSpec(gfcf.GFCFConfig, gfcf.make_gfcf_trainer, "ranking",
+                      "GF-CF (Shen et al. 2021): normalised item graph filter + ideal low-pass (SVD)"),
     "gconv_transform": ModelSpec(
         gconv_transform.GConvTransformConfig, gconv_transform.make_gconv_transform_trainer,
         "next_item", "next-item prediction: ChebConv → N × (attention, item-graph conv) → ChebConv"),
