@@ -125,6 +125,7 @@ def _usable(path: str, info, raw_value: Any, value: Any) -> None:
 @example(target=("bpr_mf", "name", ExperimentConfig.model_fields["name"]), value="../x")
 @example(target=("bpr_mf", "train.epochs", TrainConfig.model_fields["epochs"]), value=True)
 @example(target=("bpr_mf", "seeds", ExperimentConfig.model_fields["seeds"]), value=[2**70])
+@example(target=("gl_attention", "model.attention_data", None), value=[])  # was named local_data
 def test_every_field_accepts_usable_values_or_names_the_key(tmp_path_factory, target, value):
     model, path, info = target
     raw = _base(model)

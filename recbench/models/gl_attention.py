@@ -131,8 +131,9 @@ class GLAttentionConfig(Strict):
         if not 0.0 < self.attention_holdout < 1.0:
             raise ValueError("attention_holdout must be in (0, 1), the share of training "
                              f"positives withheld for the attention, got {self.attention_holdout}")
-        if not self.local_data or not self.local_sets or not self.attention_data:
-            raise ValueError("local_data, local_sets and attention_data must not be empty")
+        for key in ("local_data", "local_sets", "attention_data"):
+            if not getattr(self, key):  # name the empty one: the error is read as key: message
+                raise ValueError(f"{key} must not be empty")
         if self.global_epochs + self.local_epochs + self.attention_epochs < 1:
             raise ValueError("global_epochs, local_epochs and attention_epochs are all 0: "
                              "nothing would be trained; give a stage at least 1 epoch")
