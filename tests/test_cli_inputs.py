@@ -225,7 +225,8 @@ def test_a_failed_graph_write_is_one_line_and_leaves_no_tmp(tmp_path, tiny_paths
     monkeypatch.setattr(dgl, "save_graphs", full)
     result, out, _ = _train(write_experiment(tmp_path, "e"), tmp_path, tiny_paths)
     assert result.exit_code == 2 and "disk" in _one_error_line(out) and "[bt]" not in out
-    assert not [p for p in tiny_paths.processed.rglob("*") if p.is_file()]
+    left = [p for p in tiny_paths.processed.rglob("*") if p.is_file() and p.suffix != ".lock"]
+    assert not left  # the split's lock file (empty, held only while loading) may stay
 
 
 @pytest.mark.parametrize("value", ["1000000000000", "1.0e+12", "70000"])

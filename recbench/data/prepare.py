@@ -6,8 +6,10 @@ builds it from ``--data-dir`` / ``RECBENCH_DATA``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -254,14 +256,35 @@ def load(cfg: DatasetConfig, paths: DataPaths, auto: bool = True) -> Dataset:
     """The processed dataset for ``cfg``; preprocesses it first when ``auto`` and raw data exist."""
     cfg = resolve(cfg)
     out = paths.processed_dir(cfg)
-    if not (out / "graph.bin").is_file() and not (out / "meta.json").is_file():
-        if not auto:
-            raise DatasetError(f"dataset '{cfg.name}' ({cfg.key()}) is not preprocessed; run "
-                               f"`recbench preprocess {cfg.name} --protocol {cfg.protocol}`")
-        preprocess(cfg, paths)
-    ds = load_dataset(out)
-    ensure_data_hash(out, ds)
+    with _split_lock(out):
+        if not (out / "graph.bin").is_file() and not (out / "meta.json").is_file():
+            if not auto:
+                raise DatasetError(f"dataset '{cfg.name}' ({cfg.key()}) is not preprocessed; run "
+                                   f"`recbench preprocess {cfg.name} --protocol {cfg.protocol}`")
+            preprocess(cfg, paths)
+        ds = load_dataset(out)
+        ensure_data_hash(out, ds)
     return ds
+
+
+@contextlib.contextmanager
+def _split_lock(out: Path) -> Iterator[None]:
+    """Hold the split's lock while it is checked, made and read: two workers (parallel tuning
+    trials, study jobs) that find it missing at once would otherwise both write graph.bin and
+    meta.json, and one reads the other's half (a checksum mismatch, seen in CI). A folder where
+    no lock can be made (read-only) is read without one: nothing can be written there anyway."""
+    from recbench.runs import claim
+
+    try:
+        lock = claim(out.parent.parent, out.parent.name, out.name)
+        lock.__enter__()
+    except OSError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        lock.__exit__(None, None, None)
 
 
 def _check_name(name: str) -> None:
