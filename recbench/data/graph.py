@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from recbench.data.fetch import sha256_of
 from recbench.data.protocols import TEST, TRAIN, VALID
 from recbench.errors import DatasetError
 
@@ -118,16 +119,6 @@ def seen_matrix_csr(g, split: str = "train") -> tuple[torch.Tensor, torch.Tensor
     return indptr, i
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def save_dataset(folder: Path, ds: Dataset) -> None:
     """Write graph.bin and meta.json atomically (temp names, then rename). meta.json records
     graph.bin's size and sha256, so a damaged or half-replaced graph.bin is caught before DGL
@@ -148,7 +139,7 @@ def save_dataset(folder: Path, ds: Dataset) -> None:
                                "full or the folder read-only? Free space or give another "
                                "--data-dir") from None
         meta = {**ds.meta, "graph_bytes": tmp_graph.stat().st_size,
-                "graph_sha256": _sha256(tmp_graph)}
+                "graph_sha256": sha256_of(tmp_graph)}
         tmp_meta.write_text(json.dumps(meta, indent=2, sort_keys=True))
         os.replace(tmp_graph, folder / "graph.bin")
         os.replace(tmp_meta, folder / "meta.json")
@@ -185,7 +176,7 @@ def read_meta(folder: Path) -> dict:
         raise _damaged(folder, "meta.json is not the mapping recbench wrote")
     expected = meta.get("graph_sha256")
     if expected is not None:  # caches written before the checksum: DGL's own checks only
-        if graph.stat().st_size != meta.get("graph_bytes") or _sha256(graph) != expected:
+        if graph.stat().st_size != meta.get("graph_bytes") or sha256_of(graph) != expected:
             raise _damaged(folder, "graph.bin does not match the checksum in meta.json")
     return meta
 

@@ -275,16 +275,12 @@ def _split_lock(out: Path) -> Iterator[None]:
     no lock can be made (read-only) is read without one: nothing can be written there anyway."""
     from recbench.runs import claim
 
-    try:
-        lock = claim(out.parent.parent, out.parent.name, out.name)
-        lock.__enter__()
-    except OSError:
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(claim(out.parent.parent, out.parent.name, out.name))
+        except OSError:
+            pass
         yield
-        return
-    try:
-        yield
-    finally:
-        lock.__exit__(None, None, None)
 
 
 def _check_name(name: str) -> None:
