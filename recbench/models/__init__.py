@@ -25,6 +25,7 @@ from recbench.models import (
     mf,
     rp3beta,
     seq_baselines,
+    ultragcn,
 )
 from recbench.models.gnn import gat, gcn, lightgcn, ngcf, pinsage, sage, social
 
@@ -79,6 +80,9 @@ MODELS: dict[str, ModelSpec] = {
                          "RP3beta (Paudel et al. 2017): 3-step random walk, popularity-penalised"),
     "gfcf": ModelSpec(gfcf.GFCFConfig, gfcf.make_gfcf_trainer, "ranking",
                       "GF-CF (Shen et al. 2021): normalised item graph filter + ideal low-pass (SVD)"),
+    "ultragcn": ModelSpec(ultragcn.UltraGCNConfig, ultragcn.make_ultragcn_trainer, "ranking",
+                          "UltraGCN (Mao et al. 2021): MF with user-item and item-item graph "
+                          "constraint losses"),
     "gconv_transform": ModelSpec(
         gconv_transform.GConvTransformConfig, gconv_transform.make_gconv_transform_trainer,
         "next_item", "next-item prediction: ChebConv → N × (attention, item-graph conv) → ChebConv"),
