@@ -306,10 +306,16 @@ def _train_or_read(trial, cfg: ExperimentConfig, h: str, root: Path, space: Sear
                    setup: TuneSetup, paths) -> float:
     import optuna
 
+    from recbench.data.prepare import data_hash
     from recbench.runner import train_run
 
-    finished = runs.find_finished(root, cfg.name, h, rehash=stored_hash)
+    now = data_hash(cfg.dataset, paths)  # a run on other data is no answer for this trial
+    finished = runs.find_finished(root, cfg.name, h, rehash=stored_hash, data_hash=now)
     if finished is None:
+        partial = runs.find_partial(root, cfg.name, h, rehash=stored_hash)
+        if partial is not None and now is not None and runs.started_on(partial) not in (None, now):
+            partial = None  # begun on other data: a new run, the old folder is kept
+
         def progress(rec: dict) -> None:
             name = space.objective or rec["monitor"]
             value = rec.get(f"valid_{name}")
@@ -320,8 +326,7 @@ def _train_or_read(trial, cfg: ExperimentConfig, h: str, root: Path, space: Sear
                 trial.set_user_attr("run_dir", str(runs.find_partial(root, cfg.name, h, rehash=stored_hash)))
                 raise optuna.TrialPruned(f"validation {name} {value:.4f} at epoch {rec['epoch']}")
 
-        finished = train_run(cfg, paths, root, setup.device,
-                             runs.find_partial(root, cfg.name, h, rehash=stored_hash), progress)
+        finished = train_run(cfg, paths, root, setup.device, partial, progress)
     else:  # read back: its evaluations still inform the pruner about later trials
         name = space.objective or runs.read_metrics(finished)["monitor"]
         for step, value in _valid_history(finished, name):

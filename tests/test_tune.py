@@ -405,3 +405,26 @@ def test_a_full_disk_in_a_trial_leaves_it_retriable(tmp_path, tiny_paths, caplog
     assert not [r for r in caplog.records if r.exc_info]
     study = tune.search(setup, 2, LocalExecutor())
     assert tune.counted(study) == 2 and study.trials[0].state == TrialState.COMPLETE
+
+
+def test_a_trial_never_reads_back_a_run_of_other_data(tmp_path, tiny_paths):
+    """Issue 31.5's gap in tune: a trial whose config hash matched a run trained before the
+    split was rebuilt from other data took that run's validation figure as its own."""
+    from optuna.trial import FixedTrial
+
+    from recbench.data.prepare import preprocess, register_custom
+    from tests.conftest import make_interactions
+
+    setup = _setup(tmp_path, tiny_paths)
+    base = tune.search_config(setup)
+    params = {"train.lr": 0.01, "model.emb_dim": 4}
+    tune.run_trial(FixedTrial(params), setup, base, tiny_paths)
+    first = _run_dirs(tmp_path)
+    tune.run_trial(FixedTrial(params), setup, base, tiny_paths)  # same data: read back
+    assert _run_dirs(tmp_path) == first
+    csv = tmp_path / "new.csv"
+    make_interactions(seed=1).to_csv(csv, index=False)
+    register_custom(csv, "tiny", tiny_paths, None, None, "rating", "timestamp", force=True)
+    preprocess(base.dataset, tiny_paths)
+    tune.run_trial(FixedTrial(params), setup, base, tiny_paths)
+    assert len(_run_dirs(tmp_path)) == 2  # trained again on the new split
