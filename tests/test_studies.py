@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 
 import numpy as np
@@ -169,9 +171,8 @@ def test_rows_study_reads_one_run_per_row_and_marks_attentive_rows_below_a_singl
     md = report.markdown(result)
     assert md.count("⚠ below best single space") == 1
     assert "0.1000 ⚠ below best single space (GD 0.1400)" in md
-    rows = report.csv_text(result).splitlines()
-    assert rows[0].endswith(",guard")
-    assert sum(r.endswith("below GD 0.140000") for r in rows) == 1
+    rows = list(csv.DictReader(io.StringIO(report.csv_text(result))))
+    assert sum(r["guard"] == "below GD 0.140000" for r in rows) == 1
 
 
 def test_rows_study_with_variants_and_the_validation_split(tmp_path):
