@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from recbench.config import ExperimentConfig
 from recbench.models import MODELS
 
-FIELDS = ("split", "ranking", "masked items", "graph source", "selection", "seeds")
+FIELDS = ("split", "validation", "ranking", "masked items", "graph source", "selection", "seeds")
 
 
 def _task(cfg: ExperimentConfig) -> str:
@@ -23,11 +23,11 @@ def _task(cfg: ExperimentConfig) -> str:
 
 
 def _pct(x: float) -> str:
-    return f"{x * 100:g}%"
+    return f"{x * 100:.4g}%"
 
 
 def split_text(cfg: ExperimentConfig) -> str:
-    """The test split and the validation carve-out."""
+    """The test split (and the training rows kept)."""
     d = cfg.dataset
     task = _task(cfg)
     if task in ("classification", "next_item"):
@@ -49,12 +49,18 @@ def split_text(cfg: ExperimentConfig) -> str:
         text += f", ratings ≥ {d.min_rating:g} kept"
     if d.train_ratio < 1:
         text += f", {_pct(d.train_ratio)} of training rows kept"
-    if d.valid_ratio > 0:
-        text += (f"; validation: {_pct(d.valid_ratio)} of training rows "
-                 f"{'per user' if d.valid_per_user else 'over all rows'}")
-    else:
-        text += "; no validation carve-out"
     return text
+
+
+def validation_text(cfg: ExperimentConfig) -> str:
+    """The validation carve-out from the training rows."""
+    d = cfg.dataset
+    if _task(cfg) in ("classification", "next_item"):
+        return "the task's own validation samples"
+    if d.valid_ratio > 0:
+        return (f"{_pct(d.valid_ratio)} of training rows "
+                f"{'per user' if d.valid_per_user else 'over all rows'} carved out")
+    return "none (no validation carve-out)"
 
 
 def ranking_text(cfg: ExperimentConfig, metric: str) -> str:
@@ -101,19 +107,20 @@ def selection_text(cfg: ExperimentConfig) -> str:
     has_valid = task in ("classification", "next_item") or cfg.dataset.valid_ratio > 0
     if not has_valid:
         return "final epoch (fixed schedule, no validation split)"
-    monitor = cfg.train.monitor or "its headline metric"
+    monitor = f"valid {cfg.train.monitor}" if cfg.train.monitor else "the validation split"
     model = cfg.model
     if getattr(model, "name", "") == "gl_attention":
         select = getattr(model, "attention_select", None)
         patience = getattr(model, "stage_patience", None)
         return (f"validation (per-stage early stopping, patience {patience}; "
                 f"attention_select={select})")
-    return f"validation (the best evaluation on valid {monitor})"
+    return f"validation (the best evaluation on {monitor})"
 
 
 def describe(cfg: ExperimentConfig, metric: str) -> dict[str, str]:
     """The card's fields (but seeds) for one resolved config."""
-    return {"split": split_text(cfg), "ranking": ranking_text(cfg, metric),
+    return {"split": split_text(cfg), "validation": validation_text(cfg),
+            "ranking": ranking_text(cfg, metric),
             "masked items": masked_text(cfg), "graph source": graph_text(cfg),
             "selection": selection_text(cfg)}
 

@@ -233,9 +233,22 @@ def variant_patches(study: StudyConfig) -> list[tuple[str, dict[str, Any]]]:
     return out or [("base", {})]
 
 
-def _base_config(path: str, study: StudyConfig) -> ExperimentConfig:
+def _base_config(path: str, study: StudyConfig, root: Path | None = None) -> ExperimentConfig:
     overrides = [f"{k}={json.dumps(v)}" for k, v in study.set.items()]
-    return load_experiment(Path(path), overrides)
+    return load_experiment(Path(path) if root is None else root / path, overrides)
+
+
+def cell_configs(study: StudyConfig, root: Path | None = None
+                 ) -> list[tuple[str, str, ExperimentConfig]]:
+    """(experiment, variant label, resolved config) of every planned config, no seed set: what
+    a protocol card describes. ``root``: the folder the study's base paths are relative to
+    (default: the current directory, as for :func:`plan`)."""
+    out = []
+    for base_path in study.base:
+        base = _base_config(base_path, study, root)
+        for label, patch in variant_patches(study):
+            out.append((base.name, label, with_overrides(base, patch) if patch else base))
+    return out
 
 
 def plan(study: StudyConfig, runs_root: Path, ledger: Path | None = None,

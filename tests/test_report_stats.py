@@ -125,7 +125,7 @@ def test_card_is_derived_from_the_configs(tmp_path):
     text = "\n".join(protocol.card([("honest", "honest", honest), ("loo", "loo", loo),
                                     ("pub", "pub", tracked)], "recall@5", [0, 1]))
     assert "random 20% of ratings to test per user" in text
-    assert "validation: 20% of training rows per user [honest]" in text
+    assert "- validation: 20% of training rows per user carved out [honest]" in text
     assert "sampled: the held-out item among 49 stored negatives per user" in text
     assert "full over all items (cut-offs 5) [honest, pub]" in text
     assert "the user's training and validation items [honest]" in text
