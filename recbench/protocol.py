@@ -172,8 +172,8 @@ def card(configs: list[tuple[str, str, ExperimentConfig]], metric: str, seeds: l
         if name == "selection" and split == "valid":
             text += "; **this table reports validation figures**"
         lines.append(f"- {name}: {text}")
-    lines.append(f"- seeds: {', '.join(str(s) for s in seeds) or '—'} (run seeds; the split seed "
-                 "is part of the split)")
+    lines.append(f"- seeds: {', '.join(str(s) for s in seeds) or '—'} planned (a row's seeds "
+                 "column counts its finished runs; the split seed is part of the split)")
     labelled = [(label, cfg) for _, label, cfg in configs]
     lines += [f"- {w}" for w in test_selected_warnings(labelled, test_keys or {})]
     return lines + [""]
