@@ -9,8 +9,11 @@ from pathlib import Path
 
 from rich.table import Table
 
+from recbench import protocol
 from recbench.runs import atomic_write_bytes, atomic_write_text
+from recbench.stats import LEVEL, RESAMPLES, Interval
 from recbench.studies import Cell, ExtraTable, StudyResult, TableRow, table_rows
+from recbench.train.api import lower_is_better
 
 
 def _fmt(x: float | None, digits: int = 4) -> str:
@@ -32,34 +35,80 @@ def _ours(cell: Cell) -> str:
     return f"{text} {mark}" if mark else text
 
 
-def _p(cell: Cell, result: StudyResult) -> str:
+def _p(cell: Cell, result: StudyResult, p: float | None = None) -> str:
     if cell.variant == result.reference:
         return "ref"
-    if cell.p_value is None:
+    if p is None:
         return ""
-    mark = " *" if cell.p_value < 0.05 else ""
-    return f"{cell.p_value:.2g}{mark}"
+    mark = " *" if p < 0.05 else ""
+    return f"{p:.2g}{mark}"
+
+
+def _ci(ci: Interval | None) -> str:
+    return "" if ci is None else f"[{ci.low:.4f}, {ci.high:.4f}]"
+
+
+def _effect(cell: Cell, result: StudyResult) -> str:
+    if cell.variant == result.reference or cell.effect is None:
+        return ""
+    e = cell.effect
+    return f"{e.estimate:+.4f} [{e.low:+.4f}, {e.high:+.4f}]"
+
+
+def _verdict(cell: Cell) -> str:
+    if cell.verdict:
+        return cell.verdict
+    return "—" if cell.paper is not None and cell.values else ""
 
 
 def _rows(result: StudyResult) -> list[list[str]]:
     rows = []
     for c in result.cells:
         diff = c.mean - c.paper if c.paper is not None and c.values else None
-        rows.append([c.base, c.dataset, c.variant, _ours(c), str(len(c.values)), _fmt(c.paper),
-                     _fmt(diff), _p(c, result)])
+        rows.append([c.base, c.dataset, c.variant, _ours(c), str(len(c.values)), _ci(c.ci),
+                     _fmt(c.paper), _fmt(diff), _verdict(c), _p(c, result, c.p_value),
+                     _p(c, result, c.p_holm), _effect(c, result)])
     return rows
 
 
-HEADER = ["experiment", "dataset", "variant", "ours (mean ± std)", "seeds", "paper", "ours − paper",
-          "p vs ref"]
+HEADER = ["experiment", "dataset", "variant", "ours (mean ± std)", "seeds", "95% CI (units)",
+          "paper", "ours − paper", "verdict", "p vs ref", "p (Holm)", "Δ vs ref [95% CI]"]
+
+
+def test_selected_columns(result: StudyResult) -> dict[str, list[str]]:
+    """Per file of the study, the labels of its columns that report a test-selected figure."""
+    out: dict[str, list[str]] = {}
+    cols = [c for c in result.study.columns if "test_selected" in c]
+    if cols:
+        out["extra.md"] = cols
+    for table in result.study.tables:
+        labels = [label for label, spec in table.column_specs().items()
+                  if "test_selected" in spec.key]
+        if labels:
+            out.setdefault(table.file, []).extend(labels)
+    return out
+
+
+def protocol_card(result: StudyResult) -> list[str]:
+    """The card's Markdown lines (empty for a result that carries no configs)."""
+    if not result.configs:
+        return []
+    return protocol.card(result.configs, result.metric, result.seeds, result.study.split,
+                         test_selected_columns(result))
 
 
 def markdown(result: StudyResult) -> str:
     s = result.study
-    lines = [f"# {s.study}", "", s.description, "",
-             f"Metric: **{result.metric}** ({s.split} split; mean ± sample std over seeds). "
-             f"Reference variant for the paired Wilcoxon signed-rank test: `{result.reference}` "
-             "(* = p < 0.05, units pooled over seeds).", "",
+    better = "lower" if lower_is_better(result.metric) else "higher"
+    lines = [f"# {s.study}", "", s.description, "", *protocol_card(result),
+             f"Metric: **{result.metric}** ({s.split} split; mean ± sample std over seeds; "
+             f"{better} is better). 95% CI: percentile bootstrap of the figure over evaluation "
+             f"units (users, ratings or samples) pooled over seeds, {RESAMPLES:,} resamples, "
+             "fixed seed (blank without per-unit data). Verdict: the paper's figure against that "
+             "interval. Reference variant for the paired Wilcoxon signed-rank test: "
+             f"`{result.reference}` (* = p < 0.05, units pooled over seeds); p (Holm): "
+             "Holm-corrected over this table's rows; Δ vs ref: this row minus the reference "
+             f"over the units both scored, with its paired bootstrap {LEVEL:.0%} interval.", "",
              "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(r) + " |" for r in _rows(result)]
     return "\n".join(lines) + "\n"
@@ -69,7 +118,8 @@ def csv_text(result: StudyResult) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["experiment", "dataset", "variant", "metric", "mean", "std", "seeds", "paper",
-                "diff", "p_value", "values", "guard"])
+                "diff", "p_value", "values", "guard", "ci_low", "ci_high", "units", "verdict",
+                "p_holm", "effect", "effect_low", "effect_high"])
     for c in result.cells:
         diff = c.mean - c.paper if c.paper is not None and c.values else ""
         w.writerow([c.base, c.dataset, c.variant, result.metric, _fmt(c.mean, 6),
@@ -77,8 +127,20 @@ def csv_text(result: StudyResult) -> str:
                     diff if diff == "" else f"{diff:.6f}",
                     "" if c.p_value is None else f"{c.p_value:.6g}",
                     " ".join(f"{v:.6f}" for v in c.values),
-                    "" if c.below is None else f"below {c.below[0]} {c.below[1]:.6f}"])
+                    "" if c.below is None else f"below {c.below[0]} {c.below[1]:.6f}",
+                    *_interval_csv(c.ci, units=True), c.verdict,
+                    "" if c.p_holm is None else f"{c.p_holm:.6g}",
+                    *_interval_csv(c.effect)])
     return buf.getvalue()
+
+
+def _interval_csv(ci: Interval | None, units: bool = False) -> list[str]:
+    """(low, high, units) of a row's interval, or (estimate, low, high) of its effect."""
+    if ci is None:
+        return ["", "", ""]
+    if units:
+        return [f"{ci.low:.6f}", f"{ci.high:.6f}", str(ci.units)]
+    return [f"{ci.estimate:.6f}", f"{ci.low:.6f}", f"{ci.high:.6f}"]
 
 
 def latex(result: StudyResult) -> str:
@@ -91,7 +153,7 @@ def latex(result: StudyResult) -> str:
     lines = [r"\begin{tabular}{lllrrrl}", r"\toprule",
              r"Experiment & Dataset & Variant & Ours & Paper & $\Delta$ & $p$ \\", r"\midrule"]
     for r in _rows(result):
-        lines.append(" & ".join(esc(x) for x in (r[0], r[1], r[2], r[3], r[5], r[6], r[7]))
+        lines.append(" & ".join(esc(x) for x in (r[0], r[1], r[2], r[3], r[6], r[7], r[9]))
                      + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}",
               f"% {result.study.study}: {result.metric}, mean $\\pm$ std over seeds"]

@@ -35,6 +35,7 @@ from recbench.config import (
 from recbench.errors import ConfigError, RunError
 from recbench.executors import Executor, LocalExecutor
 from recbench.experiment import load_experiment, stored_hash, with_overrides
+from recbench.stats import Interval, bootstrap_interval, holm, paired_effect, verdict
 from recbench.train.api import lower_is_better
 
 
@@ -156,6 +157,10 @@ class Cell:
     below: tuple[str, float] | None = None  # guard: (best guard row, its mean) when above ours
     keys: list[str] = field(default_factory=list)  # the metric key read from each run
     seeds: list[int] = field(default_factory=list)  # the seed of each run
+    ci: Interval | None = None  # bootstrap interval over the units of its runs (seeds pooled)
+    effect: Interval | None = None  # figure minus the reference's over paired units
+    p_holm: float | None = None  # p_value, Holm-corrected over the table's rows
+    verdict: str = ""  # the paper's figure against ``ci``: inside / above / below
 
     @property
     def mean(self) -> float:
@@ -174,6 +179,9 @@ class StudyResult:
     cells: list[Cell]
     numeric_axis: bool
     variants: list[str] = field(default_factory=list)
+    configs: list[tuple[str, str, ExperimentConfig]] = field(default_factory=list)  # per
+    # planned config (experiment, cell label, resolved config) for the protocol card
+    seeds: list[int] = field(default_factory=list)  # the planned run seeds
 
 
 def load_study(studies_dir: Path, name: str, overrides: list[str] | None = None) -> StudyConfig:
@@ -225,9 +233,22 @@ def variant_patches(study: StudyConfig) -> list[tuple[str, dict[str, Any]]]:
     return out or [("base", {})]
 
 
-def _base_config(path: str, study: StudyConfig) -> ExperimentConfig:
+def _base_config(path: str, study: StudyConfig, root: Path | None = None) -> ExperimentConfig:
     overrides = [f"{k}={json.dumps(v)}" for k, v in study.set.items()]
-    return load_experiment(Path(path), overrides)
+    return load_experiment(Path(path) if root is None else root / path, overrides)
+
+
+def cell_configs(study: StudyConfig, root: Path | None = None
+                 ) -> list[tuple[str, str, ExperimentConfig]]:
+    """(experiment, variant label, resolved config) of every planned config, no seed set: what
+    a protocol card describes. ``root``: the folder the study's base paths are relative to
+    (default: the current directory, as for :func:`plan`)."""
+    out = []
+    for base_path in study.base:
+        base = _base_config(base_path, study, root)
+        for label, patch in variant_patches(study):
+            out.append((base.name, label, with_overrides(base, patch) if patch else base))
+    return out
 
 
 def plan(study: StudyConfig, runs_root: Path, ledger: Path | None = None,
@@ -503,14 +524,10 @@ def _per_unit(run_dir: Path, metric: str) -> tuple[np.ndarray | None, np.ndarray
     return ids, values
 
 
-def paired_p_value(pairs: list[tuple[Path, Path]], metric: str,
-                   keys: list[tuple[str, str]] | None = None) -> float | None:
-    """Paired Wilcoxon signed-rank over units (users, ratings or samples), seeds pooled.
-
-    ``keys`` gives per pair the per-unit key of each side (rows studies); default ``metric``.
-    """
-    from scipy.stats import wilcoxon
-
+def paired_units(pairs: list[tuple[Path, Path]], metric: str,
+                 keys: list[tuple[str, str]] | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """The per-unit vectors of both sides over the units both scored, seeds pooled (None when
+    a run lacks them). ``keys`` gives per pair the per-unit key of each side; default ``metric``."""
     xs, ys = [], []
     for n, (run_a, run_b) in enumerate(pairs):
         key_a, key_b = keys[n] if keys is not None else (metric, metric)
@@ -523,10 +540,39 @@ def paired_p_value(pairs: list[tuple[Path, Path]], metric: str,
             return None
         xs.append(va[ia])
         ys.append(vb[ib])
-    x, y = np.concatenate(xs), np.concatenate(ys)
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def wilcoxon_p(units: tuple[np.ndarray, np.ndarray] | None) -> float | None:
+    """Paired Wilcoxon signed-rank p of aligned per-unit vectors (1.0 when they agree)."""
+    from scipy.stats import wilcoxon
+
+    if units is None:
+        return None
+    x, y = units
     if np.allclose(x, y):
         return 1.0
     return float(wilcoxon(x, y).pvalue)
+
+
+def paired_p_value(pairs: list[tuple[Path, Path]], metric: str,
+                   keys: list[tuple[str, str]] | None = None) -> float | None:
+    """Paired Wilcoxon signed-rank over units (users, ratings or samples), seeds pooled.
+
+    ``keys`` gives per pair the per-unit key of each side (rows studies); default ``metric``.
+    """
+    return wilcoxon_p(paired_units(pairs, metric, keys))
+
+
+def pooled_units(run_dirs: list[Path], keys: list[str]) -> np.ndarray | None:
+    """One cell's per-unit vectors of its runs, concatenated (None when a run lacks them)."""
+    parts = []
+    for run_dir, key in zip(run_dirs, keys, strict=True):
+        _, values = _per_unit(run_dir, key)
+        if values is None:
+            return None
+        parts.append(np.asarray(values, dtype=np.float64))
+    return np.concatenate(parts) if parts else None
 
 
 def column_value(metrics: dict, column: str) -> float | None:
@@ -678,9 +724,14 @@ def aggregate(study: StudyConfig, planned: list[PlannedRun]) -> StudyResult:
             found = [(run, by_seed[(cell.base, ref, seed)])
                      for (b, v, seed), run in by_seed.items()
                      if b == cell.base and v == cell.variant and (b, ref, seed) in by_seed]
-            cell.p_value = (paired_p_value([(a[0], b[0]) for a, b in found], metric,
-                                           [(a[1], b[1]) for a, b in found])
-                            if found else None)
+            units = (paired_units([(a[0], b[0]) for a, b in found], metric,
+                                  [(a[1], b[1]) for a, b in found]) if found else None)
+            cell.p_value = wilcoxon_p(units)
+            cell.effect = paired_effect(*units, metric) if units is not None else None
+        if cell.values and study.split == "test":
+            units = pooled_units(cell.run_dirs, cell.keys)
+            cell.ci = bootstrap_interval(units, metric) if units is not None else None
+        cell.verdict = verdict(cell.paper, cell.ci, lower_is_better(metric))
         for column in study.columns:
             values = [v for v in (column_value(runs.read_metrics(r), column) for r in cell.run_dirs)
                       if v is not None]
@@ -692,10 +743,23 @@ def aggregate(study: StudyConfig, planned: list[PlannedRun]) -> StudyResult:
                          if b == cell.base and v == cell.variant and (b, ref, seed) in by_seed]
                 p = paired_p_value(found, column) if found else None
             cell.columns[column] = (values, p)
+    for cell, p in zip(cells.values(), holm([c.p_value for c in cells.values()]), strict=True):
+        cell.p_holm = p
     mark_guard(study, list(cells.values()))
+    configs = list({(p.base, p.variant): (p.base, _card_label(study, p), p.cfg)
+                    for p in planned if p.cfg is not None}.values())
     numeric = len(study.vary) == 1 and not study.variants and not study.rows and all(
         isinstance(v, (int, float)) and not isinstance(v, bool) for v in next(iter(study.vary.values())))
-    return StudyResult(study, metric, reference, list(cells.values()), numeric, labels)
+    seeds = list(dict.fromkeys(p.seed for p in planned))
+    return StudyResult(study, metric, reference, list(cells.values()), numeric, labels,
+                       configs, seeds)
+
+
+def _card_label(study: StudyConfig, p: PlannedRun) -> str:
+    """How the protocol card names the cells of one planned config."""
+    if p.variant == "base":
+        return p.base
+    return p.variant if len(study.base) == 1 else f"{p.base} · {p.variant}"
 
 
 def mark_guard(study: StudyConfig, cells: list[Cell]) -> None:

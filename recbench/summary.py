@@ -29,7 +29,7 @@ START = "<!-- summary:start -->"
 END = "<!-- summary:end -->"
 NEEDED = ("experiment", "dataset", "variant", "metric", "mean", "std", "seeds", "paper", "diff")
 HEADER = ["result", "dataset", "metric", "ours (mean ± std)", "seeds", "paper", "ours − paper",
-          "table"]
+          "95% CI (units)", "verdict", "table"]
 
 
 class Row(BaseModel):
@@ -141,7 +141,7 @@ def render_line(row: Row, results_dir: Path, studies_dir: Path | None,
     source = f"[{row.study}]({link})" if md.is_file() else f"`{row.study}`"
     metric = row.metric + (" (validation)" if _study_split(studies_dir, row.study) == "valid"
                            else "")
-    blank = [row.label, "", metric, "", "", "", "", source]
+    blank = [row.label, "", metric, "", "", "", "", "", "", source]
 
     def marked(marker: str, problem: str) -> Line:
         cells = list(blank)
@@ -168,7 +168,56 @@ def render_line(row: Row, results_dir: Path, studies_dir: Path | None,
         return marked("(not run)", "the table has no finished run for this row")
     paper = rec.get("paper") or "—"
     return Line([row.label, rec["dataset"], metric, ours, str(int(_float(rec["seeds"]) or 0)),
-                 paper, _gap(rec), source])
+                 paper, _gap(rec), _interval(rec), rec.get("verdict") or "—", source])
+
+
+def _interval(rec: dict[str, str]) -> str:
+    """The row's bootstrap interval from table.csv ('—' for a table written before it had one)."""
+    low, high = _float(rec.get("ci_low")), _float(rec.get("ci_high"))
+    return "—" if low is None or high is None else f"[{low:.4f}, {high:.4f}]"
+
+
+def block_card(paper: Paper, studies_dir: Path | None) -> list[str]:
+    """The protocol card of one paper's block, derived from the resolved configs of the cells
+    its rows show. Rows whose study file or experiments cannot be read here are left out of
+    the card (the line itself says what is wrong); no readable row, no card."""
+    from recbench.errors import RecbenchError
+    from recbench.protocol import card
+    from recbench.studies import cell_configs, list_studies
+
+    if studies_dir is None or not studies_dir.is_dir():
+        return []
+    try:
+        known = {s.study: s for s in list_studies(studies_dir)}
+    except RecbenchError:
+        return []
+    root = studies_dir.resolve().parent.parent  # experiments/studies/ -> the repository
+    resolved: dict[str, list] = {}
+    chosen: list = []
+    seeds: list[int] = []
+    for row in paper.rows:
+        study = known.get(row.study)
+        if study is None:
+            continue
+        if row.study not in resolved:
+            try:
+                resolved[row.study] = cell_configs(study, root)
+            except (RecbenchError, OSError):
+                resolved[row.study] = []
+        for base, label, cfg in resolved[row.study]:
+            shown = {label} if not study.rows else (
+                set(study.rows) if label == "base" else {f"{label} · {r}" for r in study.rows})
+            if base == row.experiment and row.variant in shown and all(
+                    (b, c) != (base, cfg) for b, _, c in chosen):
+                chosen.append((base, label, cfg))
+                seeds += study.seeds if study.seeds is not None else cfg.seeds
+    if not chosen:
+        return []
+    metrics = list(dict.fromkeys(r.metric for r in paper.rows))
+    metric = metrics[0] if len(metrics) == 1 else "the row's metric"
+    bases = [b for b, _, _ in chosen]
+    named = [(b, b if bases.count(b) == 1 else f"{b} · {label}", cfg) for b, label, cfg in chosen]
+    return card(named, metric, sorted(set(seeds)))
 
 
 def _escape(cell: str) -> str:
@@ -188,7 +237,9 @@ def render(config: SummaryConfig, results_dir: Path, studies_dir: Path | None = 
            "declared in experiments/summary/papers.yaml: edit those, not this block -->", "",
            "Test split unless a metric says otherwise; mean ± sample std over the seeds "
            "shown; \"paper\" is the figure the study file quotes; ⚠ marks an attentive model "
-           "below the best single space it attends over.", ""]
+           "below the best single space it attends over. 95% CI: bootstrap over evaluation "
+           "units pooled over seeds (— where the study table predates it or has no per-unit "
+           "data); verdict: the paper's figure inside / above / below that interval.", ""]
     problems: list[str] = []
     for paper in config.papers:
         title = f"### {paper.title}"
@@ -197,6 +248,7 @@ def render(config: SummaryConfig, results_dir: Path, studies_dir: Path | None = 
         out += [title, ""]
         if paper.note:
             out += [" ".join(paper.note.split()), ""]
+        out += block_card(paper, studies_dir)
         out += ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
         for row in paper.rows:
             line = render_line(row, results_dir, studies_dir, tables, link_root)

@@ -25,6 +25,8 @@ LAYERS: dict[str, int] = {
     "recbench.tune": 1,
     "recbench.summary": 1,
     "recbench.study_session": 1,
+    "recbench.protocol": 1,
+    "recbench.stats": 1,
     "recbench.runner": 2,
     "recbench.executors": 2,
     "recbench.experiment": 3,

@@ -12,6 +12,7 @@ from recbench import summary
 from recbench.cli import app
 from recbench.errors import ConfigError, RecbenchError
 from recbench.report import csv_text
+from recbench.stats import Interval
 from recbench.studies import Cell, StudyConfig, StudyResult
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +34,8 @@ def fake(tmp_path: Path):
     """results/ with two study tables, one script-format table, and a study file marked valid."""
     results, studies = tmp_path / "results", tmp_path / "studies"
     _study_table(results / "alpha", "rmse", [
-        Cell("m-ml100k", "ml-100k", "ref", [0.90, 0.92], [], paper=0.89),
+        Cell("m-ml100k", "ml-100k", "ref", [0.90, 0.92], [], paper=0.89,
+             ci=Interval(0.91, 0.88, 0.94, 100), verdict="inside"),
         Cell("m-ml100k", "ml-100k", "one", [0.95], [], paper=None),
         Cell("m-ml100k", "ml-100k", "idle", [], [], paper=0.80),
         Cell("m-ml100k", "ml-100k", "AD", [0.10], [], paper=0.30, below=("GD", 0.14)),
@@ -76,8 +78,8 @@ def test_figures_come_from_the_table(fake):
     made = summary.render(config, results, studies, link_root=root)
     rows = _lines(made.markdown)
     assert rows["ref"] == ["ref", "ml-100k", "rmse", "0.9100 ± 0.0141", "2", "0.89", "+0.0200",
-                           "[alpha](results/alpha/table.md)"]
-    assert rows["single"][3:7] == ["0.9500", "1", "—", "—"]
+                           "[0.8800, 0.9400]", "inside", "[alpha](results/alpha/table.md)"]
+    assert rows["single"][3:9] == ["0.9500", "1", "—", "—", "—", "—"]  # no interval, no paper
     assert rows["guarded"][3] == "0.1000 ⚠ below GD 0.1400"
     assert rows["guarded"][6] == "-0.2000"
     assert "### Paper A ([a.md](docs/a.md))" in made.markdown
@@ -95,7 +97,7 @@ def test_what_the_tables_cannot_give_is_a_marker_and_a_warning(fake):
     made = summary.render(config, results, studies, link_root=root)
     rows = _lines(made.markdown)
     assert rows["idle"][3] == "(not run)" and rows["idle"][5] == ""
-    assert rows["missing"][3] == "(not run)" and rows["missing"][7] == "`never-run`"
+    assert rows["missing"][3] == "(not run)" and rows["missing"][9] == "`never-run`"
     assert rows["typo"][3] == "(no such row)"
     assert rows["wrong metric"][3] == "(table reports rmse)"
     assert rows["script"][3] == "(unreadable table)"
@@ -165,6 +167,17 @@ def test_committed_readme_matches_committed_results():
     block = summary.current_block((ROOT / "README.md").read_text(encoding="utf-8"))
     assert block == _committed().markdown, (
         "README.md's summary is stale: run `recbench summary --write README.md`")
+
+
+def test_every_committed_block_has_a_protocol_card_from_the_configs():
+    made = _committed().markdown
+    blocks = made.split("\n### ")[1:]
+    assert blocks and all("**Protocol** (derived from the resolved configs" in b for b in blocks)
+    gla = next(b for b in blocks if b.startswith("Global/local attention"))
+    assert "sampled: the held-out item among 99 stored negatives per user" in gla
+    assert "final epoch (fixed schedule, no validation split) [gl_attention-ml100k" in gla
+    glocal = next(b for b in blocks if b.startswith("GLocal-K"))
+    assert "- ranking: rating prediction: rmse over the test ratings" in glocal
 
 
 def test_committed_selectors_all_find_their_rows():
