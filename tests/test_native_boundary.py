@@ -275,3 +275,18 @@ def test_a_damaged_library_that_cannot_be_rebuilt_means_the_torch_path(tmp_path)
     assert "native False" in out.stdout
     assert out.stdout.strip().splitlines()[-1] == (
         "off: broken-cc failed on kernels.c (internal compiler error)")
+
+
+@needs_native
+@pytest.mark.parametrize("dim", [16, 24])
+def test_no_fused_multiply_add_so_floats_do_not_depend_on_the_cpu(dim):
+    """Built with -ffp-contract=off: ``out += w * x`` rounds the product, then the sum, as torch
+    does, on every CPU (with contraction GCC emits an FMA where the CPU has one, one rounding
+    fewer, and the trained floats depend on the machine)."""
+    gen = torch.Generator().manual_seed(3)
+    rows = torch.arange(500)
+    csr = native.CSR(rows, rows, torch.rand(500, generator=gen) * 3, 500)
+    x, base = torch.randn(500, dim, generator=gen), torch.randn(500, dim, generator=gen)
+    want = base + csr.values[:, None] * x  # one rounding for the product, one for the sum
+    got = csr.matmul(x, out=base.clone(), accumulate=True)
+    assert torch.equal(got, want)

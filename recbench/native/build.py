@@ -2,7 +2,10 @@
 
 Why compile at run time rather than ship a wheel: the kernels are ~200 lines of plain C with no
 headers beyond libm, built for the CPU they run on (``-march=native``: AVX-512 here, whatever the
-machine has elsewhere) in about a second with the system's C compiler. The shared object is
+machine has elsewhere) in about a second with the system's C compiler. ``-ffp-contract=off``: no
+fused multiply-add where the source says a multiply and an add, so each product is rounded
+before it is summed, as in torch's kernels, and the floats do not depend on whether the CPU
+has FMA (issue 36). The shared object is
 cached under ``$XDG_CACHE_HOME/recbench/native`` (default ``~/.cache``), named by a hash of the
 source, the flags, the compiler's version and the CPU's feature flags, so a change of any of
 them builds a new one and a cache shared between machines never hands one the other's
@@ -29,7 +32,8 @@ from pathlib import Path
 from recbench.data.fetch import sha256_of
 
 SOURCE = Path(__file__).with_name("kernels.c")
-FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-std=gnu11", "-shared", "-fPIC")
+FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-std=gnu11", "-shared",
+         "-fPIC")
 DISABLE_ENV = "RECBENCH_NATIVE"
 
 _I64, _F32, _PTR, _INT = ctypes.c_int64, ctypes.c_float, ctypes.c_void_p, ctypes.c_int
