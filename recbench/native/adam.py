@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from recbench.native.build import library
-from recbench.native.ops import _check, _ptr
+from recbench.native.ops import _check, _ptr, threads
 
 
 class NativeAdam(torch.optim.Adam):
@@ -60,5 +60,6 @@ class NativeAdam(torch.optim.Adam):
                                      f"for a parameter of shape {tuple(p.shape)}")
                 lib.adam_update(_ptr(p), _ptr(p.grad), _ptr(m), _ptr(v), p.numel(),
                                 -group["lr"] / (1 - beta1 ** step), 1 - beta1, beta2, 1 - beta2,
-                                (1 - beta2 ** step) ** 0.5, group["eps"], group["weight_decay"])
+                                (1 - beta2 ** step) ** 0.5, group["eps"], group["weight_decay"],
+                                threads())
         return None

@@ -32,22 +32,22 @@ from pathlib import Path
 from recbench.data.fetch import sha256_of
 
 SOURCE = Path(__file__).with_name("kernels.c")
-FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-std=gnu11", "-shared",
-         "-fPIC")
+FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fopenmp", "-std=gnu11",
+         "-shared", "-fPIC")
 DISABLE_ENV = "RECBENCH_NATIVE"
 
 _I64, _F32, _PTR, _INT = ctypes.c_int64, ctypes.c_float, ctypes.c_void_p, ctypes.c_int
 SIGNATURES: dict[str, tuple[list, type | None]] = {  # kernels.c's functions: (argtypes, restype)
-    "ngcf_mix": ([_PTR, _PTR, _PTR, _PTR, _I64], None),
-    "ngcf_activate": ([_PTR, _PTR, _F32, _F32, _PTR, _PTR, _PTR, _I64, _I64, _I64], None),
+    "ngcf_mix": ([_PTR, _PTR, _PTR, _PTR, _I64, _INT], None),
+    "ngcf_activate": ([_PTR, _PTR, _F32, _F32, _PTR, _PTR, _PTR, _I64, _I64, _I64, _INT], None),
     "ngcf_activate_back": ([_PTR, _PTR, _I64, _PTR, _PTR, _PTR, _F32, _PTR, _F32, _PTR, _PTR,
-                            _I64, _I64], None),
-    "ngcf_mix_back": ([_PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _I64], None),
+                            _I64, _I64, _INT], None),
+    "ngcf_mix_back": ([_PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _I64, _INT], None),
     "l2_scatter": ([_PTR, _PTR, _PTR, _PTR, _I64, _I64, _F32, _PTR], ctypes.c_double),
-    "csr_spmm": ([_PTR, _PTR, _PTR, _PTR, _PTR, _I64, _I64, _INT], None),
+    "csr_spmm": ([_PTR, _PTR, _PTR, _PTR, _PTR, _I64, _I64, _INT, _INT], None),
     "bpr_scatter": ([_PTR, _PTR, _PTR, _PTR, _PTR, _I64, _I64, _F32, _PTR, _PTR, _PTR], None),
-    "adam_update": ([_PTR, _PTR, _PTR, _PTR, _I64, _F32, _F32, _F32, _F32, _F32, _F32, _F32],
-                    None),
+    "adam_update": ([_PTR, _PTR, _PTR, _PTR, _I64, _F32, _F32, _F32, _F32, _F32, _F32, _F32,
+                     _INT], None),
 }
 
 

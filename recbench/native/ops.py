@@ -1,4 +1,5 @@
-"""Tensor-level calls into the native kernels (float32 CPU tensors, contiguous rows).
+"""Tensor-level calls into the native kernels (float32 CPU tensors, contiguous rows), on
+torch's thread count (:func:`threads`).
 
 Why they exist (issue 15, NGCF ≥ 3× RecBole at 1 thread): on ML-100K an NGCF step is ~60 small
 torch kernels over (2625, 64) tables, each a full pass over memory plus dispatch; fused into one
@@ -27,14 +28,17 @@ import torch
 
 from recbench.native.build import library
 
-MAX_THREADS = 2  # measured here up to 2; beyond, torch's parallel kernels should win
-
-
 def usable(device: torch.device) -> bool:
-    """Whether a step should take the native kernels: built, on the CPU, at ≤ ``MAX_THREADS``
-    torch threads (the kernels are single-threaded)."""
-    return (device.type == "cpu" and torch.get_num_threads() <= MAX_THREADS
-            and library() is not None)
+    """Whether the native kernels can run a step here: built, and the tensors on the CPU. Not
+    the thread count: the kernels use torch's threads (OpenMP, issue 36), and a numeric path
+    that followed the thread count followed the machine's load (threads.choose_threads)."""
+    return device.type == "cpu" and library() is not None
+
+
+def threads() -> int:
+    """The kernels' thread count: torch's own (``torch.set_num_threads``, which the run's thread
+    choice sets), so a native step uses the cores a torch step would."""
+    return max(1, torch.get_num_threads())
 
 
 def _ptr(t: torch.Tensor | None) -> ctypes.c_void_p:
@@ -123,7 +127,7 @@ class CSR:
             raise ValueError(f"out has shape {tuple(out.shape)}, expected "
                              f"{(self.num_rows, x.shape[1])}")
         _lib().csr_spmm(_ptr(self.indptr), _ptr(self.col), _ptr(self.values), _ptr(x),
-                        _ptr(out), self.num_rows, x.shape[1], int(accumulate))
+                        _ptr(out), self.num_rows, x.shape[1], int(accumulate), threads())
         return out
 
 
@@ -141,7 +145,7 @@ def ngcf_mix(side: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.T
     _check(side, h)
     _same_shape(side, h)
     x1, x2 = torch.empty_like(h), torch.empty_like(h)
-    _lib().ngcf_mix(_ptr(side), _ptr(h), _ptr(x1), _ptr(x2), h.numel())
+    _lib().ngcf_mix(_ptr(side), _ptr(h), _ptr(x1), _ptr(x2), h.numel(), threads())
     return x1, x2
 
 
@@ -160,7 +164,7 @@ def ngcf_activate(pre: torch.Tensor, mask: torch.Tensor | None, keep: float, slo
         raise ValueError("normed_into must be a (rows, dim) view with contiguous rows")
     out, norm = torch.empty_like(pre), torch.empty(rows, 1)
     _lib().ngcf_activate(_ptr(pre), _ptr(mask), keep, slope, _ptr(out), _ptr(norm),
-                         _ptr(normed_into), normed_into.stride(0), rows, dim)
+                         _ptr(normed_into), normed_into.stride(0), rows, dim, threads())
     return out, norm
 
 
@@ -183,7 +187,7 @@ def ngcf_activate_back(grad_y: torch.Tensor, y: torch.Tensor, norm: torch.Tensor
     grad_pre, bias = torch.empty_like(pre), torch.empty(dim)
     _lib().ngcf_activate_back(_ptr(grad_y), _ptr(y), y.stride(0), _ptr(norm), _ptr(grad_h),
                               _ptr(mask), keep, _ptr(pre), slope, _ptr(grad_pre), _ptr(bias),
-                              rows, dim)
+                              rows, dim, threads())
     return grad_pre, bias
 
 
@@ -193,7 +197,8 @@ def ngcf_mix_back(g1: torch.Tensor, g2: torch.Tensor, h: torch.Tensor, side: tor
     _check(g1, g2, h, side)
     _same_shape(g1, g2, h, side)
     a, b = torch.empty_like(h), torch.empty_like(h)
-    _lib().ngcf_mix_back(_ptr(g1), _ptr(g2), _ptr(h), _ptr(side), _ptr(a), _ptr(b), h.numel())
+    _lib().ngcf_mix_back(_ptr(g1), _ptr(g2), _ptr(h), _ptr(side), _ptr(a), _ptr(b), h.numel(),
+                         threads())
     return a, b
 
 

@@ -278,9 +278,9 @@ class HandWrittenBPR(PairwiseTrainer):
 class DotProductPairwiseTrainer(HandWrittenBPR):
     """Two embedding tables scored by their dot product (BPR-MF), the BPR gradient by hand:
     one gather per table, :func:`bpr_row_gradients`, three ``index_add_``; then the optimiser
-    steps as usual (any optimiser, weight decay included). tests/test_mf.py. On the CPU at ≤ 2
-    threads the batch is one native loop instead (``native.ops.mf_bpr_scatter``: the same
-    gradient to float rounding; 0.93 -> ~0.1 ms of a step on ML-100K)."""
+    steps as usual (any optimiser, weight decay included). tests/test_mf.py. On the CPU the
+    batch is one native loop instead (``native.ops.mf_bpr_scatter``: the same gradient to
+    float rounding; 0.93 -> ~0.1 ms of a step on ML-100K)."""
 
     def __init__(self, model: PairwiseModel, ctx: RunContext, user_table: torch.nn.Parameter,
                  item_table: torch.nn.Parameter, **kwargs):

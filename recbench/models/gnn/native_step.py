@@ -10,10 +10,9 @@ gathered, differentiated and ``index_add_``-ed back. A model's own native traine
 so its forward and backward read :meth:`spmm` / :meth:`spmm_transposed` from here.
 
 Same function, same random draws; sums run in another order, so results agree with the torch
-step to float rounding, not bit for bit. The kernels are single-threaded: :func:`full_trainer`
-takes them on the CPU at up to ``native.ops.MAX_THREADS`` torch threads (measured here up to
-2; beyond, torch's parallel kernels should win), below the large-graph mode's size and when they
-build. Figures: recbench/native/ops.py.
+step to float rounding, not bit for bit. The kernels run on torch's thread count (OpenMP, each
+output row by one thread: the same floats at any count): :func:`full_trainer` takes them on the
+CPU below the large-graph mode's size and when they build. Figures: recbench/native/ops.py.
 """
 
 from __future__ import annotations
@@ -61,9 +60,9 @@ class NativeFullGraphBPR(FullGraphBPR):
 
 
 def full_trainer(ctx: RunContext, torch_step: type, native_step: type) -> type:
-    """``native_step`` where ``native.usable`` (CPU, ≤ 2 threads, the kernels build), below the
-    large-graph mode's size (the single-threaded CSR product was not measured there against
-    DGL's parallel one); ``torch_step`` otherwise (GPU, more threads, ``RECBENCH_NATIVE=0``)."""
+    """``native_step`` where ``native.usable`` (CPU, the kernels build), below the large-graph
+    mode's size (the CSR product was not measured there against DGL's); ``torch_step``
+    otherwise (GPU, ``RECBENCH_NATIVE=0``)."""
     if native.usable(ctx.device) and ctx.data.g.num_edges() < LARGE_GRAPH_EDGES:
         return native_step
     return torch_step
