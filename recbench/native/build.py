@@ -135,6 +135,8 @@ def _build() -> tuple[ctypes.CDLL | None, str]:
             problem = _intact(target)
             if problem is not None:
                 return None, f"off: the freshly built {target.name} does not check ({problem})"
+        import torch  # noqa: F401  first: its libgomp.so.1 is then the one the kernels bind to
+
         lib = ctypes.CDLL(str(target))
     except (OSError, subprocess.SubprocessError) as exc:
         return None, f"off: could not build or load kernels.c ({exc})"

@@ -28,12 +28,6 @@ import torch
 
 from recbench.native.build import library
 
-def usable(device: torch.device) -> bool:
-    """Whether the native kernels can run a step here: built, and the tensors on the CPU. Not
-    the thread count: the kernels use torch's threads (OpenMP, issue 36), and a numeric path
-    that followed the thread count followed the machine's load (threads.choose_threads)."""
-    return device.type == "cpu" and library() is not None
-
 
 def threads() -> int:
     """The kernels' thread count: torch's own (``torch.set_num_threads``, which the run's thread

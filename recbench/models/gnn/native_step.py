@@ -17,11 +17,14 @@ CPU below the large-graph mode's size and when they build. Figures: recbench/nat
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import torch
 
-from recbench.memory import LARGE_GRAPH_EDGES
 from recbench.models.gnn.base import FullGraphBPR, GraphRecommender
 from recbench.native import ops as native
+from recbench.native.choice import choose_kernels
 from recbench.train.api import RunContext
 
 
@@ -59,10 +62,11 @@ class NativeFullGraphBPR(FullGraphBPR):
         return torch.tensor(shrink * half_sq)
 
 
-def full_trainer(ctx: RunContext, torch_step: type, native_step: type) -> type:
-    """``native_step`` where ``native.usable`` (CPU, the kernels build), below the large-graph
-    mode's size (the CSR product was not measured there against DGL's); ``torch_step``
-    otherwise (GPU, ``RECBENCH_NATIVE=0``)."""
-    if native.usable(ctx.device) and ctx.data.g.num_edges() < LARGE_GRAPH_EDGES:
-        return native_step
-    return torch_step
+def full_trainer(ctx: RunContext, torch_step: type, native_step: type
+                 ) -> Callable[..., FullGraphBPR]:
+    """``native_step`` or ``torch_step`` as ``train.kernels`` declares
+    (:func:`~recbench.native.choice.choose_kernels` on the training graph's size), given the
+    choice so the trainer can report the path it took."""
+    choice = choose_kernels(ctx.train.kernels, ctx.device, ctx.data.g.num_edges())
+    return functools.partial(native_step if choice.path == "native" else torch_step,
+                             kernel_choice=choice)
