@@ -98,3 +98,35 @@ def test_one_openmp_runtime_in_the_process():
         pytest.skip("no /proc/self/maps")
     gomp = {line.split()[-1] for line in maps.read_text().splitlines() if "libgomp" in line}
     assert len(gomp) <= 1, gomp
+
+
+@pytest.fixture
+def tiny_data(tiny_paths):
+    from recbench.config import DatasetConfig
+    from recbench.data.prepare import load
+
+    return load(DatasetConfig(name="tiny", protocol="random", test_ratio=0.2, valid_ratio=0.2),
+                tiny_paths)
+
+
+@needs_native
+def test_a_native_lightgcn_epoch_gives_the_same_weights_at_1_and_2_threads(tiny_data):
+    """End to end: the native LightGCN step (CSR products on threads, serial BPR/L2 scatters,
+    Adam) trains bit-identical weights at 1 and 2 threads (128-d: the products run split)."""
+    from tests.test_gnn import make_trainer
+
+    before = torch.get_num_threads()
+    weights = []
+    try:
+        for threads in (1, 2):
+            trainer = make_trainer(tiny_data, "lightgcn", reg=0.01, emb_dim=128)
+            assert trainer.kernels().path == "native"
+            csr = trainer.csr  # above the kernels' one-thread floor: the product is split
+            assert (csr.col.numel() + csr.num_rows) * 128 >= 32768
+            torch.set_num_threads(threads)
+            for epoch in range(2):
+                trainer.train_epoch(epoch)
+            weights.append(trainer.model.emb.weight.detach().clone())
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(weights[0], weights[1])
