@@ -290,3 +290,19 @@ def test_no_fused_multiply_add_so_floats_do_not_depend_on_the_cpu(dim):
     want = base + csr.values[:, None] * x  # one rounding for the product, one for the sum
     got = csr.matmul(x, out=base.clone(), accumulate=True)
     assert torch.equal(got, want)
+
+
+@needs_native
+def test_a_compiler_without_openmp_builds_the_kernels_serial(tmp_path):
+    from tests.conftest import make_interactions
+
+    make_interactions().to_csv(tmp_path / "tiny.csv", index=False)
+    no_omp = tmp_path / "no-omp-cc"  # gcc, except that -fopenmp is an error
+    no_omp.write_text('#!/bin/sh\nfor a in "$@"; do [ "$a" = -fopenmp ] && '
+                      '{ echo "unsupported option -fopenmp" >&2; exit 1; }; done\n'
+                      f'exec {build._compiler()} "$@"\n')
+    no_omp.chmod(0o755)
+    out = _run(tmp_path, CC=str(no_omp))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "native True" in out.stdout
+    assert "(serial: the compiler has no OpenMP)" in out.stdout.strip().splitlines()[-1]

@@ -2,10 +2,14 @@
 
 Why compile at run time rather than ship a wheel: the kernels are ~200 lines of plain C with no
 headers beyond libm, built for the CPU they run on (``-march=native``: AVX-512 here, whatever the
-machine has elsewhere) in about a second with the system's C compiler. ``-ffp-contract=off``: no
-fused multiply-add where the source says a multiply and an add, so each product is rounded
-before it is summed, as in torch's kernels, and the floats do not depend on whether the CPU
-has FMA (issue 36). The shared object is
+machine has elsewhere) in about a second with the system's C compiler. ``-ffp-contract=off``:
+no fused multiply-add where the source says a multiply and an add, so each product is rounded
+before it is summed, as in torch's kernels, and the floats do not depend on whether the CPU has
+FMA (issue 36). ``-fopenmp``: the kernels run on torch's thread count; the library links
+``libgomp.so.1``, and torch's wheel bundles a libgomp of that soname, so once torch is loaded
+(it is imported before the library) the loader hands the kernels torch's runtime: one thread
+pool in the process (tests/test_native_threads.py). A compiler without OpenMP builds the same
+kernels serial (the pragmas are ignored; :func:`status` says so). The shared object is
 cached under ``$XDG_CACHE_HOME/recbench/native`` (default ``~/.cache``), named by a hash of the
 source, the flags, the compiler's version and the CPU's feature flags, so a change of any of
 them builds a new one and a cache shared between machines never hands one the other's
@@ -34,6 +38,7 @@ from recbench.data.fetch import sha256_of
 SOURCE = Path(__file__).with_name("kernels.c")
 FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fopenmp", "-std=gnu11",
          "-shared", "-fPIC")
+OPENMP = "-fopenmp"  # left out on a second try where the compiler has no OpenMP
 DISABLE_ENV = "RECBENCH_NATIVE"
 
 _I64, _F32, _PTR, _INT = ctypes.c_int64, ctypes.c_float, ctypes.c_void_p, ctypes.c_int
@@ -70,24 +75,30 @@ def _compiler() -> str | None:
     return shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
 
 
-def _compile(cc: str, target: Path) -> str | None:
+def _compile(cc: str, target: Path) -> tuple[str | None, bool]:
     """Build kernels.c into ``target`` (a temp file renamed into place), then its checksum
-    beside it (``target.sha256``, the same way); None when done, else the compiler's first line."""
+    beside it (``target.sha256``, the same way). Returns (None when done, else the compiler's
+    first line; whether it built without OpenMP, the compiler lacking it)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
-    done = subprocess.run([cc, *FLAGS, "-o", tmp, str(SOURCE), "-lm"],
-                          capture_output=True, text=True, timeout=120)
+    serial = False
+    for flags in (FLAGS, tuple(f for f in FLAGS if f != OPENMP)):
+        done = subprocess.run([cc, *flags, "-o", tmp, str(SOURCE), "-lm"],
+                              capture_output=True, text=True, timeout=120)
+        if done.returncode == 0:
+            break
+        serial = True
     if done.returncode != 0:
         os.unlink(tmp)
-        return (done.stderr.strip().splitlines() or ["no message"])[0]
+        return (done.stderr.strip().splitlines() or ["no message"])[0], False
     digest = sha256_of(Path(tmp))
     os.replace(tmp, target)
     fd, tmp = tempfile.mkstemp(suffix=".sha256", dir=target.parent)
     with os.fdopen(fd, "w") as fh:
         fh.write(digest + "\n")
     os.replace(tmp, _sidecar(target))
-    return None
+    return None, serial
 
 
 def _sidecar(target: Path) -> Path:
@@ -129,7 +140,9 @@ def _build() -> tuple[ctypes.CDLL | None, str]:
         if problem is not None:
             if target.exists():
                 note = f" (rebuilt: the cached library was damaged or foreign: {problem})"
-            failed = _compile(cc, target)
+            failed, serial = _compile(cc, target)
+            if serial:
+                note += " (serial: the compiler has no OpenMP)"
             if failed is not None:
                 return None, f"off: {Path(cc).name} failed on kernels.c ({failed})"
             problem = _intact(target)
