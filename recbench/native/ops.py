@@ -15,6 +15,16 @@ With Adam's update as one loop too (``native.adam``) and BPR-MF's batch as one l
 BPR-MF 0.075 -> 0.037 s, LightGCN 0.325 -> 0.161, NGCF 0.704 -> 0.479.
 The CSR loop had to be written with GCC's vector extension: the same loop over a plain float
 array ran 5x slower than DGL at -O3 (the accumulator went through memory on every edge).
+Threads (issue 36): the kernels take torch's thread count, so the path a run takes no longer
+depends on it (``native.choice``). Measured 2026-12-06 03:30-03:52 with four other jobs running
+(1-min load 4.3-7.7; no idle window that day), alternating in one process: Gowalla Â·X 1 thread
+48 ms wall / 18.5 ms CPU, 2 threads 62 ms wall / 24.7 ms CPU (the process got ~0.4 of a core
+either way); ML-100K LightGCN epoch 0.67 s at 1 thread, 4.9 s at 2 (5.1 s with the serial kernels
+of before: torch's own 2-thread regions are as slow), CPU per epoch 0.25 vs 1.9 s: libgomp's
+threads spin at every barrier while the other is descheduled. With OMP_WAIT_POLICY=passive the
+same LightGCN epoch took 0.27 s at 2 threads against 0.64 at 1 (CPU 0.23 vs 0.26 s); NGCF was
+noisy (1.7 s at 1 thread, 2.4 at 2). The
+idle 1- vs 2-thread figures are still to be taken (bench/bench_spmm_floor.py, bench_gnn.py).
 Each function checks what it is given (dtype, device, contiguity, shapes, and that every
 index is a row of its table), because a wrong pointer here is a crash or silent garbage, not an
 exception; a bad call raises ValueError instead.
