@@ -4,7 +4,7 @@ speed: full-graph training epochs on ML-100K (random per-user 80/10/10 split, 64
        BPR batch 2048); LightGCN is timed over several epochs with 1 and 2 threads, every other
        model over one or two. The sparse kernel is DGL's ``copy_u_sum`` g-SpMM between two
        degree scalings (``u_mul_e_sum`` where weights do not factorise); LightGCN and NGCF
-       train through the native CSR product and fused passes (recbench/native) at ≤ 2 threads.
+       train through the native CSR product and fused passes (recbench/native).
 scale: neighbour-sampled LightGCN (2 layers, fanouts 10/5, sparse ego table + row-sparse Adam)
        on a synthetic graph of 1M users, 200k items and 20M edges; reports edges per second and
        the peak resident memory (limit 24 GiB). Batch 32,768 edges: with fanouts 10/5 a batch's

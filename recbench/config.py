@@ -101,6 +101,11 @@ class TrainConfig(Strict):
     monitor: str | None = None  # validation metric for best.pt; default: the task's headline
     eval_every: PosInt = 1
     num_threads: PosInt | None = None
+    # the numeric path of BPR-MF / LightGCN / NGCF's step (recbench/native/choice.py): auto =
+    # the native kernels on the CPU where they build and the graph is below the large-graph
+    # size, never decided by the thread count or the load; native where they cannot run is an
+    # error. In the run hash (the floats differ in the last bits between the two paths).
+    kernels: Literal["auto", "native", "torch"] = "auto"
     # the published protocol of NGCF/LightGCN's official code: also score TEST at every
     # validation point and record the best test evaluation in metrics.json's extra
     # (test_selected_*). A labelled diagnosis only: it never selects weights or stops a run.
@@ -387,6 +392,7 @@ HASH_DEFAULTS: dict[tuple[str, ...], object] = {
     ("model", "knn_windows"): [0],  # seq_baseline item-kNN: the whole history, unweighted
     ("model", "knn_decays"): [1.0],
     ("model", "next_item", "min_item_ratings"): 1,  # next-item task: every item kept
+    ("train", "kernels"): "auto",  # issue 36: what every run before the key did
 }
 
 

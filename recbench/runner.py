@@ -30,6 +30,7 @@ from recbench.data.prepare import DataPaths, load
 from recbench.eval.result import EvalResult
 from recbench.memory import allocator_setting, reuse_freed_memory
 from recbench.native import status as native_status
+from recbench.native.choice import KernelChoice
 from recbench.seeding import seed_everything
 from recbench.threads import ThreadChoice, choose_threads
 from recbench.train.api import RunContext, Stage, Trainer, lower_is_better
@@ -44,6 +45,7 @@ class Built:
     task: str
     monitor: str
     threads: ThreadChoice | None = None
+    kernels: KernelChoice | None = None
 
 
 def default_monitor(task: str, cfg: ExperimentConfig, has_negatives: bool) -> str:
@@ -79,8 +81,13 @@ def build(cfg: ExperimentConfig, paths: DataPaths, device: str = "cpu") -> Built
         raise ConfigError(f"{cfg.name}: model {cfg.model.name} does not fit in memory on "
                           f"{device} ({_first_line(exc)}); lower its sizes (emb_dim, hidden, "
                           "...) with --set") from None
+    kernels = trainer.kernels()
+    if cfg.train.kernels == "native" and kernels.path != "native":
+        raise ConfigError(f"{cfg.name}: train.kernels: native asked for, but the step cannot "
+                          f"take the native kernels here ({kernels.reason}); set "
+                          "train.kernels: auto or torch")
     monitor = trainer.monitor or default_monitor(spec.task, cfg, data.negatives is not None)
-    return Built(trainer, ctx, spec.task, monitor, threads)
+    return Built(trainer, ctx, spec.task, monitor, threads, kernels)
 
 
 def _out_of_memory(exc: BaseException) -> bool:
@@ -107,7 +114,8 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _env(cfg: ExperimentConfig, device: str, threads: ThreadChoice | None = None) -> dict:
+def _env(cfg: ExperimentConfig, device: str, threads: ThreadChoice | None = None,
+         kernels: KernelChoice | None = None) -> dict:
     import dgl
 
     def git(*args: str) -> str:
@@ -124,7 +132,9 @@ def _env(cfg: ExperimentConfig, device: str, threads: ThreadChoice | None = None
             "git_dirty": bool(git("status", "--porcelain")), "seed": cfg.seed,
             "threads_reason": threads.reason if threads else "torch default",
             "cpu": _cpu_model(), "allocator": allocator_setting(),
-            "native_kernels": native_status()}
+            "native_kernels": native_status(),
+            "kernels": kernels.path if kernels else "unknown",
+            "kernels_reason": kernels.reason if kernels else "not recorded"}
 
 
 def _cpu_model() -> str:
@@ -412,7 +422,7 @@ def _train_in(run_dir: Path, cfg: ExperimentConfig, built: Built, device: str,
                        f"now (data hash {runs.started_on(run_dir)}, now {now}); it cannot be "
                        "resumed — train a new run")
     loop = _restore(run_dir, built) if resume is not None else LoopState()  # before any write
-    runs.write_json(run_dir / "env.json", {**_env(cfg, device, built.threads),
+    runs.write_json(run_dir / "env.json", {**_env(cfg, device, built.threads, built.kernels),
                                            **({"data_hash": now} if now else {})})
     spans = schedule(built.trainer)
     num_epochs = sum(s.stage.epochs for s in spans)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from recbench.native.build import library
-from recbench.native.ops import _check, _ptr
+from recbench.native.ops import _check, _ptr, threads
 
 
 class NativeAdam(torch.optim.Adam):
@@ -54,8 +54,12 @@ class NativeAdam(torch.optim.Adam):
                 state["step"] += 1
                 step = float(state["step"])
                 m, v = state["exp_avg"], state["exp_avg_sq"]
-                _check(m, v)
+                _check(p, p.grad, m, v)
+                if not p.shape == p.grad.shape == m.shape == v.shape:
+                    raise ValueError(f"Adam state of shape {tuple(m.shape)} / {tuple(v.shape)} "
+                                     f"for a parameter of shape {tuple(p.shape)}")
                 lib.adam_update(_ptr(p), _ptr(p.grad), _ptr(m), _ptr(v), p.numel(),
                                 -group["lr"] / (1 - beta1 ** step), 1 - beta1, beta2, 1 - beta2,
-                                (1 - beta2 ** step) ** 0.5, group["eps"], group["weight_decay"])
+                                (1 - beta2 ** step) ** 0.5, group["eps"], group["weight_decay"],
+                                threads())
         return None

@@ -1,9 +1,19 @@
 /* recbench's native kernels: the element-wise passes of NGCF's hand-written BPR step fused
    into one loop each, the BPR and L2 row gradients scattered without gathers, and a CSR
    product with a dense matrix. float32, row-major; compiled and loaded by recbench/native/build.py,
-   called through recbench/native/ops.py (which says why each exists). Single-threaded. */
+   called through recbench/native/ops.py (which says why each exists).
+   Threads (OpenMP, `threads` = torch's thread count, passed by ops.py): every parallel loop
+   writes each output element from exactly one thread and sums in the same order as the serial
+   loop, so the floats are the same at any thread count. The BPR / L2 scatters stay serial
+   (two triples can hit one row). Small calls stay on one thread (PAR_MIN elements). */
 #include <math.h>
 #include <stdint.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define PAR_MIN 32768 /* below this many elements a second thread costs more than it saves */
+#define PAR_IF(n, threads) num_threads((n) >= PAR_MIN ? (threads) : 1)
 
 /* a . b with 8 partial sums, so the compiler can vectorise the reduction */
 static inline float dot(const float *a, const float *b, int64_t n) {
@@ -18,7 +28,9 @@ static inline float dot(const float *a, const float *b, int64_t n) {
 }
 
 /* x1 = side + h, x2 = side * h */
-void ngcf_mix(const float *side, const float *h, float *x1, float *x2, int64_t count) {
+void ngcf_mix(const float *side, const float *h, float *x1, float *x2, int64_t count,
+              int threads) {
+#pragma omp parallel for simd schedule(static) PAR_IF(count, threads)
     for (int64_t i = 0; i < count; i++) {
         float s = side[i], v = h[i];
         x1[i] = s + v;
@@ -28,7 +40,9 @@ void ngcf_mix(const float *side, const float *h, float *x1, float *x2, int64_t c
 
 /* out = leaky_relu(pre) [* mask / keep]; norm[r] = |out_r|; normed (row stride ld) = out / max(norm, 1e-12) */
 void ngcf_activate(const float *pre, const float *mask, float keep, float slope, float *out,
-                   float *norm, float *normed, int64_t ld, int64_t rows, int64_t dim) {
+                   float *norm, float *normed, int64_t ld, int64_t rows, int64_t dim,
+                   int threads) {
+#pragma omp parallel for schedule(static) PAR_IF(rows * dim, threads)
     for (int64_t r = 0; r < rows; r++) {
         const float *p = pre + r * dim;
         float *o = out + r * dim;
@@ -46,12 +60,13 @@ void ngcf_activate(const float *pre, const float *mask, float keep, float slope,
 }
 
 /* grad_pre = leaky_relu'(pre) * [mask/keep] * ((gy - y * <y, gy>) / max(norm, eps) + grad_h);
-   gy, y: row stride ld; bias_grad += column sums of grad_pre */
+   gy, y: row stride ld; bias_grad = column sums of grad_pre (a second, serial pass in row
+   order: the same sums at any thread count) */
 void ngcf_activate_back(const float *gy, const float *y, int64_t ld, const float *norm,
                         const float *grad_h, const float *mask, float keep, const float *pre,
                         float slope, float *grad_pre, float *bias_grad, int64_t rows,
-                        int64_t dim) {
-    for (int64_t k = 0; k < dim; k++) bias_grad[k] = 0.f;
+                        int64_t dim, int threads) {
+#pragma omp parallel for schedule(static) PAR_IF(rows * dim, threads)
     for (int64_t r = 0; r < rows; r++) {
         const float *g = gy + r * ld, *yy = y + r * ld;
         float radial = dot(yy, g, dim);
@@ -65,14 +80,17 @@ void ngcf_activate_back(const float *gy, const float *y, int64_t ld, const float
             if (mask) v *= mask[i] / keep;
             v = pre[i] > 0 ? v : v * slope;
             grad_pre[i] = v;
-            bias_grad[k] += v;
         }
     }
+    for (int64_t k = 0; k < dim; k++) bias_grad[k] = 0.f;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t k = 0; k < dim; k++) bias_grad[k] += grad_pre[r * dim + k];
 }
 
 /* a = g1 + g2 * h, b = g1 + g2 * side */
 void ngcf_mix_back(const float *g1, const float *g2, const float *h, const float *side, float *a,
-                   float *b, int64_t count) {
+                   float *b, int64_t count, int threads) {
+#pragma omp parallel for simd schedule(static) PAR_IF(count, threads)
     for (int64_t i = 0; i < count; i++) {
         a[i] = g1[i] + g2[i] * h[i];
         b[i] = g1[i] + g2[i] * side[i];
@@ -107,12 +125,13 @@ double l2_scatter(const float *table, const int64_t *u, const int64_t *p, const 
 
 /* out[r] (+)= sum over j in row r of weight[j] * x[col[j]]: a CSR product with a dense (., D)
    matrix, one output row at a time, its accumulator D / 16 vector registers (GCC's vector
-   extension: AVX-512, AVX or SSE, whatever the compiler targets) */
+   extension: AVX-512, AVX or SSE, whatever the compiler targets); rows [lo, hi) */
 typedef float vec16 __attribute__((vector_size(64), aligned(4)));
 #define CSR_SPMM(V)                                                                            \
     static void csr_spmm_##V(const int64_t *indptr, const int64_t *col, const float *weight,  \
-                             const float *x, float *out, int64_t rows, int accumulate) {      \
-        for (int64_t r = 0; r < rows; r++) {                                                  \
+                             const float *x, float *out, int64_t lo, int64_t hi,              \
+                             int accumulate) {                                                \
+        for (int64_t r = lo; r < hi; r++) {                                                   \
             vec16 acc[V];                                                                     \
             vec16 *o = (vec16 *)(out + r * 16 * V);                                           \
             for (int v = 0; v < V; v++) acc[v] = accumulate ? o[v] : (vec16){0};              \
@@ -129,17 +148,18 @@ CSR_SPMM(2)
 CSR_SPMM(4)
 CSR_SPMM(8)
 
-/* the same for any D; D in 16, 32, 64, 128 keep the row in registers */
-void csr_spmm(const int64_t *indptr, const int64_t *col, const float *weight, const float *x,
-             float *out, int64_t rows, int64_t dim, int accumulate) {
+/* rows [lo, hi) for any D; D in 16, 32, 64, 128 keep the row in registers */
+static void csr_spmm_rows(const int64_t *indptr, const int64_t *col, const float *weight,
+                          const float *x, float *out, int64_t lo, int64_t hi, int64_t dim,
+                          int accumulate) {
     switch (dim) {
-    case 16: csr_spmm_1(indptr, col, weight, x, out, rows, accumulate); return;
-    case 32: csr_spmm_2(indptr, col, weight, x, out, rows, accumulate); return;
-    case 64: csr_spmm_4(indptr, col, weight, x, out, rows, accumulate); return;
-    case 128: csr_spmm_8(indptr, col, weight, x, out, rows, accumulate); return;
+    case 16: csr_spmm_1(indptr, col, weight, x, out, lo, hi, accumulate); return;
+    case 32: csr_spmm_2(indptr, col, weight, x, out, lo, hi, accumulate); return;
+    case 64: csr_spmm_4(indptr, col, weight, x, out, lo, hi, accumulate); return;
+    case 128: csr_spmm_8(indptr, col, weight, x, out, lo, hi, accumulate); return;
     default: break;
     }
-    for (int64_t r = 0; r < rows; r++) {  /* any other D: plain loops */
+    for (int64_t r = lo; r < hi; r++) {  /* any other D: plain loops */
         float *o = out + r * dim;
         if (!accumulate)
             for (int64_t k = 0; k < dim; k++) o[k] = 0.f;
@@ -148,6 +168,41 @@ void csr_spmm(const int64_t *indptr, const int64_t *col, const float *weight, co
             float w = weight[j];
             for (int64_t k = 0; k < dim; k++) o[k] += w * xr[k];
         }
+    }
+}
+
+/* the first row m with indptr[m] + m >= target: where a block of rows holding `target` of the
+   entries-plus-rows begins (indptr[m] + m is increasing) */
+static int64_t block_start(const int64_t *indptr, int64_t rows, int64_t target) {
+    int64_t lo = 0, hi = rows;
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (indptr[mid] + mid < target) lo = mid + 1; else hi = mid;
+    }
+    return lo;
+}
+
+/* the product on `threads` threads, each a contiguous block of rows holding an equal share of
+   the entries plus the rows (degrees are skewed: equal row counts left one thread with most of
+   the work); each output row is summed by one thread in entry order, as on one */
+void csr_spmm(const int64_t *indptr, const int64_t *col, const float *weight, const float *x,
+             float *out, int64_t rows, int64_t dim, int accumulate, int threads) {
+    int64_t work = (indptr[rows] + rows) * dim;
+    if (threads <= 1 || work < PAR_MIN) {
+        csr_spmm_rows(indptr, col, weight, x, out, 0, rows, dim, accumulate);
+        return;
+    }
+#pragma omp parallel num_threads(threads)
+    {
+#ifdef _OPENMP
+        int t = omp_get_thread_num(), n = omp_get_num_threads();
+#else
+        int t = 0, n = 1;
+#endif
+        int64_t total = indptr[rows] + rows;
+        int64_t lo = block_start(indptr, rows, total * t / n);
+        int64_t hi = t == n - 1 ? rows : block_start(indptr, rows, total * (t + 1) / n);
+        csr_spmm_rows(indptr, col, weight, x, out, lo, hi, dim, accumulate);
     }
 }
 
@@ -183,7 +238,8 @@ void bpr_scatter(const float *users, const float *items, const int64_t *u, const
    p += step_size * m / (sqrt(v) / bc2_sqrt + eps), step_size = -lr / (1 - beta1^t) */
 void adam_update(float *param, const float *grad, float *m, float *v, int64_t count,
                  float step_size, float one_minus_beta1, float beta2, float one_minus_beta2,
-                 float bc2_sqrt, float eps, float weight_decay) {
+                 float bc2_sqrt, float eps, float weight_decay, int threads) {
+#pragma omp parallel for simd schedule(static) PAR_IF(count, threads)
     for (int64_t i = 0; i < count; i++) {
         float g = grad[i];
         if (weight_decay != 0.f) g = g + weight_decay * param[i];

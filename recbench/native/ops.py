@@ -1,4 +1,5 @@
-"""Tensor-level calls into the native kernels (float32 CPU tensors, contiguous rows).
+"""Tensor-level calls into the native kernels (float32 CPU tensors, contiguous rows), on
+torch's thread count (:func:`threads`).
 
 Why they exist (issue 15, NGCF ≥ 3× RecBole at 1 thread): on ML-100K an NGCF step is ~60 small
 torch kernels over (2625, 64) tables, each a full pass over memory plus dispatch; fused into one
@@ -14,8 +15,19 @@ With Adam's update as one loop too (``native.adam``) and BPR-MF's batch as one l
 BPR-MF 0.075 -> 0.037 s, LightGCN 0.325 -> 0.161, NGCF 0.704 -> 0.479.
 The CSR loop had to be written with GCC's vector extension: the same loop over a plain float
 array ran 5x slower than DGL at -O3 (the accumulator went through memory on every edge).
-Each function checks what it is given, because a
-wrong pointer here is a crash, not an exception.
+Threads (issue 36): the kernels take torch's thread count, so the path a run takes no longer
+depends on it (``native.choice``). Measured 2026-12-06 03:30-03:52 with four other jobs running
+(1-min load 4.3-7.7; no idle window that day), alternating in one process: Gowalla Â·X 1 thread
+48 ms wall / 18.5 ms CPU, 2 threads 62 ms wall / 24.7 ms CPU (the process got ~0.4 of a core
+either way); ML-100K LightGCN epoch 0.67 s at 1 thread, 4.9 s at 2 (5.1 s with the serial kernels
+of before: torch's own 2-thread regions are as slow), CPU per epoch 0.25 vs 1.9 s: libgomp's
+threads spin at every barrier while the other is descheduled. With OMP_WAIT_POLICY=passive the
+same LightGCN epoch took 0.27 s at 2 threads against 0.64 at 1 (CPU 0.23 vs 0.26 s); NGCF was
+noisy (1.7 s at 1 thread, 2.4 at 2). The
+idle 1- vs 2-thread figures are still to be taken (bench/bench_spmm_floor.py, bench_gnn.py).
+Each function checks what it is given (dtype, device, contiguity, shapes, and that every
+index is a row of its table), because a wrong pointer here is a crash or silent garbage, not an
+exception; a bad call raises ValueError instead.
 """
 
 from __future__ import annotations
@@ -26,14 +38,11 @@ import torch
 
 from recbench.native.build import library
 
-MAX_THREADS = 2  # measured here up to 2; beyond, torch's parallel kernels should win
 
-
-def usable(device: torch.device) -> bool:
-    """Whether a step should take the native kernels: built, on the CPU, at ≤ ``MAX_THREADS``
-    torch threads (the kernels are single-threaded)."""
-    return (device.type == "cpu" and torch.get_num_threads() <= MAX_THREADS
-            and library() is not None)
+def threads() -> int:
+    """The kernels' thread count: torch's own (``torch.set_num_threads``, which the run's thread
+    choice sets), so a native step uses the cores a torch step would."""
+    return max(1, torch.get_num_threads())
 
 
 def _ptr(t: torch.Tensor | None) -> ctypes.c_void_p:
@@ -48,6 +57,39 @@ def _check(*tensors: torch.Tensor | None, dtype: torch.dtype = torch.float32) ->
                              f"{t.dtype} on {t.device}, contiguous={t.is_contiguous()}")
 
 
+def _same_shape(*tensors: torch.Tensor | None) -> None:
+    shapes = {tuple(t.shape) for t in tensors if t is not None}
+    if len(shapes) > 1:
+        raise ValueError(f"native kernels take tensors of one shape here, got {sorted(shapes)}")
+
+
+def _matrix(t: torch.Tensor, name: str) -> None:
+    if t.dim() != 2:
+        raise ValueError(f"{name} must be a 2-D (rows, dim) table, got shape {tuple(t.shape)}")
+
+
+def _rows(index: torch.Tensor, rows: int, name: str) -> None:
+    """``index`` is a 1-D int64 CPU vector of row numbers in [0, rows): a C loop reads
+    ``table + index[b] * dim`` with no bounds of its own."""
+    _check(index, dtype=torch.int64)
+    if index.dim() != 1:
+        raise ValueError(f"{name} must be a 1-D index vector, got shape {tuple(index.shape)}")
+    if index.numel():
+        low, high = torch.aminmax(index)
+        if int(low) < 0 or int(high) >= rows:
+            raise ValueError(f"{name} holds row {int(low) if int(low) < 0 else int(high)}, "
+                             f"outside a table of {rows} rows")
+
+
+def _triples(u: torch.Tensor, p: torch.Tensor, n: torch.Tensor, user_rows: int,
+             item_rows: int) -> None:
+    if not len(u) == len(p) == len(n):
+        raise ValueError(f"u, p, n must have one length, got {len(u)}, {len(p)}, {len(n)}")
+    _rows(u, user_rows, "u")
+    _rows(p, item_rows, "p")
+    _rows(n, item_rows, "n")
+
+
 def _lib():
     lib = library()
     if lib is None:
@@ -60,24 +102,36 @@ class CSR:
 
     def __init__(self, rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor,
                  num_rows: int):
+        if not rows.shape == cols.shape == values.shape or rows.dim() != 1:
+            raise ValueError(f"rows, cols and values must be 1-D of one length, got "
+                             f"{tuple(rows.shape)}, {tuple(cols.shape)}, {tuple(values.shape)}")
+        if rows.numel() and (int(rows.min()) < 0 or int(rows.max()) >= num_rows
+                             or int(cols.min()) < 0):
+            raise ValueError(f"a CSR row index outside [0, {num_rows}) or a negative column")
         order = torch.argsort(rows, stable=True)
         self.indptr = torch.zeros(num_rows + 1, dtype=torch.int64)
         self.indptr[1:] = torch.cumsum(torch.bincount(rows, minlength=num_rows), 0)
         self.col = cols[order].to(torch.int64).contiguous()
         self.values = values[order].to(torch.float32).contiguous()
         self.num_rows = num_rows
+        self.min_x_rows = int(cols.max()) + 1 if cols.numel() else 0  # x needs this many rows
 
     def matmul(self, x: torch.Tensor, out: torch.Tensor | None = None,
                accumulate: bool = False) -> torch.Tensor:
         """``self @ x`` into ``out`` (a new tensor if None); with ``accumulate``, ``out +=``."""
+        _check(x)
+        _matrix(x, "x")
+        if x.shape[0] < self.min_x_rows:
+            raise ValueError(f"x has {x.shape[0]} rows, but the matrix has column "
+                             f"{self.min_x_rows - 1}")
         if out is None:
             out = torch.empty(self.num_rows, x.shape[1], dtype=x.dtype)
-        _check(x, out)
+        _check(out)
         if out.shape != (self.num_rows, x.shape[1]):
             raise ValueError(f"out has shape {tuple(out.shape)}, expected "
                              f"{(self.num_rows, x.shape[1])}")
         _lib().csr_spmm(_ptr(self.indptr), _ptr(self.col), _ptr(self.values), _ptr(x),
-                        _ptr(out), self.num_rows, x.shape[1], int(accumulate))
+                        _ptr(out), self.num_rows, x.shape[1], int(accumulate), threads())
         return out
 
 
@@ -93,8 +147,9 @@ def graph_csr(g, transpose: bool = False) -> CSR:
 def ngcf_mix(side: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(side + h, side * h)`` in one pass."""
     _check(side, h)
+    _same_shape(side, h)
     x1, x2 = torch.empty_like(h), torch.empty_like(h)
-    _lib().ngcf_mix(_ptr(side), _ptr(h), _ptr(x1), _ptr(x2), h.numel())
+    _lib().ngcf_mix(_ptr(side), _ptr(h), _ptr(x1), _ptr(x2), h.numel(), threads())
     return x1, x2
 
 
@@ -104,12 +159,16 @@ def ngcf_activate(pre: torch.Tensor, mask: torch.Tensor | None, keep: float, slo
     writes ``out / max(norm, 1e-12)`` into ``normed_into`` (a column slice of a wider table,
     rows contiguous). Returns (out, norm (N, 1))."""
     _check(pre, mask)
+    _matrix(pre, "pre")
+    _same_shape(pre, mask)
+    if normed_into.dtype != torch.float32 or normed_into.device.type != "cpu":
+        raise ValueError("normed_into must be a float32 CPU tensor")
     rows, dim = pre.shape
     if normed_into.shape != pre.shape or normed_into.stride(1) != 1:
         raise ValueError("normed_into must be a (rows, dim) view with contiguous rows")
     out, norm = torch.empty_like(pre), torch.empty(rows, 1)
     _lib().ngcf_activate(_ptr(pre), _ptr(mask), keep, slope, _ptr(out), _ptr(norm),
-                         _ptr(normed_into), normed_into.stride(0), rows, dim)
+                         _ptr(normed_into), normed_into.stride(0), rows, dim, threads())
     return out, norm
 
 
@@ -120,13 +179,19 @@ def ngcf_activate_back(grad_y: torch.Tensor, y: torch.Tensor, norm: torch.Tensor
     (dL/dpre, its column sums = the bias gradient). ``grad_y``/``y``: column slices of the
     output table and its gradient, same strides."""
     _check(norm, grad_h, mask, pre)
+    _matrix(pre, "pre")
+    _same_shape(grad_y, y, grad_h, mask, pre)
+    if norm.numel() != pre.shape[0]:
+        raise ValueError(f"norm has {norm.numel()} entries for {pre.shape[0]} rows")
+    if any(t.dtype != torch.float32 or t.device.type != "cpu" for t in (grad_y, y)):
+        raise ValueError("grad_y and y must be float32 CPU tensors")
     if grad_y.stride() != y.stride() or y.stride(1) != 1:
         raise ValueError("grad_y and y must be views with the same strides, rows contiguous")
     rows, dim = pre.shape
     grad_pre, bias = torch.empty_like(pre), torch.empty(dim)
     _lib().ngcf_activate_back(_ptr(grad_y), _ptr(y), y.stride(0), _ptr(norm), _ptr(grad_h),
                               _ptr(mask), keep, _ptr(pre), slope, _ptr(grad_pre), _ptr(bias),
-                              rows, dim)
+                              rows, dim, threads())
     return grad_pre, bias
 
 
@@ -134,8 +199,10 @@ def ngcf_mix_back(g1: torch.Tensor, g2: torch.Tensor, h: torch.Tensor, side: tor
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(g1 + g2 * h, g1 + g2 * side)`` in one pass."""
     _check(g1, g2, h, side)
+    _same_shape(g1, g2, h, side)
     a, b = torch.empty_like(h), torch.empty_like(h)
-    _lib().ngcf_mix_back(_ptr(g1), _ptr(g2), _ptr(h), _ptr(side), _ptr(a), _ptr(b), h.numel())
+    _lib().ngcf_mix_back(_ptr(g1), _ptr(g2), _ptr(h), _ptr(side), _ptr(a), _ptr(b), h.numel(),
+                         threads())
     return a, b
 
 
@@ -151,7 +218,9 @@ def l2_scatter(table: torch.Tensor, u: torch.Tensor, p: torch.Tensor, n: torch.T
     """``grad[rows] += alpha * table[rows]`` for the rows ``u``, ``p``, ``n``; returns the sum
     of their squares / 2 (``trainers.l2_value``)."""
     _check(table, grad)
-    _check(u, p, n, dtype=torch.int64)
+    _matrix(table, "table")
+    _same_shape(table, grad)
+    _triples(u, p, n, len(table), len(table))
     return _lib().l2_scatter(_ptr(table), _ptr(u), _ptr(p), _ptr(n), len(u), table.shape[1],
                              alpha, _ptr(grad))
 
@@ -164,7 +233,13 @@ def mf_bpr_scatter(users: torch.Tensor, items: torch.Tensor, u: torch.Tensor, p:
     (mean loss, the rows' sum of squares / 2, counted only when ``shrink`` ≠ 0). Why: BPR-MF's
     step is ~20 tiny ops over 2048 × 64 rows, dispatch-bound (0.93 ms of a 1.85 ms step)."""
     _check(users, items, grad_u, grad_i)
-    _check(u, p, n, dtype=torch.int64)
+    _matrix(users, "users")
+    _matrix(items, "items")
+    if users.shape[1] != items.shape[1]:
+        raise ValueError(f"users and items differ in width: {users.shape[1]} vs {items.shape[1]}")
+    _same_shape(users, grad_u)
+    _same_shape(items, grad_i)
+    _triples(u, p, n, len(users), len(items))
     out = (ctypes.c_double * 2)()
     _lib().bpr_scatter(_ptr(users), _ptr(items), _ptr(u), _ptr(p), _ptr(n), len(u),
                        users.shape[1], shrink, _ptr(grad_u), _ptr(grad_i), out)

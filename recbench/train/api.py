@@ -38,6 +38,7 @@ import torch
 from recbench.config import EvalConfig, TrainConfig
 from recbench.data.graph import RATES, Dataset
 from recbench.eval.result import EvalResult
+from recbench.native.choice import KernelChoice
 
 
 @dataclass
@@ -97,6 +98,9 @@ class Trainer(Protocol):
     def extra_metrics(self) -> dict:
         """Model-specific facts for metrics.json's ``extra`` (after the test evaluation)."""
 
+    def kernels(self) -> KernelChoice:
+        """The numeric path the step takes, native or torch, and why (env.json)."""
+
     def state_dict(self) -> dict:
         """Optimiser and schedule state (the model's weights are saved by the loop)."""
 
@@ -134,6 +138,11 @@ class TrainerBase:
 
     def extra_metrics(self) -> dict:
         return {}
+
+    def kernels(self) -> KernelChoice:
+        """The numeric path this trainer's step actually takes (env.json; ``train.kernels:
+        native`` fails the run where it is not native): torch unless a native trainer says so."""
+        return KernelChoice("torch", f"{type(self).__name__} has no native step")
 
     def state_dict(self) -> dict:
         return {}

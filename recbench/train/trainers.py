@@ -19,6 +19,7 @@ from recbench.eval.metrics import mae, rmse, squared_errors
 from recbench.eval.ranking import full_ranking, sampled_ranking
 from recbench.eval.result import EvalResult
 from recbench.native import ops as native
+from recbench.native.choice import KernelChoice, choose_kernels
 from recbench.seeding import torch_generator
 from recbench.train import objectives, samplers
 from recbench.train.api import PairwiseModel, RunContext, TrainerBase
@@ -278,18 +279,25 @@ class HandWrittenBPR(PairwiseTrainer):
 class DotProductPairwiseTrainer(HandWrittenBPR):
     """Two embedding tables scored by their dot product (BPR-MF), the BPR gradient by hand:
     one gather per table, :func:`bpr_row_gradients`, three ``index_add_``; then the optimiser
-    steps as usual (any optimiser, weight decay included). tests/test_mf.py. On the CPU at ≤ 2
-    threads the batch is one native loop instead (``native.ops.mf_bpr_scatter``: the same
-    gradient to float rounding; 0.93 -> ~0.1 ms of a step on ML-100K)."""
+    steps as usual (any optimiser, weight decay included). tests/test_mf.py. On the CPU the
+    batch is one native loop instead (``native.ops.mf_bpr_scatter``: the same gradient to
+    float rounding; 0.93 -> ~0.1 ms of a step on ML-100K)."""
 
     def __init__(self, model: PairwiseModel, ctx: RunContext, user_table: torch.nn.Parameter,
                  item_table: torch.nn.Parameter, **kwargs):
-        self.native = native.usable(ctx.device)
+        self.choice = choose_kernels(ctx.train.kernels, ctx.device)
+        self.native = self.choice.path == "native"
         super().__init__(model, ctx, **kwargs)
         self.user_table, self.item_table = user_table, item_table
 
     def native_update(self) -> bool:
         return self.native
+
+    def kernels(self) -> KernelChoice:
+        if self.native and not self.plain:
+            return KernelChoice("torch", "autograd step: the native loop covers BPR with one "
+                                         "non-hard negative only")
+        return self.choice
 
     def batch_gradient(self, u: torch.Tensor, p: torch.Tensor, n: torch.Tensor
                        ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -13,6 +13,7 @@ full graph, on a list of blocks, or on a cluster subgraph.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Literal
 
 import torch
@@ -22,8 +23,9 @@ from torch import nn
 from recbench.config import NonNegFloat, NonNegInt, PosInt, Share, Strict
 from recbench.data.graph import FOLLOWS, RATES, split_view
 from recbench.memory import LARGE_GRAPH_EDGES, keep_freed_memory
+from recbench.native.choice import KernelChoice
 from recbench.seeding import continue_globally, drawing_from, init_generator
-from recbench.train.api import PairwiseModel, RunContext
+from recbench.train.api import PairwiseModel, RunContext, TrainerBase
 from recbench.train.trainers import HandWrittenBPR, bpr_row_gradients, l2_value
 
 Training = Literal["full", "neighbor", "cluster"]
@@ -210,9 +212,12 @@ class FullGraphBPR(HandWrittenBPR):
     what their backward reads) and ``propagate_back(dL/dF, F, saved) -> dL/dE`` (filling any
     other parameter's ``.grad`` on the way): LightGCN, NGCF."""
 
-    def __init__(self, model: GraphRecommender, ctx: RunContext, **kwargs):
+    def __init__(self, model: GraphRecommender, ctx: RunContext,
+                 kernel_choice: KernelChoice | None = None, **kwargs):
         import dgl
 
+        # the path native_step.full_trainer chose (None: built directly, the torch step)
+        self.kernel_choice = kernel_choice or KernelChoice("torch", "the torch step")
         g = model.graph
         # by hand: full-graph training over the factorised norm, no DropEdge, a dense table
         # (known before the parent builds the optimiser: see native_update)
@@ -225,6 +230,12 @@ class FullGraphBPR(HandWrittenBPR):
     @property
     def plain(self) -> bool:
         return self.hand and super().plain
+
+    def kernels(self) -> KernelChoice:
+        if self.kernel_choice.path == "native" and not self.plain:
+            return KernelChoice("torch", "autograd step: DropEdge, message dropout (LightGCN), "
+                                         "a sparse table or a non-BPR loss")
+        return self.kernel_choice
 
     def spmm_transposed(self, h: torch.Tensor, add_to: torch.Tensor | None = None
                         ) -> torch.Tensor:
@@ -296,9 +307,10 @@ def build_gnn(model_cls: type[GraphRecommender], *, cfg: GNNArchitecture, ctx: R
 
 
 def make_graph_trainer(model: GraphRecommender, cfg: GNNArchitecture, ctx: RunContext,
-                       graph=None, full_trainer: type | None = None):
+                       graph=None, full_trainer: Callable[..., TrainerBase] | None = None):
     """Attach the training graph and pick the epoch strategy the config asks for
-    (``full_trainer``: a model's own full-graph trainer, a PairwiseTrainer subclass)."""
+    (``full_trainer``: a model's own full-graph trainer, a PairwiseTrainer subclass or a
+    partial of one, as native_step.full_trainer gives)."""
     from recbench.train.trainers import BlockPairwiseTrainer, PairwiseTrainer
 
     if graph is None:

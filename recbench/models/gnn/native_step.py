@@ -10,19 +10,21 @@ gathered, differentiated and ``index_add_``-ed back. A model's own native traine
 so its forward and backward read :meth:`spmm` / :meth:`spmm_transposed` from here.
 
 Same function, same random draws; sums run in another order, so results agree with the torch
-step to float rounding, not bit for bit. The kernels are single-threaded: :func:`full_trainer`
-takes them on the CPU at up to ``native.ops.MAX_THREADS`` torch threads (measured here up to
-2; beyond, torch's parallel kernels should win), below the large-graph mode's size and when they
-build. Figures: recbench/native/ops.py.
+step to float rounding, not bit for bit. The kernels run on torch's thread count (OpenMP, each
+output row by one thread: the same floats at any count): :func:`full_trainer` takes them on the
+CPU below the large-graph mode's size and when they build. Figures: recbench/native/ops.py.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import torch
 
-from recbench.memory import LARGE_GRAPH_EDGES
 from recbench.models.gnn.base import FullGraphBPR, GraphRecommender
 from recbench.native import ops as native
+from recbench.native.choice import choose_kernels
 from recbench.train.api import RunContext
 
 
@@ -60,10 +62,11 @@ class NativeFullGraphBPR(FullGraphBPR):
         return torch.tensor(shrink * half_sq)
 
 
-def full_trainer(ctx: RunContext, torch_step: type, native_step: type) -> type:
-    """``native_step`` where ``native.usable`` (CPU, ≤ 2 threads, the kernels build), below the
-    large-graph mode's size (the single-threaded CSR product was not measured there against
-    DGL's parallel one); ``torch_step`` otherwise (GPU, more threads, ``RECBENCH_NATIVE=0``)."""
-    if native.usable(ctx.device) and ctx.data.g.num_edges() < LARGE_GRAPH_EDGES:
-        return native_step
-    return torch_step
+def full_trainer(ctx: RunContext, torch_step: type, native_step: type
+                 ) -> Callable[..., FullGraphBPR]:
+    """``native_step`` or ``torch_step`` as ``train.kernels`` declares
+    (:func:`~recbench.native.choice.choose_kernels` on the training graph's size), given the
+    choice so the trainer can report the path it took."""
+    choice = choose_kernels(ctx.train.kernels, ctx.device, ctx.data.g.num_edges())
+    return functools.partial(native_step if choice.path == "native" else torch_step,
+                             kernel_choice=choice)

@@ -1,0 +1,167 @@
+"""The propagation floor at Gowalla's size: Â·X and Â^T·X alone, and a LightGCN epoch against it.
+
+Why (issue 36): an epoch of LightGCN is, at its core, 3 products Â·X forward and 3 Â^T·X
+backward per step; everything else (BPR rows, Adam, sampling) is overhead on top. This
+benchmark times those products alone through the native CSR kernel (recbench/native, the one
+the LightGCN/NGCF step uses) on the real Gowalla split (dataset gowalla-lightgcn, the
+NGCF/LightGCN split as experiments/gowalla_lightgcn.yaml loads it: 70,839 nodes, ~1.48M
+directed training edges, D = 64), at 1 and 2 threads, alternating, a few repetitions each
+(the median is reported), and gives
+
+- seconds per product, GFLOP/s (2 · nnz · D flops) and GB/s of the compulsory traffic (the
+  CSR arrays, X once, the output once; the gathered rows of X, nnz · D · 4 bytes, are shown
+  beside it as "gathered GB/s");
+- the floor of an epoch: steps × 6 products, and a measured LightGCN epoch-equivalent
+  (the real native trainer's step, timed over a few steps, × steps per epoch) as a multiple
+  of that floor (issue 36's target: ≤ 1.3×).
+
+On a shared machine the figures move with the other processes: the load average is written
+beside each. Writes results/bench/spmm_floor.{json,md}.
+
+    python bench/bench_spmm_floor.py [--reps 5] [--steps 8] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import os
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from common import data_paths, write
+
+DATASET = {"name": "gowalla-lightgcn", "protocol": "fixed", "split": "published",
+           "valid_ratio": 0.1}
+MODEL = {"name": "lightgcn", "emb_dim": 64, "num_layers": 3, "reg": 1.0e-4, "init_std": 0.1}
+TRAIN = {"lr": 1.0e-3, "batch_size": 2048, "kernels": "native", "num_threads": 1}
+
+
+def build_trainer(paths):
+    from recbench.experiment import validate
+    from recbench.runner import build
+
+    cfg = validate({"name": "spmm-floor", "dataset": DATASET, "model": MODEL, "train": TRAIN,
+                    "seeds": [0]}, "bench")
+    return build(cfg.model_copy(update={"seed": 0}), paths).trainer
+
+
+def time_call(fn, threads: int) -> float:
+    torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def products(trainer, reps: int) -> dict:
+    """Median seconds of Â·X and Â^T·X (accumulating, as the backward does) per thread count,
+    the thread counts alternating inside each repetition."""
+    csr, csr_t = trainer.csr, trainer.csr_t
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(csr.num_rows, trainer.model.emb.embedding_dim, generator=gen)
+    out, acc = torch.empty_like(x), torch.zeros_like(x)
+    calls = {"forward": lambda: csr.matmul(x, out=out),
+             "backward": lambda: csr_t.matmul(x, out=acc, accumulate=True)}
+    for fn in calls.values():  # warm-up: pages, caches
+        fn()
+    seconds: dict[tuple[str, int], list[float]] = {}
+    loads = []
+    for rep in range(reps):
+        for threads in ((1, 2) if rep % 2 == 0 else (2, 1)):
+            for name, fn in calls.items():
+                seconds.setdefault((name, threads), []).append(time_call(fn, threads))
+        loads.append(os.getloadavg()[0])
+    nnz, rows, dim = int(csr.col.numel()), csr.num_rows, x.shape[1]
+    flops = 2 * nnz * dim
+    compulsory = 8 * (rows + 1) + 12 * nnz + 4 * dim * (2 * rows)  # indptr, col+val, X, out
+    gathered = 4 * dim * nnz
+    out_rows = {}
+    for (name, threads), values in seconds.items():
+        s = statistics.median(values)
+        extra = 4 * dim * rows if name == "backward" else 0  # the accumulated output is read
+        out_rows[f"{name}@{threads}t"] = {
+            "seconds": round(s, 5), "runs": [round(v, 5) for v in values],
+            "gflops": round(flops / s / 1e9, 2), "gbps": round((compulsory + extra) / s / 1e9, 2),
+            "gathered_gbps": round(gathered / s / 1e9, 2)}
+    return {"nodes": rows, "nnz": nnz, "dim": dim, "products": out_rows,
+            "load_avg_1min": [round(v, 2) for v in loads]}
+
+
+def epoch_equivalent(trainer, steps: int, threads: int) -> dict:
+    """The real native LightGCN step (sample, forward, BPR rows, backward, Adam) timed over
+    ``steps`` batches, scaled to the epoch's number of batches."""
+    from recbench.train.trainers import shuffled_batches
+
+    torch.set_num_threads(threads)
+    batch = trainer.ctx.train.batch_size
+    per_epoch = math.ceil(len(trainer.users) / batch)
+    batches = itertools.islice(shuffled_batches(len(trainer.users), batch, trainer.gen),
+                               steps + 1)
+    times = []
+    for idx in batches:
+        u, p = trainer.users.index_select(0, idx), trainer.items.index_select(0, idx)
+        t0 = time.perf_counter()
+        neg = trainer.sample(u)
+        trainer.batch_gradient(u, p, neg)
+        trainer.opt.step()
+        times.append(time.perf_counter() - t0)
+    step = statistics.median(times[1:])  # the first: warm-up
+    return {"step_seconds": round(step, 4), "steps_per_epoch": per_epoch,
+            "epoch_seconds": round(step * per_epoch, 2), "load_avg_1min": os.getloadavg()[0]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    trainer = build_trainer(data_paths(DATASET["name"]))
+    assert trainer.kernels().path == "native", trainer.kernels()
+    figures = products(trainer, args.reps)
+    layers = trainer.model.num_layers
+    epochs = {}
+    for threads in (1, 2):
+        epoch = epoch_equivalent(trainer, args.steps, threads)
+        p = figures["products"]
+        floor = epoch["steps_per_epoch"] * layers * (p[f"forward@{threads}t"]["seconds"]
+                                                      + p[f"backward@{threads}t"]["seconds"])
+        epoch["floor_seconds"] = round(floor, 2)
+        epoch["multiple_of_floor"] = round(epoch["epoch_seconds"] / floor, 2)
+        epochs[f"{threads}t"] = epoch
+    figures["lightgcn_epoch"] = epochs
+    lines = [f"Gowalla (gowalla-lightgcn, published split less 10 % validation): "
+             f"{figures['nodes']:,} nodes, {figures['nnz']:,} directed training edges, "
+             f"D = {figures['dim']}; native CSR product (recbench/native/kernels.c), "
+             f"{args.reps} alternating repetitions, median. 1-min load average during the "
+             f"products: {figures['load_avg_1min']}.", "",
+             "| product | threads | seconds | GFLOP/s | GB/s (compulsory) | GB/s (gathered X) |",
+             "|---|---|---|---|---|---|"]
+    for key in ("forward@1t", "forward@2t", "backward@1t", "backward@2t"):
+        row, (name, threads) = figures["products"][key], key.split("@")
+        lines.append(f"| {'Â·X' if name == 'forward' else 'Â^T·X (+=)'} | {threads[:-1]} | "
+                     f"{row['seconds']:.4f} | {row['gflops']} | {row['gbps']} | "
+                     f"{row['gathered_gbps']} |")
+    lines += ["", f"LightGCN epoch-equivalent ({layers} layers: {2 * layers} products a step; "
+              f"step timed over {args.steps} batches of {TRAIN['batch_size']}, median):", "",
+              "| threads | s/step | steps/epoch | epoch s | floor s (steps × 6 products) | "
+              "epoch / floor | load |", "|---|---|---|---|---|---|---|"]
+    for key, e in epochs.items():
+        lines.append(f"| {key[:-1]} | {e['step_seconds']} | {e['steps_per_epoch']} | "
+                     f"{e['epoch_seconds']} | {e['floor_seconds']} | "
+                     f"{e['multiple_of_floor']}× | {e['load_avg_1min']:.2f} |")
+    p = figures["products"]
+    lines += ["", "2 vs 1 thread (time at 1 / time at 2): "
+              + ", ".join(f"{name} {p[f'{name}@1t']['seconds'] / p[f'{name}@2t']['seconds']:.2f}×"
+                          for name in ("forward", "backward"))
+              + f", epoch-equivalent {epochs['1t']['epoch_seconds'] / epochs['2t']['epoch_seconds']:.2f}×."
+              + " Measured on a shared machine under the load shown (other jobs running): "
+              "rerun idle for the issue's targets."]
+    write("spmm_floor", figures, lines, args.out)
+
+
+if __name__ == "__main__":
+    main()
