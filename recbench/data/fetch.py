@@ -6,7 +6,6 @@ same folder, is checked against its sha256, and only then is ``os.replace``d int
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -17,21 +16,12 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
+from recbench.checksums import CHUNK, sha256_of
 from recbench.data.sources import DatasetSource, RawFile
 from recbench.errors import ChecksumError, DatasetError
 
 Progress = Callable[[str, int, int | None], None]
 """Callback ``(label, bytes_done, bytes_total)`` so the CLI can draw a progress bar."""
-
-CHUNK = 1 << 20
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def is_fetched(source: DatasetSource, raw_root: Path) -> bool:

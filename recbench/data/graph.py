@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from recbench.data.fetch import sha256_of
+from recbench.checksums import sha256_of
 from recbench.data.protocols import TEST, TRAIN, VALID
 from recbench.errors import DatasetError
 

@@ -33,7 +33,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from recbench.data.fetch import sha256_of
+from recbench.checksums import sha256_of
 
 SOURCE = Path(__file__).with_name("kernels.c")
 FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fopenmp", "-std=gnu11",
