@@ -33,7 +33,7 @@ from recbench.native import status as native_status
 from recbench.native.choice import KernelChoice
 from recbench.seeding import seed_everything
 from recbench.threads import ThreadChoice, choose_threads
-from recbench.train.api import RunContext, Stage, Trainer, lower_is_better
+from recbench.train.api import RunContext, Stage, Trainer, lower_is_better, ranking_monitor
 
 Progress = Callable[[dict], None]
 
@@ -51,9 +51,8 @@ class Built:
 def default_monitor(task: str, cfg: ExperimentConfig, has_negatives: bool) -> str:
     if cfg.train.monitor:
         return cfg.train.monitor
-    k = cfg.eval.k[0]
     return {"rating": "rmse", "classification": "accuracy@1"}.get(
-        task, f"hr@{k}" if has_negatives else f"recall@{k}")
+        task, ranking_monitor(cfg.train, cfg.eval, has_negatives))
 
 
 def build(cfg: ExperimentConfig, paths: DataPaths, device: str = "cpu") -> Built:

@@ -138,3 +138,146 @@ def test_trainer_fits_once_and_scores_training_rows(x):
     assert trainer.model.w is w  # not refitted
     assert trainer.model.state_dict() == {}  # nothing fitted goes into best.pt
     assert "fit_seconds" in trainer.extra_metrics()
+
+
+# --- hyperparameter lists chosen on validation inside the run (closed_form.GridTrainer) ---
+
+def _ctx(k: int, valid: bool = True):
+    from recbench.config import EvalConfig, TrainConfig
+    from recbench.data.graph import RATES
+    from recbench.train.api import RunContext
+    from tests.test_contract import synthetic
+
+    data = synthetic()
+    if not valid:  # valid_ratio 0 / the published refit: no validation edges at all
+        data.g.edges[RATES].data["valid"][:] = False
+    return RunContext(data, TrainConfig(), EvalConfig(k=[k]), torch.device("cpu"), 0)
+
+
+class HalfModel(closed_form.ClosedFormModel):
+    """test_contract.synthetic's users like one item half: ``sign`` 1 scores the user's own
+    half first (validation Recall@6 = 1: the 6 half items left after training are all ranked
+    on top), -1 the other half (Recall@6 = 0). ``pad`` scales the scores and changes no rank.
+    Every instance is tracked, so a test can count the fits held at once."""
+
+    live: list = []
+
+    def __init__(self, *, sign: float, pad: float):
+        super().__init__()
+        self.sign, self.pad, self.w = sign, pad, None
+        HalfModel.live.append(__import__("weakref").ref(self))
+
+    def fit(self, x: sp.csr_matrix) -> dict[str, float]:
+        held = [r() for r in HalfModel.live if r() is not None and r() is not self]
+        assert not [m for m in held if m.fitted], "a previous fit is still held"
+        n = x.shape[1]
+        half = np.arange(n) < n // 2
+        self.w = sp.csr_matrix(self.sign * self.pad * (half[:, None] == half[None, :]))
+        return {"fits": 1.0}
+
+    def score_rows(self, rows: sp.csr_matrix) -> np.ndarray:
+        return (rows @ self.w).toarray()
+
+
+def test_a_list_keeps_the_combination_best_on_validation_and_never_reads_test(monkeypatch):
+    HalfModel.live.clear()
+    trainer = closed_form.closed_form_trainer(HalfModel, {"sign": [-1.0, 1.0], "pad": [1.0, 2.0]},
+                                              _ctx(k=6))
+    assert isinstance(trainer, closed_form.GridTrainer)
+    read, evaluate = [], trainer.evaluate
+    monkeypatch.setattr(trainer, "evaluate", lambda split: (read.append(split), evaluate(split))[1])
+    trainer.train_epoch(0)
+    assert read == ["valid"] * 4  # one validation per combination, test never
+    extra = trainer.extra_metrics()
+    assert [(r["sign"], r["pad"], r["recall@6"]) for r in extra["grid"]] == [
+        (-1.0, 1.0, 0.0), (-1.0, 2.0, 0.0), (1.0, 1.0, 1.0), (1.0, 2.0, 1.0)]
+    assert extra["chosen"] == {"sign": 1.0, "pad": 1.0}  # the best; a tie goes to the first
+    assert extra["grid_monitor"] == "recall@6" and extra["grid_seconds"] >= extra["fit_seconds"]
+    model = trainer.model  # the chosen one, refitted (the last fitted was (1, 2))
+    assert (model.sign, model.pad, model.fitted) == (1.0, 1.0, True)
+    assert evaluate("valid").metrics["recall@6"] == 1.0
+    trainer.train_epoch(0)
+    assert trainer.model is model  # fitted once per run
+
+
+def test_grid_figures_are_the_scalar_runs_figures():
+    ctx = _ctx(k=3)
+    trainer = closed_form.closed_form_trainer(ItemKNN, {"top_k": [1, 4], "shrink": [0.0, 10.0]},
+                                              ctx)
+    trainer.train_epoch(0)
+    extra = trainer.extra_metrics()
+    assert [(r["top_k"], r["shrink"]) for r in extra["grid"]] == [(1, 0.0), (1, 10.0), (4, 0.0),
+                                                                   (4, 10.0)]
+    for record in extra["grid"]:
+        alone = closed_form.ClosedFormTrainer(ItemKNN(top_k=record["top_k"],
+                                                      shrink=record["shrink"]), ctx)
+        assert alone.evaluate("valid").metrics["recall@3"] == record["recall@3"]
+    best = max(extra["grid"], key=lambda r: r["recall@3"])  # max keeps the first of equals
+    assert extra["chosen"] == {"top_k": best["top_k"], "shrink": best["shrink"]}
+    alone = closed_form.ClosedFormTrainer(ItemKNN(**extra["chosen"]), ctx)
+    users = torch.arange(ctx.data.num_users)
+    torch.testing.assert_close(trainer.score(users), alone.score(users), rtol=0, atol=0)
+
+
+def test_scalars_build_the_plain_trainer():
+    trainer = closed_form.closed_form_trainer(ItemKNN, {"top_k": 5, "shrink": 1.0}, _ctx(k=3))
+    assert type(trainer) is closed_form.ClosedFormTrainer
+    assert (trainer.model.top_k, trainer.model.shrink) == (5, 1.0)
+
+
+def test_a_list_without_validation_is_refused_in_one_line():
+    from recbench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="model.l2: .*choose on the honest variant first") as e:
+        closed_form.closed_form_trainer(EASE, {"l2": [1.0, 10.0]}, _ctx(k=3, valid=False))
+    assert "\n" not in str(e.value)
+    closed_form.closed_form_trainer(EASE, {"l2": 10.0}, _ctx(k=3, valid=False))  # a scalar runs
+
+
+# The Gowalla ledger's closed-form cells (results/gowalla): scalar settings must keep the hashes
+GOWALLA_HASHES = {("ease-gowalla", "honest"): "db2a64e6a1", ("ease-gowalla", "published"): "cba19de988",
+                  ("itemknn-gowalla", "honest"): "29adeabf2d",
+                  ("itemknn-gowalla", "published"): "97fd7bcd42",
+                  ("rp3beta-gowalla", "honest"): "b59ca22da1",
+                  ("rp3beta-gowalla", "published"): "baffd1bdbe",
+                  ("gfcf-gowalla", "honest"): "653578a64d",
+                  ("gfcf-gowalla", "published"): "13046cdc3a"}
+
+
+def test_scalar_settings_hash_as_before(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from recbench.studies import list_studies, plan
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)
+    study = next(s for s in list_studies(root / "experiments" / "studies") if s.study == "gowalla")
+    got = {(r.base, r.variant): r.hash for r in plan(study, tmp_path / "runs")
+           if (r.base, r.variant) in GOWALLA_HASHES}
+    assert got == GOWALLA_HASHES
+
+
+def test_a_grid_run_records_the_choice_in_metrics(tmp_path, monkeypatch):
+    import json
+
+    from recbench import runner as loop
+    from recbench.data.prepare import DataPaths
+    from recbench.experiment import validate
+
+    data = _ctx(k=3).data
+    monkeypatch.setattr(loop, "load", lambda dataset, paths: data)
+    cfg = validate({"name": "grid", "dataset": {"name": "tiny", "protocol": "random"},
+                    "model": {"name": "rp3beta", "alpha": [0.5, 1.0], "top_k": [2, 8]},
+                    "train": {"epochs": 1, "patience": None, "num_threads": 1},
+                    "eval": {"k": [3]}, "seed": 0, "seeds": [0]}, "grid test")
+    run_dir = loop.train_run(cfg, DataPaths(tmp_path / "data"), tmp_path / "runs")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    extra = metrics["extra"]
+    assert len(extra["grid"]) == 4 and set(extra["chosen"]) == {"alpha", "beta", "top_k",
+                                                                 "normalize"}
+    figures = {(r["alpha"], r["top_k"]): r["recall@3"] for r in extra["grid"]}
+    assert metrics["monitor"] == "recall@3"
+    assert metrics["best_valid"] == figures[extra["chosen"]["alpha"], extra["chosen"]["top_k"]]
+    assert metrics["best_valid"] == max(figures.values())
+    fresh, test = loop.evaluate_run(run_dir, DataPaths(tmp_path / "data"))  # refits the grid
+    assert fresh == pytest.approx(test) and test == pytest.approx(metrics["test"])

@@ -19,14 +19,22 @@ from typing import Literal
 import numpy as np
 import scipy.sparse as sp
 
-from recbench.config import PosFloat, Strict
-from recbench.models.closed_form import ClosedFormModel, ClosedFormTrainer, item_blocks
+from recbench.config import Strict
+from recbench.models.closed_form import (
+    ClosedFormModel,
+    ClosedFormTrainer,
+    PosFloats,
+    closed_form_trainer,
+    item_blocks,
+)
 from recbench.train.api import RunContext
 
 
 class EASEConfig(Strict):
     name: Literal["ease"]
-    l2: PosFloat = 500.0  # λ on the diagonal of the Gram matrix (Steck: 200-1000 on large data)
+    # λ on the diagonal of the Gram matrix (Steck: 200-1000 on large data); a list: chosen on
+    # validation inside the run (closed_form.GridTrainer)
+    l2: PosFloats = 500.0
 
 
 def gram_into(out: np.ndarray, x: sp.csr_matrix) -> None:
@@ -86,4 +94,4 @@ class EASE(ClosedFormModel):
 
 
 def make_ease_trainer(cfg: EASEConfig, ctx: RunContext) -> ClosedFormTrainer:
-    return ClosedFormTrainer(EASE(l2=cfg.l2), ctx)
+    return closed_form_trainer(EASE, {"l2": cfg.l2}, ctx)

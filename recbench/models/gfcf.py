@@ -19,15 +19,23 @@ from typing import Literal
 import numpy as np
 import scipy.sparse as sp
 
-from recbench.config import NonNegFloat, NonNegInt, Strict
-from recbench.models.closed_form import ClosedFormModel, ClosedFormTrainer, inverse_power
+from recbench.config import Strict
+from recbench.models.closed_form import (
+    ClosedFormModel,
+    ClosedFormTrainer,
+    NonNegFloats,
+    NonNegInts,
+    closed_form_trainer,
+    inverse_power,
+)
 from recbench.train.api import RunContext
 
 
 class GFCFConfig(Strict):
     name: Literal["gfcf"]
-    alpha: NonNegFloat = 0.3  # weight of the ideal low-pass term (0: linear filter only)
-    rank: NonNegInt = 256  # singular vectors of the ideal low-pass filter (0: none)
+    # alpha and rank as lists: every combination fitted, the best on validation kept
+    alpha: NonNegFloats = 0.3  # weight of the ideal low-pass term (0: linear filter only)
+    rank: NonNegInts = 256  # singular vectors of the ideal low-pass filter (0: none)
 
 
 class GFCF(ClosedFormModel):
@@ -65,4 +73,5 @@ class GFCF(ClosedFormModel):
 
 
 def make_gfcf_trainer(cfg: GFCFConfig, ctx: RunContext) -> ClosedFormTrainer:
-    return ClosedFormTrainer(GFCF(alpha=cfg.alpha, rank=cfg.rank, seed=ctx.seed), ctx)
+    return closed_form_trainer(lambda **kw: GFCF(**kw, seed=ctx.seed),
+                               {"alpha": cfg.alpha, "rank": cfg.rank}, ctx)

@@ -14,10 +14,13 @@ from typing import Literal
 import numpy as np
 import scipy.sparse as sp
 
-from recbench.config import NonNegFloat, PosInt, Strict
+from recbench.config import Strict
 from recbench.models.closed_form import (
     ClosedFormModel,
     ClosedFormTrainer,
+    NonNegFloats,
+    PosInts,
+    closed_form_trainer,
     item_blocks,
     sparse_items,
     top_k_entries,
@@ -27,8 +30,9 @@ from recbench.train.api import RunContext
 
 class ItemKNNConfig(Strict):
     name: Literal["itemknn"]
-    top_k: PosInt = 100  # neighbours kept per item
-    shrink: NonNegFloat = 10.0  # added to the cosine's denominator: damps rare co-occurrences
+    # lists: every (top_k, shrink) fitted and the best on validation kept (closed_form.GridTrainer)
+    top_k: PosInts = 100  # neighbours kept per item
+    shrink: NonNegFloats = 10.0  # added to the cosine's denominator: damps rare co-occurrences
 
 
 class ItemKNN(ClosedFormModel):
@@ -55,4 +59,4 @@ class ItemKNN(ClosedFormModel):
 
 
 def make_itemknn_trainer(cfg: ItemKNNConfig, ctx: RunContext) -> ClosedFormTrainer:
-    return ClosedFormTrainer(ItemKNN(top_k=cfg.top_k, shrink=cfg.shrink), ctx)
+    return closed_form_trainer(ItemKNN, {"top_k": cfg.top_k, "shrink": cfg.shrink}, ctx)

@@ -16,10 +16,13 @@ from typing import Literal
 import numpy as np
 import scipy.sparse as sp
 
-from recbench.config import NonNegFloat, PosInt, Strict
+from recbench.config import Strict
 from recbench.models.closed_form import (
     ClosedFormModel,
     ClosedFormTrainer,
+    NonNegFloats,
+    PosInts,
+    closed_form_trainer,
     inverse_power,
     item_blocks,
     sparse_items,
@@ -30,9 +33,10 @@ from recbench.train.api import RunContext
 
 class RP3betaConfig(Strict):
     name: Literal["rp3beta"]
-    alpha: NonNegFloat = 1.0  # power of the transition probabilities (1: plain P^3)
-    beta: NonNegFloat = 0.5  # popularity penalty of the destination item (0: P^3_alpha)
-    top_k: PosInt = 100  # destinations kept per item
+    # alpha, beta, top_k as lists: every combination fitted, the best on validation kept
+    alpha: NonNegFloats = 1.0  # power of the transition probabilities (1: plain P^3)
+    beta: NonNegFloats = 0.5  # popularity penalty of the destination item (0: P^3_alpha)
+    top_k: PosInts = 100  # destinations kept per item
     normalize: bool = False  # rescale each item's kept weights to sum 1
 
 
@@ -76,5 +80,5 @@ class RP3beta(ClosedFormModel):
 
 
 def make_rp3beta_trainer(cfg: RP3betaConfig, ctx: RunContext) -> ClosedFormTrainer:
-    return ClosedFormTrainer(RP3beta(alpha=cfg.alpha, beta=cfg.beta, top_k=cfg.top_k,
-                                     normalize=cfg.normalize), ctx)
+    return closed_form_trainer(RP3beta, {"alpha": cfg.alpha, "beta": cfg.beta, "top_k": cfg.top_k,
+                                         "normalize": cfg.normalize}, ctx)

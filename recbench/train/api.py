@@ -173,3 +173,11 @@ class PairwiseModel(torch.nn.Module):
 
 def lower_is_better(metric: str) -> bool:
     return metric.split("@")[0] in {"rmse", "mae", "loss", "mse"}
+
+
+def ranking_monitor(train: TrainConfig, eval: EvalConfig, has_negatives: bool) -> str:
+    """A ranking run's validation metric: ``train.monitor``, else HR@k (sampled 1+99 ranking)
+    or Recall@k (full ranking) at the first ``eval.k``. One definition, because a trainer that
+    selects inside its fit (the closed-form grids) must pick on the metric the loop reports."""
+    k = eval.k[0]
+    return train.monitor or (f"hr@{k}" if has_negatives else f"recall@{k}")
