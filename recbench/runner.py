@@ -32,7 +32,7 @@ from recbench.memory import allocator_setting, reuse_freed_memory
 from recbench.native import status as native_status
 from recbench.native.choice import KernelChoice
 from recbench.seeding import seed_everything
-from recbench.threads import ThreadChoice, choose_threads
+from recbench.threads import ThreadChoice, apply_threads, choose_threads
 from recbench.train.api import RunContext, Stage, Trainer, lower_is_better, ranking_monitor
 
 Progress = Callable[[dict], None]
@@ -62,7 +62,7 @@ def build(cfg: ExperimentConfig, paths: DataPaths, device: str = "cpu") -> Built
     seed = cfg.seed if cfg.seed is not None else cfg.seeds[0]
     seed_everything(seed)
     threads = choose_threads(cfg.train.num_threads, cfg.model.name)
-    torch.set_num_threads(threads.threads)
+    apply_threads(threads.threads)
     reuse_freed_memory()  # no page faults for every step's tensors: recbench/memory.py
     data = load(cfg.dataset, paths)
     ctx = RunContext(data, cfg.train, cfg.eval, resolve_device(device), seed)

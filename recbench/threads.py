@@ -118,3 +118,18 @@ def choose_threads(requested: int | None, family: str | None = None,
         threads = min(threads, cap)
         parts.append(f"{family} cap {cap}: {why}")
     return ThreadChoice(threads, "; ".join(parts))
+
+
+def apply_threads(count: int) -> None:
+    """Give torch ``count`` threads and bound the BLAS pools of numpy/scipy to the same count.
+
+    Why the BLAS bound: the closed-form models (EASE^R's Cholesky, GF-CF's SVD) run in
+    scipy's OpenBLAS, whose pool ignores torch's setting and starts one thread a core; at
+    Gowalla size a multi-threaded ``spotrf`` beside another job crashed with SIGSEGV, and it
+    oversubscribes the cores ``--threads`` was meant to share. threadpoolctl sets the limit
+    in-process, after the libraries are loaded (environment variables would be too late)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(count)
+    threadpool_limits(limits=count, user_api="blas")

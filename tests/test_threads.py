@@ -56,3 +56,33 @@ def test_env_json_records_the_choice(tmp_path, tiny_paths):
     run = train_run(cfg, tiny_paths, tmp_path / "runs")
     env = json.loads((run / "env.json").read_text())
     assert env["threads"] == 1 and "bpr_mf cap 1" in env["threads_reason"]
+
+
+def _blas_threads() -> set[int]:
+    from threadpoolctl import threadpool_info
+
+    return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+
+
+def test_a_runs_thread_count_bounds_the_blas_pools_too(tmp_path, tiny_paths):
+    """scipy's OpenBLAS ignored --threads (one thread a core): EASE^R's Cholesky at Gowalla
+    size ran multi-threaded beside other jobs and crashed once with SIGSEGV."""
+    import scipy.linalg  # noqa: F401 - loads scipy's OpenBLAS
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    from recbench import runner
+    from recbench.experiment import load_experiment
+    from tests.conftest import write_experiment
+
+    before = torch.get_num_threads()
+    try:
+        threadpool_limits(limits=2, user_api="blas")
+        assert _blas_threads() == {2}
+        exp = write_experiment(tmp_path, "e", train={"num_threads": 1})
+        cfg = load_experiment(exp)
+        runner.build(cfg.model_copy(update={"seed": 0}), tiny_paths)
+        assert _blas_threads() == {1} and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+        threadpool_limits(limits=before, user_api="blas")
