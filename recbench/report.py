@@ -10,6 +10,7 @@ from pathlib import Path
 from rich.table import Table
 
 from recbench import protocol
+from recbench.composite import evaluated_label, pooled
 from recbench.runs import atomic_write_bytes, atomic_write_text
 from recbench.stats import LEVEL, RESAMPLES, Interval
 from recbench.studies import Cell, ExtraTable, StudyResult, TableRow, table_rows
@@ -73,6 +74,41 @@ def _rows(result: StudyResult) -> list[list[str]]:
 
 HEADER = ["experiment", "dataset", "variant", "ours (mean ± std)", "seeds", "95% CI (units)",
           "paper", "ours − paper", "verdict", "p vs ref", "p (Holm)", "Δ vs ref [95% CI]"]
+COMPOSITE = ["evaluated (per seed)", "valid: head / chosen / best space"]  # after "variant"
+COMPOSITE_NOTE = (
+    "evaluated: what scored each attentive row in each seed (seed order; ×n = every seed "
+    "alike), as the run's validation selector kept it: head = the trained attention head, "
+    "uniform = uniform α, ensemble(A+B) = the standardised ensemble of those spaces, a space's "
+    "name = that single space alone; blank for single spaces. valid: the mean over seeds of "
+    "the trained head's, the evaluated candidate's and the best single space's validation "
+    "figure, in the selector's own metric (recall or HR at the run's first cut-off); blank "
+    "where no selection ran (no validation split: the head is evaluated as trained). The "
+    "head's test figure is not stored, so no table shows it.")
+
+
+def composite(result: StudyResult) -> bool:
+    """Whether the table names what its rows evaluated: a rows study whose runs record it."""
+    return bool(result.study.rows) and any(c.choices for c in result.cells)
+
+
+def _valid(cell: Cell) -> str:
+    v = pooled(cell.choices)
+    if v.head is None and v.chosen is None:
+        return ""
+    best = "" if v.best_space is None else f"{v.best_space} {_fmt(v.best_space_value)}"
+    return f"{_fmt(v.head) or '—'} / {_fmt(v.chosen) or '—'} / {best or '—'}"
+
+
+def _table(result: StudyResult) -> tuple[list[str], list[list[str]]]:
+    """The header and rows of table.md (and the console table)."""
+    rows = _rows(result)
+    if not composite(result):
+        return HEADER, rows
+    at = HEADER.index("variant") + 1
+    header = HEADER[:at] + COMPOSITE + HEADER[at:]
+    rows = [r[:at] + [evaluated_label(c.choices), _valid(c)] + r[at:]
+            for r, c in zip(rows, result.cells, strict=True)]
+    return header, rows
 
 
 def test_selected_columns(result: StudyResult) -> dict[str, list[str]]:
@@ -108,19 +144,28 @@ def markdown(result: StudyResult) -> str:
              "interval. Reference variant for the paired Wilcoxon signed-rank test: "
              f"`{result.reference}` (* = p < 0.05, units pooled over seeds); p (Holm): "
              "Holm-corrected over this table's rows; Δ vs ref: this row minus the reference "
-             f"over the units both scored, with its paired bootstrap {LEVEL:.0%} interval.", "",
-             "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    lines += ["| " + " | ".join(r) + " |" for r in _rows(result)]
+             f"over the units both scored, with its paired bootstrap {LEVEL:.0%} interval.", ""]
+    header, rows = _table(result)
+    if composite(result):
+        lines += [COMPOSITE_NOTE, ""]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
 def csv_text(result: StudyResult) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
+    more = composite(result)  # the composite columns, last, so other tables keep their bytes
     w.writerow(["experiment", "dataset", "variant", "metric", "mean", "std", "seeds", "paper",
                 "diff", "p_value", "values", "guard", "ci_low", "ci_high", "units", "verdict",
-                "p_holm", "effect", "effect_low", "effect_high"])
+                "p_holm", "effect", "effect_low", "effect_high"]
+               + (["evaluated", "valid_head", "valid_chosen", "valid_best_space",
+                   "valid_best_space_value"] if more else []))
     for c in result.cells:
+        v = pooled(c.choices)
+        tail = [evaluated_label(c.choices), _fmt(v.head, 6), _fmt(v.chosen, 6),
+                v.best_space or "", _fmt(v.best_space_value, 6)] if more else []
         diff = c.mean - c.paper if c.paper is not None and c.values else ""
         w.writerow([c.base, c.dataset, c.variant, result.metric, _fmt(c.mean, 6),
                     _fmt(c.std, 6), len(c.values), "" if c.paper is None else c.paper,
@@ -130,7 +175,7 @@ def csv_text(result: StudyResult) -> str:
                     "" if c.below is None else f"below {c.below[0]} {c.below[1]:.6f}",
                     *_interval_csv(c.ci, units=True), c.verdict,
                     "" if c.p_holm is None else f"{c.p_holm:.6g}",
-                    *_interval_csv(c.effect)])
+                    *_interval_csv(c.effect), *tail])
     return buf.getvalue()
 
 
@@ -324,7 +369,8 @@ def write_study(result: StudyResult, folder: Path) -> Path:
 
 
 def rich_table(result: StudyResult) -> Table:
-    table = Table(*HEADER, title=f"{result.study.study}: {result.metric}")
-    for r in _rows(result):
+    header, rows = _table(result)
+    table = Table(*header, title=f"{result.study.study}: {result.metric}")
+    for r in rows:
         table.add_row(*r)
     return table

@@ -21,6 +21,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from recbench import runs
+from recbench.composite import Choice, run_choice
 from recbench.config import (
     ExperimentConfig,
     Strict,
@@ -161,6 +162,8 @@ class Cell:
     effect: Interval | None = None  # figure minus the reference's over paired units
     p_holm: float | None = None  # p_value, Holm-corrected over the table's rows
     verdict: str = ""  # the paper's figure against ``ci``: inside / above / below
+    choices: list[Choice] = field(default_factory=list)  # rows studies: what scored an
+    # attentive row in each run that records it (recbench.composite), seed order
 
     @property
     def mean(self) -> float:
@@ -716,6 +719,10 @@ def aggregate(study: StudyConfig, planned: list[PlannedRun]) -> StudyResult:
             cell.keys.append(key)
             cell.seeds.append(p.seed)
             by_seed[(p.base, label, p.seed)] = (p.cached, key)
+            if study.rows:
+                choice = run_choice(runs.read_metrics(p.cached), row, _main_type(p.cached))
+                if choice is not None:
+                    cell.choices.append(choice)
     for cell in cells.values():
         paper = study.paper.get(cell.base, study.paper.get(cell.dataset, {}))
         cell.paper = paper.get(cell.variant, paper.get(cell.row))
@@ -753,6 +760,14 @@ def aggregate(study: StudyConfig, planned: list[PlannedRun]) -> StudyResult:
     seeds = list(dict.fromkeys(p.seed for p in planned))
     return StudyResult(study, metric, reference, list(cells.values()), numeric, labels,
                        configs, seeds)
+
+
+def _main_type(run_dir: Path) -> str | None:
+    """The run's main representation type (what its 'K<k>' rows score), if its config names
+    one."""
+    model = runs.read_config(run_dir).get("model")
+    main = model.get("representation") if isinstance(model, dict) else None
+    return main if isinstance(main, str) else None
 
 
 def _card_label(study: StudyConfig, p: PlannedRun) -> str:

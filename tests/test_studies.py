@@ -568,3 +568,68 @@ def test_every_study_with_a_ledger_rebuilds_its_committed_files(name, fresh_clon
     assert [str(p) for p in committed if rebuilt[p] != committed[p]] == []
     assert sorted(p.relative_to(folder) for p in (folder / studies.LEDGER).rglob("*")) \
         == ledger_before
+
+
+def _choice_run(folder, ad: float, choice: dict, scores: dict, main: str = "AD"):
+    """A synthetic ledger record of a GLA-like run: every type's test figure, the selector's
+    choice per attentive type and its candidates' validation figures."""
+    import json
+
+    folder.mkdir(parents=True)
+    body = {"test": {"recall@15|GD": 0.15, "recall@15|LD": 0.17, "recall@15|AD": ad,
+                     "recall@15|LAD": 0.18, "recall@15|K1": ad - 0.01},
+            "monitor": "recall@15",
+            "extra": {"alpha_choice": choice, "alpha_select_valid": scores}}
+    (folder / "metrics.json").write_text(json.dumps(body))
+    (folder / "config.yaml").write_text(f"name: fake\nmodel:\n  representation: {main}\n")
+    return folder
+
+
+def test_composite_rows_name_what_each_seed_evaluated_and_the_heads_validation_figure(tmp_path):
+    """Issue 34: a row labelled AD was, per seed, an ensemble, a single space or the head; the
+    table says which, and puts the trained head's validation figure beside the chosen one's."""
+    ad_scores = [{"head": 0.20, "uniform": 0.19, "ensemble": 0.22, "GD": 0.18, "LD": 0.19},
+                 {"head": 0.24, "uniform": 0.19, "ensemble": 0.20, "GD": 0.17, "LD": 0.21},
+                 {"head": 0.16, "uniform": 0.19, "ensemble": 0.20, "GD": 0.22, "LD": 0.20}]
+    picks = ["ensemble", "head", "GD"]
+    lad = {"head": 0.1, "uniform": 0.1, "ensemble": 0.3, "LD": 0.2}
+    planned = []
+    for seed, (pick, scores) in enumerate(zip(picks, ad_scores, strict=True)):
+        run = _choice_run(tmp_path / f"r{seed}", 0.18 + seed / 100,
+                          {"AD": pick, "LAD": "ensemble"}, {"AD": scores, "LAD": lad})
+        planned.append(studies.PlannedRun("exp", "ml", "base", seed, None, "h", run))
+    study = _rows_study(rows=["GD", "LD", "AD", "LAD", "K1"])
+    result = studies.aggregate(study, planned)
+    cells = {c.variant: c for c in result.cells}
+    assert [c.evaluated for c in cells["AD"].choices] == ["ensemble(GD+LD)", "head", "GD"]
+    assert cells["GD"].choices == [] and cells["LD"].choices == []
+    rows = {r["variant"]: r for r in csv.DictReader(io.StringIO(report.csv_text(result)))}
+    assert rows["AD"]["evaluated"] == "ensemble(GD+LD), head, GD"
+    assert rows["LAD"]["evaluated"] == "ensemble(LD) ×3"  # the type's spaces, spelt out
+    assert rows["K1"]["evaluated"] == rows["AD"]["evaluated"]  # K rows score the main type
+    assert float(rows["AD"]["valid_head"]) == pytest.approx(0.20)  # (0.20 + 0.24 + 0.16) / 3
+    # the chosen candidate per seed: ensemble 0.22, head 0.24, GD 0.22
+    assert float(rows["AD"]["valid_chosen"]) == pytest.approx((0.22 + 0.24 + 0.22) / 3, abs=1e-6)
+    assert rows["AD"]["valid_best_space"] == "LD"  # LD 0.20 pooled beats GD 0.19
+    assert float(rows["AD"]["valid_best_space_value"]) == pytest.approx(0.20)
+    assert rows["GD"]["evaluated"] == rows["GD"]["valid_head"] == ""
+    md = report.markdown(result)
+    assert "| evaluated (per seed) | valid: head / chosen / best space |" in md
+    assert "| exp | ml | AD | ensemble(GD+LD), head, GD | 0.2000 / 0.2267 / LD 0.2000 |" in md
+    assert "| exp | ml | GD |  |  |" in md
+    assert "head's test figure is not stored" in md
+
+
+def test_runs_without_a_selector_keep_the_table_as_it_was(tmp_path):
+    """A study whose runs record no choice (every non-GLA study) gets no new columns, so its
+    committed table keeps its bytes."""
+    run = _fake_run(tmp_path / "r", {"recall@15|GD": 0.3, "recall@15|LD": 0.1,
+                                     "recall@15|AD": 0.1, "recall@15|LAD": 0.1})
+    study = _rows_study()
+    result = studies.aggregate(study, _planned(study, {"x": run}))
+    assert "evaluated" not in report.markdown(result)
+    assert "evaluated" not in report.csv_text(result).splitlines()[0]
+    paper = _choice_run(tmp_path / "p", 0.1, {"AD": "head", "LAD": "head"}, {})
+    result = studies.aggregate(study, _planned(study, {"p": paper}))
+    rows = {r["variant"]: r for r in csv.DictReader(io.StringIO(report.csv_text(result)))}
+    assert rows["AD"]["evaluated"] == "head" and rows["AD"]["valid_head"] == ""  # no selection
