@@ -63,12 +63,26 @@ def load_config(path: Path) -> SummaryConfig:
     return validate_file(SummaryConfig, load_yaml_file(path, "summary file"), path)
 
 
+@dataclass(frozen=True)
+class HeadCheck:
+    """A composite row's trained attention head against its best single space, on validation
+    (means over seeds, from the study table's valid_* columns)."""
+
+    dataset: str
+    study: str
+    variant: str
+    head: float
+    best_space: str
+    best_value: float
+
+
 @dataclass
 class Line:
     """A rendered summary line and, when the table could not supply it, why."""
 
     cells: list[str]
     problem: str | None = None
+    head: HeadCheck | None = None  # a composite row whose table has the head's validation figure
 
 
 @dataclass
@@ -167,8 +181,41 @@ def render_line(row: Row, results_dir: Path, studies_dir: Path | None,
     if ours is None:
         return marked("(not run)", "the table has no finished run for this row")
     paper = rec.get("paper") or "—"
-    return Line([row.label, rec["dataset"], metric, ours, str(int(_float(rec["seeds"]) or 0)),
-                 paper, _gap(rec), _interval(rec), rec.get("verdict") or "—", source])
+    label = row.label + (f" — evaluated: {rec['evaluated']}" if rec.get("evaluated") else "")
+    return Line([label, rec["dataset"], metric, ours, str(int(_float(rec["seeds"]) or 0)),
+                 paper, _gap(rec), _interval(rec), rec.get("verdict") or "—", source],
+                head=_head_check(rec, row))
+
+
+def _head_check(rec: dict[str, str], row: Row) -> HeadCheck | None:
+    head, best = _float(rec.get("valid_head")), _float(rec.get("valid_best_space_value"))
+    if head is None or best is None or not rec.get("valid_best_space"):
+        return None
+    return HeadCheck(rec["dataset"], row.study, row.variant, head, rec["valid_best_space"], best)
+
+
+def head_sentences(checks: list[HeadCheck]) -> list[str]:
+    """One plain sentence per dataset (and study: the split protocols differ) saying whether the
+    trained attention head beats its best single space on validation. Why: most composite
+    rows evaluate an ensemble the selector chose instead of the head, so the rows themselves
+    do not answer whether the trained attention works (issue 34)."""
+    groups: dict[tuple[str, str], list[HeadCheck]] = {}
+    for c in checks:
+        groups.setdefault((c.dataset, c.study), []).append(c)
+    if not groups:
+        return []
+    out = ["Does the trained attention head beat its best single space? On validation (the "
+           "selector's figures, mean over seeds; the head's test figure is not stored; rows "
+           "without a validation split have none):", ""]
+    for (dataset, study), group in groups.items():
+        wins = [c for c in group if c.head > c.best_value]
+        losses = [c.variant for c in group if c not in wins]
+        answer = ("yes" if not losses else "no" if not wins else
+                  f"only for {', '.join(c.variant for c in wins)}, not for {', '.join(losses)}")
+        detail = "; ".join(f"{c.variant} head {c.head:.4f} {'>' if c in wins else '≤'} "
+                           f"{c.best_space} {c.best_value:.4f}" for c in group)
+        out.append(f"- {dataset} ({study}): {answer} — {detail}.")
+    return out + [""]
 
 
 def _interval(rec: dict[str, str]) -> str:
@@ -239,7 +286,10 @@ def render(config: SummaryConfig, results_dir: Path, studies_dir: Path | None = 
            "shown; \"paper\" is the figure the study file quotes; ⚠ marks an attentive model "
            "below the best single space it attends over. 95% CI: bootstrap over evaluation "
            "units pooled over seeds (— where the study table predates it or has no per-unit "
-           "data); verdict: the paper's figure inside / above / below that interval.", ""]
+           "data); verdict: the paper's figure inside / above / below that interval. "
+           "\"— evaluated:\" names what scored a composite row in each seed, from its study "
+           "table: the trained attention head, uniform α, the standardised ensemble of the "
+           "spaces named, or one single space.", ""]
     problems: list[str] = []
     for paper in config.papers:
         title = f"### {paper.title}"
@@ -250,12 +300,16 @@ def render(config: SummaryConfig, results_dir: Path, studies_dir: Path | None = 
             out += [" ".join(paper.note.split()), ""]
         out += block_card(paper, studies_dir)
         out += ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+        checks = []
         for row in paper.rows:
             line = render_line(row, results_dir, studies_dir, tables, link_root)
             out.append("| " + " | ".join(_escape(c) for c in line.cells) + " |")
             if line.problem:
                 problems.append(line.problem)
+            if line.head is not None:
+                checks.append(line.head)
         out.append("")
+        out += head_sentences(checks)
     return Summary("\n".join(out).rstrip("\n") + "\n", problems)
 
 

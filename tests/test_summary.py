@@ -193,3 +193,41 @@ def test_committed_summary_reports_test_figures_only():
             path = ROOT / "experiments" / "studies" / f"{row.study}.yaml"
             if path.is_file():
                 assert yaml.safe_load(path.read_text()).get("split", "test") == "test", row
+
+
+def test_composite_rows_say_what_they_evaluated_and_whether_the_head_beats_a_single_space(
+        tmp_path):
+    """Issue 34: the label carries the table's 'evaluated' column, and a generated sentence
+    per dataset says plainly whether the trained head beats its best single space on
+    validation (from the table's valid_* columns, never typed)."""
+    from recbench.composite import Choice
+
+    def choice(evaluated, head, gd, ld):
+        return Choice(evaluated, {"head": head, "uniform": 0.1, "ensemble": 0.2,
+                                  "GD": gd, "LD": ld})
+
+    cells = [Cell("g-ml", "ml-100k", "AD", [0.18, 0.19], [Path("a"), Path("b")],
+                  choices=[choice("ensemble", 0.20, 0.21, 0.22), choice("head", 0.18, 0.20, 0.20)]),
+             Cell("g-ml", "ml-100k", "AP", [0.20, 0.21], [Path("a"), Path("b")],
+                  choices=[choice("head", 0.30, 0.21, 0.22), choice("GD", 0.25, 0.26, 0.20)]),
+             Cell("p-ml", "ml-100k", "AD", [0.10], [Path("c")], choices=[Choice("head", {})]),
+             Cell("g-ye", "yelp", "AD", [0.30], [Path("d")], choices=[choice("head", 0.5, 0.4, 0.3)])]
+    study = StudyConfig(study="reps", base=["x.yaml"], rows=["AD", "AP"])
+    result = StudyResult(study=study, metric="recall@15", reference="AD", cells=cells,
+                         numeric_axis=False)
+    folder = tmp_path / "results" / "reps"
+    folder.mkdir(parents=True)
+    (folder / "table.csv").write_text(csv_text(result))
+    rows = [{"label": f"{v} {e}", "study": "reps", "experiment": e, "variant": v,
+             "metric": "recall@15"} for e, v in [("g-ml", "AD"), ("g-ml", "AP"), ("p-ml", "AD"),
+                                                  ("g-ye", "AD")]]
+    config = summary.SummaryConfig(papers=[{"title": "GLA", "rows": rows}])
+    made = summary.render(config, tmp_path / "results", None, link_root=tmp_path).markdown
+    labels = list(_lines(made))
+    assert labels == ["AD g-ml — evaluated: ensemble, head", "AP g-ml — evaluated: head, GD",
+                      "AD p-ml — evaluated: head", "AD g-ye — evaluated: head"]
+    # pooled: AD head 0.19 vs LD 0.21 (GD 0.205); AP head 0.275 vs GD 0.235; yelp 0.5 vs GD 0.4
+    assert "- ml-100k (reps): only for AP, not for AD — AD head 0.1900 ≤ LD 0.2100; " \
+           "AP head 0.2750 > GD 0.2350." in made
+    assert "- yelp (reps): yes — AD head 0.5000 > GD 0.4000." in made
+    assert made.count("(reps):") == 2  # the row without a selector adds no claim
