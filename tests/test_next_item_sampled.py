@@ -147,3 +147,24 @@ def test_adam_betas_reach_the_optimiser():
     assert make_optimizer(p, TrainConfig(betas=(0.9, 0.98))).param_groups[0]["betas"] == (0.9, 0.98)
     with pytest.raises(ValueError):
         TrainConfig(betas=(0.9, 1.0))
+
+
+def test_sasrec_reduction_builds_no_history_graph_and_scores_the_same(monkeypatch):
+    """No layer of the Attention reduction reads the (B, L, L) history graph: it is not built,
+    and the states equal those of the old path that built it and threw it away."""
+    cfg = gm.GConvTransformConfig(**SASREC, next_item=nt.NextItemConfig(max_len=6))
+    torch.manual_seed(0)
+    model = gm.GConvTransform(cfg, 20, None).eval()
+    items = torch.tensor([[0, 0, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6]])
+    model.graph = True  # the old path: a, live and p built
+    old = model.states(items)
+    model.graph = False
+
+    def fail(*args, **kwargs):
+        raise AssertionError("history graph built")
+
+    monkeypatch.setattr(gm, "history_adjacency", fail)
+    assert torch.equal(model.states(items), old)
+    scores = model.score_items(items, items > 0, torch.tensor([[7, 8]]).expand(10, 2))
+    full = model.score_positions(items, items > 0)
+    assert torch.allclose(scores, full[:, [7, 8]], atol=1e-6)
