@@ -97,6 +97,8 @@ class TrainConfig(Strict):
     batch_size: PosInt = 2048
     weight_decay: NonNegFloat = 0.0
     optimizer: Literal["adam", "adamw", "sgd", "adagrad", "lbfgs"] = "adam"
+    # Adam/AdamW's (β1, β2): torch's default; SASRec's reference code uses (0.9, 0.98)
+    betas: tuple[Share, Share] = (0.9, 0.999)
     patience: PosInt | None = 10  # early stopping on `monitor` (None: run the fixed schedule)
     monitor: str | None = None  # validation metric for best.pt; default: the task's headline
     eval_every: PosInt = 1
@@ -393,6 +395,9 @@ HASH_DEFAULTS: dict[tuple[str, ...], object] = {
     ("model", "knn_decays"): [1.0],
     ("model", "next_item", "min_item_ratings"): 1,  # next-item task: every item kept
     ("train", "kernels"): "auto",  # issue 36: what every run before the key did
+    ("model", "next_item", "loss"): "softmax",  # next-item task: full-softmax cross-entropy
+    ("model", "next_item", "windows"): "every_target",
+    ("train", "betas"): [0.9, 0.999],  # torch's Adam default
 }
 
 

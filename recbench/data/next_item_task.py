@@ -49,6 +49,12 @@ class NextItemConfig(Strict):
     valid_monitor: NonNegInt = 6000  # validation samples scored each epoch (a fixed seeded subset
     # of the validation split, whose samples are all kept out of training); 0: all of them
     num_sampled_negatives: NonNegInt = 100  # the sampled HR@10 (field's usual scale); 0: none
+    loss: Literal["softmax", "bce_sampled"] = "softmax"  # softmax: cross-entropy over all items;
+    # bce_sampled: SASRec's own, binary cross-entropy on the target and on one uniformly drawn
+    # item the user never rated in training, per position (causal window models only)
+    windows: Literal["every_target", "last_per_user"] = "every_target"  # an epoch of a causal
+    # model: every training target once (overlapping windows), or SASRec's, one window per user
+    # holding its last max_len training targets (earlier targets of a long history never train)
     graph_neighbours: NonNegInt = 20  # item–item cosine graph: top neighbours kept per item
     timing_batches: PosInt = 20  # inference timing: median over this many batches of 96
     timing_warmup: NonNegInt = 3
@@ -221,20 +227,31 @@ class Windows:
 
     inputs: torch.Tensor  # (W, L)
     targets: torch.Tensor  # (W, L)
+    owner: torch.Tensor  # (W,) the sequence (user) each window comes from
 
 
-def training_windows(seqs: Sequences, max_len: int) -> Windows:
+def training_windows(seqs: Sequences, max_len: int, last_per_user: bool = False) -> Windows:
     """Cover every training target exactly once with the most history a window allows.
 
     Window ends ``e`` step back from each sequence's last position by ``h = L // 2``; target
     ``t`` belongs to the window with the smallest ``e >= t``, so it sees at least ``L - h``
     items of history inside the window (all of them near the start of a sequence). Training on
-    all positions of a window at once (causal masking) costs about what one sample costs."""
+    all positions of a window at once (causal masking) costs about what one sample costs.
+
+    ``last_per_user``: SASRec's epoch instead: one window per user ending at its last training
+    target, holding the last ``L`` of them (its input is the ``L`` items before each)."""
     h = max(max_len // 2, 1)
     train = seqs.index("train")
     seq, pos = seqs.sample_seq[train], seqs.sample_pos[train]
-    last = np.diff(seqs.starts)[seq] - 1
-    end = last - ((last - pos) // h) * h
+    if last_per_user:
+        last_train = np.full(len(seqs.users), -1, dtype=np.int64)
+        np.maximum.at(last_train, seq, pos)
+        end = last_train[seq]
+        keep = pos > end - max_len
+        seq, pos, end = seq[keep], pos[keep], end[keep]
+    else:
+        last = np.diff(seqs.starts)[seq] - 1
+        end = last - ((last - pos) // h) * h
     key = np.unique(np.stack([seq, end], 1), axis=0)
     lookup = {(int(s), int(e)): w for w, (s, e) in enumerate(key)}
     inputs = np.zeros((len(key), max_len), dtype=np.int64)
@@ -247,4 +264,41 @@ def training_windows(seqs: Sequences, max_len: int) -> Windows:
     for s, p, e in zip(seq, pos, end, strict=True):
         w = lookup[(int(s), int(e))]
         targets[w, p - e + max_len - 1] = seqs.items[seqs.starts[s] + p]
-    return Windows(torch.as_tensor(inputs), torch.as_tensor(targets))
+    return Windows(torch.as_tensor(inputs), torch.as_tensor(targets),
+                   torch.as_tensor(key[:, 0].astype(np.int64)))
+
+
+class UnratedSampler:
+    """Draws, per training position, one item its user never rated in training, uniformly
+    (SASRec's negative: the reference draws outside the user's training items, so validation
+    and test items may be drawn, as there). Membership is a sorted array of ``user·(I+1)+item``
+    keys (searchsorted), not a dense users × items table, so it scales with the interactions."""
+
+    def __init__(self, seqs: Sequences):
+        vis = seqs.visible_mask()
+        owner = np.repeat(np.arange(len(seqs.users)), np.diff(seqs.starts))[vis]
+        self.width = seqs.num_items + 1
+        keys = np.unique(owner * self.width + seqs.items[vis])
+        per_user = np.bincount(keys // self.width, minlength=len(seqs.users))
+        if len(per_user) and per_user.max() >= seqs.num_items:
+            user = seqs.users[int(per_user.argmax())]
+            raise DatasetError(f"user {user} rated every item in training: no negative to draw "
+                               "for next_item.loss bce_sampled")
+        self.keys = torch.as_tensor(keys)
+        self.num_items = seqs.num_items
+
+    def rated(self, owner: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        key = owner * self.width + items
+        at = torch.searchsorted(self.keys, key).clamp_max(len(self.keys) - 1)
+        return self.keys[at] == key
+
+    def draw(self, owner: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """(P,) items, one per entry of ``owner`` (sequence indices), from ``gen``: rejected
+        draws are redrawn until none is left (every user has an unrated item: checked above)."""
+        out = torch.randint(1, self.num_items + 1, owner.shape, generator=gen)
+        bad = self.rated(owner, out)
+        while bool(bad.any()):
+            idx = bad.nonzero().squeeze(1)
+            out[idx] = torch.randint(1, self.num_items + 1, idx.shape, generator=gen)
+            bad[idx] = self.rated(owner[idx], out[idx])
+        return out

@@ -100,19 +100,30 @@ def eval_scores(scores: torch.Tensor) -> torch.Tensor:
 class NextItemTrainer(TrainerBase):
     """Trains one next-item model with the chosen epoch strategy; evaluates on a split."""
 
-    monitor = "ndcg@10"
-
     def __init__(self, model: torch.nn.Module, ctx: RunContext, data: NextItemData,
                  mode: Mode, loss: Literal["ce", "hinge"] = "ce", eval_batch: int = 512,
                  timing_batch: int = 96):
         self.model = model.to(ctx.device)
         self.ctx, self.data, self.mode, self.loss = ctx, data, mode, loss
+        self.monitor = ctx.train.monitor or "ndcg@10"  # SASRec's recipe: sampled_ndcg@10
         self.eval_batch, self.timing_batch = eval_batch, timing_batch
         self.ks = sorted(set(ctx.eval.k) | {1, 10})
-        self.windows = nt.training_windows(data.seqs, data.cfg.max_len) if mode == "windows" else None
+        self.sampled = data.cfg.loss == "bce_sampled"
+        if self.sampled and not (mode == "windows" and hasattr(model, "score_items")):
+            raise ValueError("next_item.loss bce_sampled needs a causal model trained on "
+                             "windows (gconv_transform); use loss softmax")
+        if data.cfg.windows == "last_per_user" and mode != "windows":
+            raise ValueError("next_item.windows last_per_user needs a causal model trained on "
+                             "windows (gconv_transform)")
+        self.windows = nt.training_windows(
+            data.seqs, data.cfg.max_len, data.cfg.windows == "last_per_user"
+        ) if mode == "windows" else None
+        self.negatives = nt.UnratedSampler(data.seqs) if self.sampled else None
         params = [p for p in model.parameters() if p.requires_grad]
         self.opt = make_optimizer(params, ctx.train) if params else None
         self.gen = torch_generator(ctx.seed, "batches")
+        # its own stream: the batch order is the softmax run's, whatever the loss draws
+        self.neg_gen = torch_generator(ctx.seed, "next-item:train-negatives")
         self._masks: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
 
     def stages(self) -> list[Stage]:
@@ -122,39 +133,50 @@ class NextItemTrainer(TrainerBase):
     def has_valid(self) -> bool:  # the task's own sample-level split, not the graph's
         return len(self.data.index["valid"]) > 0
 
-    def _step(self, loss: torch.Tensor) -> float:
+    def _step(self, loss: torch.Tensor) -> torch.Tensor:
+        """One update; the loss comes back detached, on its device (no host sync per step)."""
         self.opt.zero_grad()
         loss.backward()
         self.opt.step()
-        return float(loss)
+        return loss.detach()
 
     def _loss(self, scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         if self.loss == "hinge":  # Crammer-Singer multi-class hinge (the linear SVM)
             return F.multi_margin_loss(scores, targets)
         return F.cross_entropy(scores, targets)
 
+    def _window_loss(self, inputs: torch.Tensor, targets: torch.Tensor, where: torch.Tensor,
+                     owner: torch.Tensor) -> torch.Tensor:
+        """The loss of one batch of windows over its target positions (``where``)."""
+        if not self.sampled:
+            return self._loss(self.model.score_positions(inputs, where), targets[where])
+        return sampled_bce(self.model, inputs, targets, where, self.negatives.draw(
+            owner[:, None].expand(where.shape)[where.cpu()], self.neg_gen).to(inputs.device))
+
     def train_epoch(self, epoch: int) -> dict[str, float]:
         if self.mode == "none":
             return {}
         self.model.train()
         dev, bs = self.ctx.device, self.ctx.train.batch_size
-        total, count = 0.0, 0
+        # summed on the device in float64, read once per epoch: no host sync per step
+        total = torch.zeros((), dtype=torch.float64, device=dev)
+        count = torch.zeros((), dtype=torch.float64, device=dev)
         if self.mode == "windows":
             w = self.windows
             for idx in torch.randperm(len(w.inputs), generator=self.gen).split(bs):
                 inputs, targets = w.inputs[idx].to(dev), w.targets[idx].to(dev)
                 where = targets > 0
-                scores = self.model.score_positions(inputs, where)
-                n = int(where.sum())
-                total += self._step(self._loss(scores, targets[where])) * n
+                n = where.sum()
+                loss = self._window_loss(inputs, targets, where, w.owner[idx])
+                total += self._step(loss).double() * n
                 count += n
         else:
             hist, tgt = self.data.histories["train"], self.data.targets["train"]
             for idx in torch.randperm(len(tgt), generator=self.gen).split(bs):
                 scores = self.model.score_last(hist[idx].to(dev))
-                total += self._step(self._loss(scores, tgt[idx].to(dev))) * len(idx)
+                total += self._step(self._loss(scores, tgt[idx].to(dev))).double() * len(idx)
                 count += len(idx)
-        return {"loss": total / max(count, 1)}
+        return {"loss": float(total / count.clamp_min(1))}
 
     def _prefix_masks(self, split: str) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per evaluation batch: (row, item) of every item rated before the target."""
@@ -207,9 +229,21 @@ class NextItemTrainer(TrainerBase):
 
     def state_dict(self) -> dict:
         return {"opt": None if self.opt is None else self.opt.state_dict(),
-                "gen": self.gen.get_state()}
+                "gen": self.gen.get_state(), "neg_gen": self.neg_gen.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
         if self.opt is not None and state.get("opt") is not None:
             self.opt.load_state_dict(state["opt"])
         self.gen.set_state(state["gen"])
+        if "neg_gen" in state:  # checkpoints from before the sampled loss have none
+            self.neg_gen.set_state(state["neg_gen"])
+
+
+def sampled_bce(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
+                where: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
+    """SASRec's loss: mean over target positions of −log σ(s_target) plus the mean of
+    −log(1 − σ(s_negative)), one negative per position (the reference sums the two means)."""
+    logits = model.score_items(inputs, where, torch.stack([targets[where], negatives], 1))
+    labels = torch.zeros_like(logits)
+    labels[:, 0] = 1.0
+    return F.binary_cross_entropy_with_logits(logits, labels, reduction="none").mean(0).sum()

@@ -38,14 +38,15 @@ def make_optimizer(params, cfg: TrainConfig, native_step: bool = False
     through the native kernels takes Adam's update from them too (``native.adam``)."""
     params = [p for p in params if p.requires_grad]
     common = dict(lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+    betas = tuple(cfg.betas)
     if cfg.optimizer == "adam":
         if native_step:
             from recbench.native.adam import NativeAdam
 
-            return NativeAdam(params, **common)
-        return torch.optim.Adam(params, **common)
+            return NativeAdam(params, betas=betas, **common)
+        return torch.optim.Adam(params, betas=betas, **common)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, **common)
+        return torch.optim.AdamW(params, betas=betas, **common)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, **common)
     if cfg.optimizer == "adagrad":

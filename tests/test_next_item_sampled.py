@@ -1,0 +1,170 @@
+"""SASRec's own training recipe on the next-item task (issue 33): the sampled binary
+cross-entropy, its unrated-negative sampler, one window per user, Adam's betas, the monitor."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from recbench.config import EvalConfig, TrainConfig
+from recbench.data import next_item_task as nt
+from recbench.data.graph import Dataset
+from recbench.models import gconv_transform as gm
+from recbench.train.api import RunContext
+from recbench.train.next_item import sampled_bce
+from recbench.train.trainers import make_optimizer
+from tests.test_next_item import successor_graph
+
+SASREC = dict(name="gconv_transform", hidden=8, num_heads=1, graph=False, chebyshev=False,
+              feedforward=True, item_graph=False)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _ctx(g, **train) -> RunContext:
+    return RunContext(Dataset(g, {"protocol": {"split_seed": 0}}),
+                      TrainConfig(**{"batch_size": 16, "epochs": 3, "lr": 2e-2, **train}),
+                      EvalConfig(k=[10, 1]), torch.device("cpu"), seed=0)
+
+
+class FixedScores(torch.nn.Module):
+    """score_items → a fixed table of logits per item (the same at every position)."""
+
+    def __init__(self, table: dict[int, float]):
+        super().__init__()
+        self.table = table
+
+    def score_items(self, inputs, where, items):
+        return torch.tensor([[self.table[int(i)] for i in row] for row in items])
+
+
+def test_sampled_bce_two_positions_by_hand():
+    # one window, two target positions: targets 3 and 4, negatives 7 and 9
+    inputs = torch.tensor([[0, 1, 2]])
+    targets = torch.tensor([[0, 3, 4]])
+    where = targets > 0
+    model = FixedScores({3: 2.0, 4: -1.0, 7: 0.5, 9: -3.0})
+    got = sampled_bce(model, inputs, targets, where, torch.tensor([7, 9]))
+
+    def sig(x: float) -> float:
+        return 1 / (1 + math.exp(-x))
+
+    pos = -(math.log(sig(2.0)) + math.log(sig(-1.0))) / 2
+    neg = -(math.log(1 - sig(0.5)) + math.log(1 - sig(-3.0))) / 2
+    assert float(got) == pytest.approx(pos + neg, rel=1e-6)
+
+
+def test_unrated_sampler_never_draws_a_training_item_and_is_seeded():
+    # 6 users over 12 items, each rated 10 of them: only 2 unrated items a user can draw
+    g = successor_graph(num_users=6, num_items=12, length=10)
+    seqs = nt.build_sequences(g, nt.NextItemConfig(min_history=1, split="leave_last_out"), 0)
+    sampler = nt.UnratedSampler(seqs)
+    owner = torch.arange(6).repeat_interleave(500)
+    draw = sampler.draw(owner, torch.Generator().manual_seed(1))
+    vis = seqs.visible_mask()
+    for s in range(6):
+        a, b = seqs.starts[s], seqs.starts[s + 1]
+        rated = set(seqs.items[a:b][vis[a:b]].tolist())
+        got = set(draw[owner == s].tolist())
+        assert not got & rated and got <= set(range(1, 13))
+        assert got == set(range(1, 13)) - rated  # the reference's pool: all non-training items
+    again = sampler.draw(owner, torch.Generator().manual_seed(1))
+    assert torch.equal(draw, again)
+
+
+def test_unrated_sampler_refuses_a_user_who_rated_everything():
+    from recbench.errors import DatasetError
+
+    g = successor_graph(num_users=3, num_items=5, length=5)
+    seqs = nt.build_sequences(g, nt.NextItemConfig(min_history=1, split="random"), 0)
+    seqs.split[:] = nt.SPLIT_CODES["train"]
+    with pytest.raises(DatasetError, match="rated every item"):
+        nt.UnratedSampler(seqs)
+
+
+def test_last_per_user_window_holds_each_users_last_training_targets():
+    g = successor_graph(num_users=5, num_items=30, length=12)
+    seqs = nt.build_sequences(g, nt.NextItemConfig(min_history=1, split="leave_last_out"), 0)
+    w = nt.training_windows(seqs, max_len=4, last_per_user=True)
+    assert w.inputs.shape == (5, 4) and sorted(w.owner.tolist()) == list(range(5))
+    for r, s in enumerate(w.owner.tolist()):
+        items = seqs.items[seqs.starts[s]:seqs.starts[s + 1]]  # 12: test last, valid before
+        assert w.targets[r].tolist() == items[6:10].tolist()  # the last 4 training targets
+        assert w.inputs[r].tolist() == items[5:9].tolist()  # the item before each of them
+    every = nt.training_windows(seqs, max_len=4)
+    assert int((every.targets > 0).sum()) == len(seqs.index("train")) == 5 * 9
+
+
+def test_sasrec_recipe_trains_and_learns_the_successor_rule():
+    ctx = _ctx(successor_graph(num_users=40), betas=[0.9, 0.98], monitor="sampled_ndcg@10")
+    cfg = gm.GConvTransformConfig(**SASREC, next_item=nt.NextItemConfig(
+        max_len=6, num_sampled_negatives=5, loss="bce_sampled", windows="last_per_user"))
+    tr = gm.make_gconv_transform_trainer(cfg, ctx)
+    assert tr.monitor == "sampled_ndcg@10" and tr.opt.param_groups[0]["betas"] == (0.9, 0.98)
+    before = tr.evaluate("test").metrics["hr@1"]
+    losses = [tr.train_epoch(e)["loss"] for e in range(25)]
+    assert losses[-1] < losses[0]
+    assert tr.evaluate("test").metrics["hr@1"] > before + 0.3
+    # a resumed run draws the negatives the interrupted one would have drawn next
+    fresh = gm.make_gconv_transform_trainer(cfg, ctx)
+    assert not torch.equal(fresh.neg_gen.get_state(), tr.neg_gen.get_state())
+    fresh.load_state_dict(tr.state_dict())
+    assert torch.equal(fresh.neg_gen.get_state(), tr.neg_gen.get_state())
+
+
+def test_sampled_loss_refuses_models_trained_one_sample_at_a_time():
+    cfg = gm.GConvTransformConfig(**SASREC, training="samples", next_item=nt.NextItemConfig(
+        max_len=6, num_sampled_negatives=5, loss="bce_sampled"))
+    with pytest.raises(ValueError, match="bce_sampled"):
+        gm.make_gconv_transform_trainer(cfg, _ctx(successor_graph(num_users=10)))
+
+
+def test_defaults_leave_run_hashes_alone():
+    """The new keys at their defaults hash as if absent: no committed run's hash moves."""
+    from recbench.config import hash_plain
+
+    plain = {"name": "x", "train": {"lr": 0.001, "betas": [0.9, 0.999]},
+             "model": {"name": "gconv_transform",
+                       "next_item": {"max_len": 6, "loss": "softmax", "windows": "every_target"}}}
+    old = {"name": "x", "train": {"lr": 0.001},
+           "model": {"name": "gconv_transform", "next_item": {"max_len": 6}}}
+    assert hash_plain(plain) == hash_plain(old)
+    plain["train"]["betas"] = [0.9, 0.98]
+    assert hash_plain(plain) != hash_plain(old)
+
+
+def test_adam_betas_reach_the_optimiser():
+    p = [torch.nn.Parameter(torch.zeros(2))]
+    assert make_optimizer(p, TrainConfig()).param_groups[0]["betas"] == (0.9, 0.999)
+    assert make_optimizer(p, TrainConfig(betas=(0.9, 0.98))).param_groups[0]["betas"] == (0.9, 0.98)
+    with pytest.raises(ValueError):
+        TrainConfig(betas=(0.9, 1.0))
+
+
+def test_sasrec_reduction_builds_no_history_graph_and_scores_the_same(monkeypatch):
+    """No layer of the Attention reduction reads the (B, L, L) history graph: it is not built,
+    and the states equal those of the old path that built it and threw it away."""
+    cfg = gm.GConvTransformConfig(**SASREC, next_item=nt.NextItemConfig(max_len=6))
+    torch.manual_seed(0)
+    model = gm.GConvTransform(cfg, 20, None).eval()
+    items = torch.tensor([[0, 0, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6]])
+    model.graph = True  # the old path: a, live and p built
+    old = model.states(items)
+    model.graph = False
+
+    def fail(*args, **kwargs):
+        raise AssertionError("history graph built")
+
+    monkeypatch.setattr(gm, "history_adjacency", fail)
+    assert torch.equal(model.states(items), old)
+    scores = model.score_items(items, items > 0, torch.tensor([[7, 8]]).expand(10, 2))
+    full = model.score_positions(items, items > 0)
+    assert torch.allclose(scores, full[:, [7, 8]], atol=1e-6)
