@@ -199,7 +199,9 @@ def find_record(folder: Path, config_hash: str, rehash: Rehash | None = None,
 
 
 def find_partial(runs_root: Path, experiment: str, config_hash: str,
-                 rehash: Rehash | None = None) -> Path | None:
+                 rehash: Rehash | None = None, data_hash: str | None = None) -> Path | None:
+    """The newest resumable partial run of the config; with ``data_hash``, None when that run
+    began on other data (a new run is started; the old folder is kept)."""
     parent = runs_root / experiment
     if not parent.is_dir():
         return None
@@ -208,7 +210,11 @@ def find_partial(runs_root: Path, experiment: str, config_hash: str,
     if not hits:
         hits = sorted(_rehashed(parent, config_hash, lambda p: p.name.endswith(PARTIAL)
                                 and (p / "last.pt").is_file(), rehash), key=_age)
-    return hits[-1] if hits else None
+    if not hits:
+        return None
+    if data_hash is not None and started_on(hits[-1]) not in (None, data_hash):
+        return None
+    return hits[-1]
 
 
 @contextlib.contextmanager

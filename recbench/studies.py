@@ -463,9 +463,7 @@ def run_planned(plain: dict, data_root: str, runs_root: str, device: str,
         finished = runs.find_finished(root, cfg.name, h, rehash=stored_hash, data_hash=now)
         if finished is not None:
             return str(finished)
-        partial = runs.find_partial(root, cfg.name, h, rehash=stored_hash)
-        if partial is not None and now is not None and runs.started_on(partial) not in (None, now):
-            partial = None  # begun on other data: a new run, the old folder is kept
+        partial = runs.find_partial(root, cfg.name, h, rehash=stored_hash, data_hash=now)
         return str(train_run(cfg, DataPaths(Path(data_root)), root, device, partial))
 
 

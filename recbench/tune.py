@@ -312,9 +312,7 @@ def _train_or_read(trial, cfg: ExperimentConfig, h: str, root: Path, space: Sear
     now = data_hash(cfg.dataset, paths)  # a run on other data is no answer for this trial
     finished = runs.find_finished(root, cfg.name, h, rehash=stored_hash, data_hash=now)
     if finished is None:
-        partial = runs.find_partial(root, cfg.name, h, rehash=stored_hash)
-        if partial is not None and now is not None and runs.started_on(partial) not in (None, now):
-            partial = None  # begun on other data: a new run, the old folder is kept
+        partial = runs.find_partial(root, cfg.name, h, rehash=stored_hash, data_hash=now)
 
         def progress(rec: dict) -> None:
             name = space.objective or rec["monitor"]
