@@ -20,6 +20,7 @@ from recbench.studies import (
     StudyConfig,
     StudyResult,
     aggregate,
+    as_recorded,
     plan,
     refresh,
     select,
@@ -66,7 +67,9 @@ def open_study(study: StudyConfig, runs_root: Path, results_dir: Path,
 
 def report_study(session: StudyRun) -> tuple[StudyResult, int] | None:
     """Write results/STUDY/ (table, extra tables, plot, runs.txt) from the finished runs of the
-    configs planned when the study opened (:func:`refresh`), and record them in the ledger.
+    configs planned when the study opened (:func:`refresh`), and record them in the ledger;
+    the files are written from the ledger's records of those runs (:func:`as_recorded`), so
+    runs.txt names records and a ``--report-only`` rebuild writes the same bytes.
     Returns the result and the number of new ledger records; None, writing nothing, when no
     run of the study has finished (a table of '(not run)' would replace a committed one)."""
     session.full_plan = refresh(session.full_plan, session.runs_root, session.ledger,
@@ -82,8 +85,13 @@ def report_study(session: StudyRun) -> tuple[StudyResult, int] | None:
                        f"{session.folder / 'table.csv'} have fewer finished runs here ({shown}), "
                        f"so {session.folder}/ is left as it is ({recorded} new ledger record(s)); "
                        "run those cells too, or bring their run folders or ledger records")
+    recorded = write_ledger(result, session.full_plan, session.ledger)
+    on_ledger = as_recorded(session.full_plan, session.ledger)
+    if on_ledger != session.full_plan:  # trained here: report what a fresh clone reads
+        session.full_plan = on_ledger
+        result = aggregate(session.study, on_ledger)
     report.write_study(result, session.folder)
-    return result, write_ledger(result, session.full_plan, session.ledger)
+    return result, recorded
 
 
 def lost_cells(result: StudyResult, folder: Path) -> list[str]:

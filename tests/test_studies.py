@@ -230,6 +230,35 @@ def test_ledger_reproduces_the_table_without_the_runs(tmp_path, tiny_paths):
     assert len(list(ledger.glob("*/*"))) == 4 and len(kept) == 2
 
 
+def test_a_trained_study_writes_what_a_report_only_rebuild_writes(tmp_path, tiny_paths):
+    """Issue 34: after training, runs.txt named the local runs/ folders, which no other
+    checkout has, and a report-only rebuild from the ledger wrote other bytes. The study files
+    are now written from the ledger's records: trained and rebuilt, they are byte-identical."""
+    from recbench import study_session
+
+    study = _study(tmp_path)
+    results, root = tmp_path / "results", tmp_path / "runs"
+    session = study_session.open_study(study, root, results, data=tiny_paths)
+    studies.execute(session.plan, tiny_paths, root)
+    _, recorded = study_session.report_study(session)
+    assert recorded == 4
+    folder = results / "dims"
+    names = ["table.md", "table.csv", "table.tex", "runs.txt", "plot.png"]
+    trained = {n: (folder / n).read_bytes() for n in names}
+    listed = [line.strip() for line in trained["runs.txt"].decode().splitlines()
+              if not line.startswith("[")]
+    assert len(listed) == 4 and all(Path(x).parent.parent == folder / studies.LEDGER
+                                    for x in listed)
+    for n in names:
+        (folder / n).unlink()
+    empty = tmp_path / "empty-runs"  # a fresh clone: the ledger, no runs
+    again = study_session.open_study(study, empty, results, data=tiny_paths)
+    assert again.cached == 4
+    _, recorded = study_session.report_study(again)
+    assert recorded == 0
+    assert [n for n in names if (folder / n).read_bytes() != trained[n]] == []
+
+
 def test_a_run_another_study_recorded_is_borrowed_and_copied_into_this_ledger(tmp_path,
                                                                              tiny_paths):
     """A ledger record stands for its config hash whichever study trained it: a second study
