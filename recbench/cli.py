@@ -704,9 +704,14 @@ def summary(
     check: Path = typer.Option(None, "--check", help="exit 1 when this file's block is stale"),
     config: Path = typer.Option(Path("experiments/summary/papers.yaml"), "--config"),
     studies_dir: Path = typer.Option(Path("experiments/studies"), "--studies-dir"),
+    claims_dir: Path = typer.Option(Path("experiments/claims"), "--claims-dir",
+                                    help="the papers' claims; --write/--check also cover "
+                                         "results/claims/*.md"),
     results_dir: Path = ResultsDir,
 ) -> None:
-    """Per-paper 'ours | paper | gap' tables from results/*/table.csv (the README's summary)."""
+    """Per-paper 'ours | paper | gap' tables from results/*/table.csv (the README's summary),
+    and with --write / --check each paper's claims table results/claims/PAPER.md."""
+    from recbench import claims as paper_claims
     from recbench import summary as summaries
 
     if write and check:
@@ -724,12 +729,19 @@ def summary(
                             target.parent if target else None)
     for problem in made.problems:
         err_console.print(f"[yellow]warning:[/] {problem}", highlight=False, soft_wrap=True)
+    claimed = paper_claims.render_all(claims_dir, results_dir) if target is not None else {}
     if check:
         if old != made.markdown:
             _fail(f"{check}: the summary block is stale; run `recbench summary --write {check}`", 1)
-        console.print(f"{check}: summary block up to date")
+        stale = paper_claims.stale(claimed, results_dir)
+        if stale:
+            _fail(f"{'; '.join(stale)}; run `recbench summary --write {check}`", 1)
+        console.print(f"{check}: summary block up to date; {len(claimed)} claims table(s) "
+                      "up to date")
     elif write:
         changed = summaries.write(write, made.markdown)
         console.print(f"{'wrote' if changed else 'unchanged:'} {write}")
+        for path in paper_claims.write_all(claimed):
+            console.print(f"wrote {path}")
     else:
         typer.echo(made.markdown, nl=False)

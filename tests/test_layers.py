@@ -24,6 +24,7 @@ LAYERS: dict[str, int] = {
     "recbench.report": 1,
     "recbench.tune": 1,
     "recbench.summary": 1,
+    "recbench.claims": 1,
     "recbench.study_session": 1,
     "recbench.protocol": 1,
     "recbench.stats": 1,
