@@ -59,6 +59,7 @@ NonNegInt = Annotated[int, Field(ge=0)]  # counts where 0 means "none" (warm-up 
 PosFloat = Annotated[float, Field(gt=0)]  # scales a division or a softmax depends on
 NonNegFloat = Annotated[float, Field(ge=0)]  # regularisers, weights, margins
 Share = Annotated[float, Field(ge=0, lt=1)]  # dropout, a share left out (0: none; 1: everything)
+Factor = Annotated[float, Field(gt=0, lt=1)]  # a multiplier that shrinks and never zeroes
 Probability = Annotated[float, Field(gt=0, lt=1)]  # a split both sides of which must be non-empty
 FolderName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
 
@@ -100,6 +101,12 @@ class TrainConfig(Strict):
     # Adam/AdamW's (β1, β2): torch's default; SASRec's reference code uses (0.9, 0.98)
     betas: tuple[Share, Share] = (0.9, 0.999)
     patience: PosInt | None = 10  # early stopping on `monitor` (None: run the fixed schedule)
+    # learning-rate decay on a validation plateau: every `plateau_patience` validations without
+    # improving on `monitor`, every learning rate is multiplied by `plateau_decay` (None: a
+    # constant rate). Large-batch schedules climb fast and then stall at a noise floor; a decay
+    # chosen on validation lets one session's budget finish the climb (issue 36).
+    plateau_decay: Factor | None = None
+    plateau_patience: PosInt = 3
     monitor: str | None = None  # validation metric for best.pt; default: the task's headline
     eval_every: PosInt = 1
     num_threads: PosInt | None = None
@@ -398,6 +405,8 @@ HASH_DEFAULTS: dict[tuple[str, ...], object] = {
     ("model", "next_item", "loss"): "softmax",  # next-item task: full-softmax cross-entropy
     ("model", "next_item", "windows"): "every_target",
     ("train", "betas"): [0.9, 0.999],  # torch's Adam default
+    ("train", "plateau_decay"): None,  # a constant learning rate, as every run before the key
+    ("train", "plateau_patience"): 3,
 }
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from recbench import runs
-from recbench.config import ExperimentConfig, run_hash, to_plain
+from recbench.config import ExperimentConfig, TrainConfig, run_hash, to_plain
 from recbench.data.prepare import DataPaths, load
 from recbench.eval.result import EvalResult
 from recbench.memory import allocator_setting, reuse_freed_memory
@@ -189,6 +189,7 @@ class LoopState:
     stopped: list = field(default_factory=list)
     stage_best: dict = field(default_factory=dict)
     test_best: dict = field(default_factory=dict)  # train.track_test: the best test evaluation
+    lr_scale: float = 1.0  # train.plateau_decay: the product of the decays applied so far
 
 
 @dataclass(frozen=True)
@@ -342,6 +343,32 @@ def _validate(built: Built, run_dir: Path, loop: LoopState, epoch: int, patience
     return patience is not None and loop.bad >= patience
 
 
+def _decay_on_plateau(built: Built, loop: LoopState, train: TrainConfig) -> None:
+    """``train.plateau_decay``: after every ``plateau_patience`` validations without improving
+    on the run's monitor, scale every learning rate of the trainer's optimisers. The rates live
+    in the optimisers' state (last.pt), so a resumed run continues at the decayed rate."""
+    if train.plateau_decay is None or loop.bad == 0 or loop.bad % train.plateau_patience:
+        return
+    for opt in built.trainer.optimizers():
+        for group in opt.param_groups:
+            group["lr"] *= train.plateau_decay
+    loop.lr_scale *= train.plateau_decay
+
+
+def _check_plateau_decay(built: Built, train: TrainConfig, has_valid: bool) -> None:
+    """Refuse ``train.plateau_decay`` where it could not act, instead of a silent constant rate."""
+    if train.plateau_decay is None:
+        return
+    from recbench.errors import RunError
+
+    if not has_valid:
+        raise RunError("train.plateau_decay needs a validation split to watch (set "
+                       "dataset.valid_ratio, or drop the key)")
+    if not built.trainer.optimizers():
+        raise RunError(f"train.plateau_decay: {type(built.trainer).__name__} runs its own "
+                       "schedule, so the loop cannot scale its learning rate; drop the key")
+
+
 def _track_test(built: Built, loop: LoopState, epoch: int, record: dict) -> None:
     """The official NGCF/LightGCN code's protocol (``train.track_test``): score test now, keep
     the best test evaluation on the run's monitor. It reads test labels, so it only feeds the
@@ -426,6 +453,7 @@ def _train_in(run_dir: Path, cfg: ExperimentConfig, built: Built, device: str,
     spans = schedule(built.trainer)
     num_epochs = sum(s.stage.epochs for s in spans)
     has_valid = built.trainer.has_valid()
+    _check_plateau_decay(built, cfg.train, has_valid)
     run_selects = any(s.stage.monitors is None for s in spans)
     with open(run_dir / "log.txt", "a") as log:
         for epoch in range(loop.epoch + 1, num_epochs):
@@ -445,6 +473,10 @@ def _train_in(run_dir: Path, cfg: ExperimentConfig, built: Built, device: str,
                 _track_test(built, loop, epoch, record)
             stop = (val is not None and span.stage.monitors is None
                     and _validate(built, run_dir, loop, epoch, cfg.train.patience, val))
+            if val is not None and span.stage.monitors is None and not stop:
+                _decay_on_plateau(built, loop, cfg.train)
+            if cfg.train.plateau_decay is not None:
+                record["lr_scale"] = loop.lr_scale  # the rate the next epoch trains at
             run_epoch(built.trainer, spans, loop, epoch, val)
             loop.elapsed += time.perf_counter() - t0
             loop.epoch = epoch

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from recbench import runs
-from recbench.config import expand_seeds, run_hash
+from recbench.config import expand_seeds, hash_plain, run_hash, to_plain
 from recbench.errors import RunError
 from recbench.experiment import load_experiment
 from recbench.runner import evaluate_run, train_run
@@ -231,3 +231,60 @@ def test_track_test_records_best_test_evaluation_without_selecting(tmp_path, tin
     assert curve[best] == max(curve)
     # the headline is the validation-selected epoch's test figure, not the test-selected one
     assert metrics["test"]["recall@5"] == pytest.approx(curve[metrics["best_epoch"]])
+
+
+def _expected_scales(valid: list[float], decay: float, every: int) -> list[float]:
+    """The lr scale after each validation, replayed from the validation curve (higher is
+    better): a decay after every ``every`` validations without a new best."""
+    best, bad, scale, out = None, 0, 1.0, []
+    for v in valid:
+        if best is None or v > best:
+            best, bad = v, 0
+        else:
+            bad += 1
+            if bad % every == 0:
+                scale *= decay
+        out.append(scale)
+    return out
+
+
+@pytest.mark.parametrize("model", [{"name": "bpr_mf", "emb_dim": 8},
+                                   {"name": "lightgcn", "emb_dim": 8, "num_layers": 2}])
+def test_plateau_decay_scales_the_rate_after_validations_without_improving(tmp_path, tiny_paths,
+                                                                           model):
+    """train.plateau_decay: the rate the optimiser holds follows the validation curve, the run
+    hash of a config without the key is unchanged, and a resumed run decays as an uninterrupted
+    one does (BPR-MF and LightGCN, whose step takes Adam's update from the native kernels)."""
+    train = {"epochs": 12, "lr": 0.05, "patience": None, "plateau_decay": 0.5,
+             "plateau_patience": 1}
+    cfg, run = _train(tmp_path, tiny_paths, "decayed", model=model, train=train)
+    history = [json.loads(ln) for ln in (run / "history.jsonl").read_text().splitlines()]
+    monitor = runs.read_metrics(run)["monitor"]
+    valid = [h[f"valid_{monitor}"] for h in history]
+    scales = [h["lr_scale"] for h in history]
+    assert scales == pytest.approx(_expected_scales(valid, 0.5, 1))
+    assert min(scales) < 1.0  # the tiny curve does stall, so the rule was exercised
+    last = torch.load(run / "last.pt", weights_only=True)
+    lrs = [g["lr"] for g in last["trainer"]["opt"]["param_groups"]]
+    assert lrs and lrs == pytest.approx([0.05 * scales[-1]] * len(lrs))
+
+    with pytest.raises(KeyboardInterrupt):
+        train_run(cfg, tiny_paths, tmp_path / "runs2", progress=interrupt_at(7))
+    partial = runs.find_partial(tmp_path / "runs2", cfg.name, run_hash(cfg))
+    done = train_run(cfg, tiny_paths, tmp_path / "runs2", resume=partial)
+    again = [json.loads(ln) for ln in (done / "history.jsonl").read_text().splitlines()]
+    assert [h["lr_scale"] for h in again] == scales
+    assert runs.read_metrics(done)["test"] == pytest.approx(runs.read_metrics(run)["test"])
+
+    # a config.yaml written before the keys existed keeps its hash
+    plain = to_plain(expand_seeds(load_experiment(write_experiment(tmp_path, "old")))[0])
+    older = {**plain, "train": {k: v for k, v in plain["train"].items()
+                                if k not in ("plateau_decay", "plateau_patience")}}
+    assert "plateau_decay" in plain["train"] and hash_plain(older) == hash_plain(plain)
+
+
+def test_plateau_decay_without_a_validation_split_is_one_line(tmp_path, tiny_paths):
+    with pytest.raises(RunError, match="plateau_decay needs a validation split"):
+        _train(tmp_path, tiny_paths, "novalid", dataset={"name": "tiny", "valid_ratio": 0.0},
+               train={"epochs": 2, "plateau_decay": 0.5})
+    assert not list((tmp_path / "runs").glob("novalid/*"))  # nothing half-made is left

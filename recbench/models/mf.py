@@ -225,6 +225,9 @@ class NeuMFTrainer(TrainerBase):
             n += len(idx)
         return {self.loss: total / max(n, 1)}
 
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        return [self.opt]
+
     def evaluate(self, split: str) -> EvalResult:
         self.model.eval()
         return evaluate_ranking(self.model.score, self.model.pair_scores, self.ctx, split)

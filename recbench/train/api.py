@@ -101,6 +101,10 @@ class Trainer(Protocol):
     def kernels(self) -> KernelChoice:
         """The numeric path the step takes, native or torch, and why (env.json)."""
 
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        """The optimisers whose learning rate the loop may scale (``train.plateau_decay``);
+        empty where the trainer's schedule is its own (the loop then refuses the key)."""
+
     def state_dict(self) -> dict:
         """Optimiser and schedule state (the model's weights are saved by the loop)."""
 
@@ -143,6 +147,9 @@ class TrainerBase:
         """The numeric path this trainer's step actually takes (env.json; ``train.kernels:
         native`` fails the run where it is not native): torch unless a native trainer says so."""
         return KernelChoice("torch", f"{type(self).__name__} has no native step")
+
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        return []
 
     def state_dict(self) -> dict:
         return {}

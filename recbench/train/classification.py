@@ -121,6 +121,9 @@ class ClassificationTrainer(TrainerBase):
                 "inference_threads": torch.get_num_threads(), "params_m": params / 1e6,
                 **self.floor, **{f"num_{k}": len(v) for k, v in self.splits.items()}}
 
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        return [self.opt]
+
     def state_dict(self) -> dict:
         return {"opt": self.opt.state_dict(), "gen": self.gen.get_state()}
 

@@ -227,6 +227,9 @@ class NextItemTrainer(TrainerBase):
                 **getattr(self.model, "chosen", {}),
                 **{f"num_{k}": v for k, v in self.data.split_sizes.items()}}
 
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        return [self.opt] if self.opt is not None else []
+
     def state_dict(self) -> dict:
         return {"opt": None if self.opt is None else self.opt.state_dict(),
                 "gen": self.gen.get_state(), "neg_gen": self.neg_gen.get_state()}

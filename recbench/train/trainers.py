@@ -86,6 +86,9 @@ class RatingTrainer(TrainerBase):
     def evaluate(self, split: str) -> EvalResult:
         return evaluate_ratings(self.model.predict, self.ctx, split, self.clip)
 
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        return [self.opt]
+
     def state_dict(self) -> dict:
         return {"opt": self.opt.state_dict(), "gen": self.gen.get_state()}
 
@@ -211,6 +214,9 @@ class PairwiseTrainer(TrainerBase):
         pair = lambda u, c: (users_e[u.to(users_e.device)][:, None, :]  # noqa: E731
                              * items_e[c.to(users_e.device)]).sum(-1)
         return evaluate_ranking(score, pair, self.ctx, split)
+
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        return list(self.opt.opts) if isinstance(self.opt, _Optimizers) else [self.opt]
 
     def state_dict(self) -> dict:
         return {"opt": self.opt.state_dict(), "gen": self.gen.get_state(),
