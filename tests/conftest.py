@@ -67,6 +67,18 @@ def write_experiment(folder: Path, name: str, **sections) -> Path:
     return path
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny models: one thread is fastest, and two cores are easily oversubscribed. Modules of
+    tiny models use it for every test (``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def mirror() -> Path:
     value = os.environ.get("RECBENCH_MIRROR")

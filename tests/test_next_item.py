@@ -31,13 +31,7 @@ def successor_graph(num_users: int = 40, num_items: int = 30, length: int = 12, 
     return build_graph(frame, np.zeros(len(frame), np.int8), num_users, num_items)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one thread is fastest, and two cores are easily oversubscribed."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 SMALL = nt.NextItemConfig(max_len=6, num_sampled_negatives=5)

@@ -21,12 +21,7 @@ SASREC = dict(name="gconv_transform", hidden=8, num_heads=1, graph=False, chebys
               feedforward=True, item_graph=False)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _ctx(g, **train) -> RunContext:
