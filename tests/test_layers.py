@@ -41,6 +41,7 @@ LAYERS: dict[str, int] = {
     "recbench.errors": 9,
     "recbench.threads": 9,
     "recbench.memory": 9,
+    "recbench.plugins": 9,
     "recbench": 9,
 }
 
