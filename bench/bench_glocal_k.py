@@ -43,18 +43,18 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
+    from recbench.data.datasets import get_dataset
     from recbench.data.fetch import fetch, is_fetched
     from recbench.data.prepare import DataPaths
-    from recbench.data.sources import SOURCES
     from recbench.experiment import load_experiment
     from recbench.runner import train_run
     from recbench.runs import data_dir
 
     torch.set_num_threads(args.threads)
     paths = DataPaths(data_dir())
-    if not is_fetched(SOURCES["ml-100k"], paths.raw):
+    if not is_fetched(get_dataset("ml-100k"), paths.raw):
         mirror = os.environ.get("RECBENCH_MIRROR")
-        fetch(SOURCES["ml-100k"], paths.raw, Path(mirror) if mirror else None)
+        fetch(get_dataset("ml-100k"), paths.raw, Path(mirror) if mirror else None)
     cfg = load_experiment(ROOT / "experiments" / "glocal_k.yaml").model_copy(update={"seed": 0})
     load_before = os.getloadavg()
     cpu0 = time.process_time()

@@ -63,16 +63,16 @@ def load_avg() -> float:
 
 
 def data_paths():
+    from recbench.data.datasets import get_dataset
     from recbench.data.fetch import fetch
     from recbench.data.prepare import DataPaths
-    from recbench.data.sources import SOURCES
     from recbench.runs import data_dir
 
     paths = DataPaths(data_dir())
     mirror = os.environ.get("RECBENCH_MIRROR")
     for name in ("ml-100k", "douban-monti"):
         if mirror and not (paths.raw / name).is_dir():
-            fetch(SOURCES[name], paths.raw, Path(mirror))
+            fetch(get_dataset(name), paths.raw, Path(mirror))
     return paths
 
 

@@ -139,13 +139,13 @@ def ensure_venv(venv: Path, pins: tuple[str, ...], no_deps: tuple[str, ...]) -> 
 
 
 def data_paths(data_dir: Path) -> Any:
+    from recbench.data.datasets import get_dataset
     from recbench.data.fetch import fetch
     from recbench.data.prepare import DataPaths
-    from recbench.data.sources import SOURCES
 
     paths = DataPaths(data_dir)
     mirror = os.environ.get("RECBENCH_MIRROR")
-    fetch(SOURCES["ml-100k"], paths.raw, Path(mirror) if mirror else None)
+    fetch(get_dataset("ml-100k"), paths.raw, Path(mirror) if mirror else None)
     return paths
 
 

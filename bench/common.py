@@ -15,15 +15,15 @@ os.environ.setdefault("DGLBACKEND", "pytorch")
 
 
 def data_paths(*names: str):
+    from recbench.data.datasets import get_dataset
     from recbench.data.fetch import fetch
     from recbench.data.prepare import DataPaths
-    from recbench.data.sources import SOURCES
     from recbench.runs import data_dir
 
     paths = DataPaths(data_dir())
     mirror = os.environ.get("RECBENCH_MIRROR")
     for name in names:
-        fetch(SOURCES[name], paths.raw, Path(mirror) if mirror else None)
+        fetch(get_dataset(name), paths.raw, Path(mirror) if mirror else None)
     return paths
 
 

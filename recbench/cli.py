@@ -112,14 +112,15 @@ def fetch(
     """Download (or copy from a mirror) a dataset's raw files, verified by sha256."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
+    from recbench.data.datasets import get_dataset, registry
     from recbench.data.fetch import fetch as do_fetch
     from recbench.data.fetch import is_fetched
-    from recbench.data.sources import SOURCES, get_source
 
     paths = _paths(data_dir)
+    records = registry()
     if list_:
         table = Table("name", "description", "size", "fetched", "licence")
-        for src in SOURCES.values():
+        for src in records.values():
             table.add_row(src.name, src.description, f"{src.size_mb:.1f} MB",
                           "yes" if is_fetched(src, paths.raw) else "no", src.licence)
         console.print(table)
@@ -129,13 +130,13 @@ def fetch(
     if all_:
         if mirror is None:
             _fail("--all needs --source DIR (or RECBENCH_MIRROR)")
-        names = [n for n in SOURCES if (mirror / n).is_dir()]
+        names = [n for n in records if (mirror / n).is_dir()]
     elif name is None:
         _fail("name a dataset (`recbench fetch --list` shows them)")
     else:
-        names = [get_source(name).name]
+        names = [get_dataset(name).name]
     for dataset in names:
-        src = SOURCES[dataset]
+        src = records[dataset]
         with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
                       TransferSpeedColumn(), console=console, transient=True) as bar:
             tasks: dict[str, int] = {}

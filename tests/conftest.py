@@ -90,13 +90,13 @@ def mirror() -> Path:
 @pytest.fixture(scope="session")
 def real_paths(tmp_path_factory, mirror: Path):
     """A session data folder with every mirrored dataset fetched from the mirror."""
+    from recbench.data.datasets import get_dataset
     from recbench.data.fetch import fetch
     from recbench.data.prepare import DataPaths
-    from recbench.data.sources import SOURCES
 
     paths = DataPaths(tmp_path_factory.mktemp("realdata"))
     for name in ("ml-100k", "douban-monti", "yelp-madison", "yelp-pittsburgh"):
-        fetch(SOURCES[name], paths.raw, mirror)
+        fetch(get_dataset(name), paths.raw, mirror)
     return paths
 
 

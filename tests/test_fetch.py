@@ -6,13 +6,13 @@ import hashlib
 
 import pytest
 
+from recbench.data.datasets import DatasetRecord, Download, RawFile
 from recbench.data.fetch import fetch, is_fetched
-from recbench.data.sources import DatasetSource, Download, RawFile
 from recbench.errors import ChecksumError, DatasetError
 
 
-def _source(digest: str | None) -> DatasetSource:
-    return DatasetSource("toy", "toy", "none", 0.0, (), (RawFile("a.txt", digest),), "random")
+def _source(digest: str | None) -> DatasetRecord:
+    return DatasetRecord("toy", "toy", "none", 0.0, (), (RawFile("a.txt", digest),), "random")
 
 
 def test_mirror_copy_verifies_and_installs(tmp_path):
@@ -47,7 +47,7 @@ def test_missing_mirror_folder_says_what_to_do(tmp_path):
 
 
 def test_no_network_error_names_the_mirror_option(tmp_path):
-    src = DatasetSource("toy", "toy", "none", 0.0,
+    src = DatasetRecord("toy", "toy", "none", 0.0,
                         (Download("http://127.0.0.1:9/none.txt", target="a.txt"),),
                         (RawFile("a.txt", None),), "random")
     with pytest.raises(DatasetError, match="--source"):
@@ -57,9 +57,9 @@ def test_no_network_error_names_the_mirror_option(tmp_path):
 
 def test_ml1m_is_pinned_and_verifies_from_the_mirror(mirror, tmp_path):
     """ML-1M verifies like ML-100K: every file pinned, no 'unverified' record written."""
-    from recbench.data.sources import SOURCES
+    from recbench.data.datasets import get_dataset
 
-    src = SOURCES["ml-1m"]
+    src = get_dataset("ml-1m")
     assert all(f.sha256 and len(f.sha256) == 64 for f in src.files)
     written = fetch(src, tmp_path / "raw", mirror)
     assert sorted(p.name for p in written) == ["movies.dat", "ratings.dat", "users.dat"]

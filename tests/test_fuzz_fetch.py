@@ -15,8 +15,8 @@ from pathlib import Path
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from recbench.data.datasets import DatasetRecord, Download, RawFile
 from recbench.data.fetch import fetch, is_fetched
-from recbench.data.sources import DatasetSource, Download, RawFile
 from recbench.errors import DatasetError
 from tests.test_cli import _invoke, _one_error_line
 
@@ -28,11 +28,11 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _source(pinned: bool, downloads=()) -> DatasetSource:
+def _source(pinned: bool, downloads=()) -> DatasetRecord:
     files = (RawFile("a.txt", _sha(CONTENT["a.txt"]) if pinned else None),
              RawFile("b.txt", _sha(CONTENT["b.txt"])),
              RawFile("sub/c.txt", None, required=False))
-    return DatasetSource("toy", "toy", "none", 0.0, tuple(downloads), files, "random")
+    return DatasetRecord("toy", "toy", "none", 0.0, tuple(downloads), files, "random")
 
 
 def snapshot(root: Path) -> dict[str, str]:

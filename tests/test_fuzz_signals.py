@@ -93,9 +93,9 @@ FETCH_POINTS = [(fetching.shutil, "copyfile"), (fetching, "_verify"), (fetching,
 @example(point=2, call=3, kind="ctrl-c", after=False)
 def test_fetch_interrupted_anywhere_then_again_is_complete_and_verified(mirror, point, call,
                                                                          kind, after):
-    from recbench.data.sources import SOURCES
+    from recbench.data.datasets import get_dataset
 
-    source = SOURCES["ml-100k"]
+    source = get_dataset("ml-100k")
     with tempfile.TemporaryDirectory() as d:
         data = Path(d) / "data"
         args = ["fetch", "ml-100k", "--source", str(mirror), "--data-dir", str(data)]

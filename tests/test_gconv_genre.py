@@ -273,13 +273,13 @@ def test_ml1m_format_builds_the_18_genre_task(tmp_path):
 @pytest.mark.skipif(not os.environ.get("RECBENCH_MIRROR"), reason="RECBENCH_MIRROR unset")
 def test_ml100k_genre_task_end_to_end(tmp_path):
     from recbench.config import DatasetConfig
+    from recbench.data.datasets import get_dataset
     from recbench.data.fetch import fetch
     from recbench.data.prepare import DataPaths, load
-    from recbench.data.sources import SOURCES
 
     torch.set_num_threads(1)
     paths = DataPaths(Path(os.environ.get("RECBENCH_DATA", tmp_path)))
-    fetch(SOURCES["ml-100k"], paths.raw, Path(os.environ["RECBENCH_MIRROR"]))
+    fetch(get_dataset("ml-100k"), paths.raw, Path(os.environ["RECBENCH_MIRROR"]))
     ds = load(DatasetConfig(name="ml-100k"), paths)
     counts = gt.cooccurrence(gt.item_genres(ds.g))
     assert counts.shape == (18, 18) and int((counts > 0).sum()) // 2 == 106  # spec §6

@@ -268,15 +268,15 @@ def test_reference_evaluator_reproduces_the_authors_madison_figures():
 @pytest.mark.parametrize("experiment", ["gl_attention_yelp_madison",
                                         "gl_attention_sound_yelp_madison"])
 def test_short_real_run_on_madison(tmp_path, experiment):
+    from recbench.data.datasets import get_dataset
     from recbench.data.fetch import fetch
     from recbench.data.prepare import DataPaths
-    from recbench.data.sources import SOURCES
     from recbench.experiment import load_experiment
     from recbench.runner import train_run
     from recbench.runs import read_metrics
 
     paths = DataPaths(tmp_path / "data")
-    fetch(SOURCES["yelp-madison"], paths.raw, Path(MIRROR))
+    fetch(get_dataset("yelp-madison"), paths.raw, Path(MIRROR))
     cfg = load_experiment(Path(f"experiments/{experiment}.yaml"), [
         "model.global_epochs=1", "model.local_epochs=1", "model.attention_epochs=1",
         "model.extra_representations=[LAP]", "model.report_candidates=[]", "eval.k=[15]",

@@ -106,7 +106,9 @@ def test_carve_out_is_seeded_per_user_and_disjoint_from_test(tmp_path: Path) -> 
 
 @pytest.mark.realdata
 def test_real_gowalla_counts(mirror: Path) -> None:
-    raw = parsers.parse("gowalla-lightgcn", mirror / "gowalla-lightgcn")
+    from recbench.data.datasets import get_dataset
+
+    raw = get_dataset("gowalla-lightgcn").parse(mirror / "gowalla-lightgcn")
     flags = raw.fixed_splits["published"]
     assert (raw.num_users, raw.num_items) == (29_858, 40_981)
     assert (int((~flags).sum()), int(flags.sum())) == (810_128, 217_242)

@@ -228,13 +228,13 @@ def test_experiment_and_study_files_validate(tmp_path):
 @pytest.mark.skipif(not os.environ.get("RECBENCH_MIRROR"), reason="RECBENCH_MIRROR unset")
 def test_real_ml100k_two_epochs_beat_popularity(tmp_path):
     from recbench.config import DatasetConfig
+    from recbench.data.datasets import get_dataset
     from recbench.data.fetch import fetch
     from recbench.data.prepare import DataPaths, load
-    from recbench.data.sources import SOURCES
 
     torch.set_num_threads(1)
     paths = DataPaths(Path(os.environ.get("RECBENCH_DATA", tmp_path)))
-    fetch(SOURCES["ml-100k"], paths.raw, Path(os.environ["RECBENCH_MIRROR"]))
+    fetch(get_dataset("ml-100k"), paths.raw, Path(os.environ["RECBENCH_MIRROR"]))
     ds = load(DatasetConfig(name="ml-100k"), paths)
     ctx = RunContext(ds, TrainConfig(batch_size=96, epochs=1, lr=1e-3), EvalConfig(k=[10, 1]),
                      torch.device("cpu"), seed=0)

@@ -17,14 +17,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from recbench.checksums import CHUNK, sha256_of
-from recbench.data.sources import DatasetSource, RawFile
+from recbench.data.datasets import DatasetRecord, RawFile
 from recbench.errors import ChecksumError, DatasetError
 
 Progress = Callable[[str, int, int | None], None]
 """Callback ``(label, bytes_done, bytes_total)`` so the CLI can draw a progress bar."""
 
 
-def is_fetched(source: DatasetSource, raw_root: Path) -> bool:
+def is_fetched(source: DatasetRecord, raw_root: Path) -> bool:
     folder = raw_root / source.name
     return all((folder / f.name).is_file() for f in source.files if f.required)
 
@@ -55,7 +55,7 @@ def _record_unpinned(folder: Path, seen: dict[str, str]) -> None:
     os.replace(tmp, folder / "SHA256SUMS")
 
 
-def fetch_from_mirror(source: DatasetSource, mirror: Path, raw_root: Path,
+def fetch_from_mirror(source: DatasetRecord, mirror: Path, raw_root: Path,
                       progress: Progress | None = None) -> list[Path]:
     """Copy the dataset's files from a local folder laid out like the shared mirror."""
     src_folder = mirror / source.name
@@ -121,7 +121,7 @@ def _download(url: str, dest: Path, label: str, progress: Progress | None) -> No
         ) from None
 
 
-def fetch_from_web(source: DatasetSource, raw_root: Path,
+def fetch_from_web(source: DatasetRecord, raw_root: Path,
                    progress: Progress | None = None) -> list[Path]:
     """Download from the official URLs, extract archives, verify, then rename into place."""
     folder = raw_root / source.name
@@ -168,7 +168,7 @@ def fetch_from_web(source: DatasetSource, raw_root: Path,
     return written
 
 
-def fetch(source: DatasetSource, raw_root: Path, mirror: Path | None = None,
+def fetch(source: DatasetRecord, raw_root: Path, mirror: Path | None = None,
           force: bool = False, progress: Progress | None = None) -> list[Path]:
     """Fetch ``source`` unless already present (``force`` re-fetches). Returns the files written."""
     if is_fetched(source, raw_root) and not force:

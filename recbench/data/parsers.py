@@ -498,26 +498,8 @@ def parse_table(path: Path, sep: str | None = None, header: bool | None = None,
                    skipped_lines=skipped)
 
 
-def parse(name: str, folder: Path) -> RawData:
-    """Parse a built-in dataset's raw folder and check its published counts."""
-    from recbench.data.sources import get_source
-
-    parsers = {
-        "ml-100k": parse_ml100k,
-        "ml-1m": parse_ml1m,
-        "douban-monti": parse_douban,
-        "yelp-madison": lambda f: parse_yelp(f, "yelp_mcity"),
-        "yelp-pittsburgh": lambda f: parse_yelp(f, "yelp_pcity"),
-        "amazon-movies-tv": parse_amazon,
-        "gowalla-lightgcn": lambda f: parse_lightgcn_split(f, "gowalla-lightgcn"),
-    }
-    source = get_source(name)
-    raw = parsers[name](folder)
-    check_counts(name, raw, source.expected)
-    return raw
-
-
 def check_counts(name: str, raw: RawData, expected: dict[str, int]) -> None:
+    """``raw`` has the published counts of its dataset's record (datasets.py), or fails."""
     seen = {"users": raw.num_users, "items": raw.num_items, "interactions": len(raw.frame)}
     if raw.fixed_splits and "test" in expected:
         flags = next(iter(raw.fixed_splits.values()))

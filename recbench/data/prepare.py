@@ -17,16 +17,13 @@ import numpy as np
 
 from recbench.config import DatasetConfig
 from recbench.data import parsers, protocols
+from recbench.data.datasets import find_dataset, get_dataset
 from recbench.data.fetch import is_fetched, sha256_of
 from recbench.data.graph import Dataset, build_graph, load_dataset, save_dataset
-from recbench.data.sources import SOURCES, get_source
 from recbench.errors import ConfigError, DatasetError
 from recbench.seeding import numpy_rng
 
 CUSTOM_MARKER = "custom.json"
-DEFAULT_SPLIT = {"ml-100k": "u1", "douban-monti": "default", "yelp-madison": "published",
-                 "yelp-pittsburgh": "published"}
-DEFAULT_SPLIT["gowalla-lightgcn"] = "published"  # the NGCF/LightGCN test.txt
 
 
 @dataclass(frozen=True)
@@ -48,11 +45,12 @@ class DataPaths:
 def resolve(cfg: DatasetConfig) -> DatasetConfig:
     """Fill the protocol and fixed split a dataset defaults to, so equal setups share a key."""
     update = {}
+    record = find_dataset(cfg.name)
     if cfg.protocol is None:
-        update["protocol"] = SOURCES[cfg.name].default_protocol if cfg.name in SOURCES else "random"
+        update["protocol"] = record.default_protocol if record else "random"
     protocol = update.get("protocol", cfg.protocol)
     if protocol == "fixed" and cfg.split is None:
-        update["split"] = DEFAULT_SPLIT.get(cfg.name)
+        update["split"] = record.default_split if record else None
     return cfg.model_copy(update=update) if update else cfg
 
 
@@ -64,13 +62,11 @@ def load_raw(name: str, paths: DataPaths) -> parsers.RawData:
         return parsers.parse_table(folder / spec["file"], sep=spec["sep"], header=spec["header"],
                                    rating_col=spec["rating_col"], timestamp_col=spec["timestamp_col"],
                                    skip_bad_rows=bool(spec.get("skip_bad_rows")))
-    if name not in SOURCES:
-        get_source(name)  # raises with the valid names
-    source = SOURCES[name]
-    if not is_fetched(source, paths.raw):
+    record = get_dataset(name)  # an unknown name raises with the valid names
+    if not is_fetched(record, paths.raw):
         raise DatasetError(f"dataset '{name}' is not fetched; run `recbench fetch {name}` "
                            "(add --source DIR to copy from a local mirror)")
-    return parsers.parse(name, folder)
+    return record.parse(folder)
 
 
 def split_codes(raw: parsers.RawData, cfg: DatasetConfig) -> tuple[np.ndarray, np.ndarray | None]:
@@ -307,7 +303,7 @@ def register_custom(path: Path, name: str, paths: DataPaths, sep: str | None, he
     import tempfile
 
     _check_name(name)
-    if name in SOURCES:
+    if find_dataset(name) is not None:
         raise ConfigError(f"'{name}' is a built-in dataset; choose another --name")
     raw = parsers.parse_table(path, sep, header, rating_col=rating_col, timestamp_col=timestamp_col,
                               skip_bad_rows=skip_bad_rows)

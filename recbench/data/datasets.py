@@ -1,4 +1,11 @@
-"""The dataset registry: what each dataset is, where it comes from, how to check it.
+"""Every dataset recbench knows, one record each: where it comes from, its files and their
+sha256, the parser that reads them, the protocol and split it defaults to, the counts it must have.
+
+Why one record: fetch, parse and preprocess all key on the dataset's name, and when each kept its
+own table a new dataset meant three files to keep in step. Now a new dataset is one
+:class:`DatasetRecord` in :data:`BUILTIN` (plus a parser in ``parsers.py`` if its format is new),
+or, from another package, a record registered under the ``recbench.datasets`` entry-point group
+(:func:`registry` merges those in).
 
 Checksums are the published files' sha256 (read from the mirror). Where no checksum has been
 pinned (Amazon: not mirrored here), ``sha256`` is ``None``: fetch then records the
@@ -7,9 +14,20 @@ digest it saw in ``data/raw/NAME/SHA256SUMS`` and says it could not verify it.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from types import MappingProxyType
 
-from recbench.errors import DatasetError
+from recbench.data import parsers
+from recbench.data.parsers import RawData
+from recbench.errors import ConfigError, DatasetError
+
+PLUGIN_GROUP = "recbench.datasets"
+
+Parser = Callable[[Path], RawData]
+"""Reads a dataset's raw folder (``data/raw/NAME``) into :class:`RawData`."""
 
 
 @dataclass(frozen=True)
@@ -32,7 +50,11 @@ class Download:
 
 
 @dataclass(frozen=True)
-class DatasetSource:
+class DatasetRecord:
+    """One dataset. ``default_split`` names the published split ``--protocol fixed`` uses when
+    none is given; ``expected`` holds the published counts a parse must reproduce (users, items,
+    interactions, and train/test of the published split), so a wrong file fails loudly."""
+
     name: str
     description: str
     licence: str
@@ -40,7 +62,17 @@ class DatasetSource:
     downloads: tuple[Download, ...]
     files: tuple[RawFile, ...]
     default_protocol: str
+    parser: Parser | None = None
+    default_split: str | None = None
     expected: dict[str, int] = field(default_factory=dict)
+
+    def parse(self, folder: Path) -> RawData:
+        """The raw folder read by this dataset's parser, its published counts checked."""
+        if self.parser is None:
+            raise DatasetError(f"dataset '{self.name}' has no parser; give its record one")
+        raw = self.parser(folder)
+        parsers.check_counts(self.name, raw, self.expected)
+        return raw
 
 
 _ML100K_SHA = {
@@ -73,7 +105,7 @@ _GLA_REPO = (
 
 
 def _yelp(name: str, prefix: str, city: str, sha: dict[str, str], users: int, items: int,
-          lines: int, reference: dict[str, str] | None = None) -> DatasetSource:
+          lines: int, reference: dict[str, str] | None = None) -> DatasetRecord:
     files = [RawFile(f"{prefix}_{part}.txt", sha[part])
              for part in ("interactions", "gt", "train_uid", "train_pid", "train_nid")]
     downloads = [Download(f"{_GLA_REPO}/dataset/{f.name}", target=f.name) for f in files]
@@ -81,7 +113,7 @@ def _yelp(name: str, prefix: str, city: str, sha: dict[str, str], users: int, it
         files.append(RawFile(f"reference/{rel}", digest, required=False))
         folder = "embedding" if rel.startswith("GP_") else "cluster"
         downloads.append(Download(f"{_GLA_REPO}/{folder}/{rel}", target=f"reference/{rel}"))
-    return DatasetSource(
+    return DatasetRecord(
         name=name,
         description=f"Yelp, {city}: business check-ins/reviews as implicit feedback, 3 test items per user",
         licence="Yelp Dataset terms (academic, non-commercial); files from the GLA paper's repository",
@@ -89,12 +121,14 @@ def _yelp(name: str, prefix: str, city: str, sha: dict[str, str], users: int, it
         downloads=tuple(downloads),
         files=tuple(files),
         default_protocol="fixed",
+        parser=partial(parsers.parse_yelp, prefix=prefix),
+        default_split="published",
         expected={"users": users, "items": items, "interactions": lines},
     )
 
 
-SOURCES: dict[str, DatasetSource] = {
-    "ml-100k": DatasetSource(
+_BUILTIN: dict[str, DatasetRecord] = {
+    "ml-100k": DatasetRecord(
         name="ml-100k",
         description="MovieLens 100K: 943 users, 1,682 movies, 100,000 ratings 1-5, genres, 5 fixed splits",
         licence="GroupLens research licence: cite Harper & Konstan 2015; no redistribution",
@@ -103,9 +137,11 @@ SOURCES: dict[str, DatasetSource] = {
                             archive="zip", member_prefix="ml-100k/"),),
         files=tuple(RawFile(n, s) for n, s in _ML100K_SHA.items()),
         default_protocol="fixed",
+        parser=parsers.parse_ml100k,
+        default_split="u1",
         expected={"users": 943, "items": 1682, "interactions": 100_000},
     ),
-    "ml-1m": DatasetSource(
+    "ml-1m": DatasetRecord(
         name="ml-1m",
         description="MovieLens 1M: 6,040 users, 3,706 rated movies, 1,000,209 ratings 1-5, genres",
         licence="GroupLens research licence: cite Harper & Konstan 2015; no redistribution",
@@ -120,9 +156,10 @@ SOURCES: dict[str, DatasetSource] = {
                        "1dc3a95300cb19f7c10e027daf29b8cdf1d908dab65b5edfb45950aa389a10a3",
                        required=False)),
         default_protocol="random",
+        parser=parsers.parse_ml1m,
         expected={"users": 6040, "items": 3706, "interactions": 1_000_209},
     ),
-    "douban-monti": DatasetSource(
+    "douban-monti": DatasetRecord(
         name="douban-monti",
         description="Douban subset of Monti et al. 2017: 3,000 x 3,000, ratings 1-5, social graph",
         licence="research use; file published with the code of Monti et al. (mgcnn)",
@@ -132,6 +169,8 @@ SOURCES: dict[str, DatasetSource] = {
         files=(RawFile("douban_monti_dataset.mat",
                        "1f4476321cbfe0f606e7e35d0695ca15447a1b0b2c811df130109b6cb9a067ae"),),
         default_protocol="fixed",
+        parser=parsers.parse_douban,
+        default_split="default",
         expected={"users": 3000, "items": 3000, "interactions": 136_891, "train": 123_202,
                   "test": 13_689},
     ),
@@ -161,7 +200,7 @@ SOURCES: dict[str, DatasetSource] = {
          "train_pid": "f44fb00b1fdb7bb88302ab5b62664ed42f956f3e528a66e9b4ec30541706d3e4",
          "train_uid": "b45b4d571b749abd89fcaffecdca28bd9a2111a7ca535050321a9ae345e9bb73"},
         5616, 6443, 111_246),
-    "amazon-movies-tv": DatasetSource(
+    "amazon-movies-tv": DatasetRecord(
         name="amazon-movies-tv",
         description="Amazon Movies & TV 5-core reviews (McAuley lab, 2014): ratings 1-5 with timestamps",
         licence="research use; cite McAuley et al. 2015 / He & McAuley 2016",
@@ -172,6 +211,7 @@ SOURCES: dict[str, DatasetSource] = {
         files=(RawFile("reviews_Movies_and_TV_5.json.gz", None),
                RawFile("meta_Movies_and_TV.json.gz", None, required=False)),
         default_protocol="holdout",
+        parser=parsers.parse_amazon,
     ),
 }
 
@@ -186,7 +226,7 @@ _GOWALLA_SHA = {
     "user_list.txt": "5344c4d0deef610e1f148f23ad216a0db03b36f88834cd39a06786a672c5f5a1",
     "item_list.txt": "6b186f92890cc3f0c15a6dae5d6285f125a302bb8c5ea0cd9a16cf9c16347139",
 }
-SOURCES["gowalla-lightgcn"] = DatasetSource(
+_BUILTIN["gowalla-lightgcn"] = DatasetRecord(
     name="gowalla-lightgcn",
     description="Gowalla check-ins, the NGCF/LightGCN benchmark split: 29,858 users, 40,981 "
                 "items, 810,128 train / 217,242 test pairs (training adjacency + test.txt)",
@@ -195,14 +235,50 @@ SOURCES["gowalla-lightgcn"] = DatasetSource(
     downloads=tuple(Download(f"{_LIGHTGCN_DATA}/{name}", target=name) for name in _GOWALLA_SHA),
     files=tuple(RawFile(name, digest) for name, digest in _GOWALLA_SHA.items()),
     default_protocol="fixed",
+    parser=partial(parsers.parse_lightgcn_split, label="gowalla-lightgcn"),
+    default_split="published",  # the NGCF/LightGCN test.txt
     expected={"users": 29_858, "items": 40_981, "interactions": 1_027_370, "train": 810_128,
               "test": 217_242},
 )
 
 
-def get_source(name: str) -> DatasetSource:
-    try:
-        return SOURCES[name]
-    except KeyError:
-        valid = ", ".join(sorted(SOURCES))
-        raise DatasetError(f"unknown dataset '{name}'; valid names: {valid}") from None
+BUILTIN: Mapping[str, DatasetRecord] = MappingProxyType(_BUILTIN)
+"""The datasets shipped with recbench, by name (read-only)."""
+
+
+def registry() -> dict[str, DatasetRecord]:
+    """The built-in records and those other packages register under ``recbench.datasets``.
+
+    An entry point names a :class:`DatasetRecord` object (``mydata = "pkg.module:RECORD"``) whose
+    ``name`` is the entry point's name. A plug-in may not take a built-in's name: results keyed
+    by that name would silently change meaning, so the clash is refused, not resolved.
+    """
+    from recbench.plugins import discover
+
+    found = dict(_BUILTIN)
+    for name, record in discover(PLUGIN_GROUP).items():
+        if name in _BUILTIN:
+            raise ConfigError(f"an installed package registers dataset {name!r} ({PLUGIN_GROUP}), "
+                              "the name of a built-in dataset; rename it in that package")
+        if not isinstance(record, DatasetRecord):
+            raise ConfigError(f"dataset plug-in {name!r} ({PLUGIN_GROUP}) is a "
+                              f"{type(record).__name__}, not a recbench DatasetRecord")
+        if record.name != name:
+            raise ConfigError(f"dataset plug-in {name!r} ({PLUGIN_GROUP}) holds a record named "
+                              f"{record.name!r}; make the two names equal")
+        found[name] = record
+    return found
+
+
+def find_dataset(name: str) -> DatasetRecord | None:
+    """The record of ``name`` (built-in or plug-in), or None (e.g. a file registered by --from)."""
+    return registry().get(name)
+
+
+def get_dataset(name: str) -> DatasetRecord:
+    """The record of ``name``; an unknown name fails with the valid ones."""
+    found = registry()
+    if name not in found:
+        valid = ", ".join(sorted(found))
+        raise DatasetError(f"unknown dataset '{name}'; valid names: {valid}")
+    return found[name]
