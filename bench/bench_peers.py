@@ -154,6 +154,7 @@ def export_split(models: list[str], data_dir: Path, scratch: Path) -> Split:
     import numpy as np
     import torch
 
+    from recbench.data.atomic import export_atomic
     from recbench.data.graph import split_edges
     from recbench.data.prepare import load, resolve
     from recbench.experiment import load_experiment
@@ -164,7 +165,7 @@ def export_split(models: list[str], data_dir: Path, scratch: Path) -> Split:
         raise BenchError(f"bench_peers: the experiments do not share one split: {keys}")
     ds = load(configs[models[0]], data_paths(data_dir))
     folder = scratch / "recbole-data"
-    (folder / DATASET).mkdir(parents=True, exist_ok=True)
+    export_atomic(ds, folder, DATASET)  # DATASET/DATASET.{train,valid,test}.inter
     arrays: dict[str, Any] = {"num_users": ds.num_users, "num_items": ds.num_items}
     counts: dict[str, int] = {}
     users, items = set(), set()
@@ -175,9 +176,6 @@ def export_split(models: list[str], data_dir: Path, scratch: Path) -> Split:
         counts[split] = len(u)
         users.update(u.tolist())
         items.update(i.tolist())
-        body = "".join(f"{a}\t{b}\n" for a, b in zip(u.tolist(), i.tolist(), strict=True))
-        (folder / DATASET / f"{DATASET}.{split}.inter").write_text(
-            "user_id:token\titem_id:token\n" + body)
     counts["users"], counts["items"] = len(users), len(items)
     counts["test_users"] = int(torch.unique(torch.as_tensor(arrays["test_user"])).numel())
     npz = scratch / "implicit.npz"

@@ -183,7 +183,8 @@ def preprocess(
     valid_ratio: float = typer.Option(0.0, "--valid-ratio"),
     train_ratio: float = typer.Option(1.0, "--train-ratio"),
     min_rating: float = typer.Option(None, "--min-rating"),
-    from_file: Path = typer.Option(None, "--from", help="your own interactions file"),
+    from_file: Path = typer.Option(None, "--from", help="your own interactions file (CSV/TSV, or a "
+                                   "RecBole atomic X.inter / X.train.inter); NAME defaults to X"),
     sep: str = typer.Option(None, "--sep", help="delimiter of --from (detected if omitted)"),
     header: bool = typer.Option(None, "--header/--no-header", help="--from has a header row"),
     rating_col: str = typer.Option("2", "--rating-col", help="column name or index; 'none'"),
@@ -191,13 +192,19 @@ def preprocess(
     skip_bad_rows: bool = typer.Option(False, "--skip-bad-rows",
                                        help="--from: drop ragged/non-numeric rows, say how many"),
     force: bool = typer.Option(False, "--force", help="rebuild even if present"),
+    export_atomic: Path = typer.Option(None, "--export-atomic", help="also write the split as "
+                                       "RecBole benchmark files DIR/NAME/NAME.{train,valid,test}"
+                                       ".inter"),
     data_dir: Path = DataDir,
 ) -> None:
     """Build the DGL graph and split masks of a dataset (cached by protocol parameters)."""
+    from recbench.data.atomic import dataset_stem
     from recbench.data.prepare import preprocess as do_preprocess
     from recbench.data.prepare import register_custom, resolve
 
     paths = _paths(data_dir)
+    if name is None and from_file is not None:
+        name = dataset_stem(from_file)
     if name is None:
         _fail("name a dataset (`recbench fetch --list`), or give --from FILE --name NAME")
     cfg = resolve(_dataset_config(
@@ -236,6 +243,14 @@ def preprocess(
                   f"valid {c['valid']:,}, test {c['test']:,}"
                   + (f", social edges {meta['social_edges']:,}" if meta["social_edges"] else "")
                   + f"\n  {out}")
+    if export_atomic is not None:
+        from recbench.data.atomic import export_atomic as write_atomic
+        from recbench.data.graph import load_dataset
+
+        written = write_atomic(load_dataset(out), export_atomic, name)
+        console.print(f"wrote {', '.join(p.name for p in written.values())} to "
+                      f"{export_atomic / name} (RecBole: data_path {export_atomic}, dataset "
+                      f"{name}, benchmark_filename: train, valid, test)")
 
 
 # preprocess's options, named as the user typed them, for validation errors

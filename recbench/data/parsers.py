@@ -33,7 +33,8 @@ class RawData:
     frame: pd.DataFrame
     num_users: int
     num_items: int
-    fixed_splits: dict[str, np.ndarray] = field(default_factory=dict)  # name → bool test flag per row
+    # name → bool test flag per row (int8 TRAIN/VALID/TEST codes for a split with validation)
+    fixed_splits: dict[str, np.ndarray] = field(default_factory=dict)
     social: np.ndarray | None = None  # (2, E) int64 user → user
     item_genres: np.ndarray | None = None  # (num_items, G) float32 multi-hot
     genre_names: list[str] = field(default_factory=list)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from recbench.config import DatasetConfig
-from recbench.data import parsers, protocols
+from recbench.data import atomic, parsers, protocols
 from recbench.data.datasets import find_dataset, get_dataset
 from recbench.data.fetch import is_fetched, sha256_of
 from recbench.data.graph import Dataset, build_graph, load_dataset, save_dataset
@@ -59,6 +59,8 @@ def load_raw(name: str, paths: DataPaths) -> parsers.RawData:
     marker = folder / CUSTOM_MARKER
     if marker.is_file():
         spec = json.loads(marker.read_text())
+        if spec.get("format") == "atomic":
+            return atomic.parse_atomic(folder / spec["file"])
         return parsers.parse_table(folder / spec["file"], sep=spec["sep"], header=spec["header"],
                                    rating_col=spec["rating_col"], timestamp_col=spec["timestamp_col"],
                                    skip_bad_rows=bool(spec.get("skip_bad_rows")))
@@ -297,27 +299,44 @@ def register_custom(path: Path, name: str, paths: DataPaths, sep: str | None, he
     name again from different content needs ``force`` (which also drops NAME's processed splits,
     built from the old content). With ``skip_bad_rows`` ragged or non-numeric rows are dropped
     (now and whenever the copy is parsed again) and their number recorded in custom.json.
+    A RecBole atomic file (``X.inter``, or ``X.train.inter`` of a benchmark trio) is read by
+    :mod:`recbench.data.atomic` and copied with the files read beside it.
     """
-    import os
-    import shutil
-    import tempfile
-
     _check_name(name)
     if find_dataset(name) is not None:
         raise ConfigError(f"'{name}' is a built-in dataset; choose another --name")
+    if atomic.is_atomic(path):
+        if sep is not None or header is not None or skip_bad_rows:
+            raise ConfigError(f"{path.name} is a RecBole atomic file (typed header, tabs): "
+                              "--sep, --header and --skip-bad-rows apply to CSV files only")
+        raw = atomic.parse_atomic(path)
+        copies = {f.name: parsers.read_input(f) for f in atomic.companion_files(path)}
+        spec = {"format": "atomic", "file": path.name,
+                "sha256": {n: hashlib.sha256(b).hexdigest() for n, b in copies.items()},
+                "users": raw.num_users, "items": raw.num_items}
+        return _install_custom(name, paths, spec, copies, raw, force)
     raw = parsers.parse_table(path, sep, header, rating_col=rating_col, timestamp_col=timestamp_col,
                               skip_bad_rows=skip_bad_rows)
     data = parsers.read_input(path)  # a regular file within the size limit (parsed above)
     digest = hashlib.sha256(data).hexdigest()
-    folder = paths.raw / name
-    file_name = path.name
     sep_used, header_used = parsers._sniff(path, sep, header)
-    spec = {"file": file_name, "sep": sep_used, "header": header_used, "rating_col": rating_col,
+    spec = {"file": path.name, "sep": sep_used, "header": header_used, "rating_col": rating_col,
             "timestamp_col": timestamp_col, "sha256": digest,
             "users": raw.num_users, "items": raw.num_items}
     if skip_bad_rows:  # absent otherwise, so earlier registrations still compare equal
         spec.update(skip_bad_rows=True, skipped_rows=len(raw.skipped_lines),
                     skipped_lines=raw.skipped_lines[:parsers.SHOWN_LINES])
+    return _install_custom(name, paths, spec, {path.name: data}, raw, force)
+
+
+def _install_custom(name: str, paths: DataPaths, spec: dict, copies: dict[str, bytes],
+                    raw: parsers.RawData, force: bool) -> Path:
+    """data/raw/NAME holding ``copies`` and the marker ``spec``, built aside and renamed in."""
+    import os
+    import shutil
+    import tempfile
+
+    folder = paths.raw / name
     if folder.exists():
         marker = folder / CUSTOM_MARKER
         old = json.loads(marker.read_text()) if marker.is_file() else None
@@ -330,7 +349,8 @@ def register_custom(path: Path, name: str, paths: DataPaths, sep: str | None, he
     paths.raw.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=paths.raw))
     try:
-        (tmp / file_name).write_bytes(data)
+        for file_name, data in copies.items():
+            (tmp / file_name).write_bytes(data)
         (tmp / CUSTOM_MARKER).write_text(json.dumps(spec, indent=2))
         (tmp / "id_map.json").write_text(json.dumps({"users": raw.user_ids, "items": raw.item_ids}))
         if folder.exists():

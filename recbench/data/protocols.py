@@ -14,9 +14,13 @@ from recbench.errors import ConfigError
 TRAIN, VALID, TEST, UNUSED = 0, 1, 2, 3
 
 
-def fixed(test_flags: np.ndarray) -> np.ndarray:
-    """A split published with the data (ML-100K uN files, Douban masks, Yelp test items)."""
-    return np.where(test_flags, TEST, TRAIN).astype(np.int8)
+def fixed(published: np.ndarray) -> np.ndarray:
+    """A split published with the data (ML-100K uN files, Douban masks, Yelp test items): a
+    bool test flag per row, or int8 codes where it has a validation part too (RecBole's
+    benchmark files)."""
+    if published.dtype == np.int8:
+        return published.copy()
+    return np.where(published, TEST, TRAIN).astype(np.int8)
 
 
 def random_ratio(frame: pd.DataFrame, test_ratio: float, rng: np.random.Generator,
