@@ -81,6 +81,8 @@ def test_plugin_dataset_fetches_parses_and_preprocesses_like_a_builtin(plugin_ro
     ds = load(DatasetConfig(name="toy-plugin"), paths)  # its record's protocol: holdout, k=3
     assert (ds.num_users, ds.num_items) == (6, 7)
     assert ds.meta["protocol"]["protocol"] == "holdout" and ds.meta["counts"]["test"] == 6 * 3
+    result, out = _invoke("fetch", "--list", "--data-dir", str(tmp_path / "data"))
+    assert result.exit_code == 0 and "toy-plugin" in out
 
 
 def test_plugin_counts_are_checked(plugin_root, tmp_path):

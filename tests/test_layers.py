@@ -35,6 +35,8 @@ LAYERS: dict[str, int] = {
     "recbench.train": 5,
     "recbench.eval": 6,
     "recbench.data": 7,
+    "recbench.data.datasets": 7,
+    "recbench.data.atomic": 7,
     "recbench.config": 8,
     "recbench.runs": 8,
     "recbench.seeding": 9,
