@@ -150,6 +150,20 @@ def test_a_plugin_model_runs_through_train_eval_and_ablate(example_plugin, tiny_
     assert (tmp_path / "results" / "s" / "table.md").read_text() == table  # from the ledger
 
 
+def test_a_plugin_model_is_tuned_like_a_built_in(example_plugin, tiny_paths, tmp_path):
+    exp = write_experiment(tmp_path, "tp", model={"name": "projected_mf"})
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump({"description": "lr and width", "params": {
+        "train.lr": {"type": "float", "low": 0.01, "high": 0.1, "log": True},
+        "model.emb_dim": {"type": "categorical", "choices": [4, 8]}}}))
+    result, out = invoke("tune", str(exp), "--space", str(space), "--trials", "2",
+                         "--search-only", "--threads", "1", "--data-dir", str(tiny_paths.root),
+                         "--runs-dir", str(tmp_path / "runs"),
+                         "--results-dir", str(tmp_path / "results"))
+    assert result.exit_code == 0, out
+    assert "trial 1 complete" in out and "best trial" in out, out
+
+
 def test_a_fresh_interpreter_finds_the_plugin_on_pythonpath(tiny_paths, tmp_path):
     """No fixture magic: a new process sees the package the way an installed one is seen."""
     exp = write_experiment(tmp_path, "fresh", model={"name": "projected_mf", "project": False},

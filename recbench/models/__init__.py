@@ -4,7 +4,7 @@ Nothing registers itself by import side effect: adding a model means importing i
 and adding one line to ``MODELS``. The key equals the config's ``name`` literal and the file stem.
 A model that lives in another package is a plug-in: that package names a :class:`ModelSpec`
 under the entry-point group ``recbench.models`` and :func:`registry` finds it
-(docs/models.md, "Bring your own model"; tests/plugin_example/).
+(docs/contributing.md, "Bring your own model"; tests/plugin_example/).
 """
 
 from __future__ import annotations
