@@ -38,7 +38,8 @@ lint: setup
 
 bench: setup
 	@mkdir -p results/bench
-	@for f in bench/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+	@for f in bench/bench_*.py; do m=bench.$$(basename $$f .py); echo "== $$m"; \
+	  $(PY) -m $$m || exit 1; done
 
 clean-runs:
 	rm -rf runs

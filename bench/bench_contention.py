@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 
-from common import ROOT, data_paths, write
+from bench.common import ROOT, data_paths, write
 
 EPOCHS = int(os.environ.get("BENCH_EPOCHS", "6"))
 MODELS = {
@@ -33,7 +33,6 @@ MODELS = {
 # runs in a fresh interpreter: build the run (which picks the default threads), time epochs
 CHILD = r"""
 import json, statistics, sys, time
-sys.path.insert(0, {root!r})
 import torch
 from recbench.config import expand_seeds
 from recbench.experiment import validate
@@ -56,9 +55,10 @@ print(json.dumps({{"s": statistics.median(times[1:]), "threads": torch.get_num_t
 
 
 def measure(model: str, threads: int, data_root: str) -> dict:
-    code = CHILD.format(root=str(ROOT), raw=json.dumps(MODELS[model]), threads=threads,
+    code = CHILD.format(raw=json.dumps(MODELS[model]), threads=threads,
                         data=data_root, epochs=EPOCHS)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=ROOT,  # `python -c` imports recbench from the current folder
                          env={**os.environ, "OMP_NUM_THREADS": ""} if threads else os.environ)
     return json.loads(out.stdout.strip().splitlines()[-1])
 

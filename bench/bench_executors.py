@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, data_paths, write
+from bench.common import ROOT, data_paths, write
 
 REPEATS = int(os.environ.get("BENCH_REPEATS", "2"))
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import statistics
 import time
 
-from common import data_paths, peak_rss_mb, write
+from bench.common import data_paths, peak_rss_mb, write
 
 
 def epoch_times(raw: dict, paths, epochs: int, autograd: bool = False) -> list[float]:

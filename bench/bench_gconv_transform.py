@@ -7,7 +7,7 @@ one optimiser step of each model's own training mode (a batch of 96 windows for 
 models, 96 samples for the others). Peak RSS after the N = 22 steps is the memory check.
 Writes results/bench/gconv_transform.{json,md}.
 
-    python bench/bench_gconv_transform.py [--threads 1] [--repeats 20]
+    python -m bench.bench_gconv_transform [--threads 1] [--repeats 20]
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import time
 
 import torch
 import torch.nn.functional as F
-from common import data_paths, peak_rss_mb, write
 
+from bench.common import data_paths, peak_rss_mb, write
 from recbench.config import DatasetConfig, EvalConfig, TrainConfig
 from recbench.data import next_item_task as nt
 from recbench.data.prepare import load

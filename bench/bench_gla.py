@@ -10,7 +10,7 @@ candidates with the attention scorer; exhaustive scoring re-ranks every item (ba
 no gathering). Reported: mean latency per user (batch of one user, one thread), candidate
 fraction, and recall of the index's top-N against exhaustive top-N (how much the pruning loses).
 
-Run: ``python bench/bench_gla.py [--quick]`` (quick: 100k synthetic items).
+Run: ``python -m bench.bench_gla [--quick]`` (quick: 100k synthetic items).
 """
 
 from __future__ import annotations

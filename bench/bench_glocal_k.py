@@ -4,7 +4,7 @@
 Reports wall seconds, function evaluations, the share of the matmul floor reached (dense
 FLOPs the official formulation needs per evaluation at a reference GFLOP/s; above 1 means the
 exact sparse products beat the dense floor), peak memory, parameter count and the test RMSE.
-Writes results/bench/glocal_k.json and .md. Usage: python bench/bench_glocal_k.py [--threads N]
+Writes results/bench/glocal_k.json and .md. Usage: python -m bench.bench_glocal_k [--threads N]
 """
 
 from __future__ import annotations
@@ -13,13 +13,12 @@ import argparse
 import json
 import os
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench.common import ROOT
+
 REFERENCE_GFLOPS = 120.0  # float32 matmul on this 2-core machine (issue 4)
 
 

@@ -14,7 +14,7 @@ scale: neighbour-sampled LightGCN (2 layers, fanouts 10/5, sparse ego table + ro
 Writes results/bench/gnn.json and results/bench/gnn.md. The machine's load average is recorded
 with every figure: on a shared 2-core machine the timings move with it.
 
-    python bench/bench_gnn.py [--skip-speed] [--skip-scale] [--scale-batches N | --full-epoch]
+    python -m bench.bench_gnn [--skip-speed] [--skip-scale] [--scale-batches N | --full-epoch]
 
 By default the scale figure trains the first 20 batches of the epoch (655,360 edges, the same
 batches a full epoch starts with): a full epoch of 20M edges takes tens of minutes on 2 cores.

@@ -21,7 +21,7 @@ machine that is the wall-clock, and unlike the wall-clock it does not charge one
 other processes of a shared machine (the first version of this benchmark used the wall-clock
 and had to stop every other job; the load average is still recorded).
 
-    python bench/bench_large_graph.py [--budget SECONDS] [--threads N] [--seeds 0,1,2]
+    python -m bench.bench_large_graph [--budget SECONDS] [--threads N] [--seeds 0,1,2]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import argparse
 import os
 import time
 
-from common import data_paths, write
+from bench.common import data_paths, write
 
 DATASET = {"name": "yelp-pittsburgh", "valid_ratio": 0.1}
 MODES = {
@@ -117,7 +117,7 @@ def main() -> None:
                         help="rewrite large_graph.md from the stored large_graph.json")
     args = parser.parse_args()
     if args.render_only:
-        from common import ROOT
+        from bench.common import ROOT
 
         result = json.loads((ROOT / "results" / "bench" / "large_graph.json").read_text())
         result.setdefault("load_average_end", result["env"]["load_average_1m"])

@@ -26,7 +26,7 @@ by a hash of the pin list: rebuilt only when the pins change), never in .venv; t
 in bench/peers_runner.py inside it. Timings move with the machine's load: the load average at
 start and end is recorded, and the figures are only meaningful on an otherwise idle machine.
 
-    python bench/bench_peers.py [--epochs E] [--models bpr_mf,lightgcn,ngcf]
+    python -m bench.bench_peers [--epochs E] [--models bpr_mf,lightgcn,ngcf]
                                 [--skip-ours] [--skip-peers] [--threads 1,default] [--out DIR]
 
 Writes OUT/peers.json and OUT/peers.md (OUT defaults to results/bench).
@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common import ROOT, write
+from bench.common import ROOT, write
 
 VENV = ROOT / ".peers-venv"
 RUNNER = ROOT / "bench" / "peers_runner.py"

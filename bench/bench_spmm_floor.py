@@ -18,7 +18,7 @@ directed training edges, D = 64), at 1 and 2 threads, alternating, a few repetit
 On a shared machine the figures move with the other processes: the load average is written
 beside each. Writes results/bench/spmm_floor.{json,md}.
 
-    python bench/bench_spmm_floor.py [--reps 5] [--steps 8] [--out DIR]
+    python -m bench.bench_spmm_floor [--reps 5] [--steps 8] [--out DIR]
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ import time
 from pathlib import Path
 
 import torch
-from common import data_paths, write
+
+from bench.common import data_paths, write
 
 DATASET = {"name": "gowalla-lightgcn", "protocol": "fixed", "split": "published",
            "valid_ratio": 0.1}

@@ -1,4 +1,10 @@
-"""Shared bits of the benchmarks: data paths (fetching from the mirror when needed), output."""
+"""Shared bits of the benchmarks: data paths (fetching from the mirror when needed), output.
+
+bench/ is a package run from the repository root (``python -m bench.bench_x``, as ``make bench``
+does), so it imports recbench and ``bench.common`` like any other code, without touching sys.path.
+It is the top layer: it may import anything from recbench, and nothing imports it
+(tests/test_layers.py).
+"""
 
 from __future__ import annotations
 
@@ -6,11 +12,9 @@ import json
 import os
 import platform
 import resource
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DGLBACKEND", "pytorch")
 
 

@@ -3,7 +3,7 @@ spawned local process, a Ray worker at nice 0 (what --executor ray starts) or a 
 Ray's default nice 15. A diagnostic, not a benchmark: run it while the machine is busy to see
 the niceness effect (2026-12-02, load 4.4 on 2 cores: local 89.4 CPU-s / 182 s wall, Ray nice 0
 89.4 / 186, Ray nice 15 killed after 600 s wall). Prints (CPU s, wall s, niceness, busiest
-threads). Usage: python bench/ray_worker_cpu.py local|ray|ray15"""
+threads). Usage: python -m bench.ray_worker_cpu local|ray|ray15"""
 import multiprocessing as mp
 import os
 import sys
@@ -12,7 +12,6 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, ".")
 
 def job(plain, data_root, runs_root):
     import os

@@ -1,10 +1,10 @@
 """The experiment schema: an experiment file validated against every registered model.
 
 It joins the config sections of :mod:`recbench.config` with the model registry
-(:data:`recbench.models.MODELS`) into one discriminated union, and turns pydantic's errors into
-one line naming the key, the bad value and what is allowed. It lives above the models (and
-below the runner) so that the models can import their config base classes from
-:mod:`recbench.config` without an import circle.
+(:func:`recbench.models.registry`: the built-in models and the installed plug-ins) into one
+discriminated union, and turns pydantic's errors into one line naming the key, the bad value
+and what is allowed. It lives above the models (and below the runner) so that the models can
+import their config base classes from :mod:`recbench.config` without an import circle.
 """
 
 from __future__ import annotations
@@ -30,16 +30,20 @@ from recbench.config import (
     to_plain,
 )
 from recbench.errors import ConfigError, RecbenchError
-from recbench.models import MODELS
+from recbench.models import registry
 from recbench.runs import read_config
 
 
-@functools.cache
 def experiment_schema() -> type[ExperimentConfig]:
     """ExperimentConfig whose ``model`` is the union of every registered model config."""
+    return _schema(tuple(spec.config for spec in registry().values()))
+
+
+@functools.cache
+def _schema(configs: tuple[type[BaseModel], ...]) -> type[ExperimentConfig]:
+    """Built once per set of model configs (a plug-in installed later gets its own)."""
     from typing import Annotated, Union
 
-    configs = tuple(spec.config for spec in MODELS.values())
     union = Annotated[Union[configs], Field(discriminator="name")]  # noqa: UP007
     return create_model("Experiment", __base__=ExperimentConfig, model=(union, ...))
 
@@ -59,7 +63,8 @@ def explain(exc: ValidationError, raw: dict) -> str:
     """The first validation error as ``path: message (allowed: ...)``."""
     err = exc.errors()[0]
     parts = list(err["loc"])
-    if len(parts) > 1 and parts[0] == "model" and parts[1] in MODELS:
+    models = registry()
+    if len(parts) > 1 and parts[0] == "model" and parts[1] in models:
         del parts[1]  # the union's tag, not a key (a field may share a model's name: social)
     loc = [str(p) for p in parts]
     path = ".".join(loc)
@@ -68,9 +73,9 @@ def explain(exc: ValidationError, raw: dict) -> str:
         return f"unknown key '{path}'" + (f" (allowed: {', '.join(allowed)})" if allowed else "")
     if err["type"] == "union_tag_invalid":
         tag = (err.get("ctx") or {}).get("tag", "?")
-        return f"unknown model '{tag}'; valid models: " + ", ".join(sorted(MODELS))
+        return f"unknown model '{tag}'; valid models: " + ", ".join(sorted(models))
     if err["type"] == "union_tag_not_found":
-        return "model.name is required; valid models: " + ", ".join(sorted(MODELS))
+        return "model.name is required; valid models: " + ", ".join(sorted(models))
     if err["type"] in _BOUND_ERRORS:  # the key, the bad value and the whole allowed range
         bounds = {**(err.get("ctx") or {}), **_declared_bounds(loc, raw)}
         return f"{path}: {_show(err['input'])} is out of range; allowed: {_describe(bounds)}"
@@ -135,8 +140,9 @@ def _section_class(parent: list[str], raw: dict) -> type[BaseModel] | None:
     if parent[0] == "model":
         model = raw.get("model")
         name = model.get("name") if isinstance(model, dict) else None
-        cls: type[BaseModel] | None = MODELS[name].config \
-            if isinstance(name, str) and name in MODELS else None
+        models = registry()
+        cls: type[BaseModel] | None = models[name].config \
+            if isinstance(name, str) and name in models else None
     else:
         cls = sections.get(parent[0])
     for part in parent[1:]:

@@ -12,13 +12,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from recbench.config import ExperimentConfig
-from recbench.models import MODELS
+from recbench.models import registry
 
 FIELDS = ("split", "validation", "ranking", "masked items", "graph source", "selection", "seeds")
 
 
 def _task(cfg: ExperimentConfig) -> str:
-    spec = MODELS.get(getattr(cfg.model, "name", ""))
+    spec = registry().get(getattr(cfg.model, "name", ""))
     return spec.task if spec is not None else "ranking"
 
 

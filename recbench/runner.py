@@ -57,7 +57,7 @@ def default_monitor(task: str, cfg: ExperimentConfig, has_negatives: bool) -> st
 
 def build(cfg: ExperimentConfig, paths: DataPaths, device: str = "cpu") -> Built:
     """Seed, load the data and build the model's trainer for one resolved run config."""
-    from recbench.models import MODELS
+    from recbench.models import registry
 
     seed = cfg.seed if cfg.seed is not None else cfg.seeds[0]
     seed_everything(seed)
@@ -66,7 +66,7 @@ def build(cfg: ExperimentConfig, paths: DataPaths, device: str = "cpu") -> Built
     reuse_freed_memory()  # no page faults for every step's tensors: recbench/memory.py
     data = load(cfg.dataset, paths)
     ctx = RunContext(data, cfg.train, cfg.eval, resolve_device(device), seed)
-    spec = MODELS[cfg.model.name]
+    spec = registry()[cfg.model.name]
     from recbench.errors import ConfigError
 
     try:

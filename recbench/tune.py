@@ -216,10 +216,10 @@ def search_config(setup: TuneSetup) -> ExperimentConfig:
 def direction(cfg: ExperimentConfig, objective: str | None = None
               ) -> Literal["minimize", "maximize"]:
     """Minimise error monitors (rmse, mse, mae), maximise ranking/accuracy ones."""
-    from recbench.models import MODELS
+    from recbench.models import registry
 
     monitor = objective or cfg.train.monitor or {"rating": "rmse"}.get(
-        MODELS[cfg.model.name].task, "")
+        registry()[cfg.model.name].task, "")
     return "minimize" if lower_is_better(monitor) else "maximize"
 
 

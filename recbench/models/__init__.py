@@ -1,17 +1,22 @@
-"""The model registry: an explicit dict, name → :class:`ModelSpec`.
+"""The model registry: an explicit dict, name → :class:`ModelSpec`, plus the installed plug-ins.
 
 Nothing registers itself by import side effect: adding a model means importing its module here
 and adding one line to ``MODELS``. The key equals the config's ``name`` literal and the file stem.
+A model that lives in another package is a plug-in: that package names a :class:`ModelSpec`
+under the entry-point group ``recbench.models`` and :func:`registry` finds it
+(docs/contributing.md, "Bring your own model"; tests/plugin_example/).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel
 
+from recbench.errors import ConfigError
 from recbench.models import (
     ease,
     gconv_genre,
@@ -28,6 +33,7 @@ from recbench.models import (
     ultragcn,
 )
 from recbench.models.gnn import gat, gcn, lightgcn, ngcf, pinsage, sage, social
+from recbench.plugins import discover
 
 Task = Literal["rating", "ranking", "classification", "next_item"]
 
@@ -98,3 +104,38 @@ MODELS: dict[str, ModelSpec] = {
         gconv_genre_baseline.make_gconv_genre_baseline_trainer, "classification",
         "earlier task's Table 1 baselines (kind: svm, dnn, cnn, densenet, densecnn)"),
 }
+
+PLUGIN_GROUP = "recbench.models"
+
+
+def registry() -> dict[str, ModelSpec]:
+    """Every model a config may name: the built-in ``MODELS`` and the installed plug-ins.
+
+    Read at each use (the schema, the runner, the reports) rather than copied once, so a test
+    that swaps a built-in entry of ``MODELS`` is seen everywhere."""
+    return {**MODELS, **plugin_models()}
+
+
+@functools.cache
+def plugin_models() -> dict[str, ModelSpec]:
+    """The models installed packages register under ``recbench.models``, checked.
+
+    Cached: scanning the installed metadata costs ~3 ms, and configs are validated hundreds
+    of times when a study's ledger is read (tests that install a plug-in clear the cache).
+    A plug-in may not take a built-in's name (the same config would mean two models), must
+    be a ModelSpec, and its config's ``name`` literal must be its entry-point name (the
+    schema tells models apart by it); each of these is one line naming the plug-in."""
+    found = discover(PLUGIN_GROUP)
+    for name, spec in found.items():
+        where = f"plug-in model {name!r} (entry point group {PLUGIN_GROUP})"
+        if name in MODELS:
+            raise ConfigError(f"{where} clashes with the built-in model of that name; rename "
+                              "it in the plug-in package's entry points or uninstall it")
+        if not isinstance(spec, ModelSpec):
+            raise ConfigError(f"{where} is a {type(spec).__name__}, not a "
+                              "recbench.models.ModelSpec; point the entry point at its spec")
+        field = spec.config.model_fields.get("name")
+        if field is None or get_args(field.annotation) != (name,):
+            raise ConfigError(f"{where}: its config {spec.config.__name__} must declare "
+                              f"name: Literal[{name!r}], the entry point's name")
+    return found
