@@ -119,11 +119,14 @@ class TensorBoardTracker:
         writer_cls = _require("torch.utils.tensorboard", "tensorboard").SummaryWriter
         self.writer = writer_cls(str(run_dir / "tb"),
                                  purge_step=first_epoch if first_epoch > 0 else None)
+        self.first_epoch = first_epoch
 
     def start(self, params: dict[str, Any], env: dict[str, Any]) -> None:
-        self.writer.add_text("config", _indented(json.dumps(params, indent=1, sort_keys=True)))
+        """At the epoch the run (re)starts from: a resume's env.json shows beside the first."""
+        self.writer.add_text("config", _indented(json.dumps(params, indent=1, sort_keys=True)),
+                             self.first_epoch)
         self.writer.add_text("env", _indented(json.dumps(env, indent=1, sort_keys=True,
-                                                         default=str)))
+                                                         default=str)), self.first_epoch)
 
     def log_epoch(self, epoch: int, record: dict[str, Any]) -> None:
         for tag, value in scalars(record).items():

@@ -51,6 +51,8 @@ def _check_tensorboard(run_dir) -> None:
         assert [(e.step, e.value) for e in acc.Scalars(f"final/{name}")] == \
             [(metrics["best_epoch"], float(np.float32(value)))]
     assert {"config/text_summary", "env/text_summary"} <= set(acc.Tags()["tensors"])
+    env = acc.Tensors("env/text_summary")[-1].tensor_proto.string_val[0].decode()
+    assert json.loads(env) == json.loads((run_dir / "env.json").read_text())
 
 
 def _mlflow_run(runs_root, cfg):
@@ -118,6 +120,31 @@ def test_resume_continues_the_same_tracking_run(tmp_path, tiny_paths):
     assert [h["epoch"] for h in _history(done)] == [0, 1, 2, 3]
     _check_tensorboard(done)
     _check_mlflow(root, cfg, done)
+
+
+def test_tensorboard_hides_epochs_logged_after_the_last_checkpoint(tmp_path, tiny_paths,
+                                                                    monkeypatch):
+    """Interrupted between logging epoch 2 and checkpointing it: the resume trains epoch 2
+    again, and TensorBoard shows it once, with the resumed run's values."""
+    from recbench import runner
+
+    real, calls = runner._checkpoint, {"n": 0}
+
+    def interrupted_third(*args) -> None:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        real(*args)
+
+    monkeypatch.setattr(runner, "_checkpoint", interrupted_third)
+    cfg = _config(tmp_path, "tensorboard")
+    with pytest.raises(KeyboardInterrupt):
+        train_run(cfg, tiny_paths, tmp_path / "runs")
+    partial = runs.find_partial(tmp_path / "runs", cfg.name, run_hash(cfg))
+    assert [e.step for e in _tensorboard(partial).Scalars("train/bpr")] == [0, 1, 2]
+    monkeypatch.setattr(runner, "_checkpoint", real)
+    done = train_run(cfg, tiny_paths, tmp_path / "runs", resume=partial)
+    _check_tensorboard(done)
 
 
 def test_a_tracker_not_installed_is_one_line_and_leaves_no_run(tmp_path, tiny_paths, monkeypatch):
