@@ -38,6 +38,7 @@ TRACKERS = ("tensorboard", "mlflow")
 INSTALL = "pip install 'recbench[track]'"
 MLFLOW_DIR = "_mlflow"  # under the runs folder; no experiment name can start with "_"
 RUN_TAG = "recbench.run"  # MLflow tag: the run folder's name (without .partial)
+FLUSH_SECONDS = 5.0  # MLflow: the longest a logged epoch waits in memory before it is written
 
 
 class Tracker(Protocol):
@@ -163,8 +164,13 @@ class MlflowTracker:
     final test metrics. The client is given the URI; no global MLflow state is set."""
 
     def __init__(self, run_dir: Path, experiment: str, config_hash: str) -> None:
+        import time
+
         _require("mlflow", "mlflow")
         from mlflow.tracking import MlflowClient
+
+        self.pending: list[Any] = []
+        self.flushed = time.monotonic()
 
         root = run_dir.resolve().parent.parent / MLFLOW_DIR
         root.mkdir(parents=True, exist_ok=True)
@@ -193,23 +199,29 @@ class MlflowTracker:
             self.client.log_batch(self.run_id, params=todo[i:i + 100])
         self.client.log_dict(self.run_id, env, "env.json")
 
-    def _log(self, values: dict[str, float], step: int) -> None:
+    def _log(self, values: dict[str, float], step: int, flush: bool = False) -> None:
+        """Buffered: one SQLite commit costs ~20 ms (more than a short epoch), so metrics are
+        written at most every FLUSH_SECONDS, and at the end."""
         import time
 
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        self.client.log_batch(self.run_id, metrics=[
-            Metric(mlflow_name(tag), value, now, step) for tag, value in values.items()
-            if not math.isnan(value)])
+        self.pending += [Metric(mlflow_name(tag), value, now, step)
+                         for tag, value in values.items() if not math.isnan(value)]
+        if flush or time.monotonic() - self.flushed >= FLUSH_SECONDS:
+            for i in range(0, len(self.pending), 1000):  # at most 1000 metrics per batch
+                self.client.log_batch(self.run_id, metrics=self.pending[i:i + 1000])
+            self.pending, self.flushed = [], time.monotonic()
 
     def log_epoch(self, epoch: int, record: dict[str, Any]) -> None:
         self._log(scalars(record), epoch)
 
     def finish(self, metrics: dict[str, Any]) -> None:
-        self._log(final_scalars(metrics), final_step(metrics))
+        self._log(final_scalars(metrics), final_step(metrics), flush=True)
 
     def close(self, error: BaseException | None) -> None:
+        self._log({}, 0, flush=True)  # what an interrupted run logged is kept
         status = "FINISHED" if error is None else \
             "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
         self.client.set_terminated(self.run_id, status)
