@@ -32,7 +32,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
-from recbench.errors import ConfigError
+from recbench.errors import ConfigError, RunError
 
 TRACKERS = ("tensorboard", "mlflow")
 INSTALL = "pip install 'recbench[track]'"
@@ -167,14 +167,22 @@ class MlflowTracker:
         import time
 
         _require("mlflow", "mlflow")
-        from mlflow.tracking import MlflowClient
-
         self.pending: list[Any] = []
         self.flushed = time.monotonic()
-
         root = run_dir.resolve().parent.parent / MLFLOW_DIR
         root.mkdir(parents=True, exist_ok=True)
-        folder = run_dir.name.removesuffix(".partial")
+        try:
+            self._open(root, run_dir.name.removesuffix(".partial"), experiment, config_hash)
+        except Exception as exc:  # MLflow's own failures (a damaged or foreign store): one line
+            first = (str(exc).strip().splitlines() or [""])[0][:160]
+            raise RunError(f"track: the MLflow store {root / 'mlflow.db'} cannot be used "
+                           f"({type(exc).__name__}: {first}); move it aside, or train without "
+                           "mlflow tracking") from None
+
+    def _open(self, root: Path, folder: str, experiment: str, config_hash: str) -> None:
+        """The MLflow experiment, and the run of ``folder``: found again (a resume) or made."""
+        from mlflow.tracking import MlflowClient
+
         with _locked(root / ".lock"):  # parallel study jobs share the store: one sets it up
             self.client = MlflowClient(tracking_uri=mlflow_uri(root.parent))
             found = self.client.get_experiment_by_name(experiment)

@@ -155,6 +155,18 @@ def test_a_tracker_not_installed_is_one_line_and_leaves_no_run(tmp_path, tiny_pa
     assert list((tmp_path / "runs" / "bpr").iterdir()) == []
 
 
+def test_a_damaged_mlflow_store_is_one_line(tmp_path, tiny_paths):
+    from recbench.errors import RunError
+
+    store = tmp_path / "runs" / tracking.MLFLOW_DIR
+    store.mkdir(parents=True)
+    (store / "mlflow.db").write_bytes(b"not a database" * 100)
+    with pytest.raises(RunError, match=r"track: the MLflow store .*mlflow\.db cannot be used"
+                                       r" \(.*\); move it aside") as err:
+        train_run(_config(tmp_path, "mlflow"), tiny_paths, tmp_path / "runs")
+    assert "\n" not in str(err.value)
+
+
 def test_train_track_option_overrides_the_file(tmp_path, tiny_paths):
     from tests.test_cli import _invoke
 
