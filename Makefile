@@ -14,7 +14,7 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,tune,scale]'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,tune,scale,track]'
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 

@@ -94,6 +94,8 @@ def _a_folder(path: Path, option: str, env: str) -> Path:
 Threads = typer.Option(None, "--threads",
                        help="CPU threads for torch (default: chosen per run from the usable "
                             "CPUs, how busy they are and the model family; env.json says why)")
+Track = typer.Option([], "--track", help="also stream the curves to tensorboard | mlflow "
+                      "(repeatable; none: off; docs/tracking.md)")
 DataDir = typer.Option(None, "--data-dir", help="data folder (default $RECBENCH_DATA or ./data)")
 RunsDir = typer.Option(None, "--runs-dir", help="run folder (default $RECBENCH_RUNS or ./runs)")
 
@@ -295,6 +297,7 @@ def train(
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N"),
     resume: Path = typer.Option(None, "--resume", help="continue an interrupted run directory"),
     seed: int = typer.Option(None, "--seed", help="run only this seed"),
+    track: list[str] = Track,
     threads: int = Threads,
     data_dir: Path = DataDir,
     runs_dir: Path = RunsDir,
@@ -333,6 +336,8 @@ def train(
     if threads:  # the command line wins over the file's train.num_threads (not in the hash)
         configs = [c.model_copy(update={"train": c.train.model_copy(
             update={"num_threads": threads})}) for c in configs]
+    if track:  # the command line wins over the file's track: (not in the hash either)
+        configs = [_with_track(c, track) for c in configs]
     rows = []
     for run_cfg in configs:
         run_dir = _train_one(run_cfg, _paths(data_dir), _runs_root(runs_dir), device, resume)
@@ -345,6 +350,14 @@ def train(
     console.print(_metrics_table(f"{cfg.name}: test metrics", rows))
     if cfg.paper:
         console.print("paper: " + ", ".join(f"{k} {v}" for k, v in cfg.paper.items()))
+
+
+def _with_track(cfg, track: list[str]):
+    """``cfg`` tracked by ``--track`` (repeatable or comma-separated; ``none``: off)."""
+    from recbench.experiment import with_overrides
+
+    names = [n.strip() for t in track for n in t.split(",") if n.strip()]
+    return with_overrides(cfg, {"track": [] if names == ["none"] else names})
 
 
 def _same_config_on_resume(cfg, resume: Path, set_: list[str], seed: int | None) -> None:

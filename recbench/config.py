@@ -138,6 +138,22 @@ class ExperimentConfig(Strict):
     seeds: list[NonNegInt] = Field(default_factory=lambda: [0], min_length=1)
     seed: NonNegInt | None = None  # set when the experiment is expanded into one run per seed
     paper: dict[str, float] = Field(default_factory=dict)
+    # where the run's curves are also streamed (recbench/tracking.py, docs/tracking.md): none,
+    # tensorboard, mlflow or a list of them. Out of the run hash: it records numbers, never
+    # changes one.
+    track: list[Literal["tensorboard", "mlflow"]] = Field(default_factory=list)
+
+    @field_validator("track", mode="before")
+    @classmethod
+    def _track_list(cls, value: Any) -> Any:
+        """``track: none`` / ``track: mlflow`` as well as a list; each tracker once."""
+        if value is None or value == "none":
+            return []
+        if isinstance(value, str):
+            return [value]
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return list(dict.fromkeys(value))
+        return value
 
     @field_validator("seeds")
     @classmethod
@@ -392,6 +408,8 @@ HASH_EXCLUDED: dict[tuple[str, ...], str] = {
     ("train", "num_threads"): "how fast, not what: runs stay shareable across machines",
     ("eval", "batch_size"): "how many users are scored at once; each user's scores and ranks "
                             "are computed row by row, so the metrics do not depend on it",
+    ("track",): "where the curves are also written (TensorBoard, MLflow); it reads the run's "
+                "numbers and changes none",
 }
 
 # Keys added after runs were cached, left out of the hash while they hold the value that
@@ -467,8 +485,8 @@ def run_hash(cfg: ExperimentConfig) -> str:
 
     It covers exactly what can change the computed result: every key except those of
     :data:`HASH_EXCLUDED` (the paper's figures, the ``seeds`` list of a one-seed run,
-    ``train.num_threads`` and ``eval.batch_size``), so correcting a paper figure or adding a
-    seed to a study keeps its finished runs cached while any change to the data, model,
-    training or metrics makes a new run. Anything that could change a number stays in: a key
+    ``train.num_threads``, ``eval.batch_size`` and ``track``), so correcting a paper figure or
+    adding a seed to a study keeps its finished runs cached while any change to the data,
+    model, training or metrics makes a new run. Anything that could change a number stays in: a key
     is excluded only when the code provably computes the same metrics whatever its value."""
     return hash_plain(to_plain(cfg))

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from recbench import runs
+from recbench import runs, tracking
 from recbench.config import ExperimentConfig, TrainConfig, run_hash, to_plain
 from recbench.data.prepare import DataPaths, load
 from recbench.eval.result import EvalResult
@@ -448,14 +448,17 @@ def _train_in(run_dir: Path, cfg: ExperimentConfig, built: Built, device: str,
                        f"now (data hash {runs.started_on(run_dir)}, now {now}); it cannot be "
                        "resumed — train a new run")
     loop = _restore(run_dir, built) if resume is not None else LoopState()  # before any write
-    runs.write_json(run_dir / "env.json", {**_env(cfg, device, built.threads, built.kernels),
-                                           **({"data_hash": now} if now else {})})
+    env = {**_env(cfg, device, built.threads, built.kernels), **({"data_hash": now} if now else {})}
+    runs.write_json(run_dir / "env.json", env)
     spans = schedule(built.trainer)
     num_epochs = sum(s.stage.epochs for s in spans)
     has_valid = built.trainer.has_valid()
     _check_plateau_decay(built, cfg.train, has_valid)
     run_selects = any(s.stage.monitors is None for s in spans)
-    with open(run_dir / "log.txt", "a") as log:
+    with open(run_dir / "log.txt", "a") as log, tracking.open_tracking(
+            [] if _secondary_rank() else cfg.track, run_dir, cfg.name, run_hash(cfg),
+            loop.epoch + 1) as tracker:
+        tracker.start(to_plain(cfg), env)
         for epoch in range(loop.epoch + 1, num_epochs):
             span = span_of(spans, epoch)
             if span.stage.name in loop.stopped:  # ended early: its other epochs pass over
@@ -481,6 +484,7 @@ def _train_in(run_dir: Path, cfg: ExperimentConfig, built: Built, device: str,
             loop.elapsed += time.perf_counter() - t0
             loop.epoch = epoch
             runs.append_jsonl(run_dir / "history.jsonl", record)
+            tracker.log_epoch(epoch, record)
             log.write(" ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}"
                                for k, v in record.items()) + "\n")
             log.flush()
@@ -491,6 +495,7 @@ def _train_in(run_dir: Path, cfg: ExperimentConfig, built: Built, device: str,
             if stop:
                 break
         metrics = _finish(run_dir, built, loop, has_valid, run_selects, num_epochs)
+        tracker.finish(metrics)
         log.write(f"test {json.dumps(metrics['test'], default=float)}\n")
     return runs.finalize(run_dir)
 

@@ -170,3 +170,27 @@ def test_keys_added_at_their_old_behaviour_keep_the_hash():
     assert run_hash(cfg) == hash_plain(before)
     assert run_hash(with_overrides(cfg, {"model.knn_windows": [5]})) != run_hash(cfg)
     assert run_hash(with_overrides(cfg, {"model.knn_decays": [0.7]})) != run_hash(cfg)
+
+
+@pytest.mark.parametrize("track", ["none", "tensorboard", ["mlflow", "tensorboard"]])
+def test_track_is_out_of_the_run_hash(track):
+    """Tracking records numbers and changes none: every shipped experiment keeps the hash it
+    had before the key existed (its finished runs stay cached) whatever ``track`` says."""
+    from recbench.config import hash_plain, to_plain
+
+    for path in sorted((ROOT / "experiments").glob("*.yaml")):
+        cfg = expand_seeds(load_experiment(path))[0]
+        before = {k: v for k, v in to_plain(cfg).items() if k != "track"}
+        tracked = with_overrides(cfg, {"track": track})
+        assert run_hash(tracked) == run_hash(cfg) == hash_plain(before), path.name
+
+
+def test_track_takes_one_name_or_a_list(tmp_path):
+    exp = write_experiment(tmp_path, "e")
+    assert load_experiment(exp).track == []
+    assert load_experiment(exp, ["track=none"]).track == []
+    assert load_experiment(exp, ["track=mlflow"]).track == ["mlflow"]
+    assert load_experiment(exp, ["track=[tensorboard, mlflow, tensorboard]"]).track == \
+        ["tensorboard", "mlflow"]
+    with pytest.raises(ConfigError, match=r"track\.0: .*'tensorboard' or 'mlflow'"):
+        load_experiment(exp, ["track=wandb"])

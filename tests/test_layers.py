@@ -52,6 +52,7 @@ LAYERS: dict[str, int] = {
     "recbench.data.atomic": 7,
     "recbench.config": 8,
     "recbench.runs": 8,
+    "recbench.tracking": 8,
     "recbench.seeding": 9,
     "recbench.errors": 9,
     "recbench.threads": 9,
