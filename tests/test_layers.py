@@ -42,6 +42,8 @@ LAYERS: dict[str, int] = {
     "recbench.threads": 9,
     "recbench.memory": 9,
     "recbench.plugins": 9,
+    "recbench.csr": 9,
+    "recbench.cpu": 9,
     "recbench": 9,
 }
 

@@ -6,8 +6,6 @@ above it, so a count-based floor with many equal scores is never flattered by ti
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 
@@ -38,8 +36,3 @@ def metrics_from_ranks(full: torch.Tensor, sampled: torch.Tensor | None,
                                                    1.0 / torch.log2(sampled.float() + 2), 0.0)
     out["mrr"] = 1.0 / (full.float() + 1)
     return out
-
-
-def ndcg_single(rank: int) -> float:
-    """NDCG of one relevant item at 0-based ``rank`` (for tests and by-hand checks)."""
-    return 1.0 / math.log2(rank + 2)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from recbench.csr import by_row
 from recbench.data.graph import RATES, Dataset
 from recbench.eval.metrics import ranking_metrics
 from recbench.eval.result import EvalResult
@@ -29,10 +30,7 @@ def _user_items(g, masks: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _to_csr(u: torch.Tensor, i: torch.Tensor, num_users: int) -> tuple[torch.Tensor, torch.Tensor]:
-    order = torch.argsort(u, stable=True)
-    counts = torch.bincount(u, minlength=num_users)
-    indptr = torch.zeros(num_users + 1, dtype=torch.int64)
-    indptr[1:] = torch.cumsum(counts, 0)
+    indptr, order = by_row(u, num_users)
     return indptr, i[order]
 
 

@@ -17,6 +17,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from recbench.config import NonNegFloat, NonNegInt, PosInt, Strict
+from recbench.csr import row_pointers
 from recbench.data.graph import dense_ratings, rating_range, split_edges
 from recbench.errors import ConfigError
 from recbench.eval.metrics import mae, rmse, squared_errors
@@ -142,10 +143,10 @@ class Entries:
         self.order = torch.argsort(items * num_users + users)
         it, us = items[self.order], users[self.order]
         self.col = us
-        self.crow = _crow(it, num_items)
+        self.crow = row_pointers(it, num_items)
         self.pattern = _csr(self.crow, us, torch.ones(len(us)), self.shape)
         self.perm = torch.argsort(us * num_items + it)  # CSR order of the transpose
-        self.crow_t, self.col_t = _crow(us, num_users), it[self.perm]
+        self.crow_t, self.col_t = row_pointers(us, num_users), it[self.perm]
         self.values = values[self.order] if values is not None else None
 
     def matrix(self, vals: torch.Tensor, transpose: bool = False) -> torch.Tensor:
@@ -164,11 +165,6 @@ def _csr(crow: torch.Tensor, col: torch.Tensor, vals: torch.Tensor, shape) -> to
         warnings.simplefilter("ignore", UserWarning)
         return torch.sparse_csr_tensor(crow, col, vals, shape)
 
-
-def _crow(rows: torch.Tensor, num_rows: int) -> torch.Tensor:
-    crow = torch.zeros(num_rows + 1, dtype=torch.int64)
-    crow[1:] = torch.cumsum(torch.bincount(rows, minlength=num_rows), 0)
-    return crow
 
 
 class _SampledOutput(torch.autograd.Function):
