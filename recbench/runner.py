@@ -28,6 +28,7 @@ from recbench import runs
 from recbench.config import ExperimentConfig, TrainConfig, run_hash, to_plain
 from recbench.cpu import cpu_model
 from recbench.data.prepare import DataPaths, load
+from recbench.eval.metrics import monitor_unselected
 from recbench.eval.result import EvalResult
 from recbench.memory import allocator_setting, reuse_freed_memory
 from recbench.native import status as native_status
@@ -87,6 +88,8 @@ def build(cfg: ExperimentConfig, paths: DataPaths, device: str = "cpu") -> Built
                           f"take the native kernels here ({kernels.reason}); set "
                           "train.kernels: auto or torch")
     monitor = trainer.monitor or default_monitor(spec.task, cfg, data.negatives is not None)
+    if problem := monitor_unselected(cfg.eval.metrics, monitor):
+        raise ConfigError(f"{cfg.name}: {problem}")
     return Built(trainer, ctx, spec.task, monitor, threads, kernels)
 
 
