@@ -30,6 +30,7 @@ from recbench.config import (
     to_plain,
 )
 from recbench.errors import ConfigError, RecbenchError
+from recbench.eval.metrics import unknown_metric
 from recbench.models import registry
 from recbench.runs import read_config
 
@@ -53,7 +54,7 @@ def validate(raw: dict, origin: str) -> ExperimentConfig:
         cfg = experiment_schema().model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"{origin}: {explain(exc, raw)}") from None
-    problem = check_ranges(cfg, "")
+    problem = check_ranges(cfg, "") or unknown_metric(cfg.eval.metrics, MODELS[cfg.model.name].task)
     if problem:
         raise ConfigError(f"{origin}: {problem}")
     return cfg

@@ -26,7 +26,9 @@ import torch
 
 from recbench import runs, tracking
 from recbench.config import ExperimentConfig, TrainConfig, run_hash, to_plain
+from recbench.cpu import cpu_model
 from recbench.data.prepare import DataPaths, load
+from recbench.eval.metrics import monitor_unselected
 from recbench.eval.result import EvalResult
 from recbench.memory import allocator_setting, reuse_freed_memory
 from recbench.native import status as native_status
@@ -86,6 +88,8 @@ def build(cfg: ExperimentConfig, paths: DataPaths, device: str = "cpu") -> Built
                           f"take the native kernels here ({kernels.reason}); set "
                           "train.kernels: auto or torch")
     monitor = trainer.monitor or default_monitor(spec.task, cfg, data.negatives is not None)
+    if problem := monitor_unselected(cfg.eval.metrics, monitor):
+        raise ConfigError(f"{cfg.name}: {problem}")
     return Built(trainer, ctx, spec.task, monitor, threads, kernels)
 
 
@@ -130,25 +134,10 @@ def _env(cfg: ExperimentConfig, device: str, threads: ThreadChoice | None = None
             "machine": platform.machine(), "git_commit": git("rev-parse", "HEAD"),
             "git_dirty": bool(git("status", "--porcelain")), "seed": cfg.seed,
             "threads_reason": threads.reason if threads else "torch default",
-            "cpu": _cpu_model(), "allocator": allocator_setting(),
+            "cpu": cpu_model(), "allocator": allocator_setting(),
             "native_kernels": native_status(),
             "kernels": kernels.path if kernels else "unknown",
             "kernels_reason": kernels.reason if kernels else "not recorded"}
-
-
-def _cpu_model() -> str:
-    """CPU model and its widest SIMD set: float kernels (and so trained weights) can differ
-    between CPUs, which is why a rerun elsewhere may not be bit-identical."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor()
-    name = next((ln.split(":", 1)[1].strip() for ln in info.splitlines()
-                 if ln.startswith("model name")), platform.processor())
-    flags = next((ln.split(":", 1)[1].split() for ln in info.splitlines()
-                  if ln.startswith("flags")), [])
-    simd = next((f for f in ("avx512f", "avx2", "avx", "sse4_2") if f in flags), "")
-    return f"{name} ({simd})" if simd else name
 
 
 def _secondary_rank() -> bool:

@@ -61,6 +61,8 @@ LAYERS: dict[str, int] = {
     "recbench.checksums": 9,
     "recbench.native": 9,
     "recbench.composite": 1,
+    "recbench.csr": 9,
+    "recbench.cpu": 9,
     "recbench": 9,
 }
 

@@ -27,7 +27,6 @@ from recbench.data.graph import ITEM, RATES
 from recbench.errors import DatasetError
 from recbench.seeding import numpy_rng
 
-FEATURES = ("share_short", "share_long", "share_all", "mean_rating", "recency", "log_count")
 SPLIT_CODES = {"train": 0, "valid": 1, "test": 2}
 
 
@@ -107,7 +106,8 @@ def normalized_adjacency(counts: np.ndarray, self_loops: bool = True) -> np.ndar
 
 def _user_features(m: np.ndarray, r: np.ndarray, steps: np.ndarray, short: int,
                    long: int) -> np.ndarray:
-    """Features (len(steps), C, F) of one user's history at each target step (spec §6)."""
+    """Features (len(steps), C, F) of one user's history at each target step (spec §6); the F = 6
+    are share_short, share_long, share_all, mean_rating, recency, log_count, in that order."""
     num = len(m)
     w = m / np.clip(m.sum(1, keepdims=True), 1, None)  # a multi-genre item splits its weight
     cw = np.vstack([np.zeros((1, m.shape[1])), np.cumsum(w, 0)])  # exclusive prefix sums

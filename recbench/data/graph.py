@@ -108,17 +108,6 @@ def dense_ratings(g, split: str, items_by_users: bool = False) -> torch.Tensor:
     return m.T.contiguous() if items_by_users else m
 
 
-def seen_matrix_csr(g, split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
-    """CSR ``(indptr, items)`` of each user's items in ``split``, for masking and sampling."""
-    u, i, _ = split_edges(g, split)
-    order = torch.argsort(u * g.num_nodes(ITEM) + i)
-    u, i = u[order], i[order]
-    counts = torch.bincount(u, minlength=g.num_nodes(USER))
-    indptr = torch.zeros(g.num_nodes(USER) + 1, dtype=torch.int64)
-    indptr[1:] = torch.cumsum(counts, 0)
-    return indptr, i
-
-
 def save_dataset(folder: Path, ds: Dataset) -> None:
     """Write graph.bin and meta.json atomically (temp names, then rename). meta.json records
     graph.bin's size and sha256, so a damaged or half-replaced graph.bin is caught before DGL

@@ -6,9 +6,11 @@ above it, so a count-based floor with many equal scores is never flattered by ti
 
 from __future__ import annotations
 
-import math
+from collections.abc import Sequence
 
 import torch
+
+from recbench.eval.metrics import NEXT_ITEM, NEXT_ITEM_SAMPLED, compute
 
 
 def target_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -24,22 +26,12 @@ def sampled_ranks(scores: torch.Tensor, targets: torch.Tensor,
     return (scores.gather(1, negatives) >= s_t).sum(1)
 
 
-def metrics_from_ranks(full: torch.Tensor, sampled: torch.Tensor | None,
-                       ks: list[int]) -> dict[str, torch.Tensor]:
-    """Per-sample vectors: accuracy@1 (= HR@1), HR@k and NDCG@k for every k, full ranking;
+def metrics_from_ranks(full: torch.Tensor, sampled: torch.Tensor | None, ks: list[int],
+                       names: Sequence[str] = ()) -> dict[str, torch.Tensor]:
+    """Per-sample vectors of the selected metrics (``names``; empty: all), from the registry:
+    accuracy@1 (= HR@1), HR@k and NDCG@k for every k and MRR on the full ranking;
     ``sampled_hr@k`` / ``sampled_ndcg@k`` against the sampled negatives."""
-    out = {"accuracy@1": (full < 1).float()}
-    for k in ks:
-        out[f"hr@{k}"] = (full < k).float()
-        out[f"ndcg@{k}"] = torch.where(full < k, 1.0 / torch.log2(full.float() + 2), 0.0)
-        if sampled is not None:
-            out[f"sampled_hr@{k}"] = (sampled < k).float()
-            out[f"sampled_ndcg@{k}"] = torch.where(sampled < k,
-                                                   1.0 / torch.log2(sampled.float() + 2), 0.0)
-    out["mrr"] = 1.0 / (full.float() + 1)
-    return out
-
-
-def ndcg_single(rank: int) -> float:
-    """NDCG of one relevant item at 0-based ``rank`` (for tests and by-hand checks)."""
-    return 1.0 / math.log2(rank + 2)
+    calls = {NEXT_ITEM: lambda fn, k: fn(full, k)}
+    if sampled is not None:
+        calls[NEXT_ITEM_SAMPLED] = lambda fn, k: fn(sampled, k)
+    return compute(calls, names, ks)

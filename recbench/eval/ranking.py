@@ -7,13 +7,14 @@ scores the positive against the negatives stored with a leave-one-out split.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 
+from recbench.csr import by_row
 from recbench.data.graph import RATES, Dataset
-from recbench.eval.metrics import ranking_metrics
+from recbench.eval.metrics import SAMPLED, compute, ranking_metrics
 from recbench.eval.result import EvalResult
 
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
@@ -29,10 +30,7 @@ def _user_items(g, masks: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _to_csr(u: torch.Tensor, i: torch.Tensor, num_users: int) -> tuple[torch.Tensor, torch.Tensor]:
-    order = torch.argsort(u, stable=True)
-    counts = torch.bincount(u, minlength=num_users)
-    indptr = torch.zeros(num_users + 1, dtype=torch.int64)
-    indptr[1:] = torch.cumsum(counts, 0)
+    indptr, order = by_row(u, num_users)
     return indptr, i[order]
 
 
@@ -52,8 +50,10 @@ def users_per_batch(batch_size: int, num_items: int, budget: int = SCORE_BLOCK_B
 
 
 def full_ranking(score_fn: ScoreFn, data: Dataset, split: str, ks: list[int],
-                 batch_size: int = 1024, device: torch.device | None = None) -> EvalResult:
-    """Top-max(ks) over all items with seen items masked; users with ≥ 1 item in ``split``.
+                 batch_size: int = 1024, device: torch.device | None = None, *,
+                 metrics: Sequence[str] = ()) -> EvalResult:
+    """Top-max(ks) over all items with seen items masked; users with ≥ 1 item in ``split``;
+    the ``metrics`` of :data:`recbench.eval.metrics.METRICS` selected (empty: all top-N ones).
 
     Memory is bounded by one batch of score rows (:func:`users_per_batch`): per batch the model
     scores its users, the batch's seen items are set to -inf in place, ``torch.topk`` keeps the
@@ -81,7 +81,7 @@ def full_ranking(score_fn: ScoreFn, data: Dataset, split: str, ks: list[int],
         top = scores.topk(top_n, dim=1).indices
         del scores
         hits = _is_key(batch[:, None] * n_items + top, rel_keys)
-        for name, vec in ranking_metrics(hits, num_rel[batch], ks).items():
+        for name, vec in ranking_metrics(hits, num_rel[batch], ks, metrics).items():
             parts.setdefault(name, []).append(vec)
     per_user = {name: torch.cat(v).numpy() for name, v in parts.items()}
     per_user["user"] = users.numpy()
@@ -107,11 +107,12 @@ def _gather_rows(indptr: torch.Tensor, items: torch.Tensor,
 
 
 def sampled_ranking(pair_score_fn: PairScoreFn, data: Dataset, split: str, ks: list[int],
-                    batch_size: int = 4096) -> EvalResult:
+                    batch_size: int = 4096, *, metrics: Sequence[str] = ()) -> EvalResult:
     """Leave-one-out: rank each user's held-out item among its stored sampled negatives.
 
-    HR@k = 1 if the positive ranks within k; NDCG@k = 1/log2(rank+1) (NCF protocol). Ties
-    count against the positive (its rank is 1 + number of negatives scoring ≥ it).
+    HR@k = 1 if the positive ranks within k; NDCG@k = 1/log2(rank+1) (NCF protocol), 1-based
+    rank; the registry's ``SAMPLED`` forms, selected by ``metrics`` (empty: all). Ties count
+    against the positive (its rank is 1 + number of negatives scoring ≥ it).
     """
     if data.negatives is None:
         raise ValueError("sampled ranking needs a leave-one-out split with stored negatives")
@@ -124,12 +125,9 @@ def sampled_ranking(pair_score_fn: PairScoreFn, data: Dataset, split: str, ks: l
         cands = torch.cat([bi[:, None], data.negatives[bu]], dim=1)
         with torch.no_grad():
             s = pair_score_fn(bu, cands).float().cpu()
-        ranks.append(1 + (s[:, 1:] >= s[:, :1]).sum(1))
-    rank = torch.cat(ranks).float()
+        ranks.append((s[:, 1:] >= s[:, :1]).sum(1))  # 0-based
+    rank = torch.cat(ranks)
     per_user: dict[str, np.ndarray] = {"user": u.numpy()}
-    for k in ks:
-        inside = rank <= k
-        per_user[f"hr@{k}"] = inside.float().numpy()
-        per_user[f"ndcg@{k}"] = torch.where(inside, 1.0 / torch.log2(rank + 1),
-                                            torch.zeros_like(rank)).numpy()
+    scored = compute({SAMPLED: lambda fn, k: fn(rank, k)}, metrics, ks)
+    per_user.update({name: vec.numpy() for name, vec in scored.items()})
     return EvalResult({k: float(np.mean(v)) for k, v in per_user.items() if k != "user"}, per_user)

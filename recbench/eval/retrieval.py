@@ -10,7 +10,7 @@ reciprocal ranks of the hits; users whose pool is empty count as zeros.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -113,8 +113,9 @@ def kmeans(vecs: np.ndarray, num_clusters: int, seed: int, niter: int = 25,
 
 def retrieval_ranking(pair_score_fn: PairScoreFn, candidate_fn: CandidateFn | None,
                       data: Dataset, split: str, ks: list[int],
-                      batch_size: int = 256) -> EvalResult:
+                      batch_size: int = 256, *, metrics: Sequence[str] = ()) -> EvalResult:
     """Top-max(ks) among each user's candidates; ``candidate_fn=None`` scores every item.
+    ``metrics`` selects among the registry's top-N metrics (empty: all).
 
     Users with ≥ 1 item in ``split`` are evaluated. Items of the masked splits (training, and
     validation when testing) are removed from the pool; an empty pool gives zeros. Besides the
@@ -127,13 +128,14 @@ def retrieval_ranking(pair_score_fn: PairScoreFn, candidate_fn: CandidateFn | No
     num_rel = rel_ptr[1:] - rel_ptr[:-1]
     users = torch.nonzero(num_rel > 0, as_tuple=True)[0]
     return rank_candidates(pair_score_fn, candidate_fn, users, (seen_ptr, seen_items),
-                           (rel_ptr, rel_items), data.num_items, ks, batch_size)
+                           (rel_ptr, rel_items), data.num_items, ks, batch_size,
+                           metrics=metrics)
 
 
 def rank_candidates(pair_score_fn: PairScoreFn, candidate_fn: CandidateFn | None,
                     users: torch.Tensor, seen: tuple[torch.Tensor, torch.Tensor],
                     relevant: tuple[torch.Tensor, torch.Tensor], num_items: int, ks: list[int],
-                    batch_size: int = 256) -> EvalResult:
+                    batch_size: int = 256, *, metrics: Sequence[str] = ()) -> EvalResult:
     """The evaluator's core on CSR ``(indptr, items)`` arrays of masked and relevant items."""
     top_n = max(ks)
     num_rel = relevant[0][1:] - relevant[0][:-1]
@@ -156,7 +158,7 @@ def rank_candidates(pair_score_fn: PairScoreFn, candidate_fn: CandidateFn | None
         hits = _member(batch, top, *relevant, num_items) & torch.isfinite(top_s)
         if width < top_n:  # fewer candidates than N: precision still divides by N
             hits = torch.cat([hits, torch.zeros(len(batch), top_n - width, dtype=torch.bool)], 1)
-        for name, vec in ranking_metrics(hits, num_rel[batch], ks).items():
+        for name, vec in ranking_metrics(hits, num_rel[batch], ks, metrics).items():
             parts.setdefault(name, []).append(vec)
         pool = valid.sum(1).float()
         parts.setdefault("pool_size", []).append(pool)

@@ -368,9 +368,11 @@ class GLAttentionTrainer(TrainerBase):
                        k: int) -> EvalResult:
         scorer = self.model.scorer(rep)
         if self.loo:
-            return sampled_ranking(scorer, self.ctx.data, split, self.ctx.eval.k)
+            return sampled_ranking(scorer, self.ctx.data, split, self.ctx.eval.k,
+                                   metrics=self.ctx.eval.metrics)
         cands = None if index is None else self._candidate_fn(index, k)
-        return retrieval_ranking(scorer, cands, self.ctx.data, split, self.ctx.eval.k)
+        return retrieval_ranking(scorer, cands, self.ctx.data, split, self.ctx.eval.k,
+                                 metrics=self.ctx.eval.metrics)
 
     def evaluate(self, split: str) -> EvalResult:
         """The main type at K (cluster index) or exhaustively; leave-one-out splits rank the

@@ -17,9 +17,10 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from recbench.config import NonNegFloat, NonNegInt, PosInt, Strict
+from recbench.csr import row_pointers
 from recbench.data.graph import dense_ratings, rating_range, split_edges
 from recbench.errors import ConfigError
-from recbench.eval.metrics import mae, rmse, squared_errors
+from recbench.eval.rating import rating_result
 from recbench.eval.result import EvalResult
 from recbench.seeding import torch_generator
 from recbench.train.api import RunContext, Stage, TrainerBase
@@ -142,10 +143,10 @@ class Entries:
         self.order = torch.argsort(items * num_users + users)
         it, us = items[self.order], users[self.order]
         self.col = us
-        self.crow = _crow(it, num_items)
+        self.crow = row_pointers(it, num_items)
         self.pattern = _csr(self.crow, us, torch.ones(len(us)), self.shape)
         self.perm = torch.argsort(us * num_items + it)  # CSR order of the transpose
-        self.crow_t, self.col_t = _crow(us, num_users), it[self.perm]
+        self.crow_t, self.col_t = row_pointers(us, num_users), it[self.perm]
         self.values = values[self.order] if values is not None else None
 
     def matrix(self, vals: torch.Tensor, transpose: bool = False) -> torch.Tensor:
@@ -164,11 +165,6 @@ def _csr(crow: torch.Tensor, col: torch.Tensor, vals: torch.Tensor, shape) -> to
         warnings.simplefilter("ignore", UserWarning)
         return torch.sparse_csr_tensor(crow, col, vals, shape)
 
-
-def _crow(rows: torch.Tensor, num_rows: int) -> torch.Tensor:
-    crow = torch.zeros(num_rows + 1, dtype=torch.int64)
-    crow[1:] = torch.cumsum(torch.bincount(rows, minlength=num_rows), 0)
-    return crow
 
 
 class _SampledOutput(torch.autograd.Function):
@@ -393,18 +389,17 @@ class GLocalKTrainer(TrainerBase):
             self._cache = (res.x, *self._last)
         _, h, w, b, sse, reg = self._cache
         if self.cfg.test_selected and len(self.test_cells.col) and epoch >= self.report_from:
-            self.test_curve.append(self._score(h, w, b, self.test_cells).metrics["rmse"])
+            self.test_curve.append(self._score(h, w, b, self.test_cells, ["rmse"]).metrics["rmse"])
         n = len(self.train_cells.col)
         return {"loss": sse + reg, "sse": sse, "reg": reg, "train_rmse": (2 * sse / n) ** 0.5,
                 "nfev": float(res.nfev), "nit": float(res.nit)}
 
     def _score(self, h: torch.Tensor, w: torch.Tensor, b: torch.Tensor,
-               cells: Entries) -> EvalResult:
+               cells: Entries, metrics: list[str] | None = None) -> EvalResult:
         with torch.no_grad():
             pred = cells.to_edges(sampled_output(h, w, b, cells)).clamp(*self.clip)
         true = cells.to_edges(cells.values)
-        return EvalResult({"rmse": rmse(pred, true), "mae": mae(pred, true)},
-                          {"squared_error": squared_errors(pred, true).numpy()})
+        return rating_result(pred, true, self.ctx.eval.metrics if metrics is None else metrics)
 
     def evaluate(self, split: str) -> EvalResult:
         cells = self.test_cells if split == "test" else self.entries(split)

@@ -27,13 +27,13 @@ import ctypes
 import functools
 import hashlib
 import os
-import platform
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
 from recbench.checksums import sha256_of
+from recbench.cpu import cpu_flags
 
 SOURCE = Path(__file__).with_name("kernels.c")
 FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fopenmp", "-std=gnu11",
@@ -59,16 +59,6 @@ SIGNATURES: dict[str, tuple[list, type | None]] = {  # kernels.c's functions: (a
 def cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "recbench" / "native"
-
-
-def _cpu_flags() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("flags", "Features")):
-                return line
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def _compiler() -> str | None:
@@ -134,7 +124,7 @@ def _build() -> tuple[ctypes.CDLL | None, str]:
                                  timeout=30).stdout
         source = SOURCE.read_bytes()
         key = hashlib.sha256(b"\0".join([source, " ".join(FLAGS).encode(), version.encode(),
-                                         _cpu_flags().encode()])).hexdigest()[:16]
+                                         cpu_flags().encode()])).hexdigest()[:16]
         target = cache_dir() / f"kernels-{key}.so"
         problem = _intact(target)
         if problem is not None:

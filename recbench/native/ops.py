@@ -36,6 +36,7 @@ import ctypes
 
 import torch
 
+from recbench.csr import by_row
 from recbench.native.build import library
 
 
@@ -108,9 +109,7 @@ class CSR:
         if rows.numel() and (int(rows.min()) < 0 or int(rows.max()) >= num_rows
                              or int(cols.min()) < 0):
             raise ValueError(f"a CSR row index outside [0, {num_rows}) or a negative column")
-        order = torch.argsort(rows, stable=True)
-        self.indptr = torch.zeros(num_rows + 1, dtype=torch.int64)
-        self.indptr[1:] = torch.cumsum(torch.bincount(rows, minlength=num_rows), 0)
+        self.indptr, order = by_row(rows, num_rows)
         self.col = cols[order].to(torch.int64).contiguous()
         self.values = values[order].to(torch.float32).contiguous()
         self.num_rows = num_rows

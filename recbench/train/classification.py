@@ -13,7 +13,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from recbench.eval.metrics import accuracy_at_k
+from recbench.eval.metrics import CLASSIFICATION, compute
 from recbench.eval.result import EvalResult
 from recbench.seeding import torch_generator
 from recbench.train.api import RunContext, TrainerBase
@@ -101,7 +101,8 @@ class ClassificationTrainer(TrainerBase):
     def evaluate(self, split: str) -> EvalResult:
         idx = self.splits[split]
         logits, y = self.logits(idx), self.y[idx]
-        per = {f"accuracy@{k}": accuracy_at_k(logits, y, k) for k in self.ks}
+        per = compute({CLASSIFICATION: lambda fn, k: fn(logits, y, k)}, self.ctx.eval.metrics,
+                      self.ks)
         return EvalResult({k: float(v.mean()) for k, v in per.items()},
                           {**{k: v.numpy() for k, v in per.items()}, "index": idx.numpy()})
 

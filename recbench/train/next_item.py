@@ -201,7 +201,8 @@ class NextItemTrainer(TrainerBase):
             full.append(target_ranks(scores, tgt[sl]))
             if neg is not None:
                 sampled.append(sampled_ranks(scores, tgt[sl], neg[sl]))
-        per = metrics_from_ranks(torch.cat(full), torch.cat(sampled) if sampled else None, self.ks)
+        per = metrics_from_ranks(torch.cat(full), torch.cat(sampled) if sampled else None, self.ks,
+                                 self.ctx.eval.metrics)
         return EvalResult({k: float(v.mean()) for k, v in per.items()},
                           {**{k: v.numpy() for k, v in per.items()},
                            "index": self.data.index[split]})

@@ -15,8 +15,8 @@ import torch
 
 from recbench.config import TrainConfig
 from recbench.data.graph import rating_range, split_edges
-from recbench.eval.metrics import mae, rmse, squared_errors
 from recbench.eval.ranking import full_ranking, sampled_ranking
+from recbench.eval.rating import rating_result
 from recbench.eval.result import EvalResult
 from recbench.native import ops as native
 from recbench.native.choice import KernelChoice, choose_kernels
@@ -103,16 +103,17 @@ def evaluate_ratings(predict: Callable, ctx: RunContext, split: str,
     u, i, r = split_edges(ctx.data.g, split)
     with torch.no_grad():
         pred = predict(u.to(ctx.device), i.to(ctx.device)).float().cpu().clamp(*clip)
-    return EvalResult({"rmse": rmse(pred, r), "mae": mae(pred, r)},
-                      {"squared_error": squared_errors(pred, r).numpy()})
+    return rating_result(pred, r, ctx.eval.metrics)
 
 
 def evaluate_ranking(score_fn: Callable, pair_score_fn: Callable | None, ctx: RunContext,
                      split: str) -> EvalResult:
     """Sampled 1+99 ranking for leave-one-out splits, full ranking otherwise."""
     if ctx.data.negatives is not None and pair_score_fn is not None:
-        return sampled_ranking(pair_score_fn, ctx.data, split, ctx.eval.k)
-    return full_ranking(score_fn, ctx.data, split, ctx.eval.k, ctx.eval.batch_size, ctx.device)
+        return sampled_ranking(pair_score_fn, ctx.data, split, ctx.eval.k,
+                               metrics=ctx.eval.metrics)
+    return full_ranking(score_fn, ctx.data, split, ctx.eval.k, ctx.eval.batch_size, ctx.device,
+                        metrics=ctx.eval.metrics)
 
 
 class PairwiseTrainer(TrainerBase):

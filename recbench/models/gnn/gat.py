@@ -34,6 +34,7 @@ from pydantic import model_validator
 from torch.nn import functional as F
 
 from recbench.config import PosInt, check_heads_divide
+from recbench.csr import row_pointers
 from recbench.models.gnn.base import ConvEncoder, GNNArchitecture, build_gnn, make_graph_trainer
 from recbench.seeding import drawing_from
 from recbench.train.api import RunContext
@@ -107,9 +108,7 @@ class HeadCSR:
                    num_cols: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Row pointers and columns of H diagonal copies of the (row-sorted) edge list."""
         edges = len(rows)
-        counts = torch.bincount(rows, minlength=num_rows)
-        crow = torch.zeros(num_rows + 1, dtype=torch.int64, device=rows.device)
-        crow[1:] = torch.cumsum(counts, 0)
+        crow = row_pointers(rows, num_rows)
         crows = [crow[:-1] + h * edges for h in range(self.heads)]
         crows.append(torch.tensor([self.heads * edges], device=rows.device))
         crow_all = torch.cat(crows)
