@@ -421,8 +421,9 @@ def _run_study(study, jobs: int, dry_run: bool, rerun: bool, device: str, data_d
                executor_name: str = "local", address: str | None = None,
                only_experiments: str | None = None) -> None:
     """Options in, progress and tables out; the study itself is recbench.study_session's."""
-    from recbench import report, studies, study_session
+    from recbench import studies, study_session
     from recbench.executors import make_executor
+    from recbench.studies import report
 
     executor = make_executor(executor_name, jobs, address, threads, device)
     if executor_name == "local":
@@ -617,10 +618,11 @@ def tune(
     """Search hyperparameters with Optuna on validation, then train the best for each seed."""
     import re
 
-    from recbench import report, studies
+    from recbench import studies
     from recbench import tune as tuning
     from recbench.executors import make_executor
     from recbench.experiment import load_experiment
+    from recbench.studies import report
 
     try:
         import optuna  # noqa: F401

@@ -1,7 +1,7 @@
 """One study opened for one command: plan, run, report, record.
 
 The use case behind ``recbench ablate``/``sweep``: it joins the planning and aggregation of
-:mod:`recbench.studies` with the writer of :mod:`recbench.report`. It sits above both so that
+:mod:`recbench.studies` with its writer, :mod:`recbench.studies.report`. It sits above both so that
 neither imports the other's caller (the report reads the studies' result types; the studies
 know nothing of files under results/ except their ledger).
 """
@@ -12,7 +12,6 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from recbench import report
 from recbench.errors import RunError
 from recbench.studies import (
     LEDGER,
@@ -23,6 +22,7 @@ from recbench.studies import (
     as_recorded,
     plan,
     refresh,
+    report,
     select,
     write_ledger,
 )
