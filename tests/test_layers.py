@@ -30,6 +30,7 @@ LAYERS: dict[str, int] = {
     "recbench.studies.ledger": 1,
     "recbench.studies.tables": 1,
     "recbench.studies.report": 1,
+    "recbench.studies.search": 1,
     "recbench.tune": 1,
     "recbench.summary": 1,
     "recbench.claims": 1,

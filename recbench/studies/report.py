@@ -11,6 +11,14 @@ from rich.table import Table
 
 from recbench.runs import atomic_write_bytes, atomic_write_text
 from recbench.studies.cells import StudyResult
+from recbench.studies.search import (
+    SearchSummary,
+    final_figures,
+    search_files,
+    search_markdown,
+    trials_csv,
+    trials_markdown,
+)
 from recbench.studies.tables import (
     csv_text,
     extra_markdown,
@@ -82,15 +90,18 @@ def runs_listing(result: StudyResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def study_files(result: StudyResult) -> list[str]:
-    """The names :func:`write_study` writes for this result."""
+def study_files(result: StudyResult, search: SearchSummary | None = None) -> list[str]:
+    """The names :func:`write_study` writes for this result (and search)."""
     names = ["table.md", "table.csv", "table.tex", "runs.txt"]
     names += ["extra.md"] if result.study.columns else []
     names += list(dict.fromkeys(t.file for t in result.study.tables))
-    return names + (["plot.png"] if any(c.values for c in result.cells) else [])
+    names += ["plot.png"] if any(c.values for c in result.cells) else []
+    return names + (search_files(search) if search is not None else [])
 
 
-def write_study(result: StudyResult, folder: Path) -> Path:
+def write_study(result: StudyResult, folder: Path, search: SearchSummary | None = None) -> Path:
+    """Every file of results/STUDY/; with ``search`` (``recbench tune``'s final study) the
+    search's pages too, their comparison read from this result."""
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / "table.md", markdown(result))
     atomic_write_text(folder / "table.csv", csv_text(result))
@@ -102,7 +113,24 @@ def write_study(result: StudyResult, folder: Path) -> Path:
         atomic_write_text(folder / name, text)
     if any(c.values for c in result.cells):
         atomic_write_bytes(folder / "plot.png", plot_png(result))
+    if search is not None:
+        write_search(search, folder, *final_figures(search, result))
     return folder
+
+
+def write_search(search: SearchSummary, folder: Path, hand_valid: float | None,
+                 test_line: str) -> list[str]:
+    """A search's pages (search.md, trials.md/.csv, best.yaml, Optuna's plots) into
+    ``folder``; ``hand_valid`` and ``test_line`` come from its final study
+    (:func:`recbench.studies.search.final_figures`). Returns the names written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / "trials.md", trials_markdown(search))
+    atomic_write_text(folder / "trials.csv", trials_csv(search))
+    atomic_write_text(folder / "best.yaml", search.best_yaml)
+    atomic_write_text(folder / "search.md", search_markdown(search, hand_valid, test_line))
+    for name, png in search.plots.items():
+        atomic_write_bytes(folder / name, png)
+    return search_files(search)
 
 
 def rich_table(result: StudyResult) -> Table:
