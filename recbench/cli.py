@@ -426,8 +426,9 @@ def _options(command):
     dataclass (:class:`RunOptions`, :class:`StudyModes`) is replaced on the command line by
     that dataclass's fields, and ``command`` receives one instance built from them.
 
-    Why: ablate, sweep and tune each repeated the same eleven options, and an option added to
-    one was forgotten in another; typer has no option groups, so the group is a dataclass."""
+    Why: ablate, sweep and tune each listed the same eight options (eleven for ablate and
+    sweep), so one option meant three signatures to change; typer has no option groups, so a
+    group is a dataclass whose fields are typer's Annotated declarations."""
     sig = inspect.signature(command, eval_str=True)
     groups = {p.name: p.annotation for p in sig.parameters.values()
               if dataclasses.is_dataclass(p.annotation)}
@@ -633,11 +634,13 @@ def tune(
     """Search hyperparameters with Optuna on validation, then train the best for each seed."""
     from recbench import study_session
     from recbench import tune as tuning
+    from recbench.studies import parse_seeds
 
     try:
         import optuna  # noqa: F401
     except ImportError:
         _fail("tune needs Optuna: `pip install -e '.[tune]'` (make setup installs it)")
+    final_seeds = parse_seeds(seeds)
     executor = _executor(opts)
     paths, runs_root = _paths(opts.data_dir), _runs_root(opts.runs_dir)
     setup = study_session.open_search(experiment, space, set_, name, storage, runs_root, paths,
@@ -658,7 +661,7 @@ def tune(
                   f"{best.user_attrs.get('monitor', 'valid metric')} {best.value:.4f} "
                   + ", ".join(f"{k}={v}" for k, v in patch.items()))
     if not search_only:
-        _train_and_report(study_session.open_tuned(setup, search, seeds, runs_root,
+        _train_and_report(study_session.open_tuned(setup, search, final_seeds, runs_root,
                                                    opts.results_dir, paths), opts, executor)
 
 

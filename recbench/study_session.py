@@ -160,19 +160,16 @@ def open_search(experiment: Path, space: Path, overrides: list[str], name: str |
         device=device, threads=threads)
 
 
-def open_tuned(setup: tune.TuneSetup, search, seeds: str | None, runs_root: Path,
+def open_tuned(setup: tune.TuneSetup, search, seeds: list[int] | None, runs_root: Path,
                results_dir: Path, data=None) -> StudyRun:
     """The search's final study, opened like any other: the best trial ('tuned') beside the
-    experiment as written ('hand-picked') for every final seed (``seeds``, comma-separated;
-    default the experiment's), its report carrying the search's pages."""
+    experiment as written ('hand-picked') for every final seed (default the experiment's),
+    its report carrying the search's pages."""
     patch = tune.best_patch(search)
     monitor = search.best_trial.user_attrs.get("monitor", "valid metric")
-    try:
-        final_seeds = ([int(s) for s in seeds.split(",")] if seeds else
-                       list(load_experiment(Path(setup.experiment), list(setup.overrides)).seeds))
-    except ValueError:
-        raise ConfigError(f"--seeds {seeds!r}: give comma-separated integers, e.g. 0,1") from None
-    final = tune.final_study(setup, patch, final_seeds, monitor)
+    if seeds is None:
+        seeds = list(load_experiment(Path(setup.experiment), list(setup.overrides)).seeds)
+    final = tune.final_study(setup, patch, seeds, monitor)
     session = open_study(final, runs_root, results_dir, data=data)
     session.search = tune.summary(search, setup, patch, monitor)
     return session

@@ -447,3 +447,20 @@ def test_search_plots_leave_the_study_plot_style_alone(tmp_path, tiny_paths):
     before = {k: matplotlib.rcParams[k] for k in ("axes.facecolor", "axes.grid", "axes.prop_cycle")}
     assert "history.png" in tune.plots(study)
     assert {k: matplotlib.rcParams[k] for k in before} == before
+
+
+def test_cli_tune_bad_final_seeds_are_one_line_before_any_trial(tmp_path):
+    """--seeds was parsed after the whole search, and a typo ended it in a ValueError
+    traceback; now it is one line before the first trial (no storage, no run)."""
+    from typer.testing import CliRunner
+
+    from recbench.cli import app
+
+    exp = write_experiment(tmp_path, "tiny-bpr")
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump(SPACE))
+    result = CliRunner().invoke(app, ["tune", str(exp), "--space", str(space), "--seeds", "0,x",
+                                      "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "--seeds '0,x': give comma-separated integers" in result.output
+    assert not (tmp_path / "runs").exists()

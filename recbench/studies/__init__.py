@@ -38,6 +38,7 @@ from recbench.studies.schema import (
     count_runs,
     list_studies,
     load_study,
+    parse_seeds,
     read_study,
     variant_patches,
 )
@@ -54,7 +55,7 @@ __all__ = [
     "LEDGER", "Cell", "ExtraTable", "PlannedRun", "StudyConfig", "StudyResult", "TableColumn",
     "TableRow", "adhoc", "aggregate", "as_recorded", "cell_configs", "check_per_unit", "collect",
     "column_value", "count_runs", "current_data", "execute", "figure", "list_studies",
-    "load_study", "mark_guard", "other_ledgers", "paired_p_value", "paired_units", "per_unit_means",
-    "plan", "pooled_units", "read_study", "refresh", "run_planned", "select", "split_names",
-    "table_rows", "variant_patches", "wilcoxon_p", "write_ledger",
+    "load_study", "mark_guard", "other_ledgers", "paired_p_value", "paired_units", "parse_seeds",
+    "per_unit_means", "plan", "pooled_units", "read_study", "refresh", "run_planned", "select",
+    "split_names", "table_rows", "variant_patches", "wilcoxon_p", "write_ledger",
 ]

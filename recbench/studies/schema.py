@@ -166,6 +166,14 @@ def count_runs(study: StudyConfig) -> int:
     return len(study.base) * n_variants * n_seeds if n_seeds else len(study.base) * n_variants
 
 
+def parse_seeds(seeds: str | None) -> list[int] | None:
+    """``--seeds 0,1`` as a list (None when not given); anything else is one line."""
+    try:
+        return [int(s) for s in seeds.split(",")] if seeds else None
+    except ValueError:
+        raise ConfigError(f"--seeds {seeds!r}: give comma-separated integers, e.g. 0,1") from None
+
+
 def adhoc(experiment: Path, sets: list[str], seeds: str | None, name: str | None,
           metric: str | None) -> StudyConfig:
     """A study built in memory from ``recbench sweep EXP --set key=v1,v2``."""
@@ -186,10 +194,7 @@ def adhoc(experiment: Path, sets: list[str], seeds: str | None, name: str | None
         raise ConfigError("sweep needs at least one --set key=v1,v2")
     base = load_experiment(experiment)
     stem = "-".join(k.split(".")[-1] for k in vary)
-    try:
-        seed_list = [int(s) for s in seeds.split(",")] if seeds else None
-    except ValueError:
-        raise ConfigError(f"--seeds {seeds!r}: give comma-separated integers, e.g. 0,1") from None
+    seed_list = parse_seeds(seeds)
     study = name or f"sweep-{base.name}-{stem}"
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", study):
         raise ConfigError(f"--name {study!r}: the study's results folder needs a plain name "
