@@ -36,10 +36,11 @@ def job(plain, data_root, runs_root):
 
 if __name__ == "__main__":
     from recbench import studies
+    from recbench.config import to_plain
     from recbench.studies import load_study
     study = load_study(Path("experiments/studies"), "bpr-emb-size")
     planned = studies.plan(study, Path(tempfile.mkdtemp()))
-    plain = studies.to_plain(planned[0].cfg)
+    plain = to_plain(planned[0].cfg)
     data_root = str(Path("data").resolve())
     which = sys.argv[1]
     runs_root = tempfile.mkdtemp(prefix=f"raycpu-{which}-")

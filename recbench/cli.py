@@ -7,9 +7,14 @@ failed check) and where progress is drawn. torch and DGL are imported inside the
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 import os
 import sys
+import typing
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -98,6 +103,7 @@ Track = typer.Option([], "--track", help="also stream the curves to tensorboard 
                       "(repeatable; none: off; docs/tracking.md)")
 DataDir = typer.Option(None, "--data-dir", help="data folder (default $RECBENCH_DATA or ./data)")
 RunsDir = typer.Option(None, "--runs-dir", help="run folder (default $RECBENCH_RUNS or ./runs)")
+ResultsDir = typer.Option(Path("results"), "--results-dir")
 
 
 @app.command()
@@ -444,40 +450,112 @@ def eval_(
         _fail(f"{run_dir}: recomputed metrics differ from metrics.json", 1)
 
 
-def _run_study(study, jobs: int, dry_run: bool, rerun: bool, device: str, data_dir, runs_dir,
-               results_dir: Path, threads: int | None = None, report_only: bool = False,
-               only_seeds: str | None = None, only_variants: str | None = None,
-               executor_name: str = "local", address: str | None = None,
-               only_experiments: str | None = None) -> None:
-    """Options in, progress and tables out; the study itself is recbench.study_session's."""
-    from recbench import report, studies, study_session
+def _options(command):
+    """Declare shared options once: every parameter of ``command`` annotated with an options
+    dataclass (:class:`RunOptions`, :class:`StudyModes`) is replaced on the command line by
+    that dataclass's fields, and ``command`` receives one instance built from them.
+
+    Why: ablate, sweep and tune each listed the same eight options (eleven for ablate and
+    sweep), so one option meant three signatures to change; typer has no option groups, so a
+    group is a dataclass whose fields are typer's Annotated declarations."""
+    sig = inspect.signature(command, eval_str=True)
+    groups = {p.name: p.annotation for p in sig.parameters.values()
+              if dataclasses.is_dataclass(p.annotation)}
+    shared = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default,
+                                annotation=typing.get_type_hints(cls, include_extras=True)[f.name])
+              for cls in groups.values() for f in dataclasses.fields(cls)]
+
+    @functools.wraps(command)
+    def with_groups(**kwargs):
+        for name, cls in groups.items():
+            kwargs[name] = cls(**{f.name: kwargs.pop(f.name) for f in dataclasses.fields(cls)})
+        return command(**kwargs)
+
+    own = [p for p in sig.parameters.values() if p.name not in groups]
+    with_groups.__signature__ = sig.replace(parameters=own + shared)
+    return with_groups
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """Where and how a study's runs train: the options ablate, sweep and tune share."""
+
+    jobs: Annotated[int, typer.Option(
+        "--jobs", help="parallel processes (CPU threads are split)")] = 1
+    executor: Annotated[str, typer.Option(
+        "--executor", help="local (processes on this machine) | ray (a Ray instance; "
+                           "docs/scale-out.md)")] = "local"
+    address: Annotated[str | None, typer.Option(
+        "--address", help="Ray cluster address for --executor ray (default: start a local "
+                          "instance)")] = None
+    threads: Annotated[int | None, typer.Option("--threads", help=Threads.help)] = None
+    device: Annotated[str, typer.Option("--device", help="cpu | cuda | cuda:N")] = "cpu"
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help=DataDir.help)] = None
+    runs_dir: Annotated[Path | None, typer.Option("--runs-dir", help=RunsDir.help)] = None
+    results_dir: Annotated[Path, typer.Option("--results-dir", help=ResultsDir.help)] = Path(
+        "results")
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyModes:
+    """What ablate and sweep may do instead of (or besides) training what is missing."""
+
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="print the plan and what is cached")] = False
+    report_only: Annotated[bool, typer.Option(
+        "--report-only", help="write the table from finished runs; train nothing")] = False
+    rerun: Annotated[bool, typer.Option("--rerun", help="run again even if cached")] = False
+
+
+def _executor(opts: RunOptions):
     from recbench.executors import make_executor
 
-    executor = make_executor(executor_name, jobs, address, threads, device)
-    if executor_name == "local":
-        _set_threads(threads)
-    session = study_session.open_study(study, _runs_root(runs_dir), results_dir, only_seeds,
-                                       only_variants, only_experiments, _paths(data_dir))
-    if report_only and not session.any_finished:
+    executor = make_executor(opts.executor, opts.jobs, opts.address, opts.threads, opts.device)
+    if opts.executor == "local":
+        _set_threads(opts.threads)
+    return executor
+
+
+def _run_study(study, opts: RunOptions, modes: StudyModes, only_seeds: str | None = None,
+               only_variants: str | None = None, only_experiments: str | None = None) -> None:
+    """Options in, progress and tables out; the study itself is recbench.study_session's."""
+    from recbench import study_session
+
+    executor = _executor(opts)
+    session = study_session.open_study(study, _runs_root(opts.runs_dir), opts.results_dir,
+                                       only_seeds, only_variants, only_experiments,
+                                       _paths(opts.data_dir))
+    if modes.report_only and not session.any_finished:
         _fail(f"study {study.study}: no finished run in {session.runs_root}/ or "
               f"{session.ledger}/, so {session.folder}/ is left as it is; run the study "
               "without --report-only to train its runs", 1)
+    _train_and_report(session, opts, executor, modes)
+
+
+def _train_and_report(session, opts: RunOptions, executor,
+                      modes: StudyModes = StudyModes()) -> None:
+    """Print the plan, train what is missing with a progress bar, write and print the report
+    (the one path of ablate, sweep and tune's final study)."""
+    from recbench import study_session
+    from recbench.studies import report
+
+    study = session.study
     console.print(f"study [bold]{study.study}[/]: {len(session.plan)} runs, {session.cached} "
-                  "cached" + (" (--rerun: all will run)" if rerun else ""))
+                  "cached" + (" (--rerun: all will run)" if modes.rerun else ""))
     stale = sum(p.stale for p in session.plan)
     if stale:
         console.print(f"[yellow]note:[/] {stale} finished run(s) of these configs were trained "
-                      f"on other data than {_paths(data_dir).processed}/ holds now; they will "
+                      f"on other data than {session.data.processed}/ holds now; they will "
                       "run again")
-    if dry_run and not report_only:
+    if modes.dry_run and not modes.report_only:
         table = Table("experiment", "variant", "seed", "hash", "status")
         for p in session.plan:
             table.add_row(p.base, p.variant, str(p.seed), p.hash,
-                          "cached" if p.cached and not rerun else "to run")
+                          "cached" if p.cached and not modes.rerun else "to run")
         console.print(table)
         return
     failures = []
-    if not report_only:
+    if not modes.report_only:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
         with Progress("[progress.description]{task.description}", BarColumn(),
@@ -489,9 +567,8 @@ def _run_study(study, jobs: int, dry_run: bool, rerun: bool, device: str, data_d
                 bar.advance(task)
                 bar.update(task, info=f"{p.base} {p.variant} seed {p.seed}: {outcome}")
 
-            failures = studies.execute(session.plan, _paths(data_dir), session.runs_root,
-                                       rerun=rerun, device=device, on_done=on_done,
-                                       threads=threads, executor=executor)
+            failures = study_session.run_study(session, executor, modes.rerun, opts.device,
+                                               opts.threads, on_done)
         for p, message in failures:
             err_console.print(f"[red]failed[/] {p.base} {p.variant} seed {p.seed}: {message}")
     written = study_session.report_study(session)
@@ -499,8 +576,8 @@ def _run_study(study, jobs: int, dry_run: bool, rerun: bool, device: str, data_d
         _fail(f"study {study.study}: no run finished, so {session.folder}/ is left as it is", 1)
     result, recorded = written
     console.print(report.rich_table(result))
-    files = ", ".join(report.study_files(result))
-    if report_only:
+    files = ", ".join(report.study_files(result, session.search))
+    if modes.report_only:
         console.print(f"wrote {session.folder}/ ({files}) from {session.cached} cached runs "
                       "(--report-only: nothing trained)")
     else:
@@ -510,82 +587,31 @@ def _run_study(study, jobs: int, dry_run: bool, rerun: bool, device: str, data_d
         raise typer.Exit(1)
 
 
-StudyJobs = typer.Option(1, "--jobs", help="parallel processes (CPU threads are split)")
-ExecutorName = typer.Option("local", "--executor",
-                            help="local (processes on this machine) | ray (a Ray instance; "
-                                 "docs/scale-out.md)")
-Address = typer.Option(None, "--address", help="Ray cluster address for --executor ray "
-                                               "(default: start a local instance)")
-DryRun = typer.Option(False, "--dry-run", help="print the plan and what is cached")
-ReportOnly = typer.Option(False, "--report-only",
-                          help="write the table from finished runs; train nothing")
-Rerun = typer.Option(False, "--rerun", help="run again even if cached")
-ResultsDir = typer.Option(Path("results"), "--results-dir")
-
-
 @app.command()
 @_guard
+@_options
 def sweep(
     experiment: Path = typer.Argument(..., help="experiment YAML"),
     set_: list[str] = typer.Option([], "--set", help="key=v1,v2 (several --set form a grid)"),
     seeds: str = typer.Option(None, "--seeds", help="comma-separated seeds (default: the file's)"),
     name: str = typer.Option(None, "--name", help="study name (default derived)"),
     metric: str = typer.Option(None, "--metric", help="table metric (default: the task's)"),
-    jobs: int = StudyJobs,
-    executor: str = ExecutorName,
-    address: str = Address,
-    threads: int = Threads,
-    dry_run: bool = DryRun,
-    report_only: bool = ReportOnly,
-    rerun: bool = Rerun,
-    device: str = typer.Option("cpu", "--device"),
-    data_dir: Path = DataDir,
-    runs_dir: Path = RunsDir,
-    results_dir: Path = ResultsDir,
+    opts: RunOptions = RunOptions(),
+    modes: StudyModes = StudyModes(),
 ) -> None:
     """Run an ad-hoc grid over one experiment and write results/NAME/."""
-    from recbench import studies
+    from recbench import study_session
 
-    study = studies.adhoc(experiment, set_, seeds, name, metric)
-    _sweep_name_free(study, results_dir)
-    _run_study(study, jobs, dry_run, rerun, device, data_dir, runs_dir, results_dir, threads,
-               report_only, executor_name=executor, address=address)
-
-
-def _sweep_name_free(study, results_dir: Path, studies_dir: Path = Path("experiments/studies")
-                     ) -> None:
-    """A sweep never takes the name of a named study or of a results folder that another
-    study, search or sweep wrote (`sweep --name gnn-zoo` overwrote that study's committed
-    results with a one-row sweep, issue 31.3); sweeping the same experiment again may."""
-    from recbench import studies
-    from recbench.errors import ConfigError
-
-    name = study.study
-    if studies_dir.is_dir() and name in {s.study for s in studies.list_studies(studies_dir)}:
-        raise ConfigError(f"--name {name}: that is a named study (experiments/studies/); "
-                          "choose another name for the sweep")
-    folder = results_dir / name
-    if folder.exists():
-        table = folder / "table.md"
-        lines = table.read_text(encoding="utf-8", errors="replace").splitlines()[:3] \
-            if table.is_file() else []
-        if len(lines) < 3 or lines[2] != study.description:
-            raise ConfigError(f"--name {name}: {folder}/ holds results that are not a sweep of "
-                              f"{study.base[0]}; choose another name for the sweep")
+    _run_study(study_session.sweep_study(experiment, set_, seeds, name, metric, opts.results_dir),
+               opts, modes)
 
 
 @app.command()
 @_guard
+@_options
 def ablate(
     study_name: str = typer.Option(None, "--study", help="a study of experiments/studies/"),
     list_: bool = typer.Option(False, "--list", help="list the named studies"),
-    jobs: int = StudyJobs,
-    executor: str = ExecutorName,
-    address: str = Address,
-    threads: int = Threads,
-    dry_run: bool = DryRun,
-    report_only: bool = ReportOnly,
-    rerun: bool = Rerun,
     set_: list[str] = typer.Option([], "--set", help="override a key in every run"),
     only_seeds: str = typer.Option(None, "--only-seeds",
                                    help="run only these of the study's seeds (e.g. 0,1); the "
@@ -595,11 +621,9 @@ def ablate(
     only_experiments: str = typer.Option(None, "--only-experiments",
                                          help="run only these base experiments, by name (e.g. "
                                               "gl_attention-ml100k; comma-separated)"),
-    device: str = typer.Option("cpu", "--device"),
     studies_dir: Path = typer.Option(Path("experiments/studies"), "--studies-dir"),
-    data_dir: Path = DataDir,
-    runs_dir: Path = RunsDir,
-    results_dir: Path = ResultsDir,
+    opts: RunOptions = RunOptions(),
+    modes: StudyModes = StudyModes(),
 ) -> None:
     """Run a named study (sweep or ablation) and write its table and plot to results/NAME/."""
     from recbench import studies
@@ -614,12 +638,12 @@ def ablate(
     if study_name is None:
         _fail("name a study with --study NAME (`recbench ablate --list` shows them)")
     study = studies.load_study(studies_dir, study_name, set_)
-    _run_study(study, jobs, dry_run, rerun, device, data_dir, runs_dir, results_dir, threads,
-               report_only, only_seeds, only_variants, executor, address, only_experiments)
+    _run_study(study, opts, modes, only_seeds, only_variants, only_experiments)
 
 
 @app.command()
 @_guard
+@_options
 def tune(
     experiment: Path = typer.Argument(..., help="experiment YAML to tune"),
     space: Path = typer.Option(..., "--space", help="search space YAML (experiments/spaces/)"),
@@ -634,91 +658,40 @@ def tune(
     search_only: bool = typer.Option(False, "--search-only",
                                      help="run the search only; no final seeds, no results/"),
     set_: list[str] = typer.Option([], "--set", help="override a key in every trial"),
-    jobs: int = StudyJobs,
-    executor: str = ExecutorName,
-    address: str = Address,
-    threads: int = Threads,
-    device: str = typer.Option("cpu", "--device"),
-    data_dir: Path = DataDir,
-    runs_dir: Path = RunsDir,
-    results_dir: Path = ResultsDir,
+    opts: RunOptions = RunOptions(),
 ) -> None:
     """Search hyperparameters with Optuna on validation, then train the best for each seed."""
-    import re
-
-    from recbench import report, studies
+    from recbench import study_session
     from recbench import tune as tuning
-    from recbench.executors import make_executor
-    from recbench.experiment import load_experiment
+    from recbench.studies import parse_seeds
 
     try:
         import optuna  # noqa: F401
     except ImportError:
         _fail("tune needs Optuna: `pip install -e '.[tune]'` (make setup installs it)")
-    runner = make_executor(executor, jobs, address, threads, device)
-    if executor == "local":
-        _set_threads(threads)
-    search_space = tuning.read_space(space)
-    cfg = load_experiment(experiment, set_)
-    name = name or tuning.default_name(experiment, space)
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,90}", name):
-        _fail(f"--name {name!r}: use letters, digits, '.', '_', '-' (it names results/tune-NAME/)")
-    paths, runs_root = _paths(data_dir), _runs_root(runs_dir)
-    url = storage or tuning.default_storage(runs_root, name)
-    tuning.open_storage(url)  # a bad URL or a missing driver: one line before anything runs
-    setup = tuning.TuneSetup(
-        experiment=str(experiment), overrides=tuple(set_),
-        space=search_space.model_dump(), name=name, storage=url,
-        data_root=str(Path(paths.root).resolve()), runs_root=str(runs_root.resolve()),
-        device=device, threads=runner.threads_per_call(threads))
-    workers = jobs if executor == "local" else max(1, jobs)
-    console.print(f"search [bold]{name}[/]: {trials} trials of {experiment} over "
-                  f"{', '.join(search_space.params)} ({executor}, {workers} worker(s)); "
-                  f"storage {url}")
+    final_seeds = parse_seeds(seeds)
+    executor = _executor(opts)
+    paths, runs_root = _paths(opts.data_dir), _runs_root(opts.runs_dir)
+    setup = study_session.open_search(experiment, space, set_, name, storage, runs_root, paths,
+                                      opts.device, executor.threads_per_call(opts.threads))
+    workers = opts.jobs if opts.executor == "local" else max(1, opts.jobs)
+    console.print(f"search [bold]{setup.name}[/]: {trials} trials of {experiment} over "
+                  f"{', '.join(setup.space['params'])} ({opts.executor}, {workers} worker(s)); "
+                  f"storage {setup.storage}")
 
     def on_worker(index: int, value, error) -> None:
         if error is not None:
             err_console.print(f"[red]worker {index} failed[/]: {error}")
 
-    study = tuning.search(setup, trials, runner, workers, own_storage=storage is None,
-                          on_result=on_worker)
-    patch = tuning.best_patch(study)
-    best = study.best_trial
-    monitor = best.user_attrs.get("monitor", "valid metric")
-    console.print(f"best trial {best.number}: validation {monitor} {best.value:.4f} "
+    search = tuning.search(setup, trials, executor, workers, own_storage=storage is None,
+                           on_result=on_worker)
+    patch, best = tuning.best_patch(search), search.best_trial
+    console.print(f"best trial {best.number}: validation "
+                  f"{best.user_attrs.get('monitor', 'valid metric')} {best.value:.4f} "
                   + ", ".join(f"{k}={v}" for k, v in patch.items()))
-    if search_only:
-        return
-    final_seeds = ([int(s) for s in seeds.split(",")] if seeds else list(cfg.seeds))
-    final = tuning.final_study(setup, patch, final_seeds, monitor)
-    plan = studies.plan(final, runs_root)
-    failures = studies.execute(plan, paths, runs_root, device=device,
-                               threads=threads, executor=runner)
-    for p, message in failures:
-        err_console.print(f"[red]failed[/] {p.variant} seed {p.seed}: {message}")
-    result = studies.aggregate(final, studies.plan(final, runs_root))
-    from recbench.study_session import lost_cells
-
-    lost = lost_cells(result, results_dir / final.study)  # as ablate/sweep: never lose a cell
-    if lost:
-        _fail(f"{results_dir / final.study}/table.csv has more finished runs than this search's "
-              f"final seeds ({'; '.join(lost[:4])}); it is left as it is — use another --name", 1)
-    folder = report.write_study(result, results_dir / final.study)
-    hand = next((p for p in studies.plan(final, runs_root)
-                 if p.variant == "hand-picked" and p.seed == cfg.seeds[0] and p.cached), None)
-    from recbench import runs as run_dirs
-
-    hand_valid = run_dirs.read_metrics(hand.cached).get("best_valid") if hand else None
-    cells = {c.variant: c for c in result.cells}
-    t, h = cells.get("tuned"), cells.get("hand-picked")
-    test_line = (f"tuned {t.mean:.4f} ± {t.std:.4f} vs hand-picked {h.mean:.4f} ± {h.std:.4f} "
-                 f"(p {t.p_value:.2g})" if t and h and t.values and h.values
-                 and t.p_value is not None else "see table.md")
-    tuning.write_search_report(study, folder, setup, patch, monitor, hand_valid, test_line)
-    console.print(report.rich_table(result))
-    console.print(f"wrote {folder}/: search.md, trials.md, best.yaml, table.md, history.png")
-    if failures:
-        raise typer.Exit(1)
+    if not search_only:
+        _train_and_report(study_session.open_tuned(setup, search, final_seeds, runs_root,
+                                                   opts.results_dir, paths), opts, executor)
 
 
 def main() -> None:  # pragma: no cover - console entry point alias

@@ -54,7 +54,8 @@ def validate(raw: dict, origin: str) -> ExperimentConfig:
         cfg = experiment_schema().model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"{origin}: {explain(exc, raw)}") from None
-    problem = check_ranges(cfg, "") or unknown_metric(cfg.eval.metrics, MODELS[cfg.model.name].task)
+    problem = check_ranges(cfg, "") or unknown_metric(
+        cfg.eval.metrics, registry()[cfg.model.name].task)
     if problem:
         raise ConfigError(f"{origin}: {problem}")
     return cfg

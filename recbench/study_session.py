@@ -1,7 +1,8 @@
 """One study opened for one command: plan, run, report, record.
 
-The use case behind ``recbench ablate``/``sweep``: it joins the planning and aggregation of
-:mod:`recbench.studies` with the writer of :mod:`recbench.report`. It sits above both so that
+The use case behind ``recbench ablate``/``sweep``/``tune`` (tune's final study is an ordinary
+study whose report carries the search's pages): it joins the planning and aggregation of
+:mod:`recbench.studies` with its writer, :mod:`recbench.studies.report`. It sits above both so that
 neither imports the other's caller (the report reads the studies' result types; the studies
 know nothing of files under results/ except their ledger).
 """
@@ -9,23 +10,32 @@ know nothing of files under results/ except their ledger).
 from __future__ import annotations
 
 import csv
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from recbench import report
-from recbench.errors import RunError
+from recbench import tune
+from recbench.errors import ConfigError, RunError
+from recbench.executors import Executor
+from recbench.experiment import load_experiment
 from recbench.studies import (
     LEDGER,
     PlannedRun,
     StudyConfig,
     StudyResult,
+    adhoc,
     aggregate,
     as_recorded,
+    execute,
+    list_studies,
     plan,
     refresh,
+    report,
     select,
     write_ledger,
 )
+from recbench.studies.search import SearchSummary
 
 
 @dataclass
@@ -40,6 +50,7 @@ class StudyRun:
     full_plan: list[PlannedRun]
     plan: list[PlannedRun]
     data: object = None  # DataPaths: a cached run counts only for the split it trained on
+    search: SearchSummary | None = None  # tune's final study: the search its report shows
 
     @property
     def ledger(self) -> Path:
@@ -90,8 +101,78 @@ def report_study(session: StudyRun) -> tuple[StudyResult, int] | None:
     if on_ledger != session.full_plan:  # trained here: report what a fresh clone reads
         session.full_plan = on_ledger
         result = aggregate(session.study, on_ledger)
-    report.write_study(result, session.folder)
+    report.write_study(result, session.folder, session.search)
     return result, recorded
+
+
+def sweep_study(experiment: Path, sets: list[str], seeds: str | None, name: str | None,
+                metric: str | None, results_dir: Path,
+                studies_dir: Path = Path("experiments/studies")) -> StudyConfig:
+    """``recbench sweep``'s ad-hoc study (:func:`recbench.studies.adhoc`), refused when its
+    name is taken. A sweep never takes the name of a named study or of a results folder that
+    another study, search or sweep wrote (`sweep --name gnn-zoo` overwrote that study's
+    committed results with a one-row sweep, issue 31.3); sweeping the same experiment again
+    may."""
+    study = adhoc(experiment, sets, seeds, name, metric)
+    name = study.study
+    if studies_dir.is_dir() and name in {s.study for s in list_studies(studies_dir)}:
+        raise ConfigError(f"--name {name}: that is a named study (experiments/studies/); "
+                          "choose another name for the sweep")
+    folder = results_dir / name
+    if folder.exists():
+        table = folder / "table.md"
+        lines = table.read_text(encoding="utf-8", errors="replace").splitlines()[:3] \
+            if table.is_file() else []
+        if len(lines) < 3 or lines[2] != study.description:
+            raise ConfigError(f"--name {name}: {folder}/ holds results that are not a sweep of "
+                              f"{study.base[0]}; choose another name for the sweep")
+    return study
+
+
+def run_study(session: StudyRun, executor: Executor, rerun: bool = False, device: str = "cpu",
+              threads: int | None = None,
+              on_done: Callable[[PlannedRun, str], None] | None = None
+              ) -> list[tuple[PlannedRun, str]]:
+    """Train the selected runs that are not finished (all of them with ``rerun``) on
+    ``executor``; returns the failures (one never stops the rest)."""
+    return execute(session.plan, session.data, session.runs_root, rerun=rerun, device=device,
+                   on_done=on_done, threads=threads, executor=executor)
+
+
+def open_search(experiment: Path, space: Path, overrides: list[str], name: str | None,
+                storage: str | None, runs_root: Path, data, device: str = "cpu",
+                threads: int | None = None) -> tune.TuneSetup:
+    """``recbench tune``'s search, checked before any trial: the space file, the experiment,
+    the name (it names results/tune-NAME/) and the Optuna storage (default a SQLite file
+    under ``runs_root``/tune/), as the plain values every worker gets."""
+    search_space = tune.read_space(space)
+    load_experiment(experiment, overrides)
+    name = name or tune.default_name(experiment, space)
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,90}", name):
+        raise ConfigError(f"--name {name!r}: use letters, digits, '.', '_', '-' (it names "
+                          "results/tune-NAME/)")
+    url = storage or tune.default_storage(runs_root, name)
+    tune.open_storage(url)  # a bad URL or a missing driver: one line before anything runs
+    return tune.TuneSetup(
+        experiment=str(experiment), overrides=tuple(overrides),
+        space=search_space.model_dump(), name=name, storage=url,
+        data_root=str(Path(data.root).resolve()), runs_root=str(runs_root.resolve()),
+        device=device, threads=threads)
+
+
+def open_tuned(setup: tune.TuneSetup, search, seeds: list[int] | None, runs_root: Path,
+               results_dir: Path, data=None) -> StudyRun:
+    """The search's final study, opened like any other: the best trial ('tuned') beside the
+    experiment as written ('hand-picked') for every final seed (default the experiment's),
+    its report carrying the search's pages."""
+    patch = tune.best_patch(search)
+    monitor = search.best_trial.user_attrs.get("monitor", "valid metric")
+    if seeds is None:
+        seeds = list(load_experiment(Path(setup.experiment), list(setup.overrides)).seeds)
+    final = tune.final_study(setup, patch, seeds, monitor)
+    session = open_study(final, runs_root, results_dir, data=data)
+    session.search = tune.summary(search, setup, patch, monitor)
+    return session
 
 
 def lost_cells(result: StudyResult, folder: Path) -> list[str]:

@@ -11,7 +11,10 @@ Why built this way:
   storage URL by ``--storage``), so an interrupted search continues where it stopped and several
   machines can work on one search.
 - After the search, the best configuration and the hand-picked one are trained for every final
-  seed as an ordinary study (``results/tune-NAME/``), tested once each, with the paired test.
+  seed as an ordinary study (``results/tune-NAME/``), tested once each, with the paired test:
+  :mod:`recbench.study_session` opens, runs, records and reports it as it does ablate's, and
+  the one report writer (:mod:`recbench.studies.report`) adds the search's pages from
+  :func:`summary`.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from recbench.config import (
 from recbench.errors import ConfigError, RecbenchError, RunError
 from recbench.executors import Executor
 from recbench.experiment import load_experiment, stored_hash, with_overrides
+from recbench.studies.search import SearchSummary, fmt
 from recbench.train.api import lower_is_better
 
 
@@ -393,7 +397,7 @@ def _say(study, trial) -> None:
     """One line per finished trial (a local worker prints to the terminal; a Ray worker to
     its log)."""
     value = "" if trial.value is None else f" valid {trial.value:.4f}"
-    params = ", ".join(f"{k}={_fmt(v)}" for k, v in trial.params.items())
+    params = ", ".join(f"{k}={fmt(v)}" for k, v in trial.params.items())
     print(f"trial {trial.number} {trial.state.name.lower()}{value} ({params})", flush=True)
 
 
@@ -510,48 +514,6 @@ def trials_rows(study) -> list[dict[str, Any]]:
     return rows
 
 
-def epochs_run(run: str) -> int:
-    """Training epochs a trial's run directory holds (finished or .partial)."""
-    path = Path(run) / "history.jsonl" if run else None
-    return len(path.read_text().splitlines()) if path and path.is_file() else 0
-
-
-def compute_line(rows: list[dict[str, Any]]) -> str:
-    """Trial-epochs spent vs what the same trials would have cost unpruned, estimated by the
-    completed trials' mean length (the issue's measure of what pruning saves)."""
-    spent = sum(epochs_run(r["run"]) for r in rows)
-    full = [epochs_run(r["run"]) for r in rows if r["state"] == "complete"]
-    if not full or not spent:
-        return ""
-    unpruned = len(rows) * sum(full) / len(full)
-    pruned = sum(r["state"] == "pruned" for r in rows)
-    return (f"Compute: {spent} trial-epochs run over {len(rows)} trials ({pruned} pruned); "
-            f"unpruned, at the completed trials' mean of {sum(full) / len(full):.0f} epochs, "
-            f"about {unpruned:.0f}: pruning spent {spent / unpruned:.0%} of it.")
-
-
-def trials_markdown(study, rows: list[dict[str, Any]], params: list[str], monitor: str) -> str:
-    lines = [f"# search {study.study_name}: {len(rows)} trials",
-             "", f"Objective: best validation {monitor} of each trial's run "
-             f"({study.direction.name.lower()}); pruned trials show their last validation "
-             "value. Test metrics were not read.", "",
-             "| trial | state | valid | evaluations | " + " | ".join(params) + " | run |",
-             "|---|---|---|---|" + "---|" * len(params) + "---|"]
-    for r in rows:
-        cells = [str(r["trial"]), r["state"], "" if r["valid"] is None else f"{r['valid']:.4f}",
-                 str(r["evaluations"])]
-        cells += [_fmt(r.get(p)) for p in params]
-        cells.append(Path(r["run"]).name if r["run"] else "")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return "" if value is None else str(value)
-
-
 def plots(study) -> dict[str, bytes]:
     """Optuna's own optimisation-history and parameter-importance plots, as PNG bytes."""
     import io
@@ -570,20 +532,24 @@ def plots(study) -> dict[str, bytes]:
         makers["importance.png"] = ovm.plot_param_importances
     import warnings
 
+    # Optuna's plots switch matplotlib to its "ggplot" style for the whole process; without
+    # the rc_context every study plot drawn later in the process (the final study's, or a
+    # rebuild in the same test session) came out in that style and changed its bytes
     for name, make in makers.items():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
-            try:
-                ax = make(study)
-            except (ValueError, RuntimeError):  # e.g. importances of a constant objective
-                continue
-        fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
-        fig.set_size_inches(7, 4)
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110)
-        plt.close(fig)
-        out[name] = buf.getvalue()
+        with matplotlib.rc_context():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
+                try:
+                    ax = make(study)
+                except (ValueError, RuntimeError):  # e.g. importances of a constant objective
+                    continue
+            fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
+            fig.set_size_inches(7, 4)
+            fig.tight_layout()
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=110)
+            plt.close(fig)
+            out[name] = buf.getvalue()
     return out
 
 
@@ -597,51 +563,19 @@ def storage_is_local(url: str) -> bool:
     return url.startswith("sqlite:")
 
 
-def write_search_report(study, folder: Path, setup: TuneSetup, patch: dict[str, Any],
-                        monitor: str, hand_valid: float | None, test_line: str) -> list[str]:
-    """trials.md/.csv, best.yaml, search.md and Optuna's plots into results/tune-NAME/."""
-    import csv
-    import io
-
+def summary(study, setup: TuneSetup, patch: dict[str, Any], monitor: str) -> SearchSummary:
+    """The search as its pages show it, in plain values: the report
+    (:mod:`recbench.studies.report`) writes them beside the final study's table."""
     from optuna.trial import TrialState
 
     space = SearchSpace.model_validate(setup.space)
-    params = list(space.params)
-    rows = trials_rows(study)
-    written = []
-    runs.atomic_write_text(folder / "trials.md", trials_markdown(study, rows, params, monitor))
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["trial", "state", "valid", "evaluations", *params,
-                                             "run"], extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    runs.atomic_write_text(folder / "trials.csv", buf.getvalue())
     best = study.best_trial
-    runs.atomic_write_text(folder / "best.yaml", best_yaml(setup, patch, best.value, monitor))
-    states = {s: len(study.get_trials(deepcopy=False, states=(s,)))
-              for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
-    if hand_valid is None:
-        verdict = "the hand-picked run at the search seed is missing, so no comparison"
-    else:
-        better = (best.value < hand_valid) if study.direction.name == "MINIMIZE" else (
-            best.value > hand_valid)
-        verdict = (f"hand-picked at the same seed: {hand_valid:.4f} — the search "
-                   f"{'beats' if better else 'does not beat'} it on validation "
-                   f"({best.value - hand_valid:+.4f})")
-    text = "\n".join([
-        f"# tune-{setup.name}", "",
-        f"`recbench tune {setup.experiment} --space …` over "
-        f"{', '.join(params)}; {space.sampler} sampler (seed {space.seed}), {space.pruner} "
-        f"pruner; objective: best validation {monitor} (test never read during the search).", "",
-        f"Trials: {states[TrialState.COMPLETE]} complete, {states[TrialState.PRUNED]} pruned, "
-        f"{states[TrialState.FAIL]} failed (trials.md).", "",
-        f"Best trial {best.number}: validation {monitor} {best.value:.4f} with "
-        f"{', '.join(f'{k} = {_fmt(v)}' for k, v in patch.items())} (best.yaml); {verdict}.", "",
-        compute_line(rows), "",
-        f"Test, once per final seed (table.md, paired Wilcoxon over users): {test_line}", ""])
-    runs.atomic_write_text(folder / "search.md", text)
-    written += ["search.md", "trials.md", "trials.csv", "best.yaml"]
-    for name, png in plots(study).items():
-        runs.atomic_write_bytes(folder / name, png)
-        written.append(name)
-    return written
+    complete, pruned, failed = (len(study.get_trials(deepcopy=False, states=(s,)))
+                                for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
+    return SearchSummary(
+        name=setup.name, experiment=setup.experiment, params=list(space.params),
+        sampler=space.sampler, sampler_seed=space.seed, pruner=space.pruner, monitor=monitor,
+        direction=study.direction.name.lower(), rows=trials_rows(study), complete=complete,
+        pruned=pruned, failed=failed, best_number=best.number, best_value=best.value,
+        patch=patch, best_yaml=best_yaml(setup, patch, best.value, monitor),
+        search_seed=search_config(setup).seed, plots=plots(study))

@@ -95,6 +95,29 @@ def test_help_works(args):
     assert result.exit_code == 0
 
 
+def test_the_study_commands_share_one_declaration_of_their_options():
+    """ablate, sweep and tune take every option of RunOptions, ablate and sweep every one of
+    StudyModes too, from the one declaration (same help everywhere); the commands' own
+    options stay theirs, and the grouped dataclass is not an option itself."""
+    import dataclasses
+
+    from typer.main import get_command
+
+    from recbench.cli import RunOptions, StudyModes
+
+    commands = get_command(app).commands
+    params = {name: {p.name: p for p in commands[name].params}
+              for name in ("ablate", "sweep", "tune")}
+    for group, names in ((RunOptions, ("ablate", "sweep", "tune")),
+                         (StudyModes, ("ablate", "sweep"))):
+        for field in dataclasses.fields(group):
+            declared = [params[n].get(field.name) for n in names]
+            assert all(declared), (field.name, names)
+            assert len({(p.opts[0], p.help, p.default) for p in declared}) == 1, field.name
+    assert "report_only" not in params["tune"] and "only_seeds" in params["ablate"]
+    assert not {"opts", "modes"} & set().union(*params.values())
+
+
 def test_a_setting_the_model_builder_rejects_is_one_line_and_leaves_no_run(tmp_path, tiny_paths):
     """optimizer: lbfgs on a model without its own L-BFGS epoch used to end in a traceback."""
     exp = write_experiment(tmp_path, "e", train={"optimizer": "lbfgs"})

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from recbench import report, runs, studies
+from recbench import runs, studies
 from recbench.errors import ConfigError
 from recbench.executors import LocalExecutor, RayExecutor, local_instance_options, make_executor
+from recbench.studies import report
 from tests.conftest import write_experiment
 
 

@@ -9,8 +9,9 @@ import json
 import numpy as np
 import pytest
 
-from recbench import protocol, report, stats, studies
+from recbench import protocol, stats, studies
 from recbench.experiment import load_experiment
+from recbench.studies import report
 from tests.conftest import write_experiment
 
 

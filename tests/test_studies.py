@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import yaml
 
-from recbench import report, runs, studies
+from recbench import runs, studies
+from recbench.studies import report
 from tests.conftest import write_experiment
 
 

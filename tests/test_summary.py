@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 from recbench import summary
 from recbench.cli import app
 from recbench.errors import ConfigError, RecbenchError
-from recbench.report import csv_text
 from recbench.stats import Interval
 from recbench.studies import Cell, StudyConfig, StudyResult
+from recbench.studies.report import csv_text
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()

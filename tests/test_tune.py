@@ -15,6 +15,7 @@ from optuna.trial import TrialState  # noqa: E402
 from recbench import runs, tune  # noqa: E402
 from recbench.errors import ConfigError  # noqa: E402
 from recbench.executors import LocalExecutor  # noqa: E402
+from recbench.studies import report, search  # noqa: E402
 from tests.conftest import write_experiment  # noqa: E402
 
 SPACE = {"params": {"train.lr": {"type": "float", "low": 0.005, "high": 0.1, "log": True},
@@ -79,11 +80,11 @@ def test_a_bad_trial_is_pruned_and_marked(tmp_path, tiny_paths):
     assert states == [TrialState.COMPLETE, TrialState.PRUNED]
     pruned = study.get_trials()[1]
     assert runs.find_partial(tmp_path / "runs", "tiny-bpr", pruned.user_attrs["config_hash"])
-    rows = tune.trials_rows(study)
-    assert [r["state"] for r in rows] == ["complete", "pruned"]
-    text = tune.trials_markdown(study, rows, ["train.lr"], "recall@5")
-    assert "| 1 | pruned |" in text
-    assert "trial-epochs run over 2 trials (1 pruned)" in tune.compute_line(rows)
+    summary = tune.summary(study, setup, tune.best_patch(study), "recall@5")
+    assert [r["state"] for r in summary.rows] == ["complete", "pruned"]
+    assert (summary.complete, summary.pruned, summary.failed) == (1, 1, 0)
+    assert "| 1 | pruned |" in search.trials_markdown(summary)
+    assert "trial-epochs run over 2 trials (1 pruned)" in search.compute_line(summary.rows)
 
 
 def test_report_writes_best_yaml_that_loads(tmp_path, tiny_paths):
@@ -92,7 +93,7 @@ def test_report_writes_best_yaml_that_loads(tmp_path, tiny_paths):
     patch = tune.best_patch(study)
     folder = tmp_path / "results" / "tune-r"
     folder.mkdir(parents=True)
-    written = tune.write_search_report(study, folder, setup, patch, "recall@5", 0.1, "—")
+    written = report.write_search(tune.summary(study, setup, patch, "recall@5"), folder, 0.1, "—")
     assert {"search.md", "trials.md", "trials.csv", "best.yaml", "history.png"} <= set(written)
     best = tune.load_experiment(folder / "best.yaml")
     assert best.train.lr == pytest.approx(patch["train.lr"])
@@ -154,6 +155,12 @@ def test_cli_tune_end_to_end_then_cached(tmp_path, tiny_paths):
         assert (folder / name).is_file(), name
     table = (folder / "table.md").read_text()
     assert "| tuned |" in table and "| hand-picked |" in table
+    # the final study is served by the study session: its runs are recorded in the ledger,
+    # runs.txt names those records, and search.md compares with the hand-picked record
+    assert len(list((folder / "ledger" / "tiny-bpr").iterdir())) >= 3
+    assert "ledger/tiny-bpr/" in (folder / "runs.txt").read_text()
+    text = (folder / "search.md").read_text()
+    assert "hand-picked at the same seed: " in text and "tuned " in text.splitlines()[-1]
     n_dirs = len(_run_dirs(tmp_path))
     again = CliRunner().invoke(app, args)  # everything cached: no new trial, no new run
     assert again.exit_code == 0, again.output
@@ -428,3 +435,32 @@ def test_a_trial_never_reads_back_a_run_of_other_data(tmp_path, tiny_paths):
     preprocess(base.dataset, tiny_paths)
     tune.run_trial(FixedTrial(params), setup, base, tiny_paths)
     assert len(_run_dirs(tmp_path)) == 2  # trained again on the new split
+
+
+def test_search_plots_leave_the_study_plot_style_alone(tmp_path, tiny_paths):
+    """Optuna's plots set matplotlib's "ggplot" style process-wide; a study plot drawn after
+    them (tune's final study, or a report-only rebuild later in the process) changed bytes."""
+    import matplotlib
+
+    setup = _setup(tmp_path, tiny_paths, name="style")
+    study = tune.search(setup, 2, LocalExecutor())
+    before = {k: matplotlib.rcParams[k] for k in ("axes.facecolor", "axes.grid", "axes.prop_cycle")}
+    assert "history.png" in tune.plots(study)
+    assert {k: matplotlib.rcParams[k] for k in before} == before
+
+
+def test_cli_tune_bad_final_seeds_are_one_line_before_any_trial(tmp_path):
+    """--seeds was parsed after the whole search, and a typo ended it in a ValueError
+    traceback; now it is one line before the first trial (no storage, no run)."""
+    from typer.testing import CliRunner
+
+    from recbench.cli import app
+
+    exp = write_experiment(tmp_path, "tiny-bpr")
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump(SPACE))
+    result = CliRunner().invoke(app, ["tune", str(exp), "--space", str(space), "--seeds", "0,x",
+                                      "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "--seeds '0,x': give comma-separated integers" in result.output
+    assert not (tmp_path / "runs").exists()

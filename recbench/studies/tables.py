@@ -1,19 +1,19 @@
-"""Study output: table.md / table.csv / table.tex, plot.png and runs.txt, paper beside ours."""
+"""The text of a study's tables: table.md, table.csv, table.tex, extra.md and the extra
+tables a study file names, the paper's figure beside ours.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import math
-from pathlib import Path
-
-from rich.table import Table
 
 from recbench import protocol
 from recbench.composite import evaluated_label, pooled
-from recbench.runs import atomic_write_bytes, atomic_write_text
 from recbench.stats import LEVEL, RESAMPLES, Interval
-from recbench.studies import Cell, ExtraTable, StudyResult, TableRow, table_rows
+from recbench.studies.cells import Cell, StudyResult, TableRow
+from recbench.studies.collect import table_rows
+from recbench.studies.schema import ExtraTable
 from recbench.train.api import lower_is_better
 
 
@@ -99,7 +99,7 @@ def _valid(cell: Cell) -> str:
     return f"{_fmt(v.head) or '—'} / {_fmt(v.chosen) or '—'} / {best or '—'}"
 
 
-def _table(result: StudyResult) -> tuple[list[str], list[list[str]]]:
+def main_table(result: StudyResult) -> tuple[list[str], list[list[str]]]:
     """The header and rows of table.md (and the console table)."""
     rows = _rows(result)
     if not composite(result):
@@ -145,7 +145,7 @@ def markdown(result: StudyResult) -> str:
              f"`{result.reference}` (* = p < 0.05, units pooled over seeds); p (Holm): "
              "Holm-corrected over this table's rows; Δ vs ref: this row minus the reference "
              f"over the units both scored, with its paired bootstrap {LEVEL:.0%} interval.", ""]
-    header, rows = _table(result)
+    header, rows = main_table(result)
     if composite(result):
         lines += [COMPOSITE_NOTE, ""]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -202,67 +202,6 @@ def latex(result: StudyResult) -> str:
                      + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}",
               f"% {result.study.study}: {result.metric}, mean $\\pm$ std over seeds"]
-    return "\n".join(lines) + "\n"
-
-
-def plot_png(result: StudyResult) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    bases = list(dict.fromkeys(c.base for c in result.cells))
-    fig, axes = plt.subplots(1, len(bases), figsize=(5.5 * len(bases), 4.2), squeeze=False)
-    s = result.study
-    x_label = s.x_label or (next(iter(s.vary)) if s.vary else "variant")
-    for ax, base in zip(axes[0], bases):
-        cells = [c for c in result.cells if c.base == base]
-        dataset = cells[0].dataset
-        if result.numeric_axis:
-            xs = [float(c.variant) for c in cells]
-            ran = [(x, c) for x, c in zip(xs, cells) if c.values]
-            if ran:
-                ax.errorbar([x for x, _ in ran], [c.mean for _, c in ran],
-                            yerr=[c.std for _, c in ran], marker="o", capsize=3,
-                            label="ours (mean ± std)")
-            px = [(x, c.paper) for x, c in zip(xs, cells) if c.paper is not None]
-            if px:
-                ax.plot(*zip(*px), "s--", color="tab:red", label="paper")
-            ax.set_xlabel(x_label)
-        else:
-            pos = np.arange(len(cells))
-            ax.bar(pos - 0.2, [c.mean for c in cells], 0.4, yerr=[c.std for c in cells],
-                   capsize=3, label="ours (mean ± std)")
-            paper = [c.paper if c.paper is not None else np.nan for c in cells]
-            if not all(np.isnan(paper)):
-                ax.bar(pos + 0.2, paper, 0.4, color="tab:red", alpha=0.7, label="paper")
-            ax.set_xticks(pos, [c.variant for c in cells], rotation=30, ha="right")
-            ax.set_xlabel("variant")
-            lows = [v for c in cells for v in (c.mean - c.std, c.paper)
-                    if v is not None and np.isfinite(v)]
-            highs = [v for c in cells for v in (c.mean + c.std, c.paper)
-                     if v is not None and np.isfinite(v)]
-            if lows and highs:
-                lo, hi = min(lows), max(highs)
-                pad = 0.15 * (hi - lo + 1e-9)
-                ax.set_ylim(max(0.0, lo - pad), hi + pad)
-        ax.set_ylabel(f"{result.metric} (test)")
-        ax.set_title(f"{s.study} — {dataset} ({base})", fontsize=10)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def runs_listing(result: StudyResult) -> str:
-    lines = []
-    for c in result.cells:
-        lines.append(f"[{c.base} | {c.variant}]")
-        lines += [f"  {p}" for p in c.run_dirs] or ["  (no finished run)"]
     return "\n".join(lines) + "\n"
 
 
@@ -343,34 +282,3 @@ def extra_tables(result: StudyResult) -> dict[str, str]:
         else:
             out[name] = f"# {s}\n\n" + "\n".join(table_markdown(result, t, "##") for t in tables)
     return out
-
-
-def study_files(result: StudyResult) -> list[str]:
-    """The names :func:`write_study` writes for this result."""
-    names = ["table.md", "table.csv", "table.tex", "runs.txt"]
-    names += ["extra.md"] if result.study.columns else []
-    names += list(dict.fromkeys(t.file for t in result.study.tables))
-    return names + (["plot.png"] if any(c.values for c in result.cells) else [])
-
-
-def write_study(result: StudyResult, folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(folder / "table.md", markdown(result))
-    atomic_write_text(folder / "table.csv", csv_text(result))
-    atomic_write_text(folder / "table.tex", latex(result))
-    atomic_write_text(folder / "runs.txt", runs_listing(result))
-    if result.study.columns:
-        atomic_write_text(folder / "extra.md", extra_markdown(result))
-    for name, text in extra_tables(result).items():
-        atomic_write_text(folder / name, text)
-    if any(c.values for c in result.cells):
-        atomic_write_bytes(folder / "plot.png", plot_png(result))
-    return folder
-
-
-def rich_table(result: StudyResult) -> Table:
-    header, rows = _table(result)
-    table = Table(*header, title=f"{result.study.study}: {result.metric}")
-    for r in rows:
-        table.add_row(*r)
-    return table

@@ -1,0 +1,104 @@
+"""The ledger of a study (results/STUDY/ledger/): the committed record of its finished runs,
+which a fresh clone reads as finished runs (see :func:`write_ledger` for why).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from recbench import runs
+from recbench.experiment import stored_hash
+from recbench.studies.cells import PlannedRun, StudyResult
+
+LEDGER = "ledger"  # results/<study>/ledger/: the committed record of its runs (write_ledger)
+
+
+def other_ledgers(ledger: Path) -> list[Path]:
+    """The ledgers of the other studies beside this one (``results/*/ledger``), sorted.
+
+    Why: a ledger record stands for its config hash exactly as a run folder does, whichever
+    study trained it. The GLA studies share runs (candidates reads the representations runs;
+    the chosen sound setting was trained by stage-patience and global-epochs-loo while choosing
+    it), and retraining a run another study has recorded costs up to an hour here and gives the
+    identical metrics.json. A borrowed record is copied into this study's ledger by
+    :func:`write_ledger` (with the per-unit arrays it has; a paired test whose arrays the other
+    study did not keep shows "—"), so each study's table stays reproducible from its own
+    ledger."""
+    parent = ledger.parent.parent
+    if not parent.is_dir():
+        return []
+    return sorted(p for p in parent.glob(f"*/{LEDGER}") if p.resolve() != ledger.resolve())
+
+
+def write_ledger(result: StudyResult, planned: list[PlannedRun], ledger: Path) -> int:
+    """Record every finished run of the plan in ``ledger/<experiment>/<hash>/``: its config,
+    metrics.json and the per-unit arrays the table reads (for the paired tests).
+
+    Why: run directories (checkpoints, GBs over a study) stay out of git and are gone on a
+    fresh clone, so a study that outgrows one session (the GLA tables: 3 seeds x 6 experiments
+    is about nine core-hours here) could never be finished across sessions or machines: every
+    rerun started from nothing and a report of the runs present dropped the others' rows. The
+    ledger (a few kB per run) is committed with the table; :func:`plan` counts its records as
+    finished, so a fresh clone reproduces the table with ``--report-only`` and trains only the
+    runs the ledger lacks. A record stands for its config hash exactly as a cached run does
+    (``--rerun`` replaces it). Records of runs no longer in the plan are kept (never read:
+    nothing matches their hash), because a study run by another process, or with a base file
+    edited since, may still need them; delete them by hand. Returns the number written."""
+    import io
+
+    keys: dict[Path, set[str]] = {}
+    for cell in result.cells:
+        for run_dir, key in zip(cell.run_dirs, cell.keys, strict=False):
+            keys.setdefault(run_dir, set()).add(key)
+    written = 0
+    for p in planned:
+        if p.cached is None:
+            continue
+        if p.cached.resolve().parent.parent == ledger.resolve():
+            continue  # the record itself (under its own, possibly legacy, hash)
+        entry = ledger / p.cfg.name / p.hash
+        metrics = (p.cached / "metrics.json").read_bytes()
+        recorded = runs.find_record(ledger / p.cfg.name, p.hash, rehash=stored_hash)
+        if recorded is not None and (recorded / "metrics.json").read_bytes() == metrics:
+            continue  # recorded already, from this very run (maybe under its legacy hash)
+        entry.mkdir(parents=True, exist_ok=True)
+        runs.atomic_write_bytes(entry / "config.yaml", (p.cached / "config.yaml").read_bytes())
+        source = p.cached / "per_unit.npz"
+        if source.is_file():
+            with np.load(source) as data:
+                need = keys.get(p.cached, set()) | set(result.study.columns) | {"user", "index"}
+                if need & {"rmse", "mse", "mae"}:
+                    need.add("squared_error")
+                kept = {k: data[k] for k in data.files if k in need}
+            buffer = io.BytesIO()
+            np.savez_compressed(buffer, **kept)
+            runs.atomic_write_bytes(entry / "per_unit.npz", buffer.getvalue())
+        # metrics.json last: it is what marks the record finished
+        runs.atomic_write_bytes(entry / "metrics.json", metrics)
+        written += 1
+    return written
+
+
+def as_recorded(planned: list[PlannedRun], ledger: Path) -> list[PlannedRun]:
+    """The same plan with each finished run replaced by its record in ``ledger`` where the
+    record holds that very run (byte-identical metrics.json; a record of another run of the
+    config, say before a ``--rerun``, is not it).
+
+    Why (issue 34): runs.txt names what each cell was read from. After training it named
+    local runs/ folders that no other checkout has, while ``--report-only`` on a fresh clone
+    names the ledger records, so the two wrote different bytes and the committed listing had
+    to be regenerated by hand from an empty runs dir. Reading the table from the records the
+    ledger now holds makes a training run write what a report-only rebuild writes."""
+    out = []
+    for p in planned:
+        record = None
+        if p.cached is not None:
+            record = runs.find_record(ledger / p.cfg.name, p.hash, rehash=stored_hash)
+        if record is not None and record != p.cached and (
+                (record / "metrics.json").read_bytes() == (p.cached / "metrics.json").read_bytes()):
+            p = dataclasses.replace(p, cached=record)
+        out.append(p)
+    return out
