@@ -60,7 +60,7 @@ def time_call(fn, threads: int) -> float:
 def products(trainer, reps: int) -> dict:
     """Median seconds of Â·X and Â^T·X (accumulating, as the backward does) per thread count,
     the thread counts alternating inside each repetition."""
-    csr, csr_t = trainer.csr, trainer.csr_t
+    csr, csr_t = trainer.step.kernels.csr, trainer.step.kernels.csr_t
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(csr.num_rows, trainer.model.emb.embedding_dim, generator=gen)
     out, acc = torch.empty_like(x), torch.zeros_like(x)

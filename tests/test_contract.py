@@ -144,3 +144,34 @@ def test_staged_run_resumes_mid_stage_exactly(data, tmp_path, monkeypatch):
     again = json.loads((done / "metrics.json").read_text())
     assert again["test"] == full["test"]
     assert again["stage_best_epochs"] == full["stage_best_epochs"]
+
+
+def _trainer_classes() -> list[type]:
+    """Every TrainerBase subclass the registered models bring (imported by their builders)."""
+    import importlib
+
+    for spec in MODELS.values():
+        importlib.import_module(spec.make_trainer.__module__)
+    found, todo = [], [TrainerBase]
+    while todo:
+        cls = todo.pop()
+        for sub in cls.__subclasses__():
+            if sub not in found:
+                found.append(sub)
+                todo.append(sub)
+    return found
+
+
+def test_trainers_compose_instead_of_inheriting_twice():
+    """No trainer inherits from two trainer classes (a diamond whose behaviour hangs on base
+    order) and none sits more than 3 levels below TrainerBase: what differs between models
+    and numeric paths is an object the trainer holds (the GNNs' full-graph step)."""
+    from recbench.models.gnn.base import FullGraphBPR
+
+    classes = _trainer_classes()
+    assert FullGraphBPR in classes
+    for cls in classes:
+        trainer_bases = [b for b in cls.__bases__ if issubclass(b, TrainerBase)]
+        assert len(trainer_bases) == 1, (cls, trainer_bases)
+        depth = len([c for c in cls.__mro__ if issubclass(c, TrainerBase)]) - 1
+        assert depth <= 3, (cls, depth)

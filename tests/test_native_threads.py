@@ -128,7 +128,7 @@ def test_a_native_lightgcn_epoch_gives_the_same_weights_at_1_and_2_threads(tiny_
         for threads in (1, 2):
             trainer = make_trainer(tiny_data, "lightgcn", reg=0.01, emb_dim=128)
             assert trainer.kernels().path == "native"
-            csr = trainer.csr  # above the kernels' one-thread floor: the product is split
+            csr = trainer.step.kernels.csr  # above the kernels' one-thread floor: the product is split
             assert (csr.col.numel() + csr.num_rows) * 128 >= 32768
             torch.set_num_threads(threads)
             for epoch in range(2):

@@ -13,14 +13,13 @@ import torch
 from pydantic import model_validator
 
 from recbench.models.gnn.base import (
-    FullGraphBPR,
     GNNArchitecture,
+    GraphKernels,
     GraphRecommender,
     build_gnn,
     make_graph_trainer,
     num_outputs,
 )
-from recbench.models.gnn.native_step import NativeFullGraphBPR, full_trainer
 from recbench.train.api import RunContext
 
 
@@ -53,7 +52,7 @@ class LightGCN(GraphRecommender):
         return out
 
 
-class LightGCNTrainer(FullGraphBPR):
+class LightGCNStep:
     """Full-graph LightGCN with the BPR gradient written out instead of recorded by autograd.
 
     The output is linear in the ego table, F = Σ_l α_l Â^l E, so dL/dE = Σ_l α_l (Â^T)^l G
@@ -62,13 +61,14 @@ class LightGCNTrainer(FullGraphBPR):
     gradients for every slice and gather (35 fills a step) and per-direction row scalings than
     on the sparse products. The forward is ``model.embed()`` itself, so the scores are bit for
     bit the autograd path's; the gradients agree to float rounding (tests/test_gnn.py). Used
-    when the propagation is linear and deterministic: full-graph training, no DropEdge or
-    message dropout, a dense ego table (and BPR with one non-hard negative); anything else
-    takes the autograd path."""
+    when the propagation is linear and deterministic: no message dropout here, and the rest
+    :class:`~recbench.models.gnn.base.FullGraphBPR` asks; anything else takes autograd."""
 
-    @property
-    def plain(self) -> bool:
-        return self.model.message_dropout.p == 0 and super().plain
+    def __init__(self, model: LightGCN, kernels: GraphKernels):
+        self.model, self.kernels = model, kernels
+
+    def applies(self) -> bool:
+        return self.model.message_dropout.p == 0
 
     def forward_saved(self) -> tuple[torch.Tensor, None]:
         return self.model.embed_nodes(), None
@@ -79,26 +79,28 @@ class LightGCNTrainer(FullGraphBPR):
         alpha = self.model.alpha
         grad = alpha[-1] * grad_out
         for layer in range(self.model.num_layers - 1, -1, -1):
-            grad = self.spmm_transposed(grad) + alpha[layer] * grad_out
+            grad = self.kernels.spmm_transposed(grad) + alpha[layer] * grad_out
         return grad
 
 
-class NativeLightGCNTrainer(LightGCNTrainer, NativeFullGraphBPR):
-    """:class:`LightGCNTrainer` with Â, Â^T and the BPR rows from the native kernels
-    (:class:`~recbench.models.gnn.native_step.NativeFullGraphBPR`); the forward is
-    ``propagate``'s sum over CSR products instead of ``model.embed()``, so training agrees
-    with the torch step to float rounding (evaluation still scores through ``model.embed()``)."""
+class NativeLightGCNStep(LightGCNStep):
+    """:class:`LightGCNStep` on the native kernels (``native_step.NativeGraphKernels``): the
+    forward is ``propagate``'s sum over CSR products instead of ``model.embed()``, so training
+    agrees with the torch step to float rounding (evaluation still scores through
+    ``model.embed()``)."""
 
     def forward_saved(self) -> tuple[torch.Tensor, None]:
         alpha, h = self.model.alpha, self.model.emb.weight.detach()
         out = alpha[0] * h
         for layer in range(self.model.num_layers):
-            h = self.spmm(h)
+            h = self.kernels.spmm(h)
             out.add_(h, alpha=float(alpha[layer + 1]))
         return out, None
 
 
+STEPS = {"torch": LightGCNStep, "native": NativeLightGCNStep}
+
+
 def make_lightgcn_trainer(cfg: LightGCNConfig, ctx: RunContext):
     model = build_gnn(LightGCN, cfg=cfg, ctx=ctx, alpha=cfg.alpha)
-    return make_graph_trainer(model, cfg, ctx, full_trainer=full_trainer(
-        ctx, LightGCNTrainer, NativeLightGCNTrainer))
+    return make_graph_trainer(model, cfg, ctx, steps=STEPS)

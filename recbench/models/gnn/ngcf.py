@@ -16,14 +16,13 @@ from torch import nn
 
 from recbench.config import Share
 from recbench.models.gnn.base import (
-    FullGraphBPR,
     GNNArchitecture,
+    GraphKernels,
     GraphRecommender,
     build_gnn,
     make_graph_trainer,
     num_outputs,
 )
-from recbench.models.gnn.native_step import NativeFullGraphBPR, full_trainer
 from recbench.native import ops as native
 from recbench.seeding import drawing_from
 from recbench.train.api import RunContext
@@ -62,7 +61,7 @@ class NGCF(GraphRecommender):
         return torch.cat(outs, dim=1)
 
 
-class NGCFTrainer(FullGraphBPR):
+class NGCFStep:
     """Full-graph NGCF with the BPR gradient written out instead of recorded by autograd.
 
     Why (issue 15): on ML-100K a step is ~60 small kernels, and autograd's share (zero-filled
@@ -75,17 +74,23 @@ class NGCFTrainer(FullGraphBPR):
     autograd's to float rounding (tests/test_gnn.py). Used for full-graph training on a dense
     ego table without DropEdge (BPR, one non-hard negative); anything else takes autograd."""
 
+    def __init__(self, model: NGCF, kernels: GraphKernels):
+        self.model, self.kernels = model, kernels
+
+    def applies(self) -> bool:
+        return True  # message dropout's mask is drawn here as nn.Dropout draws it
+
     def forward_saved(self) -> tuple[torch.Tensor, list[tuple[torch.Tensor, ...]]]:
         """The full-graph output F (N, d·(L+1)) and, per layer, what its backward reads:
         (input h, Âh, Âh + h, Âh ⊙ h, pre-activation, dropout scale or None, |output|)."""
-        model, g = self.model, self.model.graph
+        model = self.model
         p = model.message_dropout.p if model.training else 0.0
         h, dim = model.emb.weight, model.emb.embedding_dim
         full = torch.empty(len(h), dim * (model.num_layers + 1), dtype=h.dtype, device=h.device)
         full[:, :dim] = h
         saved = []  # in-place steps below give the same values as propagate's fresh tensors
         for layer in range(model.num_layers):
-            side = model.spmm(g, h)
+            side = self.kernels.spmm(h)
             x1, x2 = side + h, side * h
             pre = F.linear(x1, model.w1[layer].weight, model.w1[layer].bias).add_(
                 F.linear(x2, model.w2[layer].weight, model.w2[layer].bias))
@@ -126,20 +131,20 @@ class NGCFTrainer(FullGraphBPR):
             w1.bias.grad = grad_pre.sum(0)
             w2.bias.grad = w1.bias.grad.clone()
             g1, g2 = grad_pre @ w1.weight, grad_pre @ w2.weight
-            grad_h = self.spmm_transposed(torch.addcmul(g1, g2, h),
+            grad_h = self.kernels.spmm_transposed(torch.addcmul(g1, g2, h),
                                           add_to=torch.addcmul(g1, g2, side))
         return grad_h + grad_out[:, :dim]
 
 
-class NativeNGCFTrainer(NGCFTrainer, NativeFullGraphBPR):
-    """:class:`NGCFTrainer`'s step through the native kernels: each layer's element-wise stages
-    fused into one pass forward and one back, Â / Â^T and the BPR rows from
-    :class:`~recbench.models.gnn.native_step.NativeFullGraphBPR`. Message dropout's mask is
-    drawn as before (``bernoulli_`` on the global generator), so the function and the draws are
-    :class:`NGCFTrainer`'s (tests/test_gnn.py checks both against autograd)."""
+class NativeNGCFStep(NGCFStep):
+    """:class:`NGCFStep` through the native kernels: each layer's element-wise stages fused
+    into one pass forward and one back, Â / Â^T and the BPR rows from
+    ``native_step.NativeGraphKernels``. Message dropout's mask is drawn as before
+    (``bernoulli_`` on the global generator), so the function and the draws are
+    :class:`NGCFStep`'s (tests/test_gnn.py checks both against autograd)."""
 
     def forward_saved(self) -> tuple[torch.Tensor, list[tuple]]:
-        """As :meth:`NGCFTrainer.forward_saved`; per layer (h, Âh, x1, x2, pre, mask, norm)."""
+        """As :meth:`NGCFStep.forward_saved`; per layer (h, Âh, x1, x2, pre, mask, norm)."""
         model = self.model
         p = model.message_dropout.p if model.training else 0.0
         h, dim = model.emb.weight.detach(), model.emb.embedding_dim
@@ -147,7 +152,7 @@ class NativeNGCFTrainer(NGCFTrainer, NativeFullGraphBPR):
         full[:, :dim] = h
         saved = []
         for layer in range(model.num_layers):
-            side = self.spmm(h)
+            side = self.kernels.spmm(h)
             x1, x2 = native.ngcf_mix(side, h)
             w1, w2 = model.w1[layer], model.w2[layer]
             pre = torch.addmm(w1.bias + w2.bias, x1, w1.weight.T).addmm_(x2, w2.weight.T)
@@ -173,11 +178,13 @@ class NativeNGCFTrainer(NGCFTrainer, NativeFullGraphBPR):
             w1.weight.grad, w2.weight.grad = grad_pre.T @ x1, grad_pre.T @ x2
             w1.bias.grad, w2.bias.grad = bias, bias.clone()
             a, b = native.ngcf_mix_back(grad_pre @ w1.weight, grad_pre @ w2.weight, h, side)
-            grad_h = self.spmm_transposed(a, add_to=b)  # b + Â^T a
+            grad_h = self.kernels.spmm_transposed(a, add_to=b)  # b + Â^T a
         return grad_h + grad_out[:, :dim]
+
+
+STEPS = {"torch": NGCFStep, "native": NativeNGCFStep}
 
 
 def make_ngcf_trainer(cfg: NGCFConfig, ctx: RunContext):
     model = build_gnn(NGCF, cfg=cfg, ctx=ctx, negative_slope=cfg.negative_slope)
-    return make_graph_trainer(model, cfg, ctx,
-                              full_trainer=full_trainer(ctx, NGCFTrainer, NativeNGCFTrainer))
+    return make_graph_trainer(model, cfg, ctx, steps=STEPS)
