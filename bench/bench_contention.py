@@ -37,13 +37,15 @@ import torch
 from recbench.config import expand_seeds
 from recbench.experiment import validate
 from recbench.data.prepare import DataPaths
+from recbench import process
 from recbench.runner import build
 from pathlib import Path
 raw = json.loads({raw!r})
 if {threads} > 0:
     raw["train"]["num_threads"] = {threads}
 cfg = expand_seeds(validate(raw, "bench"))[0]
-built = build(cfg, DataPaths(Path({data!r})))
+threads = process.start(cfg, DataPaths(Path({data!r}))).threads
+built = build(cfg, DataPaths(Path({data!r})), threads=threads)
 times = []
 for epoch in range({epochs}):
     t0 = time.perf_counter()

@@ -14,12 +14,14 @@ def epoch_times(raw: dict, paths, epochs: int, autograd: bool = False) -> list[f
     step (PairwiseTrainer) instead of its hand-written gradient, the "before" in one run."""
     import torch
 
+    from recbench import process
     from recbench.config import expand_seeds
     from recbench.experiment import validate
     from recbench.runner import build
     from recbench.train.trainers import PairwiseTrainer
 
     cfg = expand_seeds(validate(raw, "bench"))[0]
+    process.start(cfg, paths)
     built = build(cfg, paths)
     torch.set_num_threads(2)
     times = []

@@ -42,6 +42,7 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
+    from recbench import process
     from recbench.data.datasets import get_dataset
     from recbench.data.fetch import fetch, is_fetched
     from recbench.data.prepare import DataPaths
@@ -59,7 +60,7 @@ def main() -> None:
     cpu0 = time.process_time()
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        run = train_run(cfg, paths, Path(tmp))
+        run = train_run(cfg, paths, Path(tmp), threads=process.start(cfg, paths).threads)
         wall = time.perf_counter() - t0
         cpu = time.process_time() - cpu0
         metrics = json.loads((run / "metrics.json").read_text())

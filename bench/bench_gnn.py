@@ -78,6 +78,7 @@ def data_paths():
 
 def time_model(model: dict, dataset: dict, epochs: int, threads: int, paths,
                gatconv_path: bool = False) -> dict:
+    from recbench import process
     from recbench.experiment import validate
     from recbench.runner import build
 
@@ -86,7 +87,8 @@ def time_model(model: dict, dataset: dict, epochs: int, threads: int, paths,
                     else {"emb_dim": 64, **model},
                     "train": {"lr": 1e-3, "batch_size": 2048, "num_threads": threads},
                     "seeds": [0]}, "bench")
-    built = build(cfg.model_copy(update={"seed": 0}), paths)
+    cfg = cfg.model_copy(update={"seed": 0})
+    built = build(cfg, paths, threads=process.start(cfg, paths).threads)
     trainer = built.trainer
     if gatconv_path:  # the "before" of GAT: every layer through dgl.nn.GATConv's own kernels
         trainer.model.full_graph_csr = lambda g: None
@@ -157,6 +159,10 @@ def scale(num_users: int, num_items: int, num_edges: int, max_batches: int | Non
     from recbench.train.trainers import shuffled_batches
 
     torch.set_num_threads(2)
+    if mode == "full":  # this process's start: the large-graph allocator mode (recbench.process)
+        from recbench import process
+
+        process.keep_freed_memory()
     seed_everything(0)
     t0 = time.perf_counter()
     data = synthetic_dataset(num_users, num_items, num_edges)
@@ -258,9 +264,9 @@ def main() -> None:
                              "apart)")
     args = parser.parse_args()
     if args.allocator == "default":
-        import recbench.models.gnn.base as gnn_base
+        import recbench.process
 
-        gnn_base.keep_freed_memory = lambda: False
+        recbench.process.keep_freed_memory = lambda: False
     result: dict = {}
     path = ROOT / "results" / "bench" / "gnn.json"
     if path.is_file():

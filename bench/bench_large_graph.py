@@ -43,6 +43,7 @@ BATCH = 32768
 
 def train_for(mode: str, lr: float, budget: float, threads: int, paths, seed: int = 0) -> dict:
     """Train one configuration for ``budget`` training seconds; the validation curve."""
+    from recbench import process
     from recbench.config import expand_seeds
     from recbench.experiment import validate
     from recbench.runner import build
@@ -52,7 +53,8 @@ def train_for(mode: str, lr: float, budget: float, threads: int, paths, seed: in
                      **MODES[mode]},
            "train": {"lr": lr, "batch_size": BATCH, "num_threads": threads},
            "eval": {"k": [20]}, "seeds": [seed]}
-    built = build(expand_seeds(validate(raw, "bench"))[0], paths)
+    cfg = expand_seeds(validate(raw, "bench"))[0]
+    built = build(cfg, paths, threads=process.start(cfg, paths).threads)
     trainer, spent, curve, epoch = built.trainer, 0.0, [], 0
     while spent < budget:
         t0 = time.process_time()

@@ -42,12 +42,14 @@ TRAIN = {"lr": 1.0e-3, "batch_size": 2048, "kernels": "native", "num_threads": 1
 
 
 def build_trainer(paths):
+    from recbench import process
     from recbench.experiment import validate
     from recbench.runner import build
 
     cfg = validate({"name": "spmm-floor", "dataset": DATASET, "model": MODEL, "train": TRAIN,
                     "seeds": [0]}, "bench")
-    return build(cfg.model_copy(update={"seed": 0}), paths).trainer
+    cfg = cfg.model_copy(update={"seed": 0})
+    return build(cfg, paths, threads=process.start(cfg, paths).threads).trainer
 
 
 def time_call(fn, threads: int) -> float:

@@ -344,9 +344,13 @@ def train(
             update={"num_threads": threads})}) for c in configs]
     if track:  # the command line wins over the file's track: (not in the hash either)
         configs = [_with_track(c, track) for c in configs]
+    from recbench import process
+
+    settings = process.start(configs[0], _paths(data_dir))  # one model, one thread setting
     rows = []
     for run_cfg in configs:
-        run_dir = _train_one(run_cfg, _paths(data_dir), _runs_root(runs_dir), device, resume)
+        run_dir = _train_one(run_cfg, _paths(data_dir), _runs_root(runs_dir), device, resume,
+                             settings.threads)
         import json
 
         metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -396,7 +400,8 @@ def _set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def _train_one(cfg, paths, runs_root: Path, device: str, resume: Path | None) -> Path:
+def _train_one(cfg, paths, runs_root: Path, device: str, resume: Path | None,
+               threads=None) -> Path:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from recbench.runner import train_run
@@ -414,7 +419,7 @@ def _train_one(cfg, paths, runs_root: Path, device: str, resume: Path | None) ->
             info = loss + (f" | valid {rec['monitor']} {val:.4f}" if val is not None else "")
             bar.update(task, completed=rec["epoch"], total=rec["epochs"], info=info)
 
-        return train_run(cfg, paths, runs_root, device, resume, report)
+        return train_run(cfg, paths, runs_root, device, resume, report, threads=threads)
 
 
 @app.command("eval")
@@ -426,8 +431,10 @@ def eval_(
     data_dir: Path = DataDir,
 ) -> None:
     """Reload a run's best checkpoint and re-check its test metrics against metrics.json."""
-    from recbench.runner import evaluate_run
+    from recbench import process
+    from recbench.runner import evaluate_run, load_run_config
 
+    process.start(load_run_config(run_dir), _paths(data_dir))
     fresh, stored = evaluate_run(run_dir, _paths(data_dir), device)
     table = Table("metric", "metrics.json", "recomputed", "match", title=str(run_dir))
     ok = True

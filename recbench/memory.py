@@ -7,7 +7,7 @@ page of the next tensor is then faulted in (and zeroed by the kernel) again. On 
 
 Two settings, both changing no number (allocator state only; off glibc they do nothing):
 
-- :func:`reuse_freed_memory`, every run (``runner.build``): blocks up to 32 MB (glibc's largest
+- :func:`reuse_freed_memory`, every run (``recbench.process.start``): blocks up to 32 MB (glibc's largest
   threshold) always come from the heap, and up to 1 GiB of free heap top is kept. Alternating
   epochs in one process, allocator default vs this (2026-12-03, 1 thread, others stopped):
   BPR-MF 0.124 -> 0.059 s/epoch (26k -> 1.6k page faults an epoch), NGCF 0.92 -> 0.79 (62k ->

@@ -30,11 +30,11 @@ from recbench.cpu import cpu_model
 from recbench.data.prepare import DataPaths, load
 from recbench.eval.metrics import monitor_unselected
 from recbench.eval.result import EvalResult
-from recbench.memory import allocator_setting, reuse_freed_memory
+from recbench.memory import allocator_setting
 from recbench.native import status as native_status
 from recbench.native.choice import KernelChoice
 from recbench.seeding import seed_everything
-from recbench.threads import ThreadChoice, apply_threads, choose_threads
+from recbench.threads import ThreadChoice
 from recbench.train.api import RunContext, Stage, Trainer, lower_is_better, ranking_monitor
 
 Progress = Callable[[dict], None]
@@ -57,15 +57,15 @@ def default_monitor(task: str, cfg: ExperimentConfig, has_negatives: bool) -> st
         task, ranking_monitor(cfg.train, cfg.eval, has_negatives))
 
 
-def build(cfg: ExperimentConfig, paths: DataPaths, device: str = "cpu") -> Built:
-    """Seed, load the data and build the model's trainer for one resolved run config."""
+def build(cfg: ExperimentConfig, paths: DataPaths, device: str = "cpu",
+          threads: ThreadChoice | None = None) -> Built:
+    """Seed, load the data and build the model's trainer for one resolved run config.
+    ``threads``: the choice the process's start applied (``recbench.process.start``), recorded
+    in env.json; process-wide settings are not this function's to change."""
     from recbench.models import registry
 
     seed = cfg.seed if cfg.seed is not None else cfg.seeds[0]
     seed_everything(seed)
-    threads = choose_threads(cfg.train.num_threads, cfg.model.name)
-    apply_threads(threads.threads)
-    reuse_freed_memory()  # no page faults for every step's tensors: recbench/memory.py
     data = load(cfg.dataset, paths)
     ctx = RunContext(data, cfg.train, cfg.eval, resolve_device(device), seed)
     spec = registry()[cfg.model.name]
@@ -133,7 +133,8 @@ def _env(cfg: ExperimentConfig, device: str, threads: ThreadChoice | None = None
             "threads": torch.get_num_threads(), "host": platform.node(),
             "machine": platform.machine(), "git_commit": git("rev-parse", "HEAD"),
             "git_dirty": bool(git("status", "--porcelain")), "seed": cfg.seed,
-            "threads_reason": threads.reason if threads else "torch default",
+            "threads_reason": threads.reason if threads else
+            "as the caller set them (no recbench.process.start before this run)",
             "cpu": cpu_model(), "allocator": allocator_setting(),
             "native_kernels": native_status(),
             "kernels": kernels.path if kernels else "unknown",
@@ -407,9 +408,11 @@ def _finish(run_dir: Path, built: Built, loop: LoopState, has_valid: bool, run_s
 
 
 def train_run(cfg: ExperimentConfig, paths: DataPaths, runs_root: Path, device: str = "cpu",
-              resume: Path | None = None, progress: Progress | None = None) -> Path:
-    """Train one resolved run config into a run directory; returns the finished folder."""
-    built = build(cfg, paths, device)
+              resume: Path | None = None, progress: Progress | None = None,
+              threads: ThreadChoice | None = None) -> Path:
+    """Train one resolved run config into a run directory; returns the finished folder.
+    ``threads``: what ``recbench.process.start`` chose for this process (env.json)."""
+    built = build(cfg, paths, device, threads)
     if _secondary_rank():  # under torchrun only rank 0 writes the run directory
         import tempfile
 

@@ -310,6 +310,7 @@ def _train_or_read(trial, cfg: ExperimentConfig, h: str, root: Path, space: Sear
                    setup: TuneSetup, paths) -> float:
     import optuna
 
+    from recbench import process
     from recbench.data.prepare import data_hash
     from recbench.runner import train_run
 
@@ -328,7 +329,9 @@ def _train_or_read(trial, cfg: ExperimentConfig, h: str, root: Path, space: Sear
                 trial.set_user_attr("run_dir", str(runs.find_partial(root, cfg.name, h, rehash=stored_hash)))
                 raise optuna.TrialPruned(f"validation {name} {value:.4f} at epoch {rec['epoch']}")
 
-        finished = train_run(cfg, paths, root, setup.device, partial, progress)
+        settings = process.start(cfg, paths)  # the trial's start, as an executor call's
+        finished = train_run(cfg, paths, root, setup.device, partial, progress,
+                             threads=settings.threads)
     else:  # read back: its evaluations still inform the pruner about later trials
         name = space.objective or runs.read_metrics(finished)["monitor"]
         for step, value in _valid_history(finished, name):

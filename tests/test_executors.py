@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -79,6 +81,11 @@ def test_ray_executor_gives_the_same_table_as_local(tmp_path, tiny_paths, ray_lo
     a = report.csv_text(studies.aggregate(study, studies.plan(study, local)))
     b = report.csv_text(studies.aggregate(study, studies.plan(study, distributed)))
     assert a == b
+    for root in (local, distributed):  # each call's start applied and recorded its settings
+        for env in root.rglob("env.json"):
+            recorded = json.loads(env.read_text())
+            assert recorded["threads"] == 1 and "asked for" in recorded["threads_reason"]
+            assert sys.platform != "linux" or recorded["allocator"] != "allocator default"
 
 
 def test_ray_reports_a_failing_run_and_finishes_the_others(tmp_path, tiny_paths, ray_local):

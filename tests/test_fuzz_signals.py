@@ -141,10 +141,10 @@ def test_tune_interrupted_at_any_epoch_of_any_trial(tmp_path_factory, tiny_paths
                            threads=1)
     real, calls = runner.train_run, {"n": 0}
 
-    def train_run(cfg, paths, runs_root, device="cpu", resume=None, progress=None):
+    def train_run(cfg, paths, runs_root, device="cpu", resume=None, progress=None, threads=None):
         calls["n"] += 1
         if calls["n"] - 1 != trial:
-            return real(cfg, paths, runs_root, device, resume, progress)
+            return real(cfg, paths, runs_root, device, resume, progress, threads=threads)
 
         def hit(rec):
             if progress:
@@ -152,7 +152,7 @@ def test_tune_interrupted_at_any_epoch_of_any_trial(tmp_path_factory, tiny_paths
             if rec["epoch"] == epoch:
                 raise KeyboardInterrupt
 
-        return real(cfg, paths, runs_root, device, resume, hit)
+        return real(cfg, paths, runs_root, device, resume, hit, threads=threads)
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(runner, "train_run", train_run)

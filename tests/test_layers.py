@@ -52,6 +52,7 @@ LAYERS: dict[str, int] = {
     "recbench.stats": 1,
     "recbench.runner": 2,
     "recbench.executors": 2,
+    "recbench.process": 2,
     "recbench.experiment": 3,
     "recbench.models": 4,
     "recbench.train": 5,

@@ -47,13 +47,15 @@ def test_busy_sample_is_a_number_of_cpus():
 def test_env_json_records_the_choice(tmp_path, tiny_paths):
     import json
 
+    from recbench import process
     from recbench.config import expand_seeds
     from recbench.experiment import load_experiment
     from recbench.runner import train_run
     from tests.conftest import write_experiment
 
     cfg = expand_seeds(load_experiment(write_experiment(tmp_path, "t")))[0]
-    run = train_run(cfg, tiny_paths, tmp_path / "runs")
+    run = train_run(cfg, tiny_paths, tmp_path / "runs",
+                    threads=process.start(cfg, tiny_paths).threads)
     env = json.loads((run / "env.json").read_text())
     assert env["threads"] == 1 and "bpr_mf cap 1" in env["threads_reason"]
 
@@ -71,7 +73,7 @@ def test_a_runs_thread_count_bounds_the_blas_pools_too(tmp_path, tiny_paths):
     import torch
     from threadpoolctl import threadpool_limits
 
-    from recbench import runner
+    from recbench import process
     from recbench.experiment import load_experiment
     from tests.conftest import write_experiment
 
@@ -81,7 +83,7 @@ def test_a_runs_thread_count_bounds_the_blas_pools_too(tmp_path, tiny_paths):
         assert _blas_threads() == {2}
         exp = write_experiment(tmp_path, "e", train={"num_threads": 1})
         cfg = load_experiment(exp)
-        runner.build(cfg.model_copy(update={"seed": 0}), tiny_paths)
+        process.start(cfg, tiny_paths)  # where a process applies a run's thread count
         assert _blas_threads() == {1} and torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)

@@ -275,10 +275,10 @@ def _interrupting_train_run(monkeypatch, at_epoch: int = 2):
 
     real, calls = runner.train_run, {"n": 0}
 
-    def train_run(cfg, paths, root, device="cpu", resume=None, progress=None):
+    def train_run(cfg, paths, root, device="cpu", resume=None, progress=None, threads=None):
         calls["n"] += 1
         if calls["n"] > 1:
-            return real(cfg, paths, root, device, resume, progress)
+            return real(cfg, paths, root, device, resume, progress, threads=threads)
 
         def hit(rec):
             if progress:
@@ -286,7 +286,7 @@ def _interrupting_train_run(monkeypatch, at_epoch: int = 2):
             if rec["epoch"] == at_epoch:
                 raise KeyboardInterrupt
 
-        return real(cfg, paths, root, device, resume, hit)
+        return real(cfg, paths, root, device, resume, hit, threads=threads)
 
     monkeypatch.setattr(runner, "train_run", train_run)
 

@@ -23,6 +23,7 @@ def run_planned(plain: dict, data_root: str, runs_root: str, device: str,
     to reach this lookup, find the finished run and report it as done (issue 31.4)."""
     import torch
 
+    from recbench import process
     from recbench.data.prepare import DataPaths
     from recbench.experiment import validate
     from recbench.runner import train_run
@@ -31,10 +32,12 @@ def run_planned(plain: dict, data_root: str, runs_root: str, device: str,
         torch.set_num_threads(threads)
         plain = {**plain, "train": {**plain.get("train", {}), "num_threads": threads}}
     cfg = validate(plain, plain.get("name", "study run"))
+    settings = process.start(cfg, DataPaths(Path(data_root)))  # the executor call's start
     root, h = Path(runs_root), run_hash(cfg)
     with runs.claim(root, cfg.name, h):  # another worker may be training this very config
         if rerun:
-            return str(train_run(cfg, DataPaths(Path(data_root)), root, device))
+            return str(train_run(cfg, DataPaths(Path(data_root)), root, device,
+                                 threads=settings.threads))
         from recbench.data.prepare import data_hash
 
         now = data_hash(cfg.dataset, DataPaths(Path(data_root)))
@@ -42,7 +45,8 @@ def run_planned(plain: dict, data_root: str, runs_root: str, device: str,
         if finished is not None:
             return str(finished)
         partial = runs.find_partial(root, cfg.name, h, rehash=stored_hash, data_hash=now)
-        return str(train_run(cfg, DataPaths(Path(data_root)), root, device, partial))
+        return str(train_run(cfg, DataPaths(Path(data_root)), root, device, partial,
+                             threads=settings.threads))
 
 
 def execute(planned: list[PlannedRun], paths, runs_root: Path, jobs: int = 1,

@@ -22,7 +22,6 @@ from torch import nn
 
 from recbench.config import NonNegFloat, NonNegInt, PosInt, Share, Strict
 from recbench.data.graph import FOLLOWS, RATES, split_view
-from recbench.memory import LARGE_GRAPH_EDGES, keep_freed_memory
 from recbench.native.choice import KernelChoice, choose_kernels
 from recbench.seeding import continue_globally, drawing_from, init_generator
 from recbench.train.api import PairwiseModel, RunContext, TrainerBase
@@ -384,8 +383,6 @@ def make_graph_trainer(model: GraphRecommender, cfg: GNNArchitecture, ctx: RunCo
                   negative_sampler=cfg.negative_sampler, reg=cfg.reg, hard_pool=cfg.hard_pool,
                   hard_warmup_epochs=cfg.hard_warmup_epochs)
     if cfg.training == "full":
-        if graph.num_edges() >= LARGE_GRAPH_EDGES:
-            keep_freed_memory()  # 1.9x a large-graph step: recbench/memory.py
         if steps is None:
             return PairwiseTrainer(model, ctx, **common)
         choice = choose_kernels(ctx.train.kernels, ctx.device, ctx.data.g.num_edges())

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import torch
 
-from recbench.models.gnn.base import GraphRecommender
 from recbench.native import ops as native
 
 
@@ -27,7 +26,9 @@ class NativeGraphKernels:
 
     path = "native"
 
-    def __init__(self, model: GraphRecommender):
+    def __init__(self, model: torch.nn.Module):
+        """``model``: a ``base.GraphRecommender`` with its full graph set (no import of base
+        here: base builds these kernels)."""
         self.model = model
         self.csr = native.graph_csr(model.graph)
         self.csr_t = native.graph_csr(model.graph, transpose=True)
