@@ -2,26 +2,22 @@
 
 Why: glibc serves a block above its mmap threshold with a fresh ``mmap`` and returns it on
 free, and trims the top of the heap once more than twice that threshold lies free there; every
-page of the next tensor is then faulted in (and zeroed by the kernel) again. On ML-100K that was
-20-80k page faults an epoch, several microseconds each on this VM.
+page of the next tensor is then faulted in (and zeroed by the kernel) again, tens of thousands
+of page faults an epoch on ML-100K (figures: docs/benchmarks.md).
 
-Two settings, both changing no number (allocator state only; off glibc they do nothing):
+Two settings, both changing no number (allocator state only; off glibc they do nothing), taken
+by ``recbench.process.start``:
 
-- :func:`reuse_freed_memory`, every run (``recbench.process.start``): blocks up to 32 MB (glibc's largest
-  threshold) always come from the heap, and up to 1 GiB of free heap top is kept. Alternating
-  epochs in one process, allocator default vs this (2026-12-03, 1 thread, others stopped):
-  BPR-MF 0.124 -> 0.059 s/epoch (26k -> 1.6k page faults an epoch), NGCF 0.92 -> 0.79 (62k ->
-  2k), GAT 2.42 -> 2.23 (2 threads), LightGCN unchanged (0.40). The bound: a run holds at most
+- :func:`reuse_freed_memory`, every run: blocks up to 32 MB (glibc's largest threshold) always
+  come from the heap, and up to 1 GiB of free heap top is kept. The bound: a run holds at most
   1 GiB of freed heap beyond its peak; larger tensors still map and unmap.
 - :func:`keep_freed_memory`, the large-graph mode: no mmap at all and the heap never trimmed. A
   large-graph step (full-graph LightGCN with a ~1M-edge BPR batch on the 20M-edge synthetic
-  graph) allocates and frees dozens of 0.3-0.6 GB tensors, above any threshold: 3 steps went
-  41,600 -> 77,700 edges/s on the 2-core machine (2026-12-03, others paused), peak RSS 8.6 ->
-  13.8 GiB (freed memory stays mapped; the limit is 24 GiB).
+  graph) allocates and frees dozens of 0.3-0.6 GB tensors, above any threshold; freed memory
+  stays mapped, so the peak resident memory grows.
 
-Earlier notes said small runs gain nothing (GAT 2026-12-02; NGCF "page faults 13-26k an epoch
--> 300 but not a millisecond"): those compared separate processes, whose speed drifts on this
-VM by more than the gain. Alternating the setting between epochs of one process shows it.
+Measure a setting by alternating it between epochs of one process: separate processes drift
+on a shared VM by more than the gain.
 """
 
 from __future__ import annotations
@@ -75,7 +71,7 @@ def keep_freed_memory() -> bool:
     if mallopt is None:
         return False
     # -1: glibc takes the threshold as size_t, so this is SIZE_MAX, "never trim" (the largest
-    # positive int, 2 GB, still trimmed between steps: 51k instead of 78k edges/s)
+    # positive int, 2 GB, still trimmed between steps: docs/benchmarks.md)
     return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, -1))
 
 

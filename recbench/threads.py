@@ -1,9 +1,8 @@
 """How many torch threads a run uses when nobody said: right on an idle and on a busy machine.
 
-torch's default (every core of the machine) is the worst choice on a shared one: on the 2-core
-reference machine, BPR-MF with one other busy process ran 1.00 s an epoch at the default against
-0.216 s with one thread (issue 15), because OpenMP threads spin waiting for a core that is
-taken. So the default is derived, once when a run starts, from
+torch's default (every core of the machine) is the worst choice on a shared one: OpenMP
+threads spin waiting for a core that is taken, several times slower beside one busy process
+(issue 15; figures: docs/benchmarks.md). So the default is derived, once when a run starts, from
 - the CPUs this process may use: its affinity mask and its cgroup CPU quota (containers),
 - how busy those CPUs are right now (a short /proc/stat sample, not the lagging load average),
 - a per-model-family cap where more threads measured no faster even on an idle machine.
@@ -19,13 +18,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-# Families whose kernels measured no faster with more threads, with the measurement. A family
-# not listed may use every free CPU.
+# Families whose kernels ran no faster with more threads (history: docs/benchmarks.md). A
+# family not listed may use every free CPU.
 FAMILY_CAPS: dict[str, tuple[int, str]] = {
-    # BPR-MF on ML-100K, 64-d, batch 2048, idle 2-core machine: 0.18 s/epoch with 1 thread,
-    # 0.215 s with 2 (issue 15); its 40 steps an epoch are dispatch-bound, not arithmetic-bound.
-    # With the hand-written gradient (2026-12-03, alternating epochs in one process): 0.059
-    # s/epoch at 1 thread, 0.086 at 2.
+    # its 40 steps an epoch are dispatch-bound, not arithmetic-bound; the reason keeps its
+    # figure because env.json records it with every run's choice
     "bpr_mf": (1, "BPR-MF idle: 0.059 s/epoch at 1 thread vs 0.086 s at 2"),
     "biased_mf": (1, "same embedding-lookup kernels as BPR-MF"),
     "most_popular": (1, "no parallel work"),

@@ -1,8 +1,8 @@
 """Adam with its update as one native loop per parameter (``kernels.c: adam_update``).
 
-Why: torch's multi-tensor Adam runs ~10 element-wise kernels over every parameter each step;
-for BPR-MF on ML-100K (two tables, 161k floats) that was 0.55 ms of a 1.3 ms step at 1 thread
-once the gradient itself was one native loop (2026-12-04). One pass over each tensor does the
+Why: torch's multi-tensor Adam runs ~10 element-wise kernels over every parameter each step,
+a large share of BPR-MF's step once its gradient is one native loop (figures:
+docs/benchmarks.md). One pass over each tensor does the
 same arithmetic, op for op as torch 2.2's ``_multi_tensor_adam`` (lerp for the first moment,
 ``mul_`` + ``addcmul_`` for the second, ``addcdiv_`` for the step), so weights agree with
 ``torch.optim.Adam`` to float rounding. The state is torch's (``step``, ``exp_avg``,

@@ -4,27 +4,10 @@ torch's thread count (:func:`threads`).
 Why they exist (issue 15, NGCF ≥ 3× RecBole at 1 thread): on ML-100K an NGCF step is ~60 small
 torch kernels over (2625, 64) tables, each a full pass over memory plus dispatch; fused into one
 loop per stage, and with the graph product as a CSR loop whose output row stays in vector
-registers, an epoch costs 0.48 instead of 0.67 s at 1 thread and 0.44 instead of 0.47 at 2
-(alternating epochs in one process, others stopped, 2026-12-04); LightGCN, which only needs the
-CSR products and the scattered BPR rows, 0.175 instead of 0.319 s at 1 thread and 0.163 instead
-of 0.239 at 2. Measured per call (1 thread, same day): Â·h 0.33 ms against DGL's
-``copy_u_sum`` between two row scalings 0.66; the BPR rows of a 2048 batch scattered straight
-into dL/dF 1.0 ms against ~3 ms for the gathers, ``bpr_row_gradients`` and ``index_add_``.
-With Adam's update as one loop too (``native.adam``) and BPR-MF's batch as one loop
-(:func:`mf_bpr_scatter`), alternating epochs at 1 thread (others stopped, 2026-12-04 16:53):
-BPR-MF 0.075 -> 0.037 s, LightGCN 0.325 -> 0.161, NGCF 0.704 -> 0.479.
-The CSR loop had to be written with GCC's vector extension: the same loop over a plain float
-array ran 5x slower than DGL at -O3 (the accumulator went through memory on every edge).
-Threads (issue 36): the kernels take torch's thread count, so the path a run takes no longer
-depends on it (``native.choice``). Measured 2026-12-06 03:30-03:52 with four other jobs running
-(1-min load 4.3-7.7; no idle window that day), alternating in one process: Gowalla Â·X 1 thread
-48 ms wall / 18.5 ms CPU, 2 threads 62 ms wall / 24.7 ms CPU (the process got ~0.4 of a core
-either way); ML-100K LightGCN epoch 0.67 s at 1 thread, 4.9 s at 2 (5.1 s with the serial kernels
-of before: torch's own 2-thread regions are as slow), CPU per epoch 0.25 vs 1.9 s: libgomp's
-threads spin at every barrier while the other is descheduled. With OMP_WAIT_POLICY=passive the
-same LightGCN epoch took 0.27 s at 2 threads against 0.64 at 1 (CPU 0.23 vs 0.26 s); NGCF was
-noisy (1.7 s at 1 thread, 2.4 at 2). The
-idle 1- vs 2-thread figures are still to be taken (bench/bench_spmm_floor.py, bench_gnn.py).
+registers, the GNN and BPR-MF epochs take about half the time (figures: docs/benchmarks.md).
+The CSR loop is written with GCC's vector extension: over a plain float array the accumulator
+went through memory on every edge. Threads (issue 36): the kernels take torch's thread count,
+so the path a run takes no longer depends on it (``native.choice``).
 Each function checks what it is given (dtype, device, contiguity, shapes, and that every
 index is a row of its table), because a wrong pointer here is a crash or silent garbage, not an
 exception; a bad call raises ValueError instead.
@@ -230,7 +213,7 @@ def mf_bpr_scatter(users: torch.Tensor, items: torch.Tensor, u: torch.Tensor, p:
     """BPR-MF's batch on a user and an item table: adds each row's gradient of the mean BPR loss
     plus ``shrink`` × the row (the L2 term; 0 for none) into ``grad_u`` / ``grad_i``; returns
     (mean loss, the rows' sum of squares / 2, counted only when ``shrink`` ≠ 0). Why: BPR-MF's
-    step is ~20 tiny ops over 2048 × 64 rows, dispatch-bound (0.93 ms of a 1.85 ms step)."""
+    step is ~20 tiny ops over 2048 × 64 rows, dispatch-bound (docs/benchmarks.md)."""
     _check(users, items, grad_u, grad_i)
     _matrix(users, "users")
     _matrix(items, "items")

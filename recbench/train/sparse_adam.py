@@ -2,7 +2,7 @@
 
 ``torch.optim.SparseAdam`` spends most of a neighbour-sampled step on bookkeeping that does not
 scale with the batch: ``sparse_mask`` against the whole moment tables and sparse ``add_`` into
-them (2.3 of 4.1 s per batch on the 20M-edge scale benchmark, measured with cProfile). This
+them (over half of a batch on the 20M-edge scale benchmark; docs/benchmarks.md). This
 optimiser performs the same update — the same formula, bias correction on the global step, only
 the rows present in the gradient touched — with ``index_select``/``index_copy_``/``index_add_``
 on the gradient's rows, so its cost follows the rows a batch touches. A test checks it matches

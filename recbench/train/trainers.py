@@ -33,8 +33,7 @@ def make_optimizer(params, cfg: TrainConfig, native_step: bool = False
     Why: torch picks that path by itself only when every parameter is on CUDA; on CPU it loops
     over the parameters in Python. The arithmetic is the same op for op, so weights are bit for
     bit the per-parameter loop's (tests/test_mf.py), and a model of many small tensors steps
-    faster: GLA's two 14-tensor nets, 1.86 -> 1.66 s per global epoch on ML-100K (alternating
-    epochs, 1 thread, others stopped, 2026-12-03). ``native_step``: a trainer whose step runs
+    faster (figures: docs/benchmarks.md). ``native_step``: a trainer whose step runs
     through the native kernels takes Adam's update from them too (``native.adam``)."""
     params = [p for p in params if p.requires_grad]
     common = dict(lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
@@ -252,8 +251,8 @@ class HandWrittenBPR(PairwiseTrainer):
 
     Why: on ML-100K-sized models a step is ~15-40 small kernels; recording and replaying the
     autograd graph, zero-filling full-size gradients for every slice and gather and the
-    scatter of the embedding backward cost more than the arithmetic (issue 15: BPR-MF spent
-    5.4 ms a step, RecBole's speed). Subclasses give ``batch_gradient`` (fill the parameters'
+    scatter of the embedding backward cost more than the arithmetic (issue 15; figures:
+    docs/benchmarks.md). Subclasses give ``batch_gradient`` (fill the parameters'
     ``.grad`` for a batch, return (loss, L2 term)) and say when it applies (``plain``); the
     draws, the loss and the optimiser step are the parent's, so results agree with the
     autograd path to float rounding (tests check the gradients against autograd's). Other
@@ -289,7 +288,7 @@ class DotProductPairwiseTrainer(HandWrittenBPR):
     one gather per table, :func:`bpr_row_gradients`, three ``index_add_``; then the optimiser
     steps as usual (any optimiser, weight decay included). tests/test_mf.py. On the CPU the
     batch is one native loop instead (``native.ops.mf_bpr_scatter``: the same gradient to
-    float rounding; 0.93 -> ~0.1 ms of a step on ML-100K)."""
+    float rounding, a fraction of the dispatch-bound ops' time; docs/benchmarks.md)."""
 
     def __init__(self, model: PairwiseModel, ctx: RunContext, user_table: torch.nn.Parameter,
                  item_table: torch.nn.Parameter, **kwargs):

@@ -4,8 +4,8 @@ Users and items live in one homogeneous node space (users ``0..U-1``, items ``U.
 propagation is one sparse kernel call per layer over the bidirected training graph, whose
 symmetric norm ``1/sqrt(d_u d_i)`` is precomputed once: as edge data ``w`` and, because it
 factors into a source and a destination term, as node data ``ns``/``nd``. :meth:`spmm` then
-runs DGL's ``copy_u_sum`` g-SpMM between two row scalings (GraphConv's way, and on CPU ~10x
-faster than the weighted ``u_mul_e_sum`` kernel in DGL 2.1); edge dropout and non-factorising
+runs DGL's ``copy_u_sum`` g-SpMM between two row scalings (GraphConv's way, and on CPU much
+faster than the weighted ``u_mul_e_sum`` kernel: docs/benchmarks.md); edge dropout and non-factorising
 weights (social edges) take ``u_mul_e_sum``. Sampled blocks and Cluster-GCN subgraphs carry
 their own ``w``/``nd`` (``train/samplers.py``), so a model's ``propagate`` runs unchanged on the
 full graph, on a list of blocks, or on a cluster subgraph.

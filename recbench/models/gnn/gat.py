@@ -11,13 +11,10 @@ edge softmax as tensor ops whose per-node reductions are DGL's fused ``copy_e_su
 ``copy_e_max`` (no per-head edge weight: fast), and the weighted aggregation as one
 block-diagonal CSR product with int32 indices over all heads (:class:`HeadSpMM`, backward by
 the transposed CSR and ``torch.sparse.sampled_addmm``). Why: DGL 2.1's CPU kernels for a per-head edge weight
-(``u_mul_e_sum`` and its backward, ``u_add_v``, ``edge_softmax``) took 90 % of a GAT epoch
-(7.9 s on ML-100K); the torch CSR kernels compute the same sums 3-5x faster. Measured on
-ML-100K at 1 thread, idle: 19 s/epoch through GATConv, 4.9 s with this path's first form,
-4.0 s (2026-12-02); the backward's ``sampled_addmm`` and transposed product are 40 %. Without
-attention dropout a layer is one :class:`AttentionAggregate` (the softmax normalised after the
-product, every edge tensor head-major): 4.02 -> 3.38 s/epoch at 1 thread, 3.30 -> 2.77 at 2
-(alternating epochs in one process, 2026-12-03). Sampled blocks
+(``u_mul_e_sum`` and its backward, ``u_add_v``, ``edge_softmax``) took most of a GAT epoch;
+the torch CSR kernels compute the same sums several times faster (figures:
+docs/benchmarks.md). Without attention dropout a layer is one :class:`AttentionAggregate`
+(the softmax normalised after the product, every edge tensor head-major). Sampled blocks
 keep ``GATConv`` (their graphs change every step, so nothing is worth caching).
 """
 
@@ -70,8 +67,8 @@ class HeadCSR:
         self.has_in_edges = torch.bincount(self.dst, minlength=self.num_dst) > 0
         self.ones = torch.ones(self.heads * self.num_src, 1, device=src.device)  # row sums
         # edge i of these graphs is edge i of the dst-sorted order: copy_e_sum/copy_e_max over
-        # (E, H) edge values are DGL's fused segment reductions (0.3-1.5 ms on ML-100K, against
-        # 2.5-3 ms for a scatter or a CSR product with a 0/1 matrix; measured 2026-12-02)
+        # (E, H) edge values are DGL's fused segment reductions (faster than a scatter or a CSR
+        # product with a 0/1 matrix: docs/benchmarks.md)
         num_nodes = max(self.num_src, self.num_dst)
         self.by_dst = dgl.graph((self.src, self.dst), num_nodes=num_nodes)
         self.by_src = dgl.graph((self.dst, self.src), num_nodes=num_nodes)
@@ -83,8 +80,8 @@ class HeadCSR:
         ``sampled_addmm`` that writes into a pattern kept for the purpose (``out=`` the pattern
         itself): given another output, torch copies the pattern's indices and values into it
         first, and given a contiguous ``right.T`` it transposes it back into a copy — three
-        passes of 2.6 MB each on ML-100K's four heads (alternating epochs, 2026-12-03: 2.65 ->
-        2.44 s at 1 thread, 2.15 -> 1.93 at 2). The result is the pattern's value buffer:
+        passes of 2.6 MB each on ML-100K's four heads (docs/benchmarks.md). The result is the
+        pattern's value buffer:
         valid until the next call, so callers consume or copy it at once."""
         if self._pattern is None:
             self._pattern = self.matrix(torch.zeros(self.heads, len(self.src),
@@ -114,7 +111,7 @@ class HeadCSR:
         crow_all = torch.cat(crows)
         col_all = torch.cat([cols + h * num_cols for h in range(self.heads)])
         # int32 indices where they fit: torch's CPU CSR kernels (MKL) convert int64 indices on
-        # every product; with int32 the SpMM is 2.2x faster (ML-100K, 1 thread, 2026-12-02)
+        # every product; int32 avoids that (docs/benchmarks.md)
         if self.heads * max(edges, num_rows, num_cols) < torch.iinfo(torch.int32).max:
             crow_all, col_all = crow_all.int(), col_all.int()
         return crow_all, col_all

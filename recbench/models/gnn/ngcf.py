@@ -123,7 +123,7 @@ class NGCFStep:
                 grad += grad_h
             if scale is not None:
                 grad *= scale
-            # leaky_relu's own backward kernel (torch.where here cost 10x as much)
+            # leaky_relu's own backward kernel (faster than torch.where: docs/benchmarks.md)
             grad_pre = torch.ops.aten.leaky_relu_backward(grad, pre, model.negative_slope, False)
             w1, w2 = model.w1[layer], model.w2[layer]
             w1.weight.grad = grad_pre.T @ x1
