@@ -166,7 +166,7 @@ def test_trainers_compose_instead_of_inheriting_twice():
     """No trainer inherits from two trainer classes (a diamond whose behaviour hangs on base
     order) and none sits more than 3 levels below TrainerBase: what differs between models
     and numeric paths is an object the trainer holds (the GNNs' full-graph step)."""
-    from recbench.models.gnn.base import FullGraphBPR
+    from recbench.models.gnn.full_step import FullGraphBPR
 
     classes = _trainer_classes()
     assert FullGraphBPR in classes

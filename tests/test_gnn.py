@@ -441,7 +441,7 @@ def step_class(model: str, step: str) -> type:
 
 def uses_step(trainer, model: str, step: str) -> bool:
     """The trainer is the one FullGraphBPR, holding ``model``'s step on path ``step``."""
-    from recbench.models.gnn.base import FullGraphBPR
+    from recbench.models.gnn.full_step import FullGraphBPR
 
     return (type(trainer) is FullGraphBPR and type(trainer.step) is step_class(model, step)
             and trainer.step.kernels.path == step == trainer.kernels().path)

@@ -14,12 +14,12 @@ from pydantic import model_validator
 
 from recbench.models.gnn.base import (
     GNNArchitecture,
-    GraphKernels,
     GraphRecommender,
     build_gnn,
     make_graph_trainer,
     num_outputs,
 )
+from recbench.models.gnn.full_step import GraphKernels
 from recbench.train.api import RunContext
 
 
@@ -62,7 +62,7 @@ class LightGCNStep:
     on the sparse products. The forward is ``model.embed()`` itself, so the scores are bit for
     bit the autograd path's; the gradients agree to float rounding (tests/test_gnn.py). Used
     when the propagation is linear and deterministic: no message dropout here, and the rest
-    :class:`~recbench.models.gnn.base.FullGraphBPR` asks; anything else takes autograd."""
+    :class:`~recbench.models.gnn.full_step.FullGraphBPR` asks; anything else takes autograd."""
 
     def __init__(self, model: LightGCN, kernels: GraphKernels):
         self.model, self.kernels = model, kernels

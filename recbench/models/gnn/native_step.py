@@ -1,13 +1,13 @@
 """The full-graph BPR step's sparse products and batch rows through the native kernels
 (``recbench/native``), for LightGCN and NGCF.
 
-:class:`NativeGraphKernels` is :class:`~recbench.models.gnn.base.TorchGraphKernels`'s
+:class:`NativeGraphKernels` is :class:`~recbench.models.gnn.full_step.TorchGraphKernels`'s
 counterpart: Â and Â^T are CSR products built once from the training graph (the factorised
 norm ns[j] nd[i] as values) instead of DGL's ``copy_u_sum`` between two row scalings, and the
 batch's BPR and L2 rows are scattered straight into the gradients instead of gathered,
 differentiated and ``index_add_``-ed back. A model's native step (``NativeLightGCNStep``,
 ``NativeNGCFStep``) is built on it when ``train.kernels`` chooses the native path
-(:class:`~recbench.models.gnn.base.FullGraphBPR`).
+(:class:`~recbench.models.gnn.full_step.FullGraphBPR`).
 
 Same function, same random draws; sums run in another order, so results agree with the torch
 step to float rounding, not bit for bit. The kernels run on torch's thread count (OpenMP, each
@@ -27,8 +27,7 @@ class NativeGraphKernels:
     path = "native"
 
     def __init__(self, model: torch.nn.Module):
-        """``model``: a ``base.GraphRecommender`` with its full graph set (no import of base
-        here: base builds these kernels)."""
+        """``model``: a ``base.GraphRecommender`` with its full graph set."""
         self.model = model
         self.csr = native.graph_csr(model.graph)
         self.csr_t = native.graph_csr(model.graph, transpose=True)

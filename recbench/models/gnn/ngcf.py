@@ -17,12 +17,12 @@ from torch import nn
 from recbench.config import Share
 from recbench.models.gnn.base import (
     GNNArchitecture,
-    GraphKernels,
     GraphRecommender,
     build_gnn,
     make_graph_trainer,
     num_outputs,
 )
+from recbench.models.gnn.full_step import GraphKernels
 from recbench.native import ops as native
 from recbench.seeding import drawing_from
 from recbench.train.api import RunContext
