@@ -501,6 +501,7 @@ class RunOptions:
     runs_dir: Annotated[Path | None, typer.Option("--runs-dir", help=RunsDir.help)] = None
     results_dir: Annotated[Path, typer.Option("--results-dir", help=ResultsDir.help)] = Path(
         "results")
+    track: Annotated[list[str], typer.Option("--track", help=Track.help)] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -547,6 +548,9 @@ def _train_and_report(session, opts: RunOptions, executor,
     from recbench.studies import report
 
     study = session.study
+    if opts.track:  # streamed curves change no number, so every cell keeps its hash and cache
+        session.plan = [dataclasses.replace(p, cfg=_with_track(p.cfg, opts.track))
+                        for p in session.plan]
     console.print(f"study [bold]{study.study}[/]: {len(session.plan)} runs, {session.cached} "
                   "cached" + (" (--rerun: all will run)" if modes.rerun else ""))
     stale = sum(p.stale for p in session.plan)
@@ -679,6 +683,8 @@ def tune(
     final_seeds = parse_seeds(seeds)
     executor = _executor(opts)
     paths, runs_root = _paths(opts.data_dir), _runs_root(opts.runs_dir)
+    if opts.track:  # each trial streams its curves too (track stays out of the hash)
+        set_ = [*set_, "track=" + ",".join(opts.track)]
     setup = study_session.open_search(experiment, space, set_, name, storage, runs_root, paths,
                                       opts.device, executor.threads_per_call(opts.threads))
     workers = opts.jobs if opts.executor == "local" else max(1, opts.jobs)

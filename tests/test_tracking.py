@@ -203,3 +203,26 @@ def test_a_study_set_track_tracks_its_runs_and_keeps_their_hashes(tmp_path, tiny
     (cached,) = [p.cached for p in studies.plan(studies.load_study(tmp_path / "studies", "dims"),
                                                 root)]
     assert cached is not None and (cached / "tb").is_dir()
+
+
+def test_ablate_track_option_tracks_the_runs_it_trains(tmp_path, tiny_paths):
+    """`ablate --track tensorboard` (a shared study option): the study's runs stream their
+    curves, the ledger keeps the untracked hash, and a plain rerun finds them cached."""
+    import yaml
+
+    from tests.test_cli import _invoke
+
+    exp = write_experiment(tmp_path, "tiny-bpr")
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "studies" / "dims.yaml").write_text(yaml.safe_dump({
+        "study": "dims", "description": "d", "base": [str(exp)], "vary": {"model.emb_dim": [4]},
+        "seeds": [0], "metric": "recall@5"}))
+    where = ["--studies-dir", str(tmp_path / "studies"), "--data-dir", str(tiny_paths.root),
+             "--runs-dir", str(tmp_path / "runs"), "--results-dir", str(tmp_path / "results"),
+             "--threads", "1"]
+    result, out = _invoke("ablate", "--study", "dims", "--track", "tensorboard", *where)
+    assert result.exit_code == 0, out
+    (run_dir,) = [d for d in (tmp_path / "runs" / "tiny-bpr").iterdir() if d.is_dir()]
+    assert (run_dir / "tb").is_dir() and runs.read_config(run_dir)["track"] == ["tensorboard"]
+    again, out = _invoke("ablate", "--study", "dims", *where)
+    assert again.exit_code == 0 and "1 cached" in out, out
