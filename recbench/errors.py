@@ -1,6 +1,6 @@
 """Errors a user can act on.
 
-Every message says what is wrong and how to fix it; ``cli.py`` turns them into one red line
+Every message says what is wrong and how to fix it; ``recbench.cli`` turns them into one red line
 and exit code 2, so no traceback ever reaches a researcher for bad input.
 """
 
