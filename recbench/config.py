@@ -107,6 +107,11 @@ class TrainConfig(Strict):
     # chosen on validation lets one session's budget finish the climb (issue 36).
     plateau_decay: Factor | None = None
     plateau_patience: PosInt = 3
+    # a fixed step schedule: after each epoch listed (0-based, as history.jsonl counts), every
+    # learning rate is multiplied by `lr_gamma`. It replays, on data without a validation split
+    # (a refit on all training pairs), the decays a plateau-decayed run chose on validation.
+    lr_milestones: list[NonNegInt] = Field(default_factory=list)
+    lr_gamma: Factor = 0.5
     monitor: str | None = None  # validation metric for best.pt; default: the task's headline
     eval_every: PosInt = 1
     num_threads: PosInt | None = None
@@ -425,6 +430,8 @@ HASH_DEFAULTS: dict[tuple[str, ...], object] = {
     ("train", "betas"): [0.9, 0.999],  # torch's Adam default
     ("train", "plateau_decay"): None,  # a constant learning rate, as every run before the key
     ("train", "plateau_patience"): 3,
+    ("train", "lr_milestones"): [],  # a constant rate, as every run before the key
+    ("train", "lr_gamma"): 0.5,
 }
 
 

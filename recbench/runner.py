@@ -345,12 +345,33 @@ def _decay_on_plateau(built: Built, loop: LoopState, train: TrainConfig) -> None
     loop.lr_scale *= train.plateau_decay
 
 
-def _check_plateau_decay(built: Built, train: TrainConfig, has_valid: bool) -> None:
-    """Refuse ``train.plateau_decay`` where it could not act, instead of a silent constant rate."""
-    if train.plateau_decay is None:
+def _decay_at_milestone(built: Built, loop: LoopState, train: TrainConfig, epoch: int) -> None:
+    """``train.lr_milestones``: after each listed epoch, scale every learning rate by
+    ``lr_gamma`` (the rates live in last.pt, so a resumed run keeps the decayed rate)."""
+    if epoch not in train.lr_milestones:
+        return
+    for opt in built.trainer.optimizers():
+        for group in opt.param_groups:
+            group["lr"] *= train.lr_gamma
+    loop.lr_scale *= train.lr_gamma
+
+
+def _check_lr_schedule(built: Built, train: TrainConfig, has_valid: bool) -> None:
+    """Refuse a learning-rate schedule where it could not act, instead of a silent constant
+    rate: ``train.plateau_decay`` without validation, either key on a trainer that runs its own
+    schedule, or both keys at once (two rules scaling one rate would be hard to read back)."""
+    if train.plateau_decay is None and not train.lr_milestones:
         return
     from recbench.errors import RunError
 
+    if train.plateau_decay is not None and train.lr_milestones:
+        raise RunError("train.plateau_decay and train.lr_milestones both scale the learning "
+                       "rate; keep one of them")
+    if train.lr_milestones:
+        if not built.trainer.optimizers():
+            raise RunError(f"train.lr_milestones: {type(built.trainer).__name__} runs its own "
+                           "schedule, so the loop cannot scale its learning rate; drop the key")
+        return
     if not has_valid:
         raise RunError("train.plateau_decay needs a validation split to watch (set "
                        "dataset.valid_ratio, or drop the key)")
@@ -445,7 +466,7 @@ def _train_in(run_dir: Path, cfg: ExperimentConfig, built: Built, device: str,
     spans = schedule(built.trainer)
     num_epochs = sum(s.stage.epochs for s in spans)
     has_valid = built.trainer.has_valid()
-    _check_plateau_decay(built, cfg.train, has_valid)
+    _check_lr_schedule(built, cfg.train, has_valid)
     run_selects = any(s.stage.monitors is None for s in spans)
     with open(run_dir / "log.txt", "a") as log, tracking.open_tracking(
             [] if _secondary_rank() else cfg.track, run_dir, cfg.name, run_hash(cfg),
@@ -470,7 +491,8 @@ def _train_in(run_dir: Path, cfg: ExperimentConfig, built: Built, device: str,
                     and _validate(built, run_dir, loop, epoch, cfg.train.patience, val))
             if val is not None and span.stage.monitors is None and not stop:
                 _decay_on_plateau(built, loop, cfg.train)
-            if cfg.train.plateau_decay is not None:
+            _decay_at_milestone(built, loop, cfg.train, epoch)
+            if cfg.train.plateau_decay is not None or cfg.train.lr_milestones:
                 record["lr_scale"] = loop.lr_scale  # the rate the next epoch trains at
             run_epoch(built.trainer, spans, loop, epoch, val)
             loop.elapsed += time.perf_counter() - t0

@@ -283,6 +283,39 @@ def test_plateau_decay_scales_the_rate_after_validations_without_improving(tmp_p
     assert "plateau_decay" in plain["train"] and hash_plain(older) == hash_plain(plain)
 
 
+def test_lr_milestones_replay_a_chosen_schedule_without_validation(tmp_path, tiny_paths):
+    """train.lr_milestones: the rate halves after each listed epoch, on a run with no
+    validation split (the refit on all training pairs), and resume keeps the decayed rate."""
+    train = {"epochs": 8, "lr": 0.05, "patience": None, "lr_milestones": [2, 5],
+             "lr_gamma": 0.5}
+    data = {"name": "tiny", "valid_ratio": 0.0}
+    cfg, run = _train(tmp_path, tiny_paths, "steps", dataset=data, train=train)
+    history = [json.loads(ln) for ln in (run / "history.jsonl").read_text().splitlines()]
+    assert [h["lr_scale"] for h in history] == [1, 1, 0.5, 0.5, 0.5, 0.25, 0.25, 0.25]
+    last = torch.load(run / "last.pt", weights_only=True)
+    assert [g["lr"] for g in last["trainer"]["opt"]["param_groups"]] == pytest.approx([0.0125])
+
+    with pytest.raises(KeyboardInterrupt):
+        train_run(cfg, tiny_paths, tmp_path / "runs2", progress=interrupt_at(4))
+    partial = runs.find_partial(tmp_path / "runs2", cfg.name, run_hash(cfg))
+    done = train_run(cfg, tiny_paths, tmp_path / "runs2", resume=partial)
+    again = [json.loads(ln) for ln in (done / "history.jsonl").read_text().splitlines()]
+    assert [h["lr_scale"] for h in again] == [h["lr_scale"] for h in history]
+    assert runs.read_metrics(done)["test"] == pytest.approx(runs.read_metrics(run)["test"])
+
+    plain = to_plain(expand_seeds(load_experiment(write_experiment(tmp_path, "old")))[0])
+    older = {**plain, "train": {k: v for k, v in plain["train"].items()
+                                if k not in ("lr_milestones", "lr_gamma")}}
+    assert hash_plain(older) == hash_plain(plain)  # configs before the keys keep their hash
+
+
+def test_lr_milestones_and_plateau_decay_together_is_one_line(tmp_path, tiny_paths):
+    with pytest.raises(RunError, match="keep one of them"):
+        _train(tmp_path, tiny_paths, "both",
+               train={"epochs": 2, "plateau_decay": 0.5, "lr_milestones": [0]})
+    assert not list((tmp_path / "runs").glob("both/*"))
+
+
 def test_plateau_decay_without_a_validation_split_is_one_line(tmp_path, tiny_paths):
     with pytest.raises(RunError, match="plateau_decay needs a validation split"):
         _train(tmp_path, tiny_paths, "novalid", dataset={"name": "tiny", "valid_ratio": 0.0},
