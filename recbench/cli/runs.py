@@ -16,7 +16,6 @@ from recbench.cli.common import (
     _guard,
     _paths,
     _runs_root,
-    _set_threads,
     _with_track,
     app,
     console,
@@ -52,8 +51,6 @@ def train(
     """Train an experiment (one run per seed) and print its test metrics."""
     from recbench.config import expand_seeds
     from recbench.experiment import load_experiment
-
-    _set_threads(threads)
 
     if resume is not None:
         from recbench.runner import load_run_config

@@ -21,15 +21,13 @@ def run_planned(plain: dict, data_root: str, runs_root: str, device: str,
     every executor's call, so it takes plain, picklable arguments). With ``rerun`` a new run
     is trained from the first epoch even when a finished or partial one exists: --rerun used
     to reach this lookup, find the finished run and report it as done (issue 31.4)."""
-    import torch
-
     from recbench import process
     from recbench.data.prepare import DataPaths
     from recbench.experiment import validate
     from recbench.runner import train_run
 
-    if threads:  # the caller's choice (--threads, or the CPUs split over --jobs) wins
-        torch.set_num_threads(threads)
+    if threads:  # the caller's choice (--threads, or the CPUs split over --jobs) wins;
+        # process.start below applies it with the BLAS pools
         plain = {**plain, "train": {**plain.get("train", {}), "num_threads": threads}}
     cfg = validate(plain, plain.get("name", "study run"))
     settings = process.start(cfg, DataPaths(Path(data_root)))  # the executor call's start
