@@ -1,6 +1,8 @@
-"""The native CSR product against a pure reference (issue 36): numpy, one float32 rounding per
-operation in entry order, checked with ``torch.equal`` at every register width and 1-3 threads:
-the prefetch changes no value, at the end of each thread's block included."""
+"""The native CSR product's fused variants and the LightGCN step built on them (issue 36): bit
+for bit the composition they replace. Same operations, same order, same roundings; the checks
+are ``torch.equal``, never a tolerance, at odd sizes (vector tails), every register width, 1-3
+threads; and a pure reference of the product (numpy, one float32 rounding per operation in
+entry order) shows the prefetch changes no value, at the end of each thread's block included."""
 
 from __future__ import annotations
 
@@ -37,6 +39,15 @@ def reference_product(csr: native.CSR, x: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.fixture
+def tiny_data(tiny_paths):
+    from recbench.config import DatasetConfig
+    from recbench.data.prepare import load
+
+    return load(DatasetConfig(name="tiny", protocol="random", test_ratio=0.2, valid_ratio=0.2),
+                tiny_paths)
+
+
+@pytest.fixture
 def at_threads():
     before = torch.get_num_threads()
 
@@ -64,3 +75,83 @@ def test_the_prefetching_product_is_the_reference_at_any_thread_count(dim, at_th
         want = reference_product(m, x)
         for got in at_threads(lambda m=m: m.matmul(x)):
             assert torch.equal(got, want)
+
+
+@needs_native
+@pytest.mark.parametrize("dim", DIMS)
+@pytest.mark.parametrize("rows", [7, 997, 3001])
+def test_fused_products_are_the_composition_bitwise(dim, rows, at_threads):
+    csr = _skewed_csr(rows, rows * 12, rows + dim)
+    gen = torch.Generator().manual_seed(rows * dim)
+    x, other = torch.randn(rows, dim, generator=gen), torch.randn(rows, dim, generator=gen)
+    alpha = torch.tensor(1 / 3)  # a float32 0-d tensor, as LightGCN's model.alpha[l]
+
+    def composed():
+        h = csr.matmul(x)
+        total = other.clone()
+        total.add_(h, alpha=float(alpha))  # ATen: a fused multiply-add
+        return h, total, csr.matmul(x) + alpha * other  # the product rounded, then the sum
+
+    def fused():
+        total = other.clone()
+        h = csr.matmul_sum_into(x, total, float(alpha))
+        return h, total, csr.matmul_add_scaled(x, other, float(alpha))
+
+    want = composed()
+    for got in at_threads(fused):
+        for a, b in zip(got, want, strict=True):
+            assert torch.equal(a, b)
+    h = want[0]  # the two roundings of each are told apart here: the checks above can fail
+    assert not torch.equal(want[1], other + (float(alpha) * h))
+    one_rounding = (h.double() + alpha.double() * other.double()).float()
+    assert not torch.equal(want[2], one_rounding)
+
+
+@needs_native
+def test_add_is_fused_on_this_build():
+    """The fused forward is taken only where torch's add_ is one rounding; on this AVX2 /
+    AVX-512 torch it is."""
+    if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"):
+        assert native.add_is_fused()
+
+
+@needs_native
+def test_fused_products_refuse_overlapping_tables():
+    csr = _skewed_csr(50, 300, 0)
+    x, other = torch.randn(50, 16), torch.randn(50, 16)
+    with pytest.raises(ValueError, match="neither x nor"):
+        csr.matmul_add_scaled(x, other, 0.5, out=other)
+    with pytest.raises(ValueError, match="neither x nor"):
+        csr.matmul_sum_into(x, other, 0.5, out=x)
+    with pytest.raises(ValueError, match="neither x nor"):
+        csr.matmul_sum_into(other, other, 0.5)
+    with pytest.raises(ValueError, match="expected"):
+        csr.matmul_add_scaled(x, torch.randn(49, 16), 0.5)
+
+
+@needs_native
+@pytest.mark.parametrize("layers,dim", [(3, 64), (2, 24), (1, 128)])
+def test_native_lightgcn_step_is_the_composed_step_bitwise(tiny_data, layers, dim):
+    """The fused forward/backward against the composition they replace (kept in the class as
+    the reference), on the real step's tensors, then a few trained epochs: the same weights."""
+    from tests.test_gnn import make_trainer
+
+    trainers = [make_trainer(tiny_data, "lightgcn", reg=0.01, emb_dim=dim, num_layers=layers)
+                for _ in range(2)]
+    fused, composed = trainers
+    assert fused.kernels().path == "native"
+    step = fused.step
+    out, _ = step.forward_saved()
+    want, _ = step.forward_composed()
+    assert torch.equal(out, want)
+    u, p = fused.users[:32], fused.items[:32]
+    off = fused.model.num_users
+    _, grad_out = step.kernels.score_gradient(out, u, p + off, p.flip(0) + off)
+    assert torch.equal(step.propagate_back(grad_out, out, None),
+                       step.propagate_back_composed(grad_out.clone(), want, None))
+    composed.step.forward_saved = composed.step.forward_composed
+    composed.step.propagate_back = composed.step.propagate_back_composed
+    for epoch in range(3):
+        for t in trainers:
+            t.train_epoch(epoch)
+    assert torch.equal(fused.model.emb.weight, composed.model.emb.weight)

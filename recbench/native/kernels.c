@@ -123,6 +123,18 @@ double l2_scatter(const float *table, const int64_t *u, const int64_t *p, const 
     return sq / 2;
 }
 
+/* What a product does with output row r once its sum `acc` is complete (csr_spmm_fused):
+   SPMM_STORE      out[r] = acc
+   SPMM_ACCUMULATE out[r] = out[r] + acc (the sum starts from out[r], entry order after it)
+   SPMM_ADD_SCALED out[r] = acc + alpha * other[r]   (the product rounded, then the sum: what
+                   torch's `spmm + alpha * t` computes; LightGCN's backward layer)
+   SPMM_SUM_INTO   out[r] = acc; other[r] = fmaf(acc, alpha, other[r])   (one rounding: what
+                   torch's `other.add_(out, alpha=alpha)` computes on float32, ATen's vectorised
+                   add being a fused multiply-add; LightGCN's forward layer sum)
+   Why: in the LightGCN step each of these was a separate full pass over an 18 MB table (and a
+   fresh allocation) at Gowalla size; here the row is still in registers. Same floats. */
+enum { SPMM_STORE = 0, SPMM_ACCUMULATE = 1, SPMM_ADD_SCALED = 2, SPMM_SUM_INTO = 3 };
+
 /* the X row of entry j + PREFETCH_AHEAD is requested while entry j is summed: the rows are
    gathered in column order, ~70k rows x 256 B at Gowalla size, far beyond the caches, and the
    hardware prefetcher cannot guess them (16 chosen by measurement on the Gowalla CSR: 8, 24
@@ -133,17 +145,19 @@ double l2_scatter(const float *table, const int64_t *u, const int64_t *p, const 
 
 /* out[r] (+)= sum over j in row r of weight[j] * x[col[j]]: a CSR product with a dense (., D)
    matrix, one output row at a time, its accumulator D / 16 vector registers (GCC's vector
-   extension: AVX-512, AVX or SSE, whatever the compiler targets); rows [lo, hi) */
+   extension: AVX-512, AVX or SSE, whatever the compiler targets); rows [lo, hi), then `mode`
+   (above) with the finished row */
 typedef float vec16 __attribute__((vector_size(64), aligned(4)));
 #define CSR_SPMM(V)                                                                            \
     static void csr_spmm_##V(const int64_t *indptr, const int64_t *col, const float *weight,  \
-                             const float *x, float *out, int64_t lo, int64_t hi,              \
-                             int accumulate) {                                                \
+                             const float *x, float *out, int64_t lo, int64_t hi, int mode,    \
+                             float *other, float alpha) {                                     \
         const int64_t end = indptr[hi]; /* prefetch only entries of this block: tail-safe */  \
         for (int64_t r = lo; r < hi; r++) {                                                   \
             vec16 acc[V];                                                                     \
             vec16 *o = (vec16 *)(out + r * 16 * V);                                           \
-            for (int v = 0; v < V; v++) acc[v] = accumulate ? o[v] : (vec16){0};              \
+            for (int v = 0; v < V; v++)                                                       \
+                acc[v] = mode == SPMM_ACCUMULATE ? o[v] : (vec16){0};                         \
             for (int64_t j = indptr[r]; j < indptr[r + 1]; j++) {                             \
                 if (j + PREFETCH_AHEAD < end) {                                               \
                     const char *ahead = (const char *)(x + col[j + PREFETCH_AHEAD] * 16 * V); \
@@ -153,7 +167,17 @@ typedef float vec16 __attribute__((vector_size(64), aligned(4)));
                 float w = weight[j];                                                          \
                 for (int v = 0; v < V; v++) acc[v] += w * xr[v];                              \
             }                                                                                 \
-            for (int v = 0; v < V; v++) o[v] = acc[v];                                        \
+            if (mode == SPMM_ADD_SCALED) {                                                    \
+                const vec16 *g = (const vec16 *)(other + r * 16 * V);                         \
+                for (int v = 0; v < V; v++) o[v] = acc[v] + alpha * g[v];                     \
+            } else {                                                                          \
+                for (int v = 0; v < V; v++) o[v] = acc[v];                                    \
+                if (mode == SPMM_SUM_INTO) {                                                  \
+                    float *s = other + r * 16 * V;                                            \
+                    const float *h = (const float *)o;                                        \
+                    for (int k = 0; k < 16 * V; k++) s[k] = __builtin_fmaf(h[k], alpha, s[k]); \
+                }                                                                             \
+            }                                                                                 \
         }                                                                                     \
     }
 CSR_SPMM(1)
@@ -164,23 +188,28 @@ CSR_SPMM(8)
 /* rows [lo, hi) for any D; D in 16, 32, 64, 128 keep the row in registers */
 static void csr_spmm_rows(const int64_t *indptr, const int64_t *col, const float *weight,
                           const float *x, float *out, int64_t lo, int64_t hi, int64_t dim,
-                          int accumulate) {
+                          int mode, float *other, float alpha) {
     switch (dim) {
-    case 16: csr_spmm_1(indptr, col, weight, x, out, lo, hi, accumulate); return;
-    case 32: csr_spmm_2(indptr, col, weight, x, out, lo, hi, accumulate); return;
-    case 64: csr_spmm_4(indptr, col, weight, x, out, lo, hi, accumulate); return;
-    case 128: csr_spmm_8(indptr, col, weight, x, out, lo, hi, accumulate); return;
+    case 16: csr_spmm_1(indptr, col, weight, x, out, lo, hi, mode, other, alpha); return;
+    case 32: csr_spmm_2(indptr, col, weight, x, out, lo, hi, mode, other, alpha); return;
+    case 64: csr_spmm_4(indptr, col, weight, x, out, lo, hi, mode, other, alpha); return;
+    case 128: csr_spmm_8(indptr, col, weight, x, out, lo, hi, mode, other, alpha); return;
     default: break;
     }
     for (int64_t r = lo; r < hi; r++) {  /* any other D: plain loops */
         float *o = out + r * dim;
-        if (!accumulate)
+        if (mode != SPMM_ACCUMULATE)
             for (int64_t k = 0; k < dim; k++) o[k] = 0.f;
         for (int64_t j = indptr[r]; j < indptr[r + 1]; j++) {
             const float *xr = x + col[j] * dim;
             float w = weight[j];
             for (int64_t k = 0; k < dim; k++) o[k] += w * xr[k];
         }
+        float *s = other + r * dim;
+        if (mode == SPMM_ADD_SCALED)
+            for (int64_t k = 0; k < dim; k++) o[k] = o[k] + alpha * s[k];
+        else if (mode == SPMM_SUM_INTO)
+            for (int64_t k = 0; k < dim; k++) s[k] = __builtin_fmaf(o[k], alpha, s[k]);
     }
 }
 
@@ -195,14 +224,17 @@ static int64_t block_start(const int64_t *indptr, int64_t rows, int64_t target) 
     return lo;
 }
 
-/* the product on `threads` threads, each a contiguous block of rows holding an equal share of
-   the entries plus the rows (degrees are skewed: equal row counts left one thread with most of
-   the work); each output row is summed by one thread in entry order, as on one */
-void csr_spmm(const int64_t *indptr, const int64_t *col, const float *weight, const float *x,
-             float *out, int64_t rows, int64_t dim, int accumulate, int threads) {
+/* the product, then `mode` with each finished row (the enum above; `other` (rows, dim) for
+   SPMM_ADD_SCALED / SPMM_SUM_INTO, else unused), on `threads` threads, each a contiguous block
+   of rows holding an equal share of the entries plus the rows (degrees are skewed: equal row
+   counts left one thread with most of the work); each output row is summed by one thread in
+   entry order, as on one */
+void csr_spmm_fused(const int64_t *indptr, const int64_t *col, const float *weight,
+                    const float *x, float *out, int64_t rows, int64_t dim, int mode,
+                    float *other, float alpha, int threads) {
     int64_t work = (indptr[rows] + rows) * dim;
     if (threads <= 1 || work < PAR_MIN) {
-        csr_spmm_rows(indptr, col, weight, x, out, 0, rows, dim, accumulate);
+        csr_spmm_rows(indptr, col, weight, x, out, 0, rows, dim, mode, other, alpha);
         return;
     }
 #pragma omp parallel num_threads(threads)
@@ -215,8 +247,15 @@ void csr_spmm(const int64_t *indptr, const int64_t *col, const float *weight, co
         int64_t total = indptr[rows] + rows;
         int64_t lo = block_start(indptr, rows, total * t / n);
         int64_t hi = t == n - 1 ? rows : block_start(indptr, rows, total * (t + 1) / n);
-        csr_spmm_rows(indptr, col, weight, x, out, lo, hi, dim, accumulate);
+        csr_spmm_rows(indptr, col, weight, x, out, lo, hi, dim, mode, other, alpha);
     }
+}
+
+/* out (+)= the product: csr_spmm_fused's SPMM_STORE or SPMM_ACCUMULATE */
+void csr_spmm(const int64_t *indptr, const int64_t *col, const float *weight, const float *x,
+             float *out, int64_t rows, int64_t dim, int accumulate, int threads) {
+    csr_spmm_fused(indptr, col, weight, x, out, rows, dim,
+                   accumulate ? SPMM_ACCUMULATE : SPMM_STORE, (float *)0, 0.f, threads);
 }
 
 /* BPR with one negative over a user and an item table (row length dim; the same table twice for

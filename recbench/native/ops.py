@@ -16,6 +16,7 @@ exception; a bad call raises ValueError instead.
 from __future__ import annotations
 
 import ctypes
+import functools
 
 import torch
 
@@ -81,6 +82,9 @@ def _lib():
     return lib
 
 
+SPMM_ADD_SCALED, SPMM_SUM_INTO = 2, 3  # kernels.c's modes of csr_spmm_fused
+
+
 class CSR:
     """A sparse (rows, cols) matrix as row pointers, columns and values (int64, float32)."""
 
@@ -114,6 +118,43 @@ class CSR:
                              f"{(self.num_rows, x.shape[1])}")
         _lib().csr_spmm(_ptr(self.indptr), _ptr(self.col), _ptr(self.values), _ptr(x),
                         _ptr(out), self.num_rows, x.shape[1], int(accumulate), threads())
+        return out
+
+    def matmul_add_scaled(self, x: torch.Tensor, other: torch.Tensor, alpha: float,
+                          out: torch.Tensor | None = None) -> torch.Tensor:
+        """``self @ x + alpha * other`` into ``out`` (a new tensor if None), bit for bit torch's
+        ``spmm + alpha * other`` on float32 (the product rounded, then the sum) in one pass:
+        LightGCN's backward layer without two full-table passes and two allocations."""
+        return self._fused(x, out, SPMM_ADD_SCALED, other, alpha)
+
+    def matmul_sum_into(self, x: torch.Tensor, total: torch.Tensor, alpha: float,
+                        out: torch.Tensor | None = None) -> torch.Tensor:
+        """``out = self @ x`` (a new tensor if None), then ``total.add_(out, alpha=alpha)`` in
+        the same pass, bit for bit torch's float32 ``add_`` (ATen's vectorised add is a fused
+        multiply-add: one rounding; tests/test_native_fused.py checks it on this build)."""
+        return self._fused(x, out, SPMM_SUM_INTO, total, alpha)
+
+    def _fused(self, x: torch.Tensor, out: torch.Tensor | None, mode: int,
+               other: torch.Tensor, alpha: float) -> torch.Tensor:
+        _check(x, other)
+        _matrix(x, "x")
+        if x.shape[0] < self.min_x_rows:
+            raise ValueError(f"x has {x.shape[0]} rows, but the matrix has column "
+                             f"{self.min_x_rows - 1}")
+        shape = (self.num_rows, x.shape[1])
+        if out is None:
+            out = torch.empty(shape, dtype=x.dtype)
+        _check(out)
+        for name, t in (("out", out), ("other", other)):
+            if tuple(t.shape) != shape:
+                raise ValueError(f"{name} has shape {tuple(t.shape)}, expected {shape}")
+        if out.data_ptr() in (other.data_ptr(), x.data_ptr()) or (
+                mode == SPMM_SUM_INTO and x.data_ptr() == other.data_ptr()):
+            raise ValueError("out must be neither x nor `other` (nor x `other`, summing into "
+                             "it): the loop reads them while it writes")
+        _lib().csr_spmm_fused(_ptr(self.indptr), _ptr(self.col), _ptr(self.values), _ptr(x),
+                              _ptr(out), self.num_rows, x.shape[1], mode, _ptr(other),
+                              float(alpha), threads())
         return out
 
 
@@ -226,3 +267,18 @@ def mf_bpr_scatter(users: torch.Tensor, items: torch.Tensor, u: torch.Tensor, p:
     _lib().bpr_scatter(_ptr(users), _ptr(items), _ptr(u), _ptr(p), _ptr(n), len(u),
                        users.shape[1], shrink, _ptr(grad_u), _ptr(grad_i), out)
     return out[0] / len(u), out[1]
+
+
+@functools.cache
+def add_is_fused() -> bool:
+    """Whether this torch computes float32 ``t.add_(h, alpha=a)`` as ``fmaf(h, a, t)``, one
+    rounding (ATen's vectorised add is a fused multiply-add on AVX2 / AVX-512 builds), which
+    :meth:`CSR.matmul_sum_into` reproduces. Checked once on values where one and two
+    roundings differ; False (a build without FMA) keeps callers on torch's ``add_``."""
+    gen = torch.Generator().manual_seed(0)
+    t, h = torch.randn(1000, 24, generator=gen), torch.randn(1000, 24, generator=gen)
+    alpha = 0.3
+    eye = CSR(torch.arange(1000), torch.arange(1000), torch.ones(1000), 1000)
+    mine = t.clone()
+    eye.matmul_sum_into(h, mine, alpha)
+    return torch.equal(mine, t.clone().add_(h, alpha=alpha))

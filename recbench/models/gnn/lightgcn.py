@@ -20,6 +20,7 @@ from recbench.models.gnn.base import (
     num_outputs,
 )
 from recbench.models.gnn.full_step import GraphKernels
+from recbench.native import ops as native
 from recbench.train.api import RunContext
 
 
@@ -87,15 +88,55 @@ class NativeLightGCNStep(LightGCNStep):
     """:class:`LightGCNStep` on the native kernels (``native_step.NativeGraphKernels``): the
     forward is ``propagate``'s sum over CSR products instead of ``model.embed()``, so training
     agrees with the torch step to float rounding (evaluation still scores through
-    ``model.embed()``)."""
+    ``model.embed()``).
+
+    Each layer is one pass (issue 36): forward, the product and ``out.add_(h, alpha=α)`` in the
+    same row loop; backward, ``Â^T g + α G`` likewise; the tables live in the kernels'
+    buffers (``NativeGraphKernels.buffer``) instead of ~10 fresh 18 MB tensors a step at
+    Gowalla size. The floats are those of the composition (:meth:`forward_composed`,
+    :meth:`propagate_back_composed`, kept as the reference): same operations, same order,
+    same roundings (tests/test_native_fused.py). Where this build's torch ``add_`` is not a
+    fused multiply-add (``native.ops.add_is_fused``), the forward keeps the composition."""
 
     def forward_saved(self) -> tuple[torch.Tensor, None]:
+        if not native.add_is_fused():
+            return self.forward_composed()
+        alpha, h = self.model.alpha, self.model.emb.weight.detach()
+        kernels = self.kernels
+        out = torch.mul(alpha[0], h, out=kernels.buffer("out", h))
+        for layer in range(self.model.num_layers):  # h: Â^l E, into two buffers in turn
+            h = kernels.csr.matmul_sum_into(h, out, float(alpha[layer + 1]),
+                                            out=kernels.buffer("ab"[layer % 2], h))
+        return out, None  # read by the score and the backward of this step only
+
+    def propagate_back(self, grad_out: torch.Tensor, out: torch.Tensor, saved: None
+                       ) -> torch.Tensor:
+        """dL/dE = Σ_l α_l (Â^T)^l G, each layer ``Â^T g + α_l G`` in one pass; the result is
+        the kernels' ``grad`` buffer (``weight.grad`` until the next step overwrites it, as
+        BPR-MF's step reuses its ``.grad``)."""
+        alpha, kernels, layers = self.model.alpha, self.kernels, self.model.num_layers
+        grad = torch.mul(alpha[-1], grad_out, out=kernels.buffer("a", grad_out))
+        for layer in range(layers - 1, -1, -1):
+            into = kernels.buffer("grad" if layer == 0 else "ba"[(layers - 1 - layer) % 2],
+                                  grad_out)
+            grad = kernels.csr_t.matmul_add_scaled(grad, grad_out, float(alpha[layer]),
+                                                   out=into)
+        return grad
+
+    def forward_composed(self) -> tuple[torch.Tensor, None]:
+        """The forward before issue 36's fusion, op for op: the reference of the fused one."""
         alpha, h = self.model.alpha, self.model.emb.weight.detach()
         out = alpha[0] * h
         for layer in range(self.model.num_layers):
             h = self.kernels.spmm(h)
             out.add_(h, alpha=float(alpha[layer + 1]))
         return out, None
+
+    def propagate_back_composed(self, grad_out: torch.Tensor, out: torch.Tensor, saved: None
+                                ) -> torch.Tensor:
+        """:meth:`LightGCNStep.propagate_back` on the native products: the reference of the
+        fused backward."""
+        return LightGCNStep.propagate_back(self, grad_out, out, saved)
 
 
 STEPS = {"torch": LightGCNStep, "native": NativeLightGCNStep}
