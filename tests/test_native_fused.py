@@ -155,3 +155,41 @@ def test_native_lightgcn_step_is_the_composed_step_bitwise(tiny_data, layers, di
         for t in trainers:
             t.train_epoch(epoch)
     assert torch.equal(fused.model.emb.weight, composed.model.emb.weight)
+
+
+def reference_l2_scatter(table: np.ndarray, rows: list[np.ndarray], alpha: float,
+                         grad: np.ndarray) -> float:
+    """kernels.c's l2_scatter without the kernel: lists u, p, n in turn, each row in batch
+    order: ``g += alpha * e`` (product rounded, then the sum, float32) and the squares summed
+    in double, each row's as the kernel's ``dot`` (8 float32 partial sums, then a tail, then
+    the partials in order)."""
+    alpha32, sq = np.float32(alpha), 0.0
+    for index in rows:
+        for r in index:
+            e = table[r]
+            grad[r] = grad[r] + alpha32 * e
+            dim, acc = len(e), np.zeros(8, dtype=np.float32)
+            for k in range(0, dim - dim % 8, 8):
+                acc = acc + e[k:k + 8] * e[k:k + 8]
+            s = np.float32(0)
+            for k in range(dim - dim % 8, dim):
+                s = np.float32(s + e[k] * e[k])
+            for j in range(8):
+                s = np.float32(s + acc[j])
+            sq += float(s)
+    return sq / 2
+
+
+@needs_native
+@pytest.mark.parametrize("dim", [16, 24])
+@pytest.mark.parametrize("batch", [1, 7, 8, 9, 300])
+def test_the_prefetching_l2_scatter_is_the_reference(dim, batch):
+    """Batches shorter than, at and past the prefetch distance (8 triples), rows repeated."""
+    gen = torch.Generator().manual_seed(batch * dim)
+    table = torch.randn(40, dim, generator=gen)
+    u, p, n = (torch.randint(0, 40, (batch,), generator=gen) for _ in range(3))
+    grad = torch.randn(40, dim, generator=gen)
+    want = grad.numpy().copy()
+    want_sq = reference_l2_scatter(table.numpy(), [u.numpy(), p.numpy(), n.numpy()], 0.3, want)
+    assert native.l2_scatter(table, u, p, n, 0.3, grad) == want_sq
+    assert torch.equal(grad, torch.from_numpy(want))

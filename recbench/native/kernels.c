@@ -5,7 +5,8 @@
    Threads (OpenMP, `threads` = torch's thread count, passed by ops.py): every parallel loop
    writes each output element from exactly one thread and sums in the same order as the serial
    loop, so the floats are the same at any thread count. The BPR / L2 scatters stay serial
-   (two triples can hit one row). Small calls stay on one thread (PAR_MIN elements). */
+   (two triples can hit one row; they prefetch the rows ahead instead). Small calls stay on
+   one thread (PAR_MIN elements). */
 #include <math.h>
 #include <stdint.h>
 #ifdef _OPENMP
@@ -97,6 +98,23 @@ void ngcf_mix_back(const float *g1, const float *g2, const float *h, const float
     }
 }
 
+/* request a row's cache lines ahead of its use (read, or read for a write); no value changes */
+static inline void prefetch_row(const float *row, int64_t dim) {
+    for (int64_t k = 0; k < dim; k += 16) __builtin_prefetch(row + k);
+    __builtin_prefetch(row + dim - 1);
+}
+static inline void prefetch_row_w(float *row, int64_t dim) {
+    for (int64_t k = 0; k < dim; k += 16) __builtin_prefetch(row + k, 1);
+    __builtin_prefetch(row + dim - 1, 1);
+}
+
+/* the serial scatters request the rows of the triple ROWS_AHEAD on: each row is a random
+   line of a table far beyond the caches at Gowalla size, and the loop otherwise waits on
+   each in turn (issue 36) */
+#ifndef ROWS_AHEAD
+#define ROWS_AHEAD 8
+#endif
+
 /* One BPR triple's share of the mean loss, x = u.(p - n): adds softplus(-x) to *loss and
    returns dL/dx = -sigmoid(-x) / B (scale = -1 / B) */
 static inline float bpr_slope(const float *eu, const float *ep, const float *en, int64_t dim,
@@ -114,6 +132,10 @@ double l2_scatter(const float *table, const int64_t *u, const int64_t *p, const 
     const int64_t *lists[3] = {u, p, n};
     for (int l = 0; l < 3; l++)
         for (int64_t b = 0; b < batch; b++) {
+            if (b + ROWS_AHEAD < batch) {
+                prefetch_row(table + lists[l][b + ROWS_AHEAD] * dim, dim);
+                prefetch_row_w(grad + lists[l][b + ROWS_AHEAD] * dim, dim);
+            }
             const float *e = table + lists[l][b] * dim;
             float *g = grad + lists[l][b] * dim;
             sq += dot(e, e, dim);
@@ -270,6 +292,15 @@ void bpr_scatter(const float *users, const float *items, const int64_t *u, const
     double loss = 0.0, sq = 0.0;
     float scale = -1.0f / (float)batch;
     for (int64_t b = 0; b < batch; b++) {
+        if (b + ROWS_AHEAD < batch) {
+            int64_t a = b + ROWS_AHEAD;
+            prefetch_row(users + u[a] * dim, dim);
+            prefetch_row(items + p[a] * dim, dim);
+            prefetch_row(items + n[a] * dim, dim);
+            prefetch_row_w(grad_u + u[a] * dim, dim);
+            prefetch_row_w(grad_i + p[a] * dim, dim);
+            prefetch_row_w(grad_i + n[a] * dim, dim);
+        }
         const float *eu = users + u[b] * dim, *ep = items + p[b] * dim, *en = items + n[b] * dim;
         float c = bpr_slope(eu, ep, en, dim, scale, &loss);
         float *gu = grad_u + u[b] * dim, *gp = grad_i + p[b] * dim, *gn = grad_i + n[b] * dim;
