@@ -6,7 +6,7 @@ benchmark times those products alone through the native CSR kernel (recbench/nat
 the LightGCN/NGCF step uses) on the real Gowalla split (dataset gowalla-lightgcn, the
 NGCF/LightGCN split as experiments/gowalla_lightgcn.yaml loads it: 70,839 nodes, ~1.48M
 directed training edges, D = 64), at 1 and 2 threads, alternating, a few repetitions each
-(the median is reported), and gives
+(each the mean of 5 calls on a warm thread pool; the median is reported), and gives
 
 - seconds per product, GFLOP/s (2 · nnz · D flops) and GB/s of the compulsory traffic (the
   CSR arrays, X once, the output once; the gathered rows of X, nnz · D · 4 bytes, are shown
@@ -52,11 +52,16 @@ def build_trainer(paths):
     return build(cfg, paths, threads=process.start(cfg, paths).threads).trainer
 
 
-def time_call(fn, threads: int) -> float:
+def time_call(fn, threads: int, calls: int = 5) -> float:
+    """Mean seconds of ``calls`` calls of ``fn`` on ``threads`` threads, after one untimed call:
+    the first call after ``torch.set_num_threads`` also wakes (or creates) the pool's threads,
+    which is not the product's cost (a step runs six products on a warm pool)."""
     torch.set_num_threads(threads)
-    t0 = time.perf_counter()
     fn()
-    return time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - t0) / calls
 
 
 def products(trainer, reps: int) -> dict:
@@ -139,7 +144,8 @@ def main() -> None:
     lines = [f"Gowalla (gowalla-lightgcn, published split less 10 % validation): "
              f"{figures['nodes']:,} nodes, {figures['nnz']:,} directed training edges, "
              f"D = {figures['dim']}; native CSR product (recbench/native/kernels.c), "
-             f"{args.reps} alternating repetitions, median. 1-min load average during the "
+             f"{args.reps} alternating repetitions of 5 calls on a warm pool, median. "
+             f"1-min load average during the "
              f"products: {figures['load_avg_1min']}.", "",
              "| product | threads | seconds | GFLOP/s | GB/s (compulsory) | GB/s (gathered X) |",
              "|---|---|---|---|---|---|"]
