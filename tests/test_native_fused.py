@@ -193,3 +193,98 @@ def test_the_prefetching_l2_scatter_is_the_reference(dim, batch):
     want_sq = reference_l2_scatter(table.numpy(), [u.numpy(), p.numpy(), n.numpy()], 0.3, want)
     assert native.l2_scatter(table, u, p, n, 0.3, grad) == want_sq
     assert torch.equal(grad, torch.from_numpy(want))
+
+
+def ngcf_forward_fresh(step):
+    """NativeNGCFStep.forward_saved before issue 36's buffers, op for op: the reference."""
+    model = step.model
+    p = model.message_dropout.p if model.training else 0.0
+    h, dim = model.emb.weight.detach(), model.emb.embedding_dim
+    full = torch.empty(len(h), dim * (model.num_layers + 1))
+    full[:, :dim] = h
+    saved = []
+    for layer in range(model.num_layers):
+        side = step.kernels.spmm(h)
+        x1, x2 = native.ngcf_mix(side, h)
+        w1, w2 = model.w1[layer], model.w2[layer]
+        pre = torch.addmm(w1.bias + w2.bias, x1, w1.weight.T).addmm_(x2, w2.weight.T)
+        mask = torch.empty_like(pre).bernoulli_(1 - p) if p > 0 else None
+        out, norm = native.ngcf_activate(pre, mask, 1 - p, model.negative_slope,
+                                         full[:, (layer + 1) * dim:(layer + 2) * dim])
+        saved.append((h, side, x1, x2, pre, mask, norm))
+        h = out
+    return full, saved
+
+
+def ngcf_back_fresh(step, grad_out, out, saved):
+    """NativeNGCFStep.propagate_back before issue 36's buffers, op for op: the reference."""
+    model, dim = step.model, step.model.emb.embedding_dim
+    keep = 1 - model.message_dropout.p
+    grad_h = None
+    for layer in range(model.num_layers - 1, -1, -1):
+        h, side, x1, x2, pre, mask, norm = saved[layer]
+        cols = slice((layer + 1) * dim, (layer + 2) * dim)
+        grad_pre, bias = native.ngcf_activate_back(grad_out[:, cols], out[:, cols], norm,
+                                                   grad_h, mask, keep, pre,
+                                                   model.negative_slope)
+        w1, w2 = model.w1[layer], model.w2[layer]
+        w1.weight.grad, w2.weight.grad = grad_pre.T @ x1, grad_pre.T @ x2
+        w1.bias.grad, w2.bias.grad = bias, bias.clone()
+        a, b = native.ngcf_mix_back(grad_pre @ w1.weight, grad_pre @ w2.weight, h, side)
+        grad_h = step.kernels.spmm_transposed(a, add_to=b)
+    return grad_h + grad_out[:, :dim]
+
+
+@needs_native
+@pytest.mark.parametrize("dropout,layers", [(0.0, 3), (0.1, 2)])
+def test_native_ngcf_step_with_buffers_is_the_fresh_step_bitwise(tiny_data, dropout, layers):
+    """Buffers reused across steps (issue 36) against the step that allocated every table:
+    the same output, gradients and (over a few epochs, twice through every buffer) weights."""
+    from tests.test_gnn import make_trainer
+
+    trainers = [make_trainer(tiny_data, "ngcf", reg=0.01, emb_dim=16, num_layers=layers,
+                             message_dropout=dropout) for _ in range(2)]
+    buffered, fresh = trainers
+    assert buffered.kernels().path == "native"
+    step = buffered.step
+    params = list(buffered.model.parameters())
+
+    def one_step(forward, backward):
+        torch.manual_seed(7)  # the dropout masks' draws
+        out, saved = forward()
+        u, p = buffered.users[:32], buffered.items[:32]
+        off = buffered.model.num_users
+        _, grad_out = step.kernels.score_gradient(out, u, p + off, p.flip(0) + off)
+        grad = backward(grad_out, out, saved)
+        return [out.clone(), grad.clone()] + [q.grad.clone() for q in params[1:]]
+
+    for _ in range(2):  # the second time through the buffers, too
+        want = one_step(lambda: ngcf_forward_fresh(step),
+                        lambda g, o, s: ngcf_back_fresh(step, g.clone(), o, s))
+        got = one_step(step.forward_saved, step.propagate_back)
+        for a, b in zip(got, want, strict=True):
+            assert torch.equal(a, b)
+    fresh.step.forward_saved = lambda: ngcf_forward_fresh(fresh.step)
+    fresh.step.propagate_back = lambda g, o, s: ngcf_back_fresh(fresh.step, g, o, s)
+    for epoch in range(3):
+        for t in trainers:
+            torch.manual_seed(epoch)
+            t.train_epoch(epoch)
+    for a, b in zip(buffered.model.parameters(), fresh.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+@needs_native
+def test_ngcf_kernels_write_into_given_tables_and_refuse_aliases():
+    gen = torch.Generator().manual_seed(0)
+    side, h = torch.randn(30, 16, generator=gen), torch.randn(30, 16, generator=gen)
+    x1, x2 = native.ngcf_mix(side, h)
+    into = (torch.empty(30, 16), torch.empty(30, 16))
+    got = native.ngcf_mix(side, h, out=into)
+    assert got[0] is into[0] and torch.equal(got[0], x1) and torch.equal(got[1], x2)
+    with pytest.raises(ValueError, match="distinct"):
+        native.ngcf_mix(side, h, out=(h, into[1]))
+    with pytest.raises(ValueError, match="not be the tables read"):
+        native.ngcf_mix_back(side, h, h.clone(), h.clone(), out=(side, into[1]))
+    with pytest.raises(ValueError):
+        native.ngcf_mix(side, h, out=(torch.empty(29, 16), into[1]))

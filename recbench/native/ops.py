@@ -167,20 +167,38 @@ def graph_csr(g, transpose: bool = False) -> CSR:
     return CSR(rows, cols, weight, g.num_nodes())
 
 
-def ngcf_mix(side: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(side + h, side * h)`` in one pass."""
+def _outputs(out: tuple[torch.Tensor, ...] | None, like: torch.Tensor, count: int
+             ) -> tuple[torch.Tensor, ...]:
+    """``count`` output tables of ``like``'s shape: ``out`` (checked: contiguous float32, that
+    shape, none of them ``like`` itself) or new ones."""
+    if out is None:
+        return tuple(torch.empty_like(like) for _ in range(count))
+    if len(out) != count:
+        raise ValueError(f"out must hold {count} tables, got {len(out)}")
+    _check(*out)
+    _same_shape(like, *out)
+    if len({t.data_ptr() for t in out} | {like.data_ptr()}) != count + 1:
+        raise ValueError("the output tables must be distinct from each other and the input")
+    return out
+
+
+def ngcf_mix(side: torch.Tensor, h: torch.Tensor,
+             out: tuple[torch.Tensor, torch.Tensor] | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(side + h, side * h)`` in one pass (into ``out``'s two tables if given)."""
     _check(side, h)
     _same_shape(side, h)
-    x1, x2 = torch.empty_like(h), torch.empty_like(h)
+    x1, x2 = _outputs(out, h, 2)
     _lib().ngcf_mix(_ptr(side), _ptr(h), _ptr(x1), _ptr(x2), h.numel(), threads())
     return x1, x2
 
 
 def ngcf_activate(pre: torch.Tensor, mask: torch.Tensor | None, keep: float, slope: float,
-                  normed_into: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                  normed_into: torch.Tensor, out: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """``out = leaky_relu(pre) * mask / keep`` (no mask: no dropout) and its rows' norms;
     writes ``out / max(norm, 1e-12)`` into ``normed_into`` (a column slice of a wider table,
-    rows contiguous). Returns (out, norm (N, 1))."""
+    rows contiguous). Returns (out, norm (N, 1)); ``out``, if given, is the table written."""
     _check(pre, mask)
     _matrix(pre, "pre")
     _same_shape(pre, mask)
@@ -189,7 +207,7 @@ def ngcf_activate(pre: torch.Tensor, mask: torch.Tensor | None, keep: float, slo
     rows, dim = pre.shape
     if normed_into.shape != pre.shape or normed_into.stride(1) != 1:
         raise ValueError("normed_into must be a (rows, dim) view with contiguous rows")
-    out, norm = torch.empty_like(pre), torch.empty(rows, 1)
+    (out,), norm = _outputs(None if out is None else (out,), pre, 1), torch.empty(rows, 1)
     _lib().ngcf_activate(_ptr(pre), _ptr(mask), keep, slope, _ptr(out), _ptr(norm),
                          _ptr(normed_into), normed_into.stride(0), rows, dim, threads())
     return out, norm
@@ -197,10 +215,11 @@ def ngcf_activate(pre: torch.Tensor, mask: torch.Tensor | None, keep: float, slo
 
 def ngcf_activate_back(grad_y: torch.Tensor, y: torch.Tensor, norm: torch.Tensor,
                        grad_h: torch.Tensor | None, mask: torch.Tensor | None, keep: float,
-                       pre: torch.Tensor, slope: float) -> tuple[torch.Tensor, torch.Tensor]:
+                       pre: torch.Tensor, slope: float, out: torch.Tensor | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
     """The backward of :func:`ngcf_activate` plus the gradient arriving from the next layer:
     (dL/dpre, its column sums = the bias gradient). ``grad_y``/``y``: column slices of the
-    output table and its gradient, same strides."""
+    output table and its gradient, same strides; ``out``: the table for dL/dpre (else new)."""
     _check(norm, grad_h, mask, pre)
     _matrix(pre, "pre")
     _same_shape(grad_y, y, grad_h, mask, pre)
@@ -211,19 +230,24 @@ def ngcf_activate_back(grad_y: torch.Tensor, y: torch.Tensor, norm: torch.Tensor
     if grad_y.stride() != y.stride() or y.stride(1) != 1:
         raise ValueError("grad_y and y must be views with the same strides, rows contiguous")
     rows, dim = pre.shape
-    grad_pre, bias = torch.empty_like(pre), torch.empty(dim)
+    (grad_pre,), bias = _outputs(None if out is None else (out,), pre, 1), torch.empty(dim)
+    if grad_pre.data_ptr() in (t.data_ptr() for t in (grad_h, mask, norm) if t is not None):
+        raise ValueError("out must not be one of the tables read")
     _lib().ngcf_activate_back(_ptr(grad_y), _ptr(y), y.stride(0), _ptr(norm), _ptr(grad_h),
                               _ptr(mask), keep, _ptr(pre), slope, _ptr(grad_pre), _ptr(bias),
                               rows, dim, threads())
     return grad_pre, bias
 
 
-def ngcf_mix_back(g1: torch.Tensor, g2: torch.Tensor, h: torch.Tensor, side: torch.Tensor
+def ngcf_mix_back(g1: torch.Tensor, g2: torch.Tensor, h: torch.Tensor, side: torch.Tensor,
+                  out: tuple[torch.Tensor, torch.Tensor] | None = None
                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(g1 + g2 * h, g1 + g2 * side)`` in one pass."""
+    """``(g1 + g2 * h, g1 + g2 * side)`` in one pass (into ``out``'s two tables if given)."""
     _check(g1, g2, h, side)
     _same_shape(g1, g2, h, side)
-    a, b = torch.empty_like(h), torch.empty_like(h)
+    a, b = _outputs(out, h, 2)
+    if {a.data_ptr(), b.data_ptr()} & {t.data_ptr() for t in (g1, g2, side)}:
+        raise ValueError("the output tables must not be the tables read")
     _lib().ngcf_mix_back(_ptr(g1), _ptr(g2), _ptr(h), _ptr(side), _ptr(a), _ptr(b), h.numel(),
                          threads())
     return a, b

@@ -103,10 +103,10 @@ class NativeLightGCNStep(LightGCNStep):
             return self.forward_composed()
         alpha, h = self.model.alpha, self.model.emb.weight.detach()
         kernels = self.kernels
-        out = torch.mul(alpha[0], h, out=kernels.buffer("out", h))
+        out = torch.mul(alpha[0], h, out=kernels.buffer("out", h.shape))
         for layer in range(self.model.num_layers):  # h: Â^l E, into two buffers in turn
             h = kernels.csr.matmul_sum_into(h, out, float(alpha[layer + 1]),
-                                            out=kernels.buffer("ab"[layer % 2], h))
+                                            out=kernels.buffer("ab"[layer % 2], h.shape))
         return out, None  # read by the score and the backward of this step only
 
     def propagate_back(self, grad_out: torch.Tensor, out: torch.Tensor, saved: None
@@ -115,10 +115,10 @@ class NativeLightGCNStep(LightGCNStep):
         the kernels' ``grad`` buffer (``weight.grad`` until the next step overwrites it, as
         BPR-MF's step reuses its ``.grad``)."""
         alpha, kernels, layers = self.model.alpha, self.kernels, self.model.num_layers
-        grad = torch.mul(alpha[-1], grad_out, out=kernels.buffer("a", grad_out))
+        grad = torch.mul(alpha[-1], grad_out, out=kernels.buffer("a", grad_out.shape))
         for layer in range(layers - 1, -1, -1):
             into = kernels.buffer("grad" if layer == 0 else "ba"[(layers - 1 - layer) % 2],
-                                  grad_out)
+                                  grad_out.shape)
             grad = kernels.csr_t.matmul_add_scaled(grad, grad_out, float(alpha[layer]),
                                                    out=into)
         return grad

@@ -33,14 +33,14 @@ class NativeGraphKernels:
         self.csr_t = native.graph_csr(model.graph, transpose=True)
         self._buffers: dict[str, torch.Tensor] = {}
 
-    def buffer(self, name: str, like: torch.Tensor) -> torch.Tensor:
-        """A float32 table of ``like``'s shape kept under ``name`` from step to step, contents
+    def buffer(self, name: str, shape: torch.Size | tuple[int, ...]) -> torch.Tensor:
+        """A float32 table of ``shape`` kept under ``name`` from step to step, contents
         undefined. Why: at Gowalla size each full table is 18 MB (NGCF's output 72 MB); a fresh
         one every product, every step, cost page faults and a pass of its own (issue 36). A step
         may hand one out only where nothing keeps it past the next step's overwrite."""
         buf = self._buffers.get(name)
-        if buf is None or buf.shape != like.shape or buf.dtype != like.dtype:
-            buf = self._buffers[name] = torch.empty_like(like, memory_format=torch.contiguous_format)
+        if buf is None or buf.shape != shape:
+            buf = self._buffers[name] = torch.empty(shape, dtype=torch.float32)
         return buf
 
     def spmm(self, h: torch.Tensor) -> torch.Tensor:
@@ -53,7 +53,7 @@ class NativeGraphKernels:
 
     def score_gradient(self, out: torch.Tensor, u: torch.Tensor, pos: torch.Tensor,
                        neg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        grad_out = self.buffer("grad_out", out).zero_()  # read only within this step
+        grad_out = self.buffer("grad_out", out.shape).zero_()  # read only within this step
         return torch.tensor(native.bpr_scatter(out, u, pos, neg, grad_out)), grad_out
 
     def add_l2(self, grad: torch.Tensor, shrink: float, u: torch.Tensor, p: torch.Tensor,

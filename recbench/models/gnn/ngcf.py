@@ -141,24 +141,31 @@ class NativeNGCFStep(NGCFStep):
     into one pass forward and one back, Â / Â^T and the BPR rows from
     ``native_step.NativeGraphKernels``. Message dropout's mask is drawn as before
     (``bernoulli_`` on the global generator), so the function and the draws are
-    :class:`NGCFStep`'s (tests/test_gnn.py checks both against autograd)."""
+    :class:`NGCFStep`'s (tests/test_gnn.py checks both against autograd). The full-size
+    tables a step writes (the output, each layer's Âh, mixes and activation, the backward's
+    passes) live in the kernels' buffers (``NativeGraphKernels.buffer``) instead of ~25 fresh
+    18-72 MB tensors a step at Gowalla size (issue 36); the floats are unchanged
+    (tests/test_native_fused.py keeps the fresh-tensor step as the reference)."""
 
     def forward_saved(self) -> tuple[torch.Tensor, list[tuple]]:
         """As :meth:`NGCFStep.forward_saved`; per layer (h, Âh, x1, x2, pre, mask, norm)."""
         model = self.model
         p = model.message_dropout.p if model.training else 0.0
         h, dim = model.emb.weight.detach(), model.emb.embedding_dim
-        full = torch.empty(len(h), dim * (model.num_layers + 1))
+        kernels, shape = self.kernels, h.shape
+        full = kernels.buffer("full", (len(h), dim * (model.num_layers + 1)))
         full[:, :dim] = h
         saved = []
         for layer in range(model.num_layers):
-            side = self.kernels.spmm(h)
-            x1, x2 = native.ngcf_mix(side, h)
+            side = kernels.csr.matmul(h, out=kernels.buffer(f"side{layer}", shape))
+            x1, x2 = native.ngcf_mix(side, h, out=(kernels.buffer(f"x1_{layer}", shape),
+                                                   kernels.buffer(f"x2_{layer}", shape)))
             w1, w2 = model.w1[layer], model.w2[layer]
             pre = torch.addmm(w1.bias + w2.bias, x1, w1.weight.T).addmm_(x2, w2.weight.T)
             mask = torch.empty_like(pre).bernoulli_(1 - p) if p > 0 else None
             out, norm = native.ngcf_activate(pre, mask, 1 - p, model.negative_slope,
-                                             full[:, (layer + 1) * dim:(layer + 2) * dim])
+                                             full[:, (layer + 1) * dim:(layer + 2) * dim],
+                                             out=kernels.buffer(f"out{layer}", shape))
             saved.append((h, side, x1, x2, pre, mask, norm))
             h = out
         return full, saved
@@ -171,13 +178,17 @@ class NativeNGCFStep(NGCFStep):
         for layer in range(model.num_layers - 1, -1, -1):
             h, side, x1, x2, pre, mask, norm = saved[layer]
             cols = slice((layer + 1) * dim, (layer + 2) * dim)
-            grad_pre, bias = native.ngcf_activate_back(grad_out[:, cols], out[:, cols], norm,
-                                                       grad_h, mask, keep, pre,
-                                                       model.negative_slope)
+            grad_pre, bias = native.ngcf_activate_back(
+                grad_out[:, cols], out[:, cols], norm, grad_h, mask, keep, pre,
+                model.negative_slope, out=self.kernels.buffer("grad_pre", pre.shape))
             w1, w2 = model.w1[layer], model.w2[layer]
             w1.weight.grad, w2.weight.grad = grad_pre.T @ x1, grad_pre.T @ x2
             w1.bias.grad, w2.bias.grad = bias, bias.clone()
-            a, b = native.ngcf_mix_back(grad_pre @ w1.weight, grad_pre @ w2.weight, h, side)
+            # two pairs in turn: this layer's b must not be grad_h, the last layer's
+            a, b = native.ngcf_mix_back(
+                grad_pre @ w1.weight, grad_pre @ w2.weight, h, side,
+                out=(self.kernels.buffer(f"mix_a{layer % 2}", h.shape),
+                     self.kernels.buffer(f"mix_b{layer % 2}", h.shape)))
             grad_h = self.kernels.spmm_transposed(a, add_to=b)  # b + Â^T a
         return grad_h + grad_out[:, :dim]
 
