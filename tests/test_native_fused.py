@@ -1,5 +1,5 @@
-"""The native CSR product's fused variants and the LightGCN step built on them (issue 36): bit
-for bit the composition they replace. Same operations, same order, same roundings; the checks
+"""The native CSR product's fused variant and the LightGCN / NGCF steps on reused buffers (issue
+36): bit for bit the composition they replace. Same operations, same order, same roundings; the checks
 are ``torch.equal``, never a tolerance, at odd sizes (vector tails), every register width, 1-3
 threads; and a pure reference of the product (numpy, one float32 rounding per operation in
 entry order) shows the prefetch changes no value, at the end of each thread's block included."""
@@ -80,60 +80,47 @@ def test_the_prefetching_product_is_the_reference_at_any_thread_count(dim, at_th
 @needs_native
 @pytest.mark.parametrize("dim", DIMS)
 @pytest.mark.parametrize("rows", [7, 997, 3001])
-def test_fused_products_are_the_composition_bitwise(dim, rows, at_threads):
+def test_the_fused_product_is_the_composition_bitwise(dim, rows, at_threads):
     csr = _skewed_csr(rows, rows * 12, rows + dim)
     gen = torch.Generator().manual_seed(rows * dim)
     x, other = torch.randn(rows, dim, generator=gen), torch.randn(rows, dim, generator=gen)
     alpha = torch.tensor(1 / 3)  # a float32 0-d tensor, as LightGCN's model.alpha[l]
-
-    def composed():
-        h = csr.matmul(x)
-        total = other.clone()
-        total.add_(h, alpha=float(alpha))  # ATen: a fused multiply-add
-        return h, total, csr.matmul(x) + alpha * other  # the product rounded, then the sum
-
-    def fused():
-        total = other.clone()
-        h = csr.matmul_sum_into(x, total, float(alpha))
-        return h, total, csr.matmul_add_scaled(x, other, float(alpha))
-
-    want = composed()
-    for got in at_threads(fused):
-        for a, b in zip(got, want, strict=True):
-            assert torch.equal(a, b)
-    h = want[0]  # the two roundings of each are told apart here: the checks above can fail
-    assert not torch.equal(want[1], other + (float(alpha) * h))
-    one_rounding = (h.double() + alpha.double() * other.double()).float()
-    assert not torch.equal(want[2], one_rounding)
+    want = csr.matmul(x) + alpha * other  # the product rounded, then the sum
+    for got in at_threads(lambda: csr.matmul_add_scaled(x, other, float(alpha))):
+        assert torch.equal(got, want)
+    h = csr.matmul(x)  # one rounding instead of two is told apart: the check above can fail
+    assert not torch.equal(want, (h.double() + alpha.double() * other.double()).float())
 
 
 @needs_native
-def test_add_is_fused_on_this_build():
-    """The fused forward is taken only where torch's add_ is one rounding; on this AVX2 /
-    AVX-512 torch it is."""
-    if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"):
-        assert native.add_is_fused()
-
-
-@needs_native
-def test_fused_products_refuse_overlapping_tables():
+def test_the_fused_product_refuses_overlapping_tables():
     csr = _skewed_csr(50, 300, 0)
     x, other = torch.randn(50, 16), torch.randn(50, 16)
     with pytest.raises(ValueError, match="neither x nor"):
         csr.matmul_add_scaled(x, other, 0.5, out=other)
     with pytest.raises(ValueError, match="neither x nor"):
-        csr.matmul_sum_into(x, other, 0.5, out=x)
-    with pytest.raises(ValueError, match="neither x nor"):
-        csr.matmul_sum_into(other, other, 0.5)
+        csr.matmul_add_scaled(x, other, 0.5, out=x)
     with pytest.raises(ValueError, match="expected"):
         csr.matmul_add_scaled(x, torch.randn(49, 16), 0.5)
+
+
+def lightgcn_forward_fresh(step):
+    """NativeLightGCNStep.forward_saved before issue 36, op for op: the reference."""
+    alpha, h = step.model.alpha, step.model.emb.weight.detach()
+    out = alpha[0] * h
+    for layer in range(step.model.num_layers):
+        h = step.kernels.spmm(h)
+        out.add_(h, alpha=float(alpha[layer + 1]))
+    return out, None
 
 
 @needs_native
 @pytest.mark.parametrize("layers,dim", [(3, 64), (2, 24), (1, 128)])
 def test_native_lightgcn_step_is_the_composed_step_bitwise(tiny_data, layers, dim):
-    """The fused forward/backward against the composition they replace (kept in the class as
-    the reference), on the real step's tensors, then a few trained epochs: the same weights."""
+    """The fused backward and the buffers against the step before them (the forward above,
+    the backward :meth:`LightGCNStep.propagate_back`'s composition on the native products),
+    twice through the buffers, then a few trained epochs: the same weights."""
+    from recbench.models.gnn.lightgcn import LightGCNStep
     from tests.test_gnn import make_trainer
 
     trainers = [make_trainer(tiny_data, "lightgcn", reg=0.01, emb_dim=dim, num_layers=layers)
@@ -141,21 +128,22 @@ def test_native_lightgcn_step_is_the_composed_step_bitwise(tiny_data, layers, di
     fused, composed = trainers
     assert fused.kernels().path == "native"
     step = fused.step
-    out, _ = step.forward_saved()
-    want, _ = step.forward_composed()
-    assert torch.equal(out, want)
-    u, p = fused.users[:32], fused.items[:32]
     off = fused.model.num_users
-    _, grad_out = step.kernels.score_gradient(out, u, p + off, p.flip(0) + off)
-    assert torch.equal(step.propagate_back(grad_out, out, None),
-                       step.propagate_back_composed(grad_out.clone(), want, None))
-    composed.step.forward_saved = composed.step.forward_composed
-    composed.step.propagate_back = composed.step.propagate_back_composed
+    for start in (0, 32):
+        want, _ = lightgcn_forward_fresh(step)
+        out, _ = step.forward_saved()
+        assert torch.equal(out, want)
+        u, p = fused.users[start:start + 32], fused.items[start:start + 32]
+        _, grad_out = step.kernels.score_gradient(out, u, p + off, p.flip(0) + off)
+        assert torch.equal(step.propagate_back(grad_out, out, None),
+                           LightGCNStep.propagate_back(step, grad_out.clone(), want, None))
+    composed.step.forward_saved = lambda: lightgcn_forward_fresh(composed.step)
+    composed.step.propagate_back = lambda g, o, s: LightGCNStep.propagate_back(
+        composed.step, g, o, s)
     for epoch in range(3):
         for t in trainers:
             t.train_epoch(epoch)
     assert torch.equal(fused.model.emb.weight, composed.model.emb.weight)
-
 
 def reference_l2_scatter(table: np.ndarray, rows: list[np.ndarray], alpha: float,
                          grad: np.ndarray) -> float:

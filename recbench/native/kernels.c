@@ -150,12 +150,11 @@ double l2_scatter(const float *table, const int64_t *u, const int64_t *p, const 
    SPMM_ACCUMULATE out[r] = out[r] + acc (the sum starts from out[r], entry order after it)
    SPMM_ADD_SCALED out[r] = acc + alpha * other[r]   (the product rounded, then the sum: what
                    torch's `spmm + alpha * t` computes; LightGCN's backward layer)
-   SPMM_SUM_INTO   out[r] = acc; other[r] = fmaf(acc, alpha, other[r])   (one rounding: what
-                   torch's `other.add_(out, alpha=alpha)` computes on float32, ATen's vectorised
-                   add being a fused multiply-add; LightGCN's forward layer sum)
-   Why: in the LightGCN step each of these was a separate full pass over an 18 MB table (and a
-   fresh allocation) at Gowalla size; here the row is still in registers. Same floats. */
-enum { SPMM_STORE = 0, SPMM_ACCUMULATE = 1, SPMM_ADD_SCALED = 2, SPMM_SUM_INTO = 3 };
+   Why: in LightGCN's backward each layer was the product, then `alpha * G` and the sum, two
+   more passes over an 18 MB table and three fresh ones at Gowalla size; here the row is still
+   in registers. Same floats. (The forward's `out.add_(h, alpha)` fused the same way, an
+   fmaf per element, measured slower than torch's separate add_ pass: left to torch.) */
+enum { SPMM_STORE = 0, SPMM_ACCUMULATE = 1, SPMM_ADD_SCALED = 2 };
 
 /* the X row of entry j + PREFETCH_AHEAD is requested while entry j is summed: the rows are
    gathered in column order, ~70k rows x 256 B at Gowalla size, far beyond the caches, and the
@@ -173,7 +172,7 @@ typedef float vec16 __attribute__((vector_size(64), aligned(4)));
 #define CSR_SPMM(V)                                                                            \
     static void csr_spmm_##V(const int64_t *indptr, const int64_t *col, const float *weight,  \
                              const float *x, float *out, int64_t lo, int64_t hi, int mode,    \
-                             float *other, float alpha) {                                     \
+                             const float *other, float alpha) {                               \
         const int64_t end = indptr[hi]; /* prefetch only entries of this block: tail-safe */  \
         for (int64_t r = lo; r < hi; r++) {                                                   \
             vec16 acc[V];                                                                     \
@@ -194,11 +193,6 @@ typedef float vec16 __attribute__((vector_size(64), aligned(4)));
                 for (int v = 0; v < V; v++) o[v] = acc[v] + alpha * g[v];                     \
             } else {                                                                          \
                 for (int v = 0; v < V; v++) o[v] = acc[v];                                    \
-                if (mode == SPMM_SUM_INTO) {                                                  \
-                    float *s = other + r * 16 * V;                                            \
-                    const float *h = (const float *)o;                                        \
-                    for (int k = 0; k < 16 * V; k++) s[k] = __builtin_fmaf(h[k], alpha, s[k]); \
-                }                                                                             \
             }                                                                                 \
         }                                                                                     \
     }
@@ -210,7 +204,7 @@ CSR_SPMM(8)
 /* rows [lo, hi) for any D; D in 16, 32, 64, 128 keep the row in registers */
 static void csr_spmm_rows(const int64_t *indptr, const int64_t *col, const float *weight,
                           const float *x, float *out, int64_t lo, int64_t hi, int64_t dim,
-                          int mode, float *other, float alpha) {
+                          int mode, const float *other, float alpha) {
     switch (dim) {
     case 16: csr_spmm_1(indptr, col, weight, x, out, lo, hi, mode, other, alpha); return;
     case 32: csr_spmm_2(indptr, col, weight, x, out, lo, hi, mode, other, alpha); return;
@@ -227,11 +221,10 @@ static void csr_spmm_rows(const int64_t *indptr, const int64_t *col, const float
             float w = weight[j];
             for (int64_t k = 0; k < dim; k++) o[k] += w * xr[k];
         }
-        float *s = other + r * dim;
-        if (mode == SPMM_ADD_SCALED)
-            for (int64_t k = 0; k < dim; k++) o[k] = o[k] + alpha * s[k];
-        else if (mode == SPMM_SUM_INTO)
-            for (int64_t k = 0; k < dim; k++) s[k] = __builtin_fmaf(o[k], alpha, s[k]);
+        if (mode == SPMM_ADD_SCALED) {
+            const float *g = other + r * dim;
+            for (int64_t k = 0; k < dim; k++) o[k] = o[k] + alpha * g[k];
+        }
     }
 }
 
@@ -247,13 +240,13 @@ static int64_t block_start(const int64_t *indptr, int64_t rows, int64_t target) 
 }
 
 /* the product, then `mode` with each finished row (the enum above; `other` (rows, dim) for
-   SPMM_ADD_SCALED / SPMM_SUM_INTO, else unused), on `threads` threads, each a contiguous block
+   SPMM_ADD_SCALED, else unused), on `threads` threads, each a contiguous block
    of rows holding an equal share of the entries plus the rows (degrees are skewed: equal row
    counts left one thread with most of the work); each output row is summed by one thread in
    entry order, as on one */
 void csr_spmm_fused(const int64_t *indptr, const int64_t *col, const float *weight,
                     const float *x, float *out, int64_t rows, int64_t dim, int mode,
-                    float *other, float alpha, int threads) {
+                    const float *other, float alpha, int threads) {
     int64_t work = (indptr[rows] + rows) * dim;
     if (threads <= 1 || work < PAR_MIN) {
         csr_spmm_rows(indptr, col, weight, x, out, 0, rows, dim, mode, other, alpha);
@@ -277,7 +270,7 @@ void csr_spmm_fused(const int64_t *indptr, const int64_t *col, const float *weig
 void csr_spmm(const int64_t *indptr, const int64_t *col, const float *weight, const float *x,
              float *out, int64_t rows, int64_t dim, int accumulate, int threads) {
     csr_spmm_fused(indptr, col, weight, x, out, rows, dim,
-                   accumulate ? SPMM_ACCUMULATE : SPMM_STORE, (float *)0, 0.f, threads);
+                   accumulate ? SPMM_ACCUMULATE : SPMM_STORE, (const float *)0, 0.f, threads);
 }
 
 /* BPR with one negative over a user and an item table (row length dim; the same table twice for

@@ -16,7 +16,6 @@ exception; a bad call raises ValueError instead.
 from __future__ import annotations
 
 import ctypes
-import functools
 
 import torch
 
@@ -82,7 +81,7 @@ def _lib():
     return lib
 
 
-SPMM_ADD_SCALED, SPMM_SUM_INTO = 2, 3  # kernels.c's modes of csr_spmm_fused
+SPMM_ADD_SCALED = 2  # kernels.c's mode of csr_spmm_fused
 
 
 class CSR:
@@ -127,13 +126,6 @@ class CSR:
         LightGCN's backward layer without two full-table passes and two allocations."""
         return self._fused(x, out, SPMM_ADD_SCALED, other, alpha)
 
-    def matmul_sum_into(self, x: torch.Tensor, total: torch.Tensor, alpha: float,
-                        out: torch.Tensor | None = None) -> torch.Tensor:
-        """``out = self @ x`` (a new tensor if None), then ``total.add_(out, alpha=alpha)`` in
-        the same pass, bit for bit torch's float32 ``add_`` (ATen's vectorised add is a fused
-        multiply-add: one rounding; tests/test_native_fused.py checks it on this build)."""
-        return self._fused(x, out, SPMM_SUM_INTO, total, alpha)
-
     def _fused(self, x: torch.Tensor, out: torch.Tensor | None, mode: int,
                other: torch.Tensor, alpha: float) -> torch.Tensor:
         _check(x, other)
@@ -148,10 +140,9 @@ class CSR:
         for name, t in (("out", out), ("other", other)):
             if tuple(t.shape) != shape:
                 raise ValueError(f"{name} has shape {tuple(t.shape)}, expected {shape}")
-        if out.data_ptr() in (other.data_ptr(), x.data_ptr()) or (
-                mode == SPMM_SUM_INTO and x.data_ptr() == other.data_ptr()):
-            raise ValueError("out must be neither x nor `other` (nor x `other`, summing into "
-                             "it): the loop reads them while it writes")
+        if out.data_ptr() in (other.data_ptr(), x.data_ptr()):
+            raise ValueError("out must be neither x nor `other`: the loop reads them while it "
+                             "writes")
         _lib().csr_spmm_fused(_ptr(self.indptr), _ptr(self.col), _ptr(self.values), _ptr(x),
                               _ptr(out), self.num_rows, x.shape[1], mode, _ptr(other),
                               float(alpha), threads())
@@ -292,17 +283,3 @@ def mf_bpr_scatter(users: torch.Tensor, items: torch.Tensor, u: torch.Tensor, p:
                        users.shape[1], shrink, _ptr(grad_u), _ptr(grad_i), out)
     return out[0] / len(u), out[1]
 
-
-@functools.cache
-def add_is_fused() -> bool:
-    """Whether this torch computes float32 ``t.add_(h, alpha=a)`` as ``fmaf(h, a, t)``, one
-    rounding (ATen's vectorised add is a fused multiply-add on AVX2 / AVX-512 builds), which
-    :meth:`CSR.matmul_sum_into` reproduces. Checked once on values where one and two
-    roundings differ; False (a build without FMA) keeps callers on torch's ``add_``."""
-    gen = torch.Generator().manual_seed(0)
-    t, h = torch.randn(1000, 24, generator=gen), torch.randn(1000, 24, generator=gen)
-    alpha = 0.3
-    eye = CSR(torch.arange(1000), torch.arange(1000), torch.ones(1000), 1000)
-    mine = t.clone()
-    eye.matmul_sum_into(h, mine, alpha)
-    return torch.equal(mine, t.clone().add_(h, alpha=alpha))

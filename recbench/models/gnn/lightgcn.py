@@ -20,7 +20,6 @@ from recbench.models.gnn.base import (
     num_outputs,
 )
 from recbench.models.gnn.full_step import GraphKernels
-from recbench.native import ops as native
 from recbench.train.api import RunContext
 
 
@@ -90,24 +89,20 @@ class NativeLightGCNStep(LightGCNStep):
     agrees with the torch step to float rounding (evaluation still scores through
     ``model.embed()``).
 
-    Each layer is one pass (issue 36): forward, the product and ``out.add_(h, alpha=α)`` in the
-    same row loop; backward, ``Â^T g + α G`` likewise; the tables live in the kernels'
-    buffers (``NativeGraphKernels.buffer``) instead of ~10 fresh 18 MB tensors a step at
-    Gowalla size. The floats are those of the composition (:meth:`forward_composed`,
-    :meth:`propagate_back_composed`, kept as the reference): same operations, same order,
-    same roundings (tests/test_native_fused.py). Where this build's torch ``add_`` is not a
-    fused multiply-add (``native.ops.add_is_fused``), the forward keeps the composition."""
+    Issue 36: each backward layer ``Â^T g + α G`` is one pass (``CSR.matmul_add_scaled``), and
+    the full tables live in the kernels' buffers (``NativeGraphKernels.buffer``) instead of ~10
+    fresh 18 MB tensors a step at Gowalla size. The floats are those of the composition
+    (:meth:`LightGCNStep.propagate_back`, the reference in tests/test_native_fused.py): same
+    operations, same order, same roundings."""
 
     def forward_saved(self) -> tuple[torch.Tensor, None]:
-        if not native.add_is_fused():
-            return self.forward_composed()
         alpha, h = self.model.alpha, self.model.emb.weight.detach()
         kernels = self.kernels
         out = torch.mul(alpha[0], h, out=kernels.buffer("out", h.shape))
         for layer in range(self.model.num_layers):  # h: Â^l E, into two buffers in turn
-            h = kernels.csr.matmul_sum_into(h, out, float(alpha[layer + 1]),
-                                            out=kernels.buffer("ab"[layer % 2], h.shape))
-        return out, None  # read by the score and the backward of this step only
+            h = kernels.csr.matmul(h, out=kernels.buffer("ab"[layer % 2], h.shape))
+            out.add_(h, alpha=float(alpha[layer + 1]))
+        return out, None  # read by this step's score and backward only
 
     def propagate_back(self, grad_out: torch.Tensor, out: torch.Tensor, saved: None
                        ) -> torch.Tensor:
@@ -122,21 +117,6 @@ class NativeLightGCNStep(LightGCNStep):
             grad = kernels.csr_t.matmul_add_scaled(grad, grad_out, float(alpha[layer]),
                                                    out=into)
         return grad
-
-    def forward_composed(self) -> tuple[torch.Tensor, None]:
-        """The forward before issue 36's fusion, op for op: the reference of the fused one."""
-        alpha, h = self.model.alpha, self.model.emb.weight.detach()
-        out = alpha[0] * h
-        for layer in range(self.model.num_layers):
-            h = self.kernels.spmm(h)
-            out.add_(h, alpha=float(alpha[layer + 1]))
-        return out, None
-
-    def propagate_back_composed(self, grad_out: torch.Tensor, out: torch.Tensor, saved: None
-                                ) -> torch.Tensor:
-        """:meth:`LightGCNStep.propagate_back` on the native products: the reference of the
-        fused backward."""
-        return LightGCNStep.propagate_back(self, grad_out, out, saved)
 
 
 STEPS = {"torch": LightGCNStep, "native": NativeLightGCNStep}
