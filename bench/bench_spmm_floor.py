@@ -38,15 +38,19 @@ from bench.common import data_paths, write
 DATASET = {"name": "gowalla-lightgcn", "protocol": "fixed", "split": "published",
            "valid_ratio": 0.1}
 MODEL = {"name": "lightgcn", "emb_dim": 64, "num_layers": 3, "reg": 1.0e-4, "init_std": 0.1}
+# NGCF at experiments/gowalla_ngcf.yaml's model (message dropout on, node dropout off), on the
+# same batch as LightGCN so the two epochs compare
+NGCF = {"name": "ngcf", "emb_dim": 64, "num_layers": 3, "reg": 1.0e-5, "message_dropout": 0.1,
+        "edge_dropout": 0.0}
 TRAIN = {"lr": 1.0e-3, "batch_size": 2048, "kernels": "native", "num_threads": 1}
 
 
-def build_trainer(paths):
+def build_trainer(paths, model: dict = MODEL):
     from recbench import process
     from recbench.experiment import validate
     from recbench.runner import build
 
-    cfg = validate({"name": "spmm-floor", "dataset": DATASET, "model": MODEL, "train": TRAIN,
+    cfg = validate({"name": "spmm-floor", "dataset": DATASET, "model": model, "train": TRAIN,
                     "seeds": [0]}, "bench")
     cfg = cfg.model_copy(update={"seed": 0})
     return build(cfg, paths, threads=process.start(cfg, paths).threads).trainer
@@ -98,8 +102,29 @@ def products(trainer, reps: int) -> dict:
             "load_avg_1min": [round(v, 2) for v in loads]}
 
 
+def dense_transforms(dim: int, rows: int, reps: int) -> dict[int, float]:
+    """Seconds of NGCF's dense work per step besides the products, timed alone per thread
+    count: each layer multiplies two (rows, D) tables by (D, D) weights forward, and the
+    backward needs both the input and the weight gradient of each (6 GEMMs a layer)."""
+    gen = torch.Generator().manual_seed(0)
+    a, w = torch.randn(rows, dim, generator=gen), torch.randn(dim, dim, generator=gen)
+    out, wg = torch.empty(rows, dim), torch.empty(dim, dim)
+
+    def six() -> None:
+        for _ in range(2):
+            torch.mm(a, w, out=out)
+            torch.mm(a, w.t(), out=out)
+            torch.mm(a.t(), a, out=wg)
+
+    seconds: dict[int, list[float]] = {}
+    for rep in range(reps):
+        for threads in ((1, 2) if rep % 2 == 0 else (2, 1)):
+            seconds.setdefault(threads, []).append(time_call(six, threads))
+    return {t: statistics.median(v) for t, v in seconds.items()}
+
+
 def epoch_equivalent(trainer, steps: int, threads: int) -> dict:
-    """The real native LightGCN step (sample, forward, BPR rows, backward, Adam) timed over
+    """The real native LightGCN or NGCF step (sample, forward, BPR rows, backward, Adam) timed over
     ``steps`` batches, scaled to the epoch's number of batches."""
     from recbench.train.trainers import shuffled_batches
 
@@ -141,6 +166,21 @@ def main() -> None:
         epoch["multiple_of_floor"] = round(epoch["epoch_seconds"] / floor, 2)
         epochs[f"{threads}t"] = epoch
     figures["lightgcn_epoch"] = epochs
+    del trainer
+    ngcf = build_trainer(data_paths(DATASET["name"]), NGCF)
+    assert ngcf.kernels().path == "native", ngcf.kernels()
+    gemms = dense_transforms(figures["dim"], figures["nodes"], args.reps)
+    ngcf_epochs = {}
+    for threads in (1, 2):
+        epoch = epoch_equivalent(ngcf, max(2, args.steps // 2), threads)
+        p = figures["products"]
+        spmm = layers * (p[f"forward@{threads}t"]["seconds"] + p[f"backward@{threads}t"]["seconds"])
+        floor = epoch["steps_per_epoch"] * (spmm + layers * gemms[threads])
+        epoch["floor_seconds"] = round(floor, 2)
+        epoch["multiple_of_floor"] = round(epoch["epoch_seconds"] / floor, 2)
+        epoch["gemm_seconds_per_layer"] = round(gemms[threads], 4)
+        ngcf_epochs[f"{threads}t"] = epoch
+    figures["ngcf_epoch"] = ngcf_epochs
     lines = [f"Gowalla (gowalla-lightgcn, published split less 10 % validation): "
              f"{figures['nodes']:,} nodes, {figures['nnz']:,} directed training edges, "
              f"D = {figures['dim']}; native CSR product (recbench/native/kernels.c), "
@@ -162,11 +202,24 @@ def main() -> None:
         lines.append(f"| {key[:-1]} | {e['step_seconds']} | {e['steps_per_epoch']} | "
                      f"{e['epoch_seconds']} | {e['floor_seconds']} | "
                      f"{e['multiple_of_floor']}× | {e['load_avg_1min']:.2f} |")
+    lines += ["", f"NGCF epoch-equivalent (same batch; message dropout 0.1, as "
+              f"experiments/gowalla_ngcf.yaml; step timed over {max(2, args.steps // 2)} batches, "
+              f"median). Its floor is the six products plus its dense transforms timed alone "
+              f"(6 GEMMs of ({figures['nodes']:,} × {figures['dim']}) by "
+              f"({figures['dim']} × {figures['dim']}) a layer):", "",
+              "| threads | s/step | steps/epoch | epoch s | GEMMs s/layer | floor s | "
+              "epoch / floor | load |", "|---|---|---|---|---|---|---|---|"]
+    for key, e in ngcf_epochs.items():
+        lines.append(f"| {key[:-1]} | {e['step_seconds']} | {e['steps_per_epoch']} | "
+                     f"{e['epoch_seconds']} | {e['gemm_seconds_per_layer']} | "
+                     f"{e['floor_seconds']} | {e['multiple_of_floor']}× | "
+                     f"{e['load_avg_1min']:.2f} |")
     p = figures["products"]
     lines += ["", "2 vs 1 thread (time at 1 / time at 2): "
               + ", ".join(f"{name} {p[f'{name}@1t']['seconds'] / p[f'{name}@2t']['seconds']:.2f}×"
                           for name in ("forward", "backward"))
-              + f", epoch-equivalent {epochs['1t']['epoch_seconds'] / epochs['2t']['epoch_seconds']:.2f}×."
+              + "".join(f", {name} epoch {e['1t']['epoch_seconds'] / e['2t']['epoch_seconds']:.2f}×"
+                        for name, e in (("LightGCN", epochs), ("NGCF", ngcf_epochs))) + "."
               + " Measured on a shared machine under the load shown (other jobs running): "
               "rerun idle for the issue's targets."]
     write("spmm_floor", figures, lines, args.out)
