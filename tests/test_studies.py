@@ -663,3 +663,76 @@ def test_runs_without_a_selector_keep_the_table_as_it_was(tmp_path):
     result = studies.aggregate(study, _planned(study, {"p": paper}))
     rows = {r["variant"]: r for r in csv.DictReader(io.StringIO(report.csv_text(result)))}
     assert rows["AD"]["evaluated"] == "head" and rows["AD"]["valid_head"] == ""  # no selection
+
+
+@pytest.mark.parametrize("also, message", [
+    (["hr@10", "hr@10"], "listed more than once"),
+    (["hits@10"], "unknown metric 'hits@10'"),
+    (["hr"], "unknown metric 'hr'"),  # a cutoff metric needs its cutoff
+    (["recall@5"], "study's own metric"),
+])
+def test_a_secondary_metric_unknown_twice_or_the_main_one_is_refused(tmp_path, also, message):
+    """Issue 34: `also:` names metrics a run writes, each once, none the table's own; a bad
+    entry is one line when the study file is read, not a crash after the study ran."""
+    from recbench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message) as err:
+        _study(tmp_path, also=also)
+    assert "\n" not in str(err.value).strip()
+
+
+def _unit_run(folder, units: dict[str, list[float]], skip: tuple[str, ...] = ()):
+    """A fake finished run whose metrics.json restates the means of its per-unit vectors
+    (``skip``: metrics reported without per-unit data)."""
+    import json
+
+    folder.mkdir(parents=True)
+    test = {k: float(np.mean(v)) for k, v in units.items()}
+    (folder / "metrics.json").write_text(json.dumps({"test": test, "monitor": "recall@5",
+                                                     "extra": {}}))
+    (folder / "config.yaml").write_text("name: fake\n")
+    np.savez(folder / "per_unit.npz", user=np.arange(len(next(iter(units.values())))),
+             **{k: np.asarray(v, dtype=np.float32) for k, v in units.items() if k not in skip})
+    return folder
+
+
+def test_a_secondary_metric_gets_its_own_table_with_the_main_tables_statistics(tmp_path):
+    """Issue 34: `also: [hr@10]` writes table_hr_at_10.{md,csv}: the same cells, bootstrap
+    interval, paired test, Holm and effect, for hr@10; no paper figure (the study's are the
+    main metric's); the main table keeps its bytes; a run without hr@10 units leaves its CI
+    blank."""
+    rng = np.random.default_rng(0)
+    recall = (rng.random(60) < 0.3).astype(float)
+    hr_ref = (rng.random(60) < 0.4).astype(float)
+    hr_b = np.maximum(hr_ref, (rng.random(60) < 0.5).astype(float))  # b finds more
+    ref = [_unit_run(tmp_path / f"a{s}", {"recall@5": recall, "hr@10": hr_ref}) for s in (0, 1)]
+    b = [_unit_run(tmp_path / f"b{s}", {"recall@5": recall, "hr@10": hr_b}) for s in (0, 1)]
+    c = [_unit_run(tmp_path / "c0", {"recall@5": recall, "hr@10": hr_ref}, skip=("hr@10",))]
+    planned = ([studies.PlannedRun("exp", "ml", "a", s, None, "h", r) for s, r in enumerate(ref)]
+               + [studies.PlannedRun("exp", "ml", "b", s, None, "h", r) for s, r in enumerate(b)]
+               + [studies.PlannedRun("exp", "ml", "c", 0, None, "h", c[0])])
+    body = dict(study="k", base=["a.yaml"], metric="recall@5", reference="a",
+                paper={"ml": {"a": 0.3}})
+    plain = studies.aggregate(studies.StudyConfig(**body), planned)
+    result = studies.aggregate(studies.StudyConfig(**body, also=["hr@10"]), planned)
+    out = report.write_study(result, tmp_path / "results" / "k")
+    assert (out / "table.csv").read_bytes() == report.csv_text(plain).encode()  # unchanged
+    assert (out / "table.md").read_bytes() == report.markdown(plain).encode()
+    assert {"table_hr_at_10.md", "table_hr_at_10.csv"} <= set(report.study_files(result))
+    rows = {r["variant"]: r for r in csv.DictReader(io.StringIO(
+        (out / "table_hr_at_10.csv").read_text(), newline=""))}
+    assert {r["metric"] for r in rows.values()} == {"hr@10"}
+    assert float(rows["b"]["mean"]) == pytest.approx(hr_b.mean(), abs=1e-6)
+    assert rows["a"]["paper"] == "" and rows["a"]["verdict"] == ""  # no hr@10 in the paper
+    [hr] = result.also  # the very statistics the main table would have for hr@10
+    by_hand = studies.aggregate(studies.StudyConfig(**{**body, "metric": "hr@10", "paper": {}}),
+                                planned)
+    assert report.csv_text(hr) == report.csv_text(by_hand)
+    low, high = float(rows["b"]["ci_low"]), float(rows["b"]["ci_high"])
+    assert low < hr_b.mean() < high and rows["b"]["units"] == "120"  # seeds pooled
+    assert float(rows["b"]["p_value"]) < 0.05 and rows["b"]["p_holm"] != ""
+    assert float(rows["b"]["p_holm"]) >= float(rows["b"]["p_value"])
+    assert float(rows["b"]["effect"]) == pytest.approx((hr_b - hr_ref).mean(), abs=1e-6)
+    assert rows["c"]["ci_low"] == rows["c"]["p_value"] == ""  # no hr@10 units in its run
+    md = (out / "table_hr_at_10.md").read_text()
+    assert "Metric: **hr@10**" in md and "| exp | ml | b |" in md

@@ -86,6 +86,30 @@ def test_figures_come_from_the_table(fake):
     assert "\nWords only.\n" in made.markdown
 
 
+def test_a_row_of_a_secondary_metric_reads_that_metrics_table(fake):
+    """Issue 34: a row whose metric is not table.csv's reads the study's table of that
+    metric (table_hr_at_10.csv, as `also: [hr@10]` writes it) and links to its .md; a metric
+    without such a table keeps the "(table reports …)" marker."""
+    config, results, studies, root = fake
+    hr = [Cell("m-ml100k", "ml-100k", "ref", [0.30, 0.34], [], ci=Interval(0.32, 0.29, 0.35, 100)),
+          Cell("m-ml100k", "ml-100k", "one", [0.25], [], p_holm=0.01)]
+    study = StudyConfig(study="alpha", base=["x.yaml"])
+    text = csv_text(StudyResult(study=study, metric="hr@10", reference="ref", cells=hr,
+                                numeric_axis=False))
+    (results / "alpha" / "table_hr_at_10.csv").write_text(text)
+    (results / "alpha" / "table_hr_at_10.md").write_text("# hr@10\n")
+    config.papers[0].rows.append(summary.Row(label="ref hr", study="alpha", experiment="m-ml100k",
+                                             variant="ref", metric="hr@10"))
+    made = summary.render(config, results, studies, link_root=root)
+    rows = _lines(made.markdown)
+    assert rows["ref hr"] == ["ref hr", "ml-100k", "hr@10", "0.3200 ± 0.0283", "2", "—", "—",
+                              "[0.2900, 0.3500]", "—",
+                              "[alpha](results/alpha/table_hr_at_10.md)"]
+    assert rows["ref"][3] == "0.9100 ± 0.0141"  # rmse rows still read table.csv
+    assert rows["wrong metric"][3] == "(table reports rmse)"  # no table_mae.csv
+    assert not any("ref hr" in p for p in made.problems)
+
+
 def test_a_validation_table_is_labelled_as_such(fake):
     config, results, studies, root = fake
     rows = _lines(summary.render(config, results, studies, link_root=root).markdown)

@@ -69,6 +69,8 @@ class StudyResult:
     configs: list[tuple[str, str, ExperimentConfig]] = field(default_factory=list)  # per
     # planned config (experiment, cell label, resolved config) for the protocol card
     seeds: list[int] = field(default_factory=list)  # the planned run seeds
+    also: list[StudyResult] = field(default_factory=list)  # one per secondary metric of the
+    # study (``also``): the same cells and statistics for that metric, no paper figures
 
 
 @dataclass

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from recbench.runs import atomic_write_bytes, atomic_write_text
 from recbench.studies.cells import StudyResult
+from recbench.studies.schema import table_stem
 from recbench.studies.search import (
     SearchSummary,
     final_figures,
@@ -95,6 +96,7 @@ def study_files(result: StudyResult, search: SearchSummary | None = None) -> lis
     names = ["table.md", "table.csv", "table.tex", "runs.txt"]
     names += ["extra.md"] if result.study.columns else []
     names += list(dict.fromkeys(t.file for t in result.study.tables))
+    names += [f"{table_stem(a.metric)}.{ext}" for a in result.also for ext in ("md", "csv")]
     names += ["plot.png"] if any(c.values for c in result.cells) else []
     return names + (search_files(search) if search is not None else [])
 
@@ -111,6 +113,9 @@ def write_study(result: StudyResult, folder: Path, search: SearchSummary | None 
         atomic_write_text(folder / "extra.md", extra_markdown(result))
     for name, text in extra_tables(result).items():
         atomic_write_text(folder / name, text)
+    for also in result.also:  # the study's secondary metrics: the main table's text for each
+        atomic_write_text(folder / f"{table_stem(also.metric)}.md", markdown(also))
+        atomic_write_text(folder / f"{table_stem(also.metric)}.csv", csv_text(also))
     if any(c.values for c in result.cells):
         atomic_write_bytes(folder / "plot.png", plot_png(result))
     if search is not None:

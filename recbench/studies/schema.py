@@ -22,6 +22,7 @@ from recbench.config import (
     validate_file,
 )
 from recbench.errors import ConfigError
+from recbench.eval.metrics import METRICS
 from recbench.experiment import load_experiment
 
 
@@ -83,6 +84,10 @@ class StudyConfig(Strict):
     guard: dict[str, list[str]] = Field(default_factory=dict)
     split: Literal["test", "valid"] = "test"  # valid: the trainer's final validation metrics
     tables: list[ExtraTable] = Field(default_factory=list)  # more files in results/STUDY/
+    # secondary headline metrics: each gets table_<metric>.{md,csv} with the main table's
+    # statistics (e.g. hr@10 where every model ties on the paper's accuracy@1); the `paper`
+    # figures are the main metric's, so these tables quote none
+    also: list[str] = Field(default_factory=list)
 
     @field_validator("seeds")
     @classmethod
@@ -101,6 +106,21 @@ class StudyConfig(Strict):
                                  "list each value once")
         return vary
 
+    @field_validator("also")
+    @classmethod
+    def _known_metrics_once(cls, also: list[str]) -> list[str]:
+        """A secondary metric must be a registered name (a cutoff where it takes one): a typo
+        would fail only after the study ran, in the middle of writing its tables."""
+        for name in also:
+            problem = metric_name_problem(name)
+            if problem:
+                raise ValueError(f"also: {problem}")
+        twice = sorted({m for m in also if also.count(m) > 1})
+        if twice:
+            raise ValueError(f"also: metric(s) {', '.join(twice)} listed more than once; "
+                             "list each metric once")
+        return also
+
     @model_validator(mode="after")
     def _labels_once(self) -> StudyConfig:
         labels = [label for label, _ in variant_patches(self)]
@@ -108,7 +128,27 @@ class StudyConfig(Strict):
         if twice:
             raise ValueError(f"variant label(s) {', '.join(twice)} name both a vary value and a "
                              "variant; rename the variant")
+        if self.metric is not None and self.metric in self.also:
+            raise ValueError(f"also: {self.metric} is the study's own metric (table.csv); "
+                             "list only other metrics")
         return self
+
+
+def metric_name_problem(name: str) -> str | None:
+    """Why ``name`` is no metric a run writes ('hr@10', 'mrr', 'accuracy@1'), or None."""
+    if name in METRICS and not METRICS[name].at_k:
+        return None
+    base, at, k = name.partition("@")
+    if base in METRICS and METRICS[base].at_k and at and k.isdigit() and int(k) > 0:
+        return None
+    known = ", ".join(m + ("@K" if METRICS[m].at_k else "") for m in METRICS)
+    return f"unknown metric '{name}'; known: {known}"
+
+
+def table_stem(metric: str) -> str:
+    """The file stem of a secondary metric's table in results/STUDY/: 'hr@10' → 'table_hr_at_10'
+    (a plain file name on every system)."""
+    return "table_" + re.sub(r"[^A-Za-z0-9._-]", "_", metric.replace("@", "_at_"))
 
 
 def load_study(studies_dir: Path, name: str, overrides: list[str] | None = None) -> StudyConfig:

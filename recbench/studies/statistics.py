@@ -128,7 +128,14 @@ def aggregate(study: StudyConfig, planned: list[PlannedRun]) -> StudyResult:
         isinstance(v, (int, float)) and not isinstance(v, bool) for v in next(iter(study.vary.values())))
     seeds = list(dict.fromkeys(p.seed for p in planned))
     return StudyResult(study, metric, reference, list(cells.values()), numeric, labels,
-                       configs, seeds)
+                       configs, seeds, [aggregate(secondary(study, m), planned) for m in study.also])
+
+
+def secondary(study: StudyConfig, metric: str) -> StudyConfig:
+    """The study as it reads for one of its ``also`` metrics: that metric, the same reference,
+    and none of the main metric's paper figures or side tables (one statistics path for both)."""
+    return study.model_copy(update={"metric": metric, "also": [], "paper": {}, "columns": [],
+                                    "tables": []})
 
 
 def mark_guard(study: StudyConfig, cells: list[Cell]) -> None:
