@@ -45,7 +45,7 @@ def test_help_names_the_gowalla_mode():
 
 def test_gowalla_defaults_and_the_ml100k_ones_unchanged():
     go = bp.parse_args(["--dataset", "gowalla"])
-    assert (go.epochs, go.rounds, go.thread_set, go.batch_size) == (2, 2, [1, 2], 2048)
+    assert (go.epochs, go.rounds, go.thread_set, go.batch_size) == (1, 1, [1, 2], 2048)
     ml = bp.parse_args([])
     assert (ml.dataset, ml.epochs, ml.rounds, ml.thread_set, ml.batch_size) == \
         ("ml100k", 30, 3, [1, None], None)
