@@ -114,3 +114,22 @@ else:
     settings.register_profile("thorough", max_examples=300, derandomize=True, deadline=None,
                               suppress_health_check=_quiet, print_blob=True, database=None)
     settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+@pytest.fixture
+def at_threads():
+    """Call a function at each of 1, 2, 3 torch threads; restores the count afterwards (the
+    native kernels' floats must not depend on it)."""
+    import torch
+
+    before = torch.get_num_threads()
+
+    def run(fn):
+        out = []
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            out.append(fn())
+        return out
+
+    yield run
+    torch.set_num_threads(before)

@@ -47,21 +47,6 @@ def tiny_data(tiny_paths):
                 tiny_paths)
 
 
-@pytest.fixture
-def at_threads():
-    before = torch.get_num_threads()
-
-    def run(fn):
-        out = []
-        for n in (1, 2, 3):
-            torch.set_num_threads(n)
-            out.append(fn())
-        return out
-
-    yield run
-    torch.set_num_threads(before)
-
-
 @needs_native
 @pytest.mark.parametrize("dim", DIMS)
 def test_the_prefetching_product_is_the_reference_at_any_thread_count(dim, at_threads):

@@ -15,22 +15,6 @@ from recbench.native import ops as native
 needs_native = pytest.mark.skipif(library() is None, reason="native kernels do not build here")
 
 
-@pytest.fixture
-def at_threads():
-    """Call a function at each of 1, 2, 3 torch threads; restores the count afterwards."""
-    before = torch.get_num_threads()
-
-    def run(fn):
-        out = []
-        for n in (1, 2, 3):
-            torch.set_num_threads(n)
-            out.append(fn())
-        return out
-
-    yield run
-    torch.set_num_threads(before)
-
-
 def _skewed_csr(rows: int, cols: int, nnz: int, seed: int) -> native.CSR:
     """A power-law-ish matrix: a few rows hold most entries, as a user-item graph's hubs do."""
     gen = torch.Generator().manual_seed(seed)

@@ -104,19 +104,25 @@ class CSR:
     def matmul(self, x: torch.Tensor, out: torch.Tensor | None = None,
                accumulate: bool = False) -> torch.Tensor:
         """``self @ x`` into ``out`` (a new tensor if None); with ``accumulate``, ``out +=``."""
+        out = self._operands(x, out)
+        _lib().csr_spmm(_ptr(self.indptr), _ptr(self.col), _ptr(self.values), _ptr(x),
+                        _ptr(out), self.num_rows, x.shape[1], int(accumulate), threads())
+        return out
+
+    def _operands(self, x: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
+        """Check ``x`` against the matrix and return the output table: ``out`` (checked:
+        contiguous float32 of shape (rows, D)) or a new one."""
         _check(x)
         _matrix(x, "x")
         if x.shape[0] < self.min_x_rows:
             raise ValueError(f"x has {x.shape[0]} rows, but the matrix has column "
                              f"{self.min_x_rows - 1}")
+        shape = (self.num_rows, x.shape[1])
         if out is None:
-            out = torch.empty(self.num_rows, x.shape[1], dtype=x.dtype)
+            return torch.empty(shape, dtype=x.dtype)
         _check(out)
-        if out.shape != (self.num_rows, x.shape[1]):
-            raise ValueError(f"out has shape {tuple(out.shape)}, expected "
-                             f"{(self.num_rows, x.shape[1])}")
-        _lib().csr_spmm(_ptr(self.indptr), _ptr(self.col), _ptr(self.values), _ptr(x),
-                        _ptr(out), self.num_rows, x.shape[1], int(accumulate), threads())
+        if tuple(out.shape) != shape:
+            raise ValueError(f"out has shape {tuple(out.shape)}, expected {shape}")
         return out
 
     def matmul_add_scaled(self, x: torch.Tensor, other: torch.Tensor, alpha: float,
@@ -128,18 +134,11 @@ class CSR:
 
     def _fused(self, x: torch.Tensor, out: torch.Tensor | None, mode: int,
                other: torch.Tensor, alpha: float) -> torch.Tensor:
-        _check(x, other)
-        _matrix(x, "x")
-        if x.shape[0] < self.min_x_rows:
-            raise ValueError(f"x has {x.shape[0]} rows, but the matrix has column "
-                             f"{self.min_x_rows - 1}")
-        shape = (self.num_rows, x.shape[1])
-        if out is None:
-            out = torch.empty(shape, dtype=x.dtype)
-        _check(out)
-        for name, t in (("out", out), ("other", other)):
-            if tuple(t.shape) != shape:
-                raise ValueError(f"{name} has shape {tuple(t.shape)}, expected {shape}")
+        _check(other)
+        out = self._operands(x, out)
+        if tuple(other.shape) != tuple(out.shape):
+            raise ValueError(f"other has shape {tuple(other.shape)}, expected "
+                             f"{tuple(out.shape)}")
         if out.data_ptr() in (other.data_ptr(), x.data_ptr()):
             raise ValueError("out must be neither x nor `other`: the loop reads them while it "
                              "writes")
@@ -282,4 +281,3 @@ def mf_bpr_scatter(users: torch.Tensor, items: torch.Tensor, u: torch.Tensor, p:
     _lib().bpr_scatter(_ptr(users), _ptr(items), _ptr(u), _ptr(p), _ptr(n), len(u),
                        users.shape[1], shrink, _ptr(grad_u), _ptr(grad_i), out)
     return out[0] / len(u), out[1]
-
