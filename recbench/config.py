@@ -432,6 +432,9 @@ HASH_DEFAULTS: dict[tuple[str, ...], object] = {
     ("train", "plateau_patience"): 3,
     ("train", "lr_milestones"): [],  # a constant rate, as every run before the key
     ("train", "lr_gamma"): 0.5,
+    ("model", "shift_similarity"): False,  # ItemKNN: the plain sum of kept similarities
+    ("model", "normalize_neighbours"): False,
+    ("model", "average_bias"): False,
 }
 
 

@@ -281,3 +281,44 @@ def test_a_grid_run_records_the_choice_in_metrics(tmp_path, monkeypatch):
     assert metrics["best_valid"] == max(figures.values())
     fresh, test = loop.evaluate_run(run_dir, DataPaths(tmp_path / "data"))  # refits the grid
     assert fresh == pytest.approx(test) and test == pytest.approx(metrics["test"])
+
+
+def _bars_itemcf(xd: np.ndarray, k: int) -> np.ndarray:
+    """BARS's ItemCF scores (users × items) written densely from its published steps: cosine
+    with the diagonal at -1 (NaN → -1), mapped to (s + 1) / 2, each target item's k largest
+    kept, rows l1-normalised, then S (X - m) + m with m the item means."""
+    iu = xd.T
+    norms = np.sqrt((iu ** 2).sum(1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sim = (iu @ iu.T) / (norms[:, None] * norms[None, :])
+    sim -= 2 * np.eye(len(iu))
+    sim[np.isnan(sim)] = -1
+    sim = (sim + 1) / 2
+    sim[sim < 0] = 0
+    drop = np.argsort(-sim, axis=1, kind="stable")[:, k:]
+    np.put_along_axis(sim, drop, 0.0, axis=1)
+    sums = sim.sum(1, keepdims=True)
+    sim = np.divide(sim, sums, out=np.zeros_like(sim), where=sums > 0)
+    mean = iu.mean(1, keepdims=True)
+    return (sim @ (iu - mean) + mean).T
+
+
+def test_itemknn_bars_switches_reproduce_bars_itemcf(x):
+    """shift_similarity + normalize_neighbours + average_bias = BARS's ItemCF scoring, item 11
+    (no training pair) included; all neighbours kept so no tie decides the comparison."""
+    xd = x.toarray().astype(np.float64)
+    model = fitted(ItemKNN(top_k=N_ITEMS, shrink=0.0, shift_similarity=True,
+                           normalize_neighbours=True, average_bias=True), x)
+    np.testing.assert_allclose(model.score_rows(x[:6]), _bars_itemcf(xd, N_ITEMS)[:6],
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_itemknn_neighbour_normalisation_alone_is_a_weighted_share(x):
+    """normalize_neighbours alone: each target item's kept weights sum to one, so a score is the
+    weighted share of the item's neighbours the user has (at most 1)."""
+    model = fitted(ItemKNN(top_k=4, shrink=0.0, normalize_neighbours=True), x)
+    sums = np.asarray(model.w.sum(axis=0)).ravel()
+    np.testing.assert_allclose(sums[:11], 1.0, rtol=1e-6)
+    assert sums[11] == 0.0 and model.offset is None
+    scores = model.score_rows(x)
+    assert scores.max() <= 1.0 + 1e-6 and scores.min() >= 0.0

@@ -51,6 +51,7 @@ PosFloats = PosFloat | Annotated[list[PosFloat], Field(min_length=1)]
 NonNegFloats = NonNegFloat | Annotated[list[NonNegFloat], Field(min_length=1)]
 PosInts = PosInt | Annotated[list[PosInt], Field(min_length=1)]
 NonNegInts = NonNegInt | Annotated[list[NonNegInt], Field(min_length=1)]
+Bools = bool | Annotated[list[bool], Field(min_length=1)]
 
 
 def training_matrix(users: torch.Tensor, items: torch.Tensor, num_users: int,
