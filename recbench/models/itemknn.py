@@ -69,15 +69,15 @@ class ItemKNN(ClosedFormModel):
         n_items = x.shape[1]
         xt, xc = x.T.tocsr(), x.tocsc()
         norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=0)).ravel()).astype(np.float32)
-        parts = []
+        parts, unseen = [], norms == 0  # unseen: items without a training pair
         for start, end in item_blocks(n_items, n_items):
             block = (xt @ xc[:, start:end]).toarray()  # co-occurrence counts, items × block
             block /= norms[:, None] * norms[None, start:end] + np.float32(self.shrink + 1e-6)
             if self.shift:  # an item without training pairs stays at 0 (BARS: NaN → -1 → 0)
                 block += np.float32(1.0)
                 block *= np.float32(0.5)
-                block[norms == 0, :] = 0.0
-                block[:, norms[start:end] == 0] = 0.0
+                block[unseen, :] = 0.0
+                block[:, unseen[start:end]] = 0.0
             block[np.arange(start, end), np.arange(end - start)] = 0.0  # no self-neighbour
             parts.append(top_k_entries(block, self.top_k, start, axis=0))
         self.w = sparse_items(parts, n_items)
@@ -98,7 +98,5 @@ class ItemKNN(ClosedFormModel):
 
 
 def make_itemknn_trainer(cfg: ItemKNNConfig, ctx: RunContext) -> ClosedFormTrainer:
-    return closed_form_trainer(ItemKNN, {"top_k": cfg.top_k, "shrink": cfg.shrink,
-                                         "shift_similarity": cfg.shift_similarity,
-                                         "normalize_neighbours": cfg.normalize_neighbours,
-                                         "average_bias": cfg.average_bias}, ctx)
+    # every setting of the config is one of ItemKNN's, in the config's order (the grid's order)
+    return closed_form_trainer(ItemKNN, cfg.model_dump(exclude={"name"}), ctx)
