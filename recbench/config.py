@@ -124,6 +124,12 @@ class TrainConfig(Strict):
     # validation point and record the best test evaluation in metrics.json's extra
     # (test_selected_*). A labelled diagnosis only: it never selects weights or stops a run.
     track_test: bool = False
+    # how a pairwise (BPR) epoch draws its positive pairs: `interactions` = every training pair
+    # once, shuffled; `users` = as many draws as training pairs, each a user uniformly at random
+    # (among users with a training pair) and then one of its pairs uniformly — the sampler of the
+    # official NGCF and LightGCN code (LightGCN-PyTorch's UniformSample_original), which weighs
+    # each user equally, as a per-user metric (Recall@20) does
+    pair_sampling: Literal["interactions", "users"] = "interactions"
 
 
 class EvalConfig(Strict):
@@ -435,6 +441,7 @@ HASH_DEFAULTS: dict[tuple[str, ...], object] = {
     ("model", "shift_similarity"): False,  # ItemKNN: the plain sum of kept similarities
     ("model", "normalize_neighbours"): False,
     ("model", "average_bias"): False,
+    ("train", "pair_sampling"): "interactions",  # every training pair once an epoch
 }
 
 

@@ -82,6 +82,10 @@ def build(cfg: ExperimentConfig, paths: DataPaths, device: str = "cpu",
         raise ConfigError(f"{cfg.name}: model {cfg.model.name} does not fit in memory on "
                           f"{device} ({_first_line(exc)}); lower its sizes (emb_dim, hidden, "
                           "...) with --set") from None
+    if cfg.train.pair_sampling != "interactions" and not hasattr(trainer, "epoch_pairs"):
+        raise ConfigError(f"{cfg.name}: train.pair_sampling: {cfg.train.pair_sampling} applies "
+                          f"to the pairwise (BPR) trainers only, and model {cfg.model.name} "
+                          "draws its own samples; remove the key")
     kernels = trainer.kernels()
     if cfg.train.kernels == "native" and kernels.path != "native":
         raise ConfigError(f"{cfg.name}: train.kernels: native asked for, but the step cannot "

@@ -31,7 +31,7 @@ from recbench.models.closed_form import item_blocks, training_matrix
 from recbench.models.mf import BPRMF
 from recbench.seeding import continue_globally, init_generator
 from recbench.train.api import RunContext
-from recbench.train.trainers import PairwiseTrainer, shuffled_batches
+from recbench.train.trainers import PairwiseTrainer
 
 
 class UltraGCNConfig(Strict):
@@ -117,11 +117,9 @@ class UltraGCNTrainer(PairwiseTrainer):
     def train_epoch(self, epoch: int) -> dict[str, float]:
         self.start_epoch(epoch)
         cfg, dev = self.cfg, self.ctx.device
-        totals = np.zeros(3)
-        batches = shuffled_batches(len(self.users), self.ctx.train.batch_size, self.gen)
-        for idx in batches:
-            u, p = self.users[idx], self.items[idx]
-            neg = torch.randint(self.ctx.data.num_items, (len(idx), cfg.num_negatives),
+        totals, batches = np.zeros(3), 0
+        for u, p in self.epoch_pairs():
+            neg = torch.randint(self.ctx.data.num_items, (len(u), cfg.num_negatives),
                                 generator=self.neg_gen)
             main, item_loss, norm = self.batch_loss(u.to(dev), p.to(dev), neg.to(dev))
             loss = main + cfg.gamma * norm + cfg.ii_weight * item_loss
@@ -129,7 +127,8 @@ class UltraGCNTrainer(PairwiseTrainer):
             loss.backward()
             self.opt.step()
             totals += [float(main), float(item_loss), float(norm)]
-        n = max(len(batches), 1)
+            batches += 1
+        n = max(batches, 1)
         return {"loss_l": totals[0] / n, "loss_i": totals[1] / n, "norm": totals[2] / n}
 
 

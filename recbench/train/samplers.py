@@ -33,6 +33,31 @@ class SeenIndex:
         return self.keys[pos] == q
 
 
+class UserUniformPairs:
+    """Positive pairs drawn as the official NGCF and LightGCN code draws them: a user uniformly
+    at random among those with a training pair, then one of that user's pairs uniformly
+    (LightGCN-PyTorch's ``UniformSample_original``). Why: iterating the training pairs weighs a
+    user by its number of pairs, while Recall@20 averages over users; this sampler weighs each
+    user equally (``train.pair_sampling: users``)."""
+
+    def __init__(self, users: torch.Tensor, items: torch.Tensor):
+        order = torch.argsort(users, stable=True)
+        self.items = items.index_select(0, order)
+        counts = torch.bincount(users)
+        self.active = torch.nonzero(counts).flatten()  # users with a training pair
+        self.count = counts.index_select(0, self.active)
+        self.start = (torch.cumsum(counts, 0) - counts).index_select(0, self.active)
+
+    def draw(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` (user, positive item) pairs, with replacement, from ``gen``."""
+        which = torch.randint(len(self.active), (n,), generator=gen)
+        count = self.count.index_select(0, which)
+        offset = (torch.rand(n, generator=gen, dtype=torch.float64) * count).long()
+        offset = torch.minimum(offset, count - 1)  # a draw that rounds up to the count
+        return (self.active.index_select(0, which),
+                self.items.index_select(0, self.start.index_select(0, which) + offset))
+
+
 def uniform_negatives(users: torch.Tensor, seen: SeenIndex, gen: torch.Generator,
                       num: int = 1, max_rounds: int = 20) -> torch.Tensor:
     """Items drawn uniformly among those each user has not interacted with: (B,) or (B, num)."""

@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -137,6 +137,20 @@ class PairwiseTrainer(TrainerBase):
         self.users, self.items, _ = split_edges(g, "train")
         self.seen = samplers.SeenIndex(self.users, self.items, ctx.data.num_items)
         self.popularity = torch.bincount(self.items, minlength=ctx.data.num_items)
+        self.pair_draw = (samplers.UserUniformPairs(self.users, self.items)
+                          if ctx.train.pair_sampling == "users" else None)
+
+    def epoch_pairs(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The epoch's batches of (users, positive items): every training pair once, shuffled,
+        or (``train.pair_sampling: users``) as many draws of a uniform user and one of its pairs
+        (:class:`~recbench.train.samplers.UserUniformPairs`), from the batch stream."""
+        size = self.ctx.train.batch_size
+        if self.pair_draw is None:
+            for idx in shuffled_batches(len(self.users), size, self.gen):
+                yield self.users.index_select(0, idx), self.items.index_select(0, idx)
+        else:
+            users, items = self.pair_draw.draw(len(self.users), self.gen)
+            yield from zip(users.split(size), items.split(size), strict=True)
 
     def sample(self, users: torch.Tensor, emb: tuple[torch.Tensor, torch.Tensor] | None = None
                ) -> torch.Tensor:
@@ -186,8 +200,7 @@ class PairwiseTrainer(TrainerBase):
         self.start_epoch(epoch)
         dev = self.ctx.device
         total, total_reg, n = 0.0, 0.0, 0
-        for idx in shuffled_batches(len(self.users), self.ctx.train.batch_size, self.gen):
-            u, p = self.users[idx], self.items[idx]
+        for u, p in self.epoch_pairs():
             users_e, items_e = self.model.embed()
             neg = self.sample(u, (users_e.detach(), items_e.detach()))
             u, p, neg = u.to(dev), p.to(dev), neg.to(dev)
@@ -197,9 +210,9 @@ class PairwiseTrainer(TrainerBase):
             self.opt.zero_grad()
             (loss + reg).backward()
             self.opt.step()
-            total += float(loss) * len(idx)
-            total_reg += float(reg) * len(idx)
-            n += len(idx)
+            total += float(loss) * len(u)
+            total_reg += float(reg) * len(u)
+            n += len(u)
         return {self.loss: total / max(n, 1), "reg": total_reg / max(n, 1)}
 
     def score(self, users: torch.Tensor) -> torch.Tensor:
@@ -272,14 +285,13 @@ class HandWrittenBPR(PairwiseTrainer):
         self.start_epoch(epoch)
         dev = self.ctx.device
         total, total_reg, rows = 0.0, 0.0, 0
-        for idx in shuffled_batches(len(self.users), self.ctx.train.batch_size, self.gen):
-            u, p = self.users.index_select(0, idx), self.items.index_select(0, idx)
+        for u, p in self.epoch_pairs():
             neg = self.sample(u)
             loss, reg = self.batch_gradient(u.to(dev), p.to(dev), neg.to(dev))
             self.opt.step()
-            total += float(loss) * len(idx)
-            total_reg += float(reg) * len(idx)
-            rows += len(idx)
+            total += float(loss) * len(u)
+            total_reg += float(reg) * len(u)
+            rows += len(u)
         return {self.loss: total / max(rows, 1), "reg": total_reg / max(rows, 1)}
 
 
@@ -421,8 +433,7 @@ class BlockPairwiseTrainer(PairwiseTrainer):
         from recbench.train.distributed import shard
 
         dev, off = self.ctx.device, self.ctx.data.num_users
-        for idx in shuffled_batches(len(self.users), self.ctx.train.batch_size, self.gen):
-            u, p = self.users[idx], self.items[idx]
+        for u, p in self.epoch_pairs():
             neg = self.sample(u)
             u, p, neg = (shard(x, self.dist) for x in (u, p, neg))
             seeds, inv = torch.unique(torch.cat([u, p + off, neg.flatten() + off]),
