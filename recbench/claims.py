@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from recbench.config import load_yaml_file, validate_file
 from recbench.errors import ConfigError
+from recbench.studies.schema import table_stem
 from recbench.summary import _float, read_table
 from recbench.train.api import lower_is_better
 
@@ -113,10 +114,18 @@ def _fig(x: float) -> str:
     return f"{x:.4f}"
 
 
+def _table_file(check: Check, results_dir: Path) -> Path:
+    """The study's table.md, or the table of the check's metric where the study writes one
+    (``also:`` metrics, e.g. results/seq-ml1m/table_hr_at_10.md)."""
+    folder = results_dir / check.study
+    secondary = folder / f"{table_stem(check.metric)}.md"
+    return secondary if secondary.with_suffix(".csv").exists() else folder / "table.md"
+
+
 def _rows(check: Check, results_dir: Path, where: str) -> dict[str, dict[str, str]]:
     """The experiment's rows of the study table by variant; an error naming the claim when
     the table, a named row or the metric is not what the check says."""
-    table = read_table(results_dir / check.study / "table.csv")
+    table = read_table(_table_file(check, results_dir).with_suffix(".csv"))
     if table is None:
         raise ConfigError(f"{where}: no study table {results_dir.as_posix()}/{check.study}/"
                           "table.csv; run the study or mark the claim `untestable: why`")
@@ -265,7 +274,8 @@ def render(claims: ClaimsFile, name: str, results_dir: Path, out_dir: Path) -> s
         if v.study is None:
             table = "—"
         else:
-            md = results_dir / v.study / "table.md"
+            md = _table_file(claim.check, results_dir) if claim.check else (
+                results_dir / v.study / "table.md")
             link = Path(os.path.relpath(md.resolve(), out_dir.resolve())).as_posix()
             table = f"[{v.study}]({link})" + ("" if v.regenerable else f" ({TRANSCRIBED})")
         verdict = f"**{v.verdict}**" if v.verdict != UNTESTABLE else v.verdict

@@ -163,3 +163,26 @@ def test_summary_check_fails_on_a_stale_claims_table(tmp_path, monkeypatch):
     assert out.exit_code == 1 and "gla.md is stale" in out.output
     assert runner.invoke(app, ["summary", "--write", "README.md"]).exit_code == 0
     assert runner.invoke(app, ["summary", "--check", "README.md"]).exit_code == 0
+
+
+def test_a_check_on_a_studys_secondary_metric_reads_that_metrics_table(results):
+    """A study's ``also:`` metric has its own table (table_hr_at_10.csv beside table.csv): a
+    check on that metric reads it, and the claims file links it; the headline metric still
+    reads table.csv, and a metric with neither is the one-line mismatch error."""
+    from recbench.studies.schema import table_stem
+
+    folder = results / "err"
+    secondary = results / "tmp-hr"
+    _table(results, "tmp-hr", "hr@10", [Cell("m", "d", "ref", [0.30], []),
+                                        Cell("m", "d", "worse", [0.20], [], p_value=0.001,
+                                             p_holm=0.001)])
+    (folder / f"{table_stem('hr@10')}.csv").write_text((secondary / "table.csv").read_text())
+    (folder / f"{table_stem('hr@10')}.md").write_text("# hr@10\n")
+    held = _verdict(results, kind="compare", study="err", metric="hr@10", rows=["ref", "worse"],
+                    expect=">")
+    assert held.verdict == claims.HOLDS and "0.3000" in held.figures
+    assert _verdict(results, kind="compare", study="err", metric="rmse", rows=["ref", "worse"],
+                    expect="<").verdict == claims.HOLDS
+    with pytest.raises(ConfigError, match="the check says mrr"):
+        _verdict(results, kind="compare", study="err", metric="mrr", rows=["ref", "worse"],
+                 expect=">")
