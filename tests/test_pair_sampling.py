@@ -22,7 +22,8 @@ def test_draws_weigh_users_equally_and_pairs_within_a_user_equally():
     draw = UserUniformPairs(users[perm], items[perm])
     u, p = draw.draw(100_000, torch.Generator().manual_seed(0))
     share = torch.bincount(u, minlength=11).double() / len(u)
-    assert share[10] == 0 and torch.allclose(share[:10], torch.full((10,), 0.1, dtype=torch.float64), atol=0.005)
+    tenth = torch.full((10,), 0.1, dtype=torch.float64)
+    assert share[10] == 0 and torch.allclose(share[:10], tenth, atol=0.005)
     pairs = set(zip(users.tolist(), items.tolist(), strict=True))
     assert all(pair in pairs for pair in zip(u.tolist(), p.tolist(), strict=True))
     of_user0 = torch.bincount(p[u == 0], minlength=90).double()
@@ -66,5 +67,14 @@ def test_the_default_keeps_every_run_hash(tmp_path):
 def test_a_model_that_draws_its_own_samples_refuses_it_in_one_line(tmp_path, tiny_paths):
     with pytest.raises(ConfigError, match="pair_sampling: users applies to the pairwise") as err:
         _train(tmp_path, tiny_paths, "us-biased", model={"name": "biased_mf"},
+               train={"epochs": 1, "num_threads": 1, "pair_sampling": "users"})
+    assert "\n" not in str(err.value)
+
+
+def test_cluster_training_refuses_it_in_one_line(tmp_path, tiny_paths):
+    with pytest.raises(ConfigError, match="does not apply to Cluster-GCN") as err:
+        _train(tmp_path, tiny_paths, "us-cluster",
+               model={"name": "lightgcn", "training": "cluster", "num_clusters": 4,
+                      "clusters_per_batch": 2},
                train={"epochs": 1, "num_threads": 1, "pair_sampling": "users"})
     assert "\n" not in str(err.value)

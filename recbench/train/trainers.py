@@ -390,6 +390,10 @@ class BlockPairwiseTrainer(PairwiseTrainer):
 
         super().__init__(model, ctx, **kwargs)
         self.mode = mode
+        if mode == "cluster" and self.pair_draw is not None:
+            raise ValueError("train.pair_sampling: users does not apply to Cluster-GCN training "
+                             "(a step trains on its clusters' edges); use training: neighbor "
+                             "or full, or remove the key")
         self.dist = distributed.setup(ctx.device)
         self.net = distributed.wrap(self.model, self.dist, ctx.device)
         if model.emb.sparse:
