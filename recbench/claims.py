@@ -274,8 +274,7 @@ def render(claims: ClaimsFile, name: str, results_dir: Path, out_dir: Path) -> s
         if v.study is None:
             table = "—"
         else:
-            md = _table_file(claim.check, results_dir) if claim.check else (
-                results_dir / v.study / "table.md")
+            md = _table_file(claim.check, results_dir)  # a verdict with a study has a check
             link = Path(os.path.relpath(md.resolve(), out_dir.resolve())).as_posix()
             table = f"[{v.study}]({link})" + ("" if v.regenerable else f" ({TRANSCRIBED})")
         verdict = f"**{v.verdict}**" if v.verdict != UNTESTABLE else v.verdict
