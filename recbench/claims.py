@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from recbench.config import load_yaml_file, validate_file
 from recbench.errors import ConfigError
+from recbench.studies.ledger import written_from_ledger
 from recbench.studies.schema import table_stem
 from recbench.summary import _float, read_table
 from recbench.train.api import lower_is_better
@@ -107,7 +108,7 @@ class Verdict:
     verdict: str  # HOLDS | FAILS | UNTESTABLE
     figures: str  # the numbers that decide it, in words
     study: str | None = None
-    regenerable: bool = True  # the study has a ledger: --report-only rebuilds its table
+    regenerable: bool = True  # written from its ledger: --report-only rebuilds its table
 
 
 def _fig(x: float) -> str:
@@ -230,7 +231,7 @@ def evaluate(claim: Claim, results_dir: Path, where: str = "claim") -> Verdict:
         return Verdict(UNTESTABLE, claim.untestable or "")
     check = claim.check
     rows = _rows(check, results_dir, where)
-    regenerable = (results_dir / check.study / "ledger").is_dir()
+    regenerable = written_from_ledger(results_dir / check.study)
     means = {v: m for v, r in rows.items() if (m := _float(r.get("mean"))) is not None
              and (_float(r.get("seeds")) or 0) > 0}
     idle = [v for v in check.rows if v not in means]
@@ -264,8 +265,8 @@ def render(claims: ClaimsFile, name: str, results_dir: Path, out_dir: Path) -> s
              "them with the reference, p below the check's alpha), best (X's mean best of the "
              "rows named, or of all the experiment's rows), monotone (every step the stated "
              "way), interval (the paper's figure inside our 95% bootstrap interval). "
-             f"\"{TRANSCRIBED}\": the study has no ledger, so its table was written from runs no "
-             "checkout has and `--report-only` cannot rebuild it.", "",
+             f"\"{TRANSCRIBED}\": the study's table was not written from its ledger (its runs.txt "
+             "names runs no checkout has), so `--report-only` cannot rebuild it.", "",
              "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     counts = {HOLDS: 0, FAILS: 0, UNTESTABLE: 0}
     for i, claim in enumerate(claims.claims, 1):

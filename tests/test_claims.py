@@ -41,6 +41,8 @@ def results(tmp_path: Path) -> Path:
         Cell("m", "d", "idle", [], []),
     ])
     (out / "err" / "ledger").mkdir()
+    (out / "err" / "runs.txt").write_text("[m | ref]\n  results/err/ledger/m/0123456789\n"
+                                          "[m | idle]\n  (no finished run)\n")
     _table(out, "rec", "recall@10", [Cell("m", "d", str(n), [v], [])
                                      for n, v in [(1, 0.10), (2, 0.20), (4, 0.30), (8, 0.25)]])
     return out
@@ -186,3 +188,18 @@ def test_a_check_on_a_studys_secondary_metric_reads_that_metrics_table(results):
     with pytest.raises(ConfigError, match="the check says mrr"):
         _verdict(results, kind="compare", study="err", metric="mrr", rows=["ref", "worse"],
                  expect=">")
+
+
+def test_a_ledger_started_beside_a_transcribed_table_is_not_called_regenerable(results):
+    """A study whose ledger holds the cells already rerun while its table still lists runs/
+    folders (the rest not rerun yet) is transcribed until the table is read from the ledger."""
+    check = dict(kind="compare", study="rec", metric="recall@10", rows=["4", "2"], expect=">")
+    (results / "rec" / "ledger").mkdir()
+    (results / "rec" / "runs.txt").write_text("[m | 1]\n  runs/m/20261123-090437-ddd1d1ddc9\n"
+                                              "[m | 2]\n  results/rec/ledger/m/0123456789\n")
+    assert not _verdict(results, **check).regenerable
+    (results / "rec" / "runs.txt").write_text("[m | 1]\n  results/rec/ledger/m/9876543210\n"
+                                              "[m | 2]\n  results/rec/ledger/m/0123456789\n")
+    assert _verdict(results, **check).regenerable
+    (results / "rec" / "runs.txt").write_text("[m | 1]\n  results/other/ledger/m/9876543210\n")
+    assert not _verdict(results, **check).regenerable  # another study's record: not its own

@@ -27,7 +27,8 @@ from recbench.studies.collect import (
     per_unit_means,
     table_rows,
 )
-from recbench.studies.ledger import LEDGER, as_recorded, other_ledgers, write_ledger
+from recbench.studies.ledger import (LEDGER, as_recorded, other_ledgers, write_ledger,
+                                     written_from_ledger)
 from recbench.studies.planning import cell_configs, current_data, plan, refresh, select, split_names
 from recbench.studies.run import execute, run_planned
 from recbench.studies.schema import (
@@ -58,4 +59,5 @@ __all__ = [
     "load_study", "mark_guard", "other_ledgers", "paired_p_value", "paired_units", "parse_seeds",
     "per_unit_means", "plan", "pooled_units", "read_study", "refresh", "run_planned", "select",
     "split_names", "table_rows", "variant_patches", "wilcoxon_p", "write_ledger",
+    "written_from_ledger",
 ]

@@ -102,3 +102,24 @@ def as_recorded(planned: list[PlannedRun], ledger: Path) -> list[PlannedRun]:
             p = dataclasses.replace(p, cached=record)
         out.append(p)
     return out
+
+
+def written_from_ledger(folder: Path) -> bool:
+    """Whether the committed files of ``results/STUDY/`` were written from that study's own
+    ledger: its runs.txt names only records under ``STUDY/ledger/`` (or no finished run).
+
+    Why: a ledger may be started before a study is whole. The cells a fresh checkout already
+    has runs for are recorded at once (the ledger only grows), while the table stays the one
+    transcribed from runs no checkout has until every cell is rerun (a rebuild would drop
+    its other rows). "Has a ledger" then no longer means "--report-only rebuilds the table";
+    what the table was read from, which runs.txt lists, does."""
+    listing = folder / "runs.txt"
+    if not (folder / LEDGER).is_dir() or not listing.is_file():
+        return False
+    for line in listing.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("  ") or line.strip() == "(no finished run)":
+            continue
+        parts = Path(line.strip()).parts
+        if len(parts) < 4 or parts[-3] != LEDGER or parts[-4] != folder.name:
+            return False
+    return True
