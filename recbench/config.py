@@ -442,6 +442,7 @@ HASH_DEFAULTS: dict[tuple[str, ...], object] = {
     ("model", "normalize_neighbours"): False,
     ("model", "average_bias"): False,
     ("train", "pair_sampling"): "interactions",  # every training pair once an epoch
+    ("model", "layout"): "pre_norm",  # GConv-Transform: our encoder, as before the key
 }
 
 

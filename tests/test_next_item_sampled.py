@@ -163,3 +163,59 @@ def test_sasrec_reduction_builds_no_history_graph_and_scores_the_same(monkeypatc
     scores = model.score_items(items, items > 0, torch.tensor([[7, 8]]).expand(10, 2))
     full = model.score_positions(items, items > 0)
     assert torch.allclose(scores, full[:, [7, 8]], atol=1e-6)
+
+
+def test_sasrec_layout_is_the_reference_encoder():
+    """layout: sasrec (issue 33's gap to the published SASRec): no input/output projection,
+    √d-scaled item embeddings, queries from LN(x) with keys/values from x, padded positions
+    zeroed, LayerNorm ε 1e-8; causal; refused for any model but the SASRec reduction."""
+    cfg = gm.GConvTransformConfig(**SASREC, layout="sasrec",
+                                  next_item=nt.NextItemConfig(max_len=6))
+    torch.manual_seed(0)
+    model = gm.GConvTransform(cfg, 20, None).eval()
+    ours = gm.GConvTransform(gm.GConvTransformConfig(
+        **SASREC, next_item=nt.NextItemConfig(max_len=6)), 20, None)
+    names = {n for n, _ in model.named_parameters()}
+    assert not any(n.startswith(("encode", "decode", "norm_in")) for n in names)
+    assert {n for n, _ in ours.named_parameters()} - names == {
+        "encode.weight", "encode.bias", "decode.weight", "decode.bias",
+        "norm_in.weight", "norm_in.bias"}
+    assert model.norm_out.eps == 1e-8 and torch.count_nonzero(model.item.weight[0]) == 0
+    items = torch.tensor([[0, 0, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6]])
+    h = model.states(items)
+    assert torch.equal(model.sasrec_states(items), h)
+    later = items.clone()
+    later[:, -1] = 9  # a later item never reaches an earlier position
+    assert torch.allclose(model.states(later)[:, :-1], h[:, :-1], atol=1e-6)
+    # one block by hand: x = Drop(√d E + P) with pads zeroed, Q = LN(x), x = Q + MHA(Q, x, x)
+    block, d = model.blocks[0], cfg.hidden
+    x = (model.item(items) * d ** 0.5 + model.pos.weight[-6:]) * (items > 0).unsqueeze(-1)
+    q = torch.nn.functional.layer_norm(x, (d,), block.norm_attn.weight, block.norm_attn.bias,
+                                       1e-8)
+    w, bias = block.attn.qkv.weight, block.attn.qkv.bias
+    scores = (q @ w[:d].T + bias[:d]) @ (x @ w[d:2 * d].T + bias[d:2 * d]).transpose(1, 2)
+    scores = scores / d ** 0.5 + torch.full((6, 6), float("-inf")).triu(1)
+    att = block.attn.out(torch.softmax(scores, -1) @ (x @ w[2 * d:].T + bias[2 * d:]))
+    mid = block.norm_ffn(q + att)
+    expected = (mid + block.ffn(mid)) * (items > 0).unsqueeze(-1)
+    assert torch.allclose(block.sasrec(x, torch.ones(6, 6, dtype=torch.bool).tril().expand(
+        2, 6, 6)) * (items > 0).unsqueeze(-1), expected, atol=1e-5)
+    for wrong in ({"graph": True}, {"chebyshev": True}, {"feedforward": False}):
+        with pytest.raises(ValueError, match="layout: sasrec"):
+            gm.GConvTransformConfig(**{**SASREC, **wrong}, layout="sasrec")
+
+
+def test_sasrec_layout_trains_and_keeps_the_default_hash():
+    from recbench.config import hash_plain
+
+    ctx = _ctx(successor_graph(num_users=40), betas=[0.9, 0.98], monitor="sampled_ndcg@10")
+    cfg = gm.GConvTransformConfig(**SASREC, layout="sasrec", next_item=nt.NextItemConfig(
+        max_len=6, num_sampled_negatives=5, loss="bce_sampled", windows="last_per_user"))
+    tr = gm.make_gconv_transform_trainer(cfg, ctx)
+    before = tr.evaluate("test").metrics["hr@1"]
+    losses = [tr.train_epoch(e)["loss"] for e in range(25)]
+    assert losses[-1] < losses[0] and tr.evaluate("test").metrics["hr@1"] > before + 0.3
+    plain = {"name": "x", "model": {"name": "gconv_transform", "layout": "pre_norm"}}
+    assert hash_plain(plain) == hash_plain({"name": "x", "model": {"name": "gconv_transform"}})
+    plain["model"]["layout"] = "sasrec"
+    assert hash_plain(plain) != hash_plain({"name": "x", "model": {"name": "gconv_transform"}})

@@ -55,12 +55,21 @@ class GConvTransformConfig(Strict):
     item_graph: bool = True  # cosine item–item edges; False: chain + self-loops only
     training: Literal["windows", "samples"] = "windows"  # samples: one history per target,
     # exactly as evaluated (≈ L/2 × the cost per epoch); windows: all positions at once
+    # pre_norm: ours (LN input + Linear, pre-norm residual blocks, Linear + LN output);
+    # sasrec: the reference SASRec encoder for its reduction only (see SASRecLayout)
+    layout: Literal["pre_norm", "sasrec"] = "pre_norm"
     next_item: nt.NextItemConfig = nt.NextItemConfig()
 
     @model_validator(mode="after")
     def _heads_divide(self) -> GConvTransformConfig:
         if self.attention:
             check_heads_divide(self.hidden, self.num_heads, "hidden")
+        if self.layout == "sasrec" and (self.graph or self.chebyshev is not False
+                                        or not self.attention or not self.feedforward
+                                        or not self.residual):
+            raise ValueError("layout: sasrec is SASRec's own encoder: set graph: false, "
+                             "chebyshev: false, attention: true, feedforward: true, "
+                             "residual: true (or keep layout: pre_norm)")
         return self
 
 
@@ -130,9 +139,17 @@ class CausalAttention(nn.Module):
         self.qkv = nn.Linear(hidden, 3 * hidden)
         self.out = nn.Linear(hidden, hidden)
 
-    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, mask: torch.Tensor,
+                kv: torch.Tensor | None = None) -> torch.Tensor:
+        """Queries from ``h``; keys and values from ``kv`` (default ``h``): SASRec's block
+        takes its queries from the normalised stream and keys / values from the raw one."""
         b, n, d = h.shape
-        q, k, v = self.qkv(h).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        if kv is None:
+            qkv = self.qkv(h)
+        else:
+            w, bias = self.qkv.weight, self.qkv.bias
+            qkv = torch.cat([F.linear(h, w[:d], bias[:d]), F.linear(kv, w[d:], bias[d:])], -1)
+        q, k, v = qkv.view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None],
                                            dropout_p=self.dropout if self.training else 0.0)
         return self.out(a.transpose(1, 2).reshape(b, n, d))
@@ -144,12 +161,13 @@ class Block(nn.Module):
     def __init__(self, cfg: GConvTransformConfig):
         super().__init__()
         d, self.residual = cfg.hidden, cfg.residual
+        eps = SASREC_EPS if cfg.layout == "sasrec" else 1e-5
         self.drop = nn.Dropout(cfg.dropout)
         self.attn = CausalAttention(d, cfg.num_heads, cfg.dropout) if cfg.attention else None
-        self.norm_attn = nn.LayerNorm(d) if cfg.attention else None
+        self.norm_attn = nn.LayerNorm(d, eps=eps) if cfg.attention else None
         self.ffn = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Dropout(cfg.dropout),
                                  nn.Linear(d, d)) if cfg.feedforward else None
-        self.norm_ffn = nn.LayerNorm(d) if cfg.feedforward else None
+        self.norm_ffn = nn.LayerNorm(d, eps=eps) if cfg.feedforward else None
         self.gconv = LAMGConv(d, cfg.next_item.max_len, cfg.learn_adjacency) if cfg.graph else None
         self.norm_graph = nn.LayerNorm(d) if cfg.graph else None
 
@@ -164,6 +182,16 @@ class Block(nn.Module):
         if self.gconv is not None:
             h = self._add(h, self.drop(torch.relu(self.gconv(self.norm_graph(h), a, live))))
         return h
+
+    def sasrec(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """SASRec's block: Q = LN(x); x = Q + MHA(Q, x, x); x = LN(x); x = x + FFN(x)."""
+        q = self.norm_attn(h)
+        h = q + self.attn(q, mask, kv=h)
+        h = self.norm_ffn(h)
+        return h + self.drop(self.ffn(h))
+
+
+SASREC_EPS = 1e-8  # the reference's LayerNorm epsilon (layout: sasrec)
 
 
 class GConvTransform(nn.Module):
@@ -181,18 +209,51 @@ class GConvTransform(nn.Module):
         with torch.no_grad():
             self.item.weight[0].zero_()
         self.drop = nn.Dropout(cfg.dropout)
-        self.norm_in = nn.LayerNorm(d)
-        self.norm_out = nn.LayerNorm(d)
-        self.cheb_in = cfg.chebyshev is True or cfg.chebyshev == "in"
-        self.cheb_out = cfg.chebyshev is True or cfg.chebyshev == "out"
-        self.encode = SeqChebConv(d, d, cfg.cheb_k) if self.cheb_in else nn.Linear(d, d)
-        self.decode = SeqChebConv(d, d, cfg.cheb_k) if self.cheb_out else nn.Linear(d, d)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_blocks))
+        self.sasrec_layout = cfg.layout == "sasrec"
+        if self.sasrec_layout:
+            self.norm_out = nn.LayerNorm(d, eps=SASREC_EPS)
+            self.cheb_in = self.cheb_out = False
+            self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_blocks))
+            self._sasrec_init()
+        else:  # creation order kept: a seed draws the same initial weights as before
+            self.norm_in = nn.LayerNorm(d)
+            self.norm_out = nn.LayerNorm(d)
+            self.cheb_in = cfg.chebyshev is True or cfg.chebyshev == "in"
+            self.cheb_out = cfg.chebyshev is True or cfg.chebyshev == "out"
+            self.encode = SeqChebConv(d, d, cfg.cheb_k) if self.cheb_in else nn.Linear(d, d)
+            self.decode = SeqChebConv(d, d, cfg.cheb_k) if self.cheb_out else nn.Linear(d, d)
+            self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_blocks))
         self.register_buffer("sim", sim if sim is not None else torch.zeros(0), persistent=False)
         self.use_sim = sim is not None
         self.graph = cfg.graph
 
+    def _sasrec_init(self) -> None:
+        """The reference's initialisation (pmixer's main.py): Xavier-normal on every weight
+        matrix and embedding, biases and LayerNorms as torch makes them; the padding row 0."""
+        for param in self.parameters():
+            if param.dim() > 1:
+                nn.init.xavier_normal_(param)
+        with torch.no_grad():
+            self.item.weight[0].zero_()
+
+    def sasrec_states(self, items: torch.Tensor) -> torch.Tensor:
+        """SASRec's encoder (kang205/SASRec, pmixer/SASRec.pytorch): Drop(√d · E_i + P) with
+        padded positions zeroed; each block's output zeroed at padded positions; a final
+        LayerNorm. Attention is causal only: as in the reference, a position also attends to
+        the (zeroed) padded positions before it."""
+        b, n = items.shape
+        keep = (items > 0).unsqueeze(-1).to(self.item.weight.dtype)
+        h = self.drop(self.item(items) * self.item.embedding_dim ** 0.5 + self.pos.weight[-n:])
+        h = h * keep
+        causal = torch.ones(n, n, dtype=torch.bool, device=items.device).tril()
+        mask = causal.expand(b, n, n)
+        for block in self.blocks:
+            h = block.sasrec(h, mask) * keep
+        return self.norm_out(h)
+
     def states(self, items: torch.Tensor) -> torch.Tensor:
+        if self.sasrec_layout:
+            return self.sasrec_states(items)
         b, n = items.shape
         valid = items > 0
         eye = torch.eye(n, dtype=torch.bool, device=items.device)

@@ -27,8 +27,7 @@ from recbench.studies.collect import (
     per_unit_means,
     table_rows,
 )
-from recbench.studies.ledger import (LEDGER, as_recorded, other_ledgers, write_ledger,
-                                     written_from_ledger)
+from recbench.studies.ledger import LEDGER, as_recorded, other_ledgers, write_ledger, written_from_ledger
 from recbench.studies.planning import cell_configs, current_data, plan, refresh, select, split_names
 from recbench.studies.run import execute, run_planned
 from recbench.studies.schema import (
