@@ -56,7 +56,7 @@ class GConvTransformConfig(Strict):
     training: Literal["windows", "samples"] = "windows"  # samples: one history per target,
     # exactly as evaluated (≈ L/2 × the cost per epoch); windows: all positions at once
     # pre_norm: ours (LN input + Linear, pre-norm residual blocks, Linear + LN output);
-    # sasrec: the reference SASRec encoder for its reduction only (see SASRecLayout)
+    # sasrec: the reference SASRec encoder for its reduction only (GConvTransform.sasrec_states)
     layout: Literal["pre_norm", "sasrec"] = "pre_norm"
     next_item: nt.NextItemConfig = nt.NextItemConfig()
 
@@ -212,7 +212,6 @@ class GConvTransform(nn.Module):
         self.sasrec_layout = cfg.layout == "sasrec"
         if self.sasrec_layout:
             self.norm_out = nn.LayerNorm(d, eps=SASREC_EPS)
-            self.cheb_in = self.cheb_out = False
             self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_blocks))
             self._sasrec_init()
         else:  # creation order kept: a seed draws the same initial weights as before
