@@ -141,38 +141,71 @@ def run_study(session: StudyRun, executor: Executor, rerun: bool = False, device
 
 def open_search(experiment: Path, space: Path, overrides: list[str], name: str | None,
                 storage: str | None, runs_root: Path, data, device: str = "cpu",
-                threads: int | None = None) -> tune.TuneSetup:
+                threads: int | None = None, open_storage: bool = True) -> tune.TuneSetup:
     """``recbench tune``'s search, checked before any trial: the space file, the experiment,
     the name (it names results/tune-NAME/) and the Optuna storage (default a SQLite file
-    under ``runs_root``/tune/), as the plain values every worker gets."""
+    under ``runs_root``/tune/; not opened, nor made, for a report from the record), as the
+    plain values every worker gets."""
     search_space = tune.read_space(space)
     load_experiment(experiment, overrides)
     name = name or tune.default_name(experiment, space)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,90}", name):
         raise ConfigError(f"--name {name!r}: use letters, digits, '.', '_', '-' (it names "
                           "results/tune-NAME/)")
-    url = storage or tune.default_storage(runs_root, name)
-    tune.open_storage(url)  # a bad URL or a missing driver: one line before anything runs
+    url = storage or (tune.default_storage(runs_root, name) if open_storage else "")
+    if open_storage:
+        tune.open_storage(url)  # a bad URL or a missing driver: one line before anything runs
     return tune.TuneSetup(
         experiment=str(experiment), overrides=tuple(overrides),
         space=search_space.model_dump(), name=name, storage=url,
         data_root=str(Path(data.root).resolve()), runs_root=str(runs_root.resolve()),
-        device=device, threads=threads)
+        device=device, threads=threads, space_file=str(space))
 
 
 def open_tuned(setup: tune.TuneSetup, search, seeds: list[int] | None, runs_root: Path,
-               results_dir: Path, data=None) -> StudyRun:
+               results_dir: Path, data=None, report_only: bool = False) -> StudyRun:
     """The search's final study, opened like any other: the best trial ('tuned') beside the
     experiment as written ('hand-picked') for every final seed (default the experiment's),
-    its report carrying the search's pages."""
+    its report carrying the search's pages.
+
+    The pages are read from the search's record in the folder's ledger
+    (:func:`recbench.tune.search_record`), written here first from ``search``; with
+    ``report_only`` (``search`` None) the committed record is all there is, as on a fresh
+    clone. Reading the record in both cases makes a search write what a rebuild writes."""
+    path = tune.record_path(results_dir, setup.name)
+    earlier = tune.read_search_record(path)
+    if report_only:
+        record = _matching_record(earlier, path, setup, seeds)
+    else:
+        if seeds is None:
+            seeds = list(load_experiment(Path(setup.experiment), list(setup.overrides)).seeds)
+        record = tune.search_record(search, setup, seeds, earlier)
+        tune.write_search_record(path, record)
+    search, seeds = tune.study_from_record(record), record["seeds"]
     patch = tune.best_patch(search)
     monitor = search.best_trial.user_attrs.get("monitor", "valid metric")
-    if seeds is None:
-        seeds = list(load_experiment(Path(setup.experiment), list(setup.overrides)).seeds)
     final = tune.final_study(setup, patch, seeds, monitor)
     session = open_study(final, runs_root, results_dir, data=data)
     session.search = tune.summary(search, setup, patch, monitor)
     return session
+
+
+def _matching_record(record: dict | None, path: Path, setup: tune.TuneSetup,
+                     seeds: list[int] | None) -> dict:
+    """The committed search record, if it records this search (a report from another
+    experiment, space or --set would label one search's trials with another's setup)."""
+    if record is None:
+        raise ConfigError(f"{path} does not exist: no recorded search '{setup.name}' to report; "
+                          "run `recbench tune` without --report-only")
+    asked = {"experiment": setup.experiment, "overrides": list(setup.overrides),
+             "space": setup.space, **({"seeds": list(seeds)} if seeds is not None else {})}
+    differ = [key for key, value in asked.items() if record.get(key) != value]
+    if differ:
+        recorded = "; ".join(f"{key}: {record.get(key)}" for key in differ)[:200]
+        raise ConfigError(f"{path} records search '{setup.name}' with another "
+                          f"{', '.join(differ)} ({recorded}); give the recorded ones, or "
+                          "another --name")
+    return record
 
 
 def lost_cells(result: StudyResult, folder: Path) -> list[str]:

@@ -44,7 +44,7 @@ from recbench.config import (
 from recbench.errors import ConfigError, RecbenchError, RunError
 from recbench.executors import Executor
 from recbench.experiment import load_experiment, stored_hash, with_overrides
-from recbench.studies.search import SearchSummary, fmt
+from recbench.studies.search import SearchSummary, epochs_run, fmt
 from recbench.train.api import lower_is_better
 
 
@@ -125,6 +125,7 @@ class TuneSetup:
     runs_root: str
     device: str = "cpu"
     threads: int | None = None
+    space_file: str = ""  # the --space path as given (the record names it for a rebuild)
 
 
 def default_storage(runs_root: Path, name: str) -> str:
@@ -470,6 +471,97 @@ def search(setup: TuneSetup, n_trials: int, executor: Executor, workers: int = 1
     return open_study(setup, base)
 
 
+SEARCH_RECORD = "search.json"  # results/tune-NAME/ledger/search.json: the search's record
+_RECORDED_STATES = ("complete", "pruned", "fail")
+
+
+def search_record(study, setup: TuneSetup, seeds: list[int],
+                  earlier: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The search as plain data: what was searched (experiment, --set, space, name, final
+    seeds) and every finished, pruned or failed trial (parameters with their distributions,
+    value, the validation values it reported, its run and the epochs that run trained).
+
+    Why (issue 34): the Optuna storage lives under runs/ and is gone on a fresh clone, so
+    the search's pages (trials, search.md, Optuna's plots, best.yaml) and its final study
+    could not be rebuilt; results/tune-lightgcn/ was a transcription. Written into the
+    folder's ledger beside the final study's run records, it lets ``recbench tune
+    --report-only`` rebuild every page (:func:`study_from_record`). Runs are named relative
+    to the runs folder (an absolute path names one machine). ``earlier`` (the committed
+    record) lends the epoch count of trials whose run folder this machine lacks."""
+    from optuna.distributions import distribution_to_json
+
+    lent = {t["number"]: t.get("epochs", 0) for t in (earlier or {}).get("trials", [])}
+    root = Path(setup.runs_root)
+    trials = []
+    for t in study.get_trials(deepcopy=False):
+        state = t.state.name.lower()
+        if state not in _RECORDED_STATES:
+            continue  # running or waiting: not a result yet
+        run = t.user_attrs.get("run_dir", "")
+        named = Path(run).relative_to(root).as_posix() if run and Path(run).is_relative_to(
+            root) else run
+        attrs = {k: v for k, v in t.user_attrs.items() if k != "run_dir"}
+        trials.append({
+            "number": t.number, "state": state, "value": t.value, "params": dict(t.params),
+            "distributions": {k: json.loads(distribution_to_json(d))
+                              for k, d in t.distributions.items()},
+            "intermediate": [[step, v] for step, v in sorted(t.intermediate_values.items())],
+            "user_attrs": {**attrs, "run_dir": named},
+            "epochs": max(epochs_run(run), lent.get(t.number, 0))})
+    return {"name": setup.name, "experiment": setup.experiment, "space_file": setup.space_file,
+            "overrides": list(setup.overrides), "space": setup.space, "seeds": list(seeds),
+            "direction": study.direction.name.lower(), "trials": trials}
+
+
+def study_from_record(record: dict[str, Any]):
+    """An in-memory Optuna study holding the recorded trials, in their order: what
+    :func:`summary` and :func:`best_patch` read, after a search as on a fresh clone."""
+    import optuna
+    from optuna.distributions import json_to_distribution
+    from optuna.trial import TrialState, create_trial
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name=record["name"], direction=record["direction"])
+    for t in record["trials"]:
+        study.add_trial(create_trial(
+            state=TrialState[t["state"].upper()],
+            value=t["value"] if t["state"] == "complete" else None,
+            params=t["params"],
+            distributions={k: json_to_distribution(json.dumps(d))
+                           for k, d in t["distributions"].items()},
+            user_attrs={**t["user_attrs"], "epochs": t["epochs"]},
+            intermediate_values={int(step): v for step, v in t["intermediate"]}))
+    return study
+
+
+def record_path(results_dir: Path, name: str) -> Path:
+    from recbench.studies import LEDGER
+
+    return results_dir / f"tune-{name}" / LEDGER / SEARCH_RECORD
+
+
+def read_search_record(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: not a search record ({exc}); restore it from git") from None
+
+
+def write_search_record(path: Path, record: dict[str, Any]) -> None:
+    """Write the record, refusing one that knows fewer trials than the committed one (the
+    ledger only grows: a search continued on a machine that lost its storage would start its
+    count again)."""
+    earlier = read_search_record(path)
+    if earlier is not None and len(record["trials"]) < len(earlier["trials"]):
+        raise RunError(f"search {record['name']}: {path} records {len(earlier['trials'])} "
+                       f"trials and this search only {len(record['trials'])}; it is left as it "
+                       "is (run the search to at least as many trials, or use another --name)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    runs.atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
+
+
 def best_patch(study) -> dict[str, Any]:
     from optuna.trial import TrialState
 
@@ -510,10 +602,12 @@ def trials_rows(study) -> list[dict[str, Any]]:
     for t in study.get_trials(deepcopy=False):
         value = t.value if t.value is not None else (
             t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values else None)
+        run = t.user_attrs.get("run_dir", "")
         rows.append({"trial": t.number, "state": t.state.name.lower(),
                      "valid": None if value is None or math.isnan(value) else value,
-                     "evaluations": len(t.intermediate_values), **t.params,
-                     "run": t.user_attrs.get("run_dir", "")})
+                     "evaluations": len(t.intermediate_values), **t.params, "run": run,
+                     # a recorded trial carries its count; a live one's run folder has it
+                     "epochs": t.user_attrs.get("epochs", epochs_run(run))})
     return rows
 
 

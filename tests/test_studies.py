@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 from pathlib import Path
 
@@ -134,7 +135,6 @@ def test_extra_columns_by_hand(tmp_path, tiny_paths):
 
 
 def _fake_run(folder, test: dict, valid: dict | None = None):
-    import json
 
     folder.mkdir(parents=True)
     body = {"test": test, "monitor": "progress", "extra": {"valid": valid or {}}}
@@ -365,7 +365,6 @@ def test_legacy_hash_runs_and_ledger_records_are_still_found(tmp_path, tiny_path
 
 
 def _fake_full_run(folder, test: dict, **top):
-    import json
 
     folder.mkdir(parents=True)
     body = {"test": test, "monitor": "rmse", "extra": top.pop("extra", {}), **top}
@@ -487,7 +486,6 @@ def test_sweep_with_repeated_seeds_or_values_and_experiment_seeds_are_refused(tm
 def test_an_edited_mean_that_per_unit_npz_does_not_restate_is_refused(tmp_path, tiny_paths):
     """Issue 31.10: an edited metrics.json mean was published beside the p-value of the
     unchanged per_unit.npz; aggregation now checks one against the other and names the run."""
-    import json
 
     from recbench.errors import RunError
 
@@ -525,7 +523,6 @@ def test_a_run_of_other_data_is_stale_and_trained_again(tmp_path, tiny_paths):
     the old data as cached. The processed split's content hash is recorded in meta.json and
     in each run's metrics.json, beside the config hash (committed ledgers stay keyed by it),
     and a run of other data no longer counts; a run that recorded none still does."""
-    import json
 
     from recbench.data.prepare import data_hash, preprocess, register_custom
     from tests.conftest import make_interactions
@@ -574,6 +571,19 @@ def fresh_clone(tmp_path_factory):
     return root
 
 
+def _report_command(folder: Path) -> list[str]:
+    """``ablate --study S``, or for a search (results/tune-NAME/, no study file) the ``tune``
+    command its record names."""
+    from recbench import tune
+
+    record = folder / studies.LEDGER / tune.SEARCH_RECORD
+    if not record.is_file():
+        return ["ablate", "--study", folder.name]
+    rec = json.loads(record.read_text())
+    sets = [arg for o in rec["overrides"] for arg in ("--set", o)]
+    return ["tune", rec["experiment"], "--space", rec["space_file"], "--name", rec["name"], *sets]
+
+
 @pytest.mark.slow  # about 2 minutes for the 14 studies at one thread (2026-12-06)
 @pytest.mark.parametrize("name", _REBUILDABLE)
 def test_every_study_written_from_its_ledger_rebuilds_its_committed_files(name, fresh_clone, monkeypatch):
@@ -591,7 +601,7 @@ def test_every_study_written_from_its_ledger_rebuilds_its_committed_files(name, 
                  if p.is_file() and studies.LEDGER not in p.relative_to(folder).parts}
     for path in committed:
         (folder / path).unlink()
-    out = CliRunner().invoke(app, ["ablate", "--study", name, "--report-only", "--threads", "1",
+    out = CliRunner().invoke(app, [*_report_command(folder), "--report-only", "--threads", "1",
                                    "--runs-dir", str(fresh_clone / "runs"),
                                    "--data-dir", str(fresh_clone / "data")])
     assert out.exit_code == 0, out.output
@@ -606,7 +616,6 @@ def test_every_study_written_from_its_ledger_rebuilds_its_committed_files(name, 
 def _choice_run(folder, ad: float, choice: dict, scores: dict, main: str = "AD"):
     """A synthetic ledger record of a GLA-like run: every type's test figure, the selector's
     choice per attentive type and its candidates' validation figures."""
-    import json
 
     folder.mkdir(parents=True)
     body = {"test": {"recall@15|GD": 0.15, "recall@15|LD": 0.17, "recall@15|AD": ad,
@@ -687,7 +696,6 @@ def test_a_secondary_metric_unknown_twice_or_the_main_one_is_refused(tmp_path, a
 def _unit_run(folder, units: dict[str, list[float]], skip: tuple[str, ...] = ()):
     """A fake finished run whose metrics.json restates the means of its per-unit vectors
     (``skip``: metrics reported without per-unit data)."""
-    import json
 
     folder.mkdir(parents=True)
     test = {k: float(np.mean(v)) for k, v in units.items()}

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from dataclasses import asdict
+from pathlib import Path
 
 import pytest
 import yaml
@@ -13,7 +15,7 @@ pytest.importorskip("optuna")
 from optuna.trial import TrialState  # noqa: E402
 
 from recbench import runs, tune  # noqa: E402
-from recbench.errors import ConfigError  # noqa: E402
+from recbench.errors import ConfigError, RunError  # noqa: E402
 from recbench.executors import LocalExecutor  # noqa: E402
 from recbench.studies import report, search  # noqa: E402
 from tests.conftest import write_experiment  # noqa: E402
@@ -165,6 +167,72 @@ def test_cli_tune_end_to_end_then_cached(tmp_path, tiny_paths):
     again = CliRunner().invoke(app, args)  # everything cached: no new trial, no new run
     assert again.exit_code == 0, again.output
     assert len(_run_dirs(tmp_path)) == n_dirs
+
+
+def test_search_record_round_trips_every_trial(tmp_path, tiny_paths):
+    """Issue 34: the record rebuilds an Optuna study with the same trials, best trial and
+    pages; runs are named relative to the runs folder, with the epochs they trained."""
+    setup = _setup(tmp_path, tiny_paths, name="rec")
+    study = tune.search(setup, 3, LocalExecutor())
+    record = tune.search_record(study, setup, [0, 1])
+    assert [t["number"] for t in record["trials"]] == [t.number for t in study.trials]
+    assert all(not Path(t["user_attrs"]["run_dir"]).is_absolute() for t in record["trials"])
+    assert all(t["epochs"] > 0 for t in record["trials"])
+    again = tune.study_from_record(json.loads(json.dumps(record)))
+    assert tune.best_patch(again) == tune.best_patch(study)
+    assert again.best_trial.number == study.best_trial.number
+    assert [t.intermediate_values for t in again.trials] == \
+        [t.intermediate_values for t in study.trials]
+    live = tune.summary(study, setup, tune.best_patch(study), "recall@5")
+    recorded = tune.summary(again, setup, tune.best_patch(again), "recall@5")
+    assert search.compute_line(recorded.rows) == search.compute_line(live.rows)
+    assert recorded.best_yaml == live.best_yaml
+    path = tmp_path / "ledger" / tune.SEARCH_RECORD
+    tune.write_search_record(path, record)
+    fewer = {**record, "trials": record["trials"][:1]}
+    with pytest.raises(RunError, match="records 3 trials and this search only 1"):
+        tune.write_search_record(path, fewer)
+
+
+def test_cli_tune_report_only_rebuilds_the_folder_on_a_fresh_clone(tmp_path, tiny_paths):
+    """Issue 34: with the runs and the Optuna storage gone (a fresh clone), ``tune
+    --report-only`` writes every committed file of results/tune-NAME/ byte for byte from the
+    ledger (the search's record, the final study's run records), and records nothing new."""
+    from typer.testing import CliRunner
+
+    from recbench.cli import app
+
+    exp = write_experiment(tmp_path, "tiny-bpr", train={"epochs": 6, "patience": None})
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump(SPACE))
+    common = [str(exp), "--space", str(space), "--seeds", "0,1", "--name", "fresh",
+              "--threads", "1", "--data-dir", str(tiny_paths.root),
+              "--results-dir", str(tmp_path / "results")]
+    out = CliRunner().invoke(app, ["tune", *common, "--trials", "3",
+                                   "--runs-dir", str(tmp_path / "runs")])
+    assert out.exit_code == 0, out.output
+    folder = tmp_path / "results" / "tune-fresh"
+    record = json.loads((folder / "ledger" / tune.SEARCH_RECORD).read_text())
+    assert record["space_file"] == str(space) and record["seeds"] == [0, 1]
+    committed = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    for path in committed:
+        if "ledger" not in path.parts:
+            (folder / path).unlink()
+    empty = tmp_path / "fresh-runs"
+    out = CliRunner().invoke(app, ["tune", *common, "--report-only", "--runs-dir", str(empty)])
+    assert out.exit_code == 0, out.output
+    rebuilt = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    assert sorted(rebuilt) == sorted(committed)
+    assert [str(p) for p in committed if rebuilt[p] != committed[p]] == []
+    assert not (empty / "tune").exists()  # no Optuna storage made for a report
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump({**SPACE, "seed": 4}))
+    bad = CliRunner().invoke(app, ["tune", str(exp), "--space", str(other), "--name", "fresh",
+                                   "--report-only", "--results-dir", str(tmp_path / "results"),
+                                   "--runs-dir", str(empty), "--data-dir", str(tiny_paths.root)])
+    assert bad.exit_code != 0
+    assert "records search 'fresh' with another space" in bad.output
+    assert "Traceback" not in bad.output
 
 
 def test_cli_tune_bad_space_is_one_line(tmp_path):

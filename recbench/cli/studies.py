@@ -177,6 +177,9 @@ def tune(
     search_only: bool = typer.Option(False, "--search-only",
                                      help="run the search only; no final seeds, no results/"),
     set_: list[str] = typer.Option([], "--set", help="override a key in every trial"),
+    report_only: bool = typer.Option(False, "--report-only",
+                                     help="rebuild results/tune-NAME/ from its ledger (the "
+                                          "search's record and the final runs); train nothing"),
     opts: RunOptions = RunOptions(),
 ) -> None:
     """Search hyperparameters with Optuna on validation, then train the best for each seed."""
@@ -193,8 +196,17 @@ def tune(
     paths, runs_root = _paths(opts.data_dir), _runs_root(opts.runs_dir)
     if opts.track:  # each trial streams its curves too (track stays out of the hash)
         set_ = [*set_, "track=" + ",".join(opts.track)]
+    if report_only and search_only:
+        _fail("--report-only and --search-only exclude each other (one writes results/, the "
+              "other does not)")
     setup = study_session.open_search(experiment, space, set_, name, storage, runs_root, paths,
-                                      opts.device, executor.threads_per_call(opts.threads))
+                                      opts.device, executor.threads_per_call(opts.threads),
+                                      open_storage=not report_only)
+    if report_only:
+        _train_and_report(study_session.open_tuned(setup, None, final_seeds, runs_root,
+                                                   opts.results_dir, paths, report_only=True),
+                          opts, executor, StudyModes(report_only=True))
+        return
     workers = opts.jobs if opts.executor == "local" else max(1, opts.jobs)
     console.print(f"search [bold]{setup.name}[/]: {trials} trials of {experiment} over "
                   f"{', '.join(setup.space['params'])} ({opts.executor}, {workers} worker(s)); "

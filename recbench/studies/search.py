@@ -30,7 +30,7 @@ class SearchSummary:
     pruner: str
     monitor: str  # the validation metric optimised
     direction: str  # "minimize" or "maximize"
-    rows: list[dict[str, Any]]  # one per trial (recbench.tune.trials_rows)
+    rows: list[dict[str, Any]]  # one per trial (recbench.tune.trials_rows; "epochs" it trained)
     complete: int
     pruned: int
     failed: int
@@ -57,8 +57,8 @@ def epochs_run(run: str) -> int:
 def compute_line(rows: list[dict[str, Any]]) -> str:
     """Trial-epochs spent vs what the same trials would have cost unpruned, estimated by the
     completed trials' mean length (the issue's measure of what pruning saves)."""
-    spent = sum(epochs_run(r["run"]) for r in rows)
-    full = [epochs_run(r["run"]) for r in rows if r["state"] == "complete"]
+    spent = sum(r["epochs"] for r in rows)
+    full = [r["epochs"] for r in rows if r["state"] == "complete"]
     if not full or not spent:
         return ""
     unpruned = len(rows) * sum(full) / len(full)
