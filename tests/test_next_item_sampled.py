@@ -200,9 +200,41 @@ def test_sasrec_layout_is_the_reference_encoder():
     expected = (mid + block.ffn(mid)) * (items > 0).unsqueeze(-1)
     assert torch.allclose(block.sasrec(x, torch.ones(6, 6, dtype=torch.bool).tril().expand(
         2, 6, 6)) * (items > 0).unsqueeze(-1), expected, atol=1e-5)
-    for wrong in ({"graph": True}, {"chebyshev": True}, {"feedforward": False}):
-        with pytest.raises(ValueError, match="layout: sasrec"):
-            gm.GConvTransformConfig(**{**SASREC, **wrong}, layout="sasrec")
+    with pytest.raises(ValueError, match="layout: sasrec"):
+        gm.GConvTransformConfig(**{**SASREC, "residual": False}, layout="sasrec")
+
+
+def test_sasrec_layout_carries_the_full_model():
+    """Issue 33: GConv-Transform itself on SASRec's block layout (ours-ref), so the full model
+    can be judged against SASRec on one encoder: ChebConv in and out (no Linear where it is
+    off), a post-norm graph sub-block per block, causal, learns; the graph is read."""
+    cfg = gm.GConvTransformConfig(name="gconv_transform", hidden=8, num_heads=2, layout="sasrec",
+                                  next_item=nt.NextItemConfig(max_len=6))
+    torch.manual_seed(0)
+    model = gm.GConvTransform(cfg, 20, None).eval()
+    names = {n for n, _ in model.named_parameters()}
+    assert {"encode.linear.weight", "decode.linear.weight", "blocks.0.gconv.offset",
+            "blocks.0.norm_graph.weight"} <= names and not any(n.startswith("norm_in")
+                                                                for n in names)
+    assert model.blocks[0].norm_graph.eps == 1e-8
+    items = torch.tensor([[0, 0, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6]])
+    h = model.states(items)
+    later = items.clone()
+    later[:, -1] = 9
+    assert torch.allclose(model.states(later)[:, :-1], h[:, :-1], atol=1e-6)
+    with torch.no_grad():
+        model.blocks[0].gconv.offset.fill_(3.0)  # the learned adjacency changes the states
+    assert not torch.allclose(model.states(items), h)
+    no_cheb = gm.GConvTransform(gm.GConvTransformConfig(
+        name="gconv_transform", hidden=8, num_heads=2, layout="sasrec", chebyshev="in",
+        next_item=nt.NextItemConfig(max_len=6)), 20, None)
+    assert hasattr(no_cheb, "encode") and not hasattr(no_cheb, "decode")
+    ctx = _ctx(successor_graph(num_users=40), betas=[0.9, 0.98], monitor="sampled_ndcg@10")
+    cfg = cfg.model_copy(update={"next_item": nt.NextItemConfig(
+        max_len=6, num_sampled_negatives=5, loss="bce_sampled", windows="last_per_user")})
+    tr = gm.make_gconv_transform_trainer(cfg, ctx)
+    losses = [tr.train_epoch(e)["loss"] for e in range(15)]
+    assert losses[-1] < losses[0]
 
 
 def test_sasrec_layout_trains_and_keeps_the_default_hash():

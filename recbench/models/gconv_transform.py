@@ -56,7 +56,9 @@ class GConvTransformConfig(Strict):
     training: Literal["windows", "samples"] = "windows"  # samples: one history per target,
     # exactly as evaluated (≈ L/2 × the cost per epoch); windows: all positions at once
     # pre_norm: ours (LN input + Linear, pre-norm residual blocks, Linear + LN output);
-    # sasrec: the reference SASRec encoder for its reduction only (GConvTransform.sasrec_states)
+    # sasrec: the reference SASRec encoder (GConvTransform.sasrec_states): √d-scaled input, no
+    # input/output Linear, post-norm sub-blocks; the graph and ChebConv parts, where on, sit in
+    # it the same way (so the full model can be judged on SASRec's own block layout)
     layout: Literal["pre_norm", "sasrec"] = "pre_norm"
     next_item: nt.NextItemConfig = nt.NextItemConfig()
 
@@ -64,12 +66,9 @@ class GConvTransformConfig(Strict):
     def _heads_divide(self) -> GConvTransformConfig:
         if self.attention:
             check_heads_divide(self.hidden, self.num_heads, "hidden")
-        if self.layout == "sasrec" and (self.graph or self.chebyshev is not False
-                                        or not self.attention or not self.feedforward
-                                        or not self.residual):
-            raise ValueError("layout: sasrec is SASRec's own encoder: set graph: false, "
-                             "chebyshev: false, attention: true, feedforward: true, "
-                             "residual: true (or keep layout: pre_norm)")
+        if self.layout == "sasrec" and not self.residual:
+            raise ValueError("layout: sasrec is SASRec's residual encoder: set residual: true "
+                             "(or keep layout: pre_norm)")
         return self
 
 
@@ -169,7 +168,7 @@ class Block(nn.Module):
                                  nn.Linear(d, d)) if cfg.feedforward else None
         self.norm_ffn = nn.LayerNorm(d, eps=eps) if cfg.feedforward else None
         self.gconv = LAMGConv(d, cfg.next_item.max_len, cfg.learn_adjacency) if cfg.graph else None
-        self.norm_graph = nn.LayerNorm(d) if cfg.graph else None
+        self.norm_graph = nn.LayerNorm(d, eps=eps) if cfg.graph else None
 
     def _add(self, h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         return h + z if self.residual else z
@@ -183,12 +182,20 @@ class Block(nn.Module):
             h = self._add(h, self.drop(torch.relu(self.gconv(self.norm_graph(h), a, live))))
         return h
 
-    def sasrec(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """SASRec's block: Q = LN(x); x = Q + MHA(Q, x, x); x = LN(x); x = x + FFN(x)."""
-        q = self.norm_attn(h)
-        h = q + self.attn(q, mask, kv=h)
-        h = self.norm_ffn(h)
-        return h + self.drop(self.ffn(h))
+    def sasrec(self, h: torch.Tensor, mask: torch.Tensor, a: torch.Tensor | None = None,
+               live: torch.Tensor | None = None) -> torch.Tensor:
+        """SASRec's block: Q = LN(x); x = Q + MHA(Q, x, x); x = LN(x); x = x + FFN(x); the
+        graph sub-block, where on, the same post-norm way: x = LN(x); x = x + ReLU(GConv(x))."""
+        if self.attn is not None:
+            q = self.norm_attn(h)
+            h = q + self.attn(q, mask, kv=h)
+        if self.ffn is not None:
+            h = self.norm_ffn(h)
+            h = h + self.drop(self.ffn(h))
+        if self.gconv is not None:
+            h = self.norm_graph(h)
+            h = h + self.drop(torch.relu(self.gconv(h, a, live)))
+        return h
 
 
 SASREC_EPS = 1e-8  # the reference's LayerNorm epsilon (layout: sasrec)
@@ -210,15 +217,19 @@ class GConvTransform(nn.Module):
             self.item.weight[0].zero_()
         self.drop = nn.Dropout(cfg.dropout)
         self.sasrec_layout = cfg.layout == "sasrec"
-        if self.sasrec_layout:
+        self.cheb_in = cfg.chebyshev is True or cfg.chebyshev == "in"
+        self.cheb_out = cfg.chebyshev is True or cfg.chebyshev == "out"
+        if self.sasrec_layout:  # the ChebConvs after the reduction's modules: its draws kept
             self.norm_out = nn.LayerNorm(d, eps=SASREC_EPS)
             self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_blocks))
+            if self.cheb_in:  # no Linear where ChebConv is off: the reference has none
+                self.encode = SeqChebConv(d, d, cfg.cheb_k)
+            if self.cheb_out:
+                self.decode = SeqChebConv(d, d, cfg.cheb_k)
             self._sasrec_init()
         else:  # creation order kept: a seed draws the same initial weights as before
             self.norm_in = nn.LayerNorm(d)
             self.norm_out = nn.LayerNorm(d)
-            self.cheb_in = cfg.chebyshev is True or cfg.chebyshev == "in"
-            self.cheb_out = cfg.chebyshev is True or cfg.chebyshev == "out"
             self.encode = SeqChebConv(d, d, cfg.cheb_k) if self.cheb_in else nn.Linear(d, d)
             self.decode = SeqChebConv(d, d, cfg.cheb_k) if self.cheb_out else nn.Linear(d, d)
             self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_blocks))
@@ -239,15 +250,29 @@ class GConvTransform(nn.Module):
         """SASRec's encoder (kang205/SASRec, pmixer/SASRec.pytorch): Drop(√d · E_i + P) with
         padded positions zeroed; each block's output zeroed at padded positions; a final
         LayerNorm. Attention is causal only: as in the reference, a position also attends to
-        the (zeroed) padded positions before it."""
+        the (zeroed) padded positions before it. Where on, the input ChebConv follows the
+        embedding, the output one precedes the final LayerNorm, and the graph sub-blocks read
+        the history graph of the pre_norm path."""
         b, n = items.shape
-        keep = (items > 0).unsqueeze(-1).to(self.item.weight.dtype)
+        valid = items > 0
+        keep = valid.unsqueeze(-1).to(self.item.weight.dtype)
         h = self.drop(self.item(items) * self.item.embedding_dim ** 0.5 + self.pos.weight[-n:])
         h = h * keep
         causal = torch.ones(n, n, dtype=torch.bool, device=items.device).tril()
         mask = causal.expand(b, n, n)
+        a = live = p = None
+        if self.graph or self.cheb_in or self.cheb_out:
+            eye = torch.eye(n, dtype=torch.bool, device=items.device)
+            if self.graph:
+                live = (((causal & valid[:, None, :]) | eye) & valid[:, :, None]).float()
+            a = history_adjacency(items, self.sim if self.use_sim else None)
+            p = row_normalize(a)
+        if self.cheb_in:
+            h = self.encode(h, p) * keep
         for block in self.blocks:
-            h = block.sasrec(h, mask) * keep
+            h = block.sasrec(h, mask, a, live) * keep
+        if self.cheb_out:
+            h = self.decode(h, p)
         return self.norm_out(h)
 
     def states(self, items: torch.Tensor) -> torch.Tensor:
