@@ -114,7 +114,11 @@ def test_the_study_commands_share_one_declaration_of_their_options():
             declared = [params[n].get(field.name) for n in names]
             assert all(declared), (field.name, names)
             assert len({(p.opts[0], p.help, p.default) for p in declared}) == 1, field.name
-    assert "report_only" not in params["tune"] and "only_seeds" in params["ablate"]
+    # tune takes --report-only alone (a search has no dry run or rerun), the same declaration
+    report = {(p.opts[0], p.help, p.default) for p in
+              (params[n]["report_only"] for n in ("ablate", "sweep", "tune"))}
+    assert len(report) == 1 and "dry_run" not in params["tune"] and "rerun" not in params["tune"]
+    assert "only_seeds" in params["ablate"]
     assert not {"opts", "modes"} & set().union(*params.values())
 
 

@@ -62,12 +62,17 @@ class RunOptions:
     track: Annotated[list[str], typer.Option("--track", help=Track.help)] = ()
 
 
+# --report-only, declared once: ablate and sweep take it through StudyModes, tune on its own
+# (tune has no --dry-run or --rerun), all with the same flag, help and default
+ReportOnly = Annotated[bool, typer.Option(
+    "--report-only", help="write results/ from finished runs and ledger records; train nothing")]
+
+
 @dataclasses.dataclass(frozen=True)
 class StudyModes:
     """What ablate and sweep may do instead of (or besides) training what is missing."""
 
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="print the plan and what is cached")] = False
-    report_only: Annotated[bool, typer.Option(
-        "--report-only", help="write the table from finished runs; train nothing")] = False
+    report_only: ReportOnly = False
     rerun: Annotated[bool, typer.Option("--rerun", help="run again even if cached")] = False

@@ -20,7 +20,7 @@ from recbench.cli.common import (
     console,
     err_console,
 )
-from recbench.cli.options import RunOptions, StudyModes, _options
+from recbench.cli.options import ReportOnly, RunOptions, StudyModes, _options
 
 
 def _executor(opts: RunOptions):
@@ -177,9 +177,7 @@ def tune(
     search_only: bool = typer.Option(False, "--search-only",
                                      help="run the search only; no final seeds, no results/"),
     set_: list[str] = typer.Option([], "--set", help="override a key in every trial"),
-    report_only: bool = typer.Option(False, "--report-only",
-                                     help="rebuild results/tune-NAME/ from its ledger (the "
-                                          "search's record and the final runs); train nothing"),
+    report_only: ReportOnly = False,
     opts: RunOptions = RunOptions(),
 ) -> None:
     """Search hyperparameters with Optuna on validation, then train the best for each seed."""
