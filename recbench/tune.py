@@ -607,7 +607,8 @@ def trials_rows(study) -> list[dict[str, Any]]:
                      "valid": None if value is None or math.isnan(value) else value,
                      "evaluations": len(t.intermediate_values), **t.params, "run": run,
                      # a recorded trial carries its count; a live one's run folder has it
-                     "epochs": t.user_attrs.get("epochs", epochs_run(run))})
+                     "epochs": t.user_attrs["epochs"] if "epochs" in t.user_attrs
+                     else epochs_run(run)})
     return rows
 
 

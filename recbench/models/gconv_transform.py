@@ -260,13 +260,10 @@ class GConvTransform(nn.Module):
         h = h * keep
         causal = torch.ones(n, n, dtype=torch.bool, device=items.device).tril()
         mask = causal.expand(b, n, n)
-        a = live = p = None
-        if self.graph or self.cheb_in or self.cheb_out:
-            eye = torch.eye(n, dtype=torch.bool, device=items.device)
-            if self.graph:
-                live = (((causal & valid[:, None, :]) | eye) & valid[:, :, None]).float()
-            a = history_adjacency(items, self.sim if self.use_sim else None)
-            p = row_normalize(a)
+        # the graph layers see the pre_norm path's attention pattern (pads attend to themselves)
+        attend = (causal & valid[:, None, :]) | torch.eye(
+            n, dtype=torch.bool, device=items.device) if self.graph else None
+        a, live, p = self._history_graph(items, valid, attend)
         if self.cheb_in:
             h = self.encode(h, p) * keep
         for block in self.blocks:
@@ -274,6 +271,21 @@ class GConvTransform(nn.Module):
         if self.cheb_out:
             h = self.decode(h, p)
         return self.norm_out(h)
+
+    def _history_graph(self, items: torch.Tensor, valid: torch.Tensor,
+                       attend: torch.Tensor | None) -> tuple:
+        """(a, live, p): each history's graph, who may read whom in the graph sub-blocks
+        (``attend`` at valid rows) and its row-normalised form for the ChebConvs, each None
+        where no layer reads it. Why: SASRec's reduction (no graph, no ChebConv) would build
+        three unused (B, L, L) float tensors per step, 15 % of its step on ML-1M at L = 200
+        (docs/gconv_transform.md); one helper for both layouts keeps them the same graph."""
+        a = live = p = None
+        if self.graph:
+            live = (attend & valid[:, :, None]).float()
+        if self.graph or self.cheb_in or self.cheb_out:
+            a = history_adjacency(items, self.sim if self.use_sim else None)
+            p = row_normalize(a)
+        return a, live, p
 
     def states(self, items: torch.Tensor) -> torch.Tensor:
         if self.sasrec_layout:
@@ -283,15 +295,7 @@ class GConvTransform(nn.Module):
         eye = torch.eye(n, dtype=torch.bool, device=items.device)
         causal = torch.ones(n, n, dtype=torch.bool, device=items.device).tril()
         mask = (causal & valid[:, None, :]) | eye  # pads attend to themselves only
-        # the history graph only where a layer reads it: SASRec's reduction (no graph, no
-        # ChebConv) would build three unused (B, L, L) float tensors per step, 15 % of its step
-        # on ML-1M at L = 200 (docs/gconv_transform.md)
-        a = live = p = None
-        if self.graph:
-            live = (mask & valid[:, :, None]).float()
-        if self.graph or self.cheb_in or self.cheb_out:
-            a = history_adjacency(items, self.sim if self.use_sim else None)
-            p = row_normalize(a)
+        a, live, p = self._history_graph(items, valid, mask)
         h = self.norm_in(self.drop(self.item(items) + self.pos.weight[-n:]))
         h = self.encode(h, p) if self.cheb_in else self.encode(h)
         for block in self.blocks:
