@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from recbench.config import load_yaml_file, validate_file
 from recbench.errors import ConfigError
 from recbench.studies.ledger import written_from_ledger
-from recbench.studies.schema import table_stem
+from recbench.studies.schema import table_stem, versus_stem
 from recbench.summary import _float, read_table
 from recbench.train.api import lower_is_better
 
@@ -57,6 +57,9 @@ class Check(BaseModel):
     rows: list[str] = Field(min_length=1)  # the table's `variant` column
     expect: Literal["<", ">", "increasing", "decreasing"] | None = None
     alpha: float = Field(0.05, gt=0, lt=1)
+    # read the table written against this reference row (the study's ``versus:``), so a
+    # compare of two rows neither of which is the study's reference has its paired test
+    reference: str | None = None
 
     @model_validator(mode="after")
     def _shape(self) -> Check:
@@ -117,16 +120,25 @@ def _fig(x: float) -> str:
 
 def _table_file(check: Check, results_dir: Path) -> Path:
     """The study's table.md, or the table of the check's metric where the study writes one
-    (``also:`` metrics, e.g. results/seq-ml1m/table_hr_at_10.md)."""
+    (``also:`` metrics, e.g. results/seq-ml1m/table_hr_at_10.md); with ``reference``, that
+    table as written against the row (``versus:``, e.g. table_hr_at_10_vs_sasrec-ref.md)."""
     folder = results_dir / check.study
     secondary = folder / f"{table_stem(check.metric)}.md"
-    return secondary if secondary.with_suffix(".csv").exists() else folder / "table.md"
+    main = secondary if secondary.with_suffix(".csv").exists() else folder / "table.md"
+    if check.reference is None:
+        return main
+    return main.with_name(versus_stem(main.stem, check.reference) + ".md")
 
 
 def _rows(check: Check, results_dir: Path, where: str) -> dict[str, dict[str, str]]:
     """The experiment's rows of the study table by variant; an error naming the claim when
     the table, a named row or the metric is not what the check says."""
-    table = read_table(_table_file(check, results_dir).with_suffix(".csv"))
+    file = _table_file(check, results_dir).with_suffix(".csv")
+    table = read_table(file)
+    if table is None and check.reference is not None:
+        raise ConfigError(f"{where}: no table {results_dir.as_posix()}/{check.study}/{file.name}"
+                          f" against {check.reference}; add {check.reference} to the study's "
+                          "`versus:` and regenerate it, or drop the check's reference")
     if table is None:
         raise ConfigError(f"{where}: no study table {results_dir.as_posix()}/{check.study}/"
                           "table.csv; run the study or mark the claim `untestable: why`")

@@ -190,6 +190,29 @@ def test_a_check_on_a_studys_secondary_metric_reads_that_metrics_table(results):
                  expect=">")
 
 
+def test_a_check_with_a_reference_reads_the_table_written_against_that_row(results):
+    """Issue 33: a compare of two rows neither of which is the study's reference reads the
+    table `versus:` writes against one of them (table_vs_ROW.csv), so its paired test decides;
+    without that table the claim is one line naming the missing `versus:` entry."""
+    from recbench.studies.schema import versus_stem
+
+    check = dict(kind="compare", study="err", metric="rmse", rows=["close", "worse"],
+                 expect="<")
+    plain = _verdict(results, **check)
+    assert plain.verdict == claims.HOLDS and "no paired test" in plain.figures
+    _table(results, "tmp-vs", "rmse", [Cell("m", "d", "worse", [0.95, 0.95], []),
+                                       Cell("m", "d", "close", [0.899], [], p_value=0.30,
+                                            p_holm=0.30)])
+    stem = versus_stem("table", "worse")
+    (results / "err" / f"{stem}.csv").write_text((results / "tmp-vs" / "table.csv").read_text())
+    (results / "err" / f"{stem}.md").write_text("# vs worse\n")
+    paired = _verdict(results, **check, reference="worse")
+    assert paired.verdict == claims.FAILS and "p Holm 0.3" in paired.figures
+    with pytest.raises(ConfigError, match="versus") as err:
+        _verdict(results, **check, reference="close")
+    assert "\n" not in str(err.value)
+
+
 def test_a_ledger_started_beside_a_transcribed_table_is_not_called_regenerable(results):
     """A study whose ledger holds the cells already rerun while its table still lists runs/
     folders (the rest not rerun yet) is transcribed until the table is read from the ledger."""

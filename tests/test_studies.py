@@ -707,6 +707,53 @@ def _unit_run(folder, units: dict[str, list[float]], skip: tuple[str, ...] = ())
     return folder
 
 
+def test_versus_writes_every_table_again_against_another_reference_row(tmp_path):
+    """Issue 33: `versus: [b]` writes table_vs_b and table_<also>_vs_b with b as the paired
+    tests' reference, so two rows neither of which is `reference` get their paired test; the
+    study's own tables keep their bytes; the main metric's copy keeps its paper figures."""
+    rng = np.random.default_rng(1)
+    recall_a = (rng.random(60) < 0.3).astype(float)
+    recall_b = np.maximum(recall_a, (rng.random(60) < 0.2).astype(float))
+    recall_c = np.maximum(recall_b, (rng.random(60) < 0.3).astype(float))  # c finds most
+    runs = {v: [_unit_run(tmp_path / f"{v}{s}", {"recall@5": r, "hr@10": r}) for s in (0, 1)]
+            for v, r in (("a", recall_a), ("b", recall_b), ("c", recall_c))}
+    planned = [studies.PlannedRun("exp", "ml", v, s, None, "h", run)
+               for v, rs in runs.items() for s, run in enumerate(rs)]
+    body = dict(study="k", base=["a.yaml"], metric="recall@5", reference="a",
+                paper={"ml": {"b": 0.3}}, also=["hr@10"])
+    plain = studies.aggregate(studies.StudyConfig(**body), planned)
+    result = studies.aggregate(studies.StudyConfig(**body, versus=["b"]), planned)
+    out = report.write_study(result, tmp_path / "results" / "k")
+    assert (out / "table.csv").read_bytes() == report.csv_text(plain).encode()  # unchanged
+    assert (out / "table.md").read_bytes() == report.markdown(plain).encode()
+    assert (out / "table_hr_at_10.csv").read_bytes() == report.csv_text(plain.also[0]).encode()
+    assert {"table_vs_b.md", "table_vs_b.csv", "table_hr_at_10_vs_b.md",
+            "table_hr_at_10_vs_b.csv"} <= set(report.study_files(result))
+    for stem, metric in (("table_vs_b", "recall@5"), ("table_hr_at_10_vs_b", "hr@10")):
+        rows = {r["variant"]: r for r in csv.DictReader(io.StringIO(
+            (out / f"{stem}.csv").read_text(), newline=""))}
+        assert {r["metric"] for r in rows.values()} == {metric}
+        assert rows["b"]["p_value"] == ""  # b is this table's reference
+        assert float(rows["c"]["p_value"]) < 0.05  # c against b: the pair no other table has
+        assert float(rows["c"]["effect"]) == pytest.approx((recall_c - recall_b).mean(), abs=1e-6)
+        assert rows["b"]["paper"] == ("0.3" if metric == "recall@5" else "")
+        assert "`b`" in (out / f"{stem}.md").read_text()
+
+
+@pytest.mark.parametrize("versus, message", [
+    (["b", "b"], "listed more than once"),
+    (["a"], "study's own reference"),
+])
+def test_a_versus_row_twice_or_the_reference_itself_is_refused(tmp_path, versus, message):
+    """`versus:` names other reference rows, each once; the study's own reference would write
+    its table twice under two names."""
+    from recbench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message) as err:
+        _study(tmp_path, versus=versus, reference="a")
+    assert "\n" not in str(err.value).strip()
+
+
 def test_a_secondary_metric_gets_its_own_table_with_the_main_tables_statistics(tmp_path):
     """Issue 34: `also: [hr@10]` writes table_hr_at_10.{md,csv}: the same cells, bootstrap
     interval, paired test, Holm and effect, for hr@10; no paper figure (the study's are the

@@ -71,6 +71,9 @@ class StudyResult:
     seeds: list[int] = field(default_factory=list)  # the planned run seeds
     also: list[StudyResult] = field(default_factory=list)  # one per secondary metric of the
     # study (``also``): the same cells and statistics for that metric, no paper figures
+    versus: list[StudyResult] = field(default_factory=list)  # per extra reference row of the
+    # study (``versus``) and per metric (the main one, then each ``also``): the same cells
+    # with that row as the paired tests' reference
 
 
 @dataclass

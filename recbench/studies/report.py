@@ -11,7 +11,7 @@ from rich.table import Table
 
 from recbench.runs import atomic_write_bytes, atomic_write_text
 from recbench.studies.cells import StudyResult
-from recbench.studies.schema import table_stem
+from recbench.studies.schema import table_stem, versus_stem
 from recbench.studies.search import (
     SearchSummary,
     final_figures,
@@ -91,12 +91,19 @@ def runs_listing(result: StudyResult) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _versus_file(result: StudyResult, versus: StudyResult) -> str:
+    """The file stem of one ``versus`` table: the main or secondary metric's stem, then _vs_ROW."""
+    stem = "table" if versus.metric == result.metric else table_stem(versus.metric)
+    return versus_stem(stem, versus.reference)
+
+
 def study_files(result: StudyResult, search: SearchSummary | None = None) -> list[str]:
     """The names :func:`write_study` writes for this result (and search)."""
     names = ["table.md", "table.csv", "table.tex", "runs.txt"]
     names += ["extra.md"] if result.study.columns else []
     names += list(dict.fromkeys(t.file for t in result.study.tables))
     names += [f"{table_stem(a.metric)}.{ext}" for a in result.also for ext in ("md", "csv")]
+    names += [f"{_versus_file(result, v)}.{ext}" for v in result.versus for ext in ("md", "csv")]
     names += ["plot.png"] if any(c.values for c in result.cells) else []
     return names + (search_files(search) if search is not None else [])
 
@@ -116,6 +123,9 @@ def write_study(result: StudyResult, folder: Path, search: SearchSummary | None 
     for also in result.also:  # the study's secondary metrics: the main table's text for each
         atomic_write_text(folder / f"{table_stem(also.metric)}.md", markdown(also))
         atomic_write_text(folder / f"{table_stem(also.metric)}.csv", csv_text(also))
+    for versus in result.versus:  # the same tables against another reference row
+        atomic_write_text(folder / f"{_versus_file(result, versus)}.md", markdown(versus))
+        atomic_write_text(folder / f"{_versus_file(result, versus)}.csv", csv_text(versus))
     if any(c.values for c in result.cells):
         atomic_write_bytes(folder / "plot.png", plot_png(result))
     if search is not None:

@@ -88,6 +88,11 @@ class StudyConfig(Strict):
     # statistics (e.g. hr@10 where every model ties on the paper's accuracy@1); the `paper`
     # figures are the main metric's, so these tables quote none
     also: list[str] = Field(default_factory=list)
+    # more reference rows: for each, table.md and every `also` table again with that row as
+    # the paired test's reference (table_vs_<row>.{md,csv}, table_<metric>_vs_<row>.{md,csv}),
+    # so two rows neither of which is `reference` get their paired test and Holm p (issue 33:
+    # ours on SASRec's encoder against SASRec itself, beside the study's own reference)
+    versus: list[str] = Field(default_factory=list)
 
     @field_validator("seeds")
     @classmethod
@@ -128,6 +133,13 @@ class StudyConfig(Strict):
         if twice:
             raise ValueError(f"variant label(s) {', '.join(twice)} name both a vary value and a "
                              "variant; rename the variant")
+        twice = sorted({r for r in self.versus if self.versus.count(r) > 1})
+        if twice:
+            raise ValueError(f"versus: row(s) {', '.join(twice)} listed more than once; "
+                             "list each row once")
+        if self.reference is not None and self.reference in self.versus:
+            raise ValueError(f"versus: {self.reference} is the study's own reference "
+                             "(table.csv); list only other rows")
         if self.metric is not None and self.metric in self.also:
             raise ValueError(f"also: {self.metric} is the study's own metric (table.csv); "
                              "list only other metrics")
@@ -149,6 +161,13 @@ def table_stem(metric: str) -> str:
     """The file stem of a secondary metric's table in results/STUDY/: 'hr@10' → 'table_hr_at_10'
     (a plain file name on every system)."""
     return "table_" + re.sub(r"[^A-Za-z0-9._-]", "_", metric.replace("@", "_at_"))
+
+
+def versus_stem(stem: str, reference: str) -> str:
+    """The file stem of a table read against another reference row (``versus:``):
+    ('table', 'sasrec-ref') → 'table_vs_sasrec-ref', ('table_hr_at_10', …) →
+    'table_hr_at_10_vs_sasrec-ref'."""
+    return f"{stem}_vs_" + re.sub(r"[^A-Za-z0-9._-]", "_", reference)
 
 
 def load_study(studies_dir: Path, name: str, overrides: list[str] | None = None) -> StudyConfig:

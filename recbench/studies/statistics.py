@@ -128,7 +128,9 @@ def aggregate(study: StudyConfig, planned: list[PlannedRun]) -> StudyResult:
         isinstance(v, (int, float)) and not isinstance(v, bool) for v in next(iter(study.vary.values())))
     seeds = list(dict.fromkeys(p.seed for p in planned))
     return StudyResult(study, metric, reference, list(cells.values()), numeric, labels,
-                       configs, seeds, [aggregate(secondary(study, m), planned) for m in study.also])
+                       configs, seeds, [aggregate(secondary(study, m), planned) for m in study.also],
+                       [aggregate(against(study, r, m, metric), planned)
+                        for r in study.versus for m in [metric, *study.also]])
 
 
 def secondary(study: StudyConfig, metric: str) -> StudyConfig:
@@ -136,6 +138,14 @@ def secondary(study: StudyConfig, metric: str) -> StudyConfig:
     and none of the main metric's paper figures or side tables (one statistics path for both)."""
     return study.model_copy(update={"metric": metric, "also": [], "paper": {}, "columns": [],
                                     "tables": []})
+
+
+def against(study: StudyConfig, reference: str, metric: str, main: str) -> StudyConfig:
+    """The study read with another reference row (``versus``) for ``metric``: the main
+    metric keeps its paper figures, a secondary one reads as :func:`secondary`."""
+    base = study if metric == main else secondary(study, metric)
+    return base.model_copy(update={"metric": metric, "reference": reference, "also": [],
+                                   "versus": [], "columns": [], "tables": []})
 
 
 def mark_guard(study: StudyConfig, cells: list[Cell]) -> None:
