@@ -443,6 +443,7 @@ HASH_DEFAULTS: dict[tuple[str, ...], object] = {
     ("model", "average_bias"): False,
     ("train", "pair_sampling"): "interactions",  # every training pair once an epoch
     ("model", "layout"): "pre_norm",  # GConv-Transform: our encoder, as before the key
+    ("model", "cnn_path"): "conv2d",  # seq_baseline Caser: torch's Conv2d, as before the key
 }
 
 

@@ -179,6 +179,45 @@ def test_sequence_models_learn_a_successor_rule(name):
     assert got["hr@1"] > base + 0.3, (name, got["hr@1"], base)
 
 
+@pytest.mark.parametrize("heights, length", [([1, 2, 3, 4, 5], 5), ([2, 3], 4)])
+def test_caser_matmul_path_computes_the_conv2d_filters(heights, length):
+    """Issue 33: `cnn_path: matmul` is Caser's Conv2d filters as matrix products (10× faster a
+    step at 1 thread): same parameters, same scores and gradients to float rounding, padded
+    histories included; the default stays conv2d and out of the run hash."""
+    from recbench.config import run_hash
+
+    def cfg(path):
+        return sb.SeqBaselineConfig(name="seq_baseline", kind="cnn", hidden=8, horizontal=heights,
+                                    num_horizontal=3, num_vertical=2, cnn_path=path,
+                                    next_item=nt.NextItemConfig(max_len=length))
+    torch.manual_seed(0)
+    conv, fast = sb.Caser(cfg("conv2d"), 20), sb.Caser(cfg("matmul"), 20)
+    fast.load_state_dict(conv.state_dict())
+    conv.eval(), fast.eval()
+    hist = torch.randint(0, 21, (7, length), generator=torch.Generator().manual_seed(1))
+    hist[0, :2] = 0  # left padding
+    a, b = conv.score_last(hist), fast.score_last(hist)
+    assert torch.allclose(a, b, atol=1e-6)
+    a.square().sum().backward()
+    b.square().sum().backward()
+    for (name, p), (_, q) in zip(conv.named_parameters(), fast.named_parameters(), strict=True):
+        assert torch.allclose(p.grad, q.grad, atol=1e-6, rtol=1e-4), name
+    base = {"name": "x", "dataset": {"name": "ml-100k"},
+            "model": {"name": "seq_baseline", "kind": "cnn"}}
+    with_default = {**base, "model": {**base["model"], "cnn_path": "conv2d"}}
+    with_matmul = {**base, "model": {**base["model"], "cnn_path": "matmul"}}
+    from recbench.config import ExperimentConfig
+    hashes = [run_hash(ExperimentConfig.model_validate(c)) for c in (base, with_default, with_matmul)]
+    assert hashes[0] == hashes[1] != hashes[2]
+
+
+def test_cnn_path_is_refused_for_other_kinds():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="applies to kind cnn"):
+        sb.SeqBaselineConfig(name="seq_baseline", kind="dnn", cnn_path="matmul")
+
+
 def test_gconv_trains_on_samples_too():
     cfg = gm.GConvTransformConfig(name="gconv_transform", hidden=8, training="samples",
                                   next_item=SMALL)
