@@ -157,17 +157,22 @@ def metric_name_problem(name: str) -> str | None:
     return f"unknown metric '{name}'; known: {known}"
 
 
+def _file_safe(text: str) -> str:
+    """``text`` with every character outside [A-Za-z0-9._-] replaced by '_' (a plain file name)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", text)
+
+
 def table_stem(metric: str) -> str:
     """The file stem of a secondary metric's table in results/STUDY/: 'hr@10' → 'table_hr_at_10'
     (a plain file name on every system)."""
-    return "table_" + re.sub(r"[^A-Za-z0-9._-]", "_", metric.replace("@", "_at_"))
+    return "table_" + _file_safe(metric.replace("@", "_at_"))
 
 
 def versus_stem(stem: str, reference: str) -> str:
     """The file stem of a table read against another reference row (``versus:``):
     ('table', 'sasrec-ref') → 'table_vs_sasrec-ref', ('table_hr_at_10', …) →
     'table_hr_at_10_vs_sasrec-ref'."""
-    return f"{stem}_vs_" + re.sub(r"[^A-Za-z0-9._-]", "_", reference)
+    return f"{stem}_vs_" + _file_safe(reference)
 
 
 def load_study(studies_dir: Path, name: str, overrides: list[str] | None = None) -> StudyConfig:

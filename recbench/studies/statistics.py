@@ -136,8 +136,8 @@ def aggregate(study: StudyConfig, planned: list[PlannedRun]) -> StudyResult:
 def secondary(study: StudyConfig, metric: str) -> StudyConfig:
     """The study as it reads for one of its ``also`` metrics: that metric, the same reference,
     and none of the main metric's paper figures or side tables (one statistics path for both)."""
-    return study.model_copy(update={"metric": metric, "also": [], "paper": {}, "columns": [],
-                                    "tables": []})
+    return study.model_copy(update={"metric": metric, "also": [], "versus": [], "paper": {},
+                                    "columns": [], "tables": []})
 
 
 def against(study: StudyConfig, reference: str, metric: str, main: str) -> StudyConfig:
