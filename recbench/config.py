@@ -444,6 +444,7 @@ HASH_DEFAULTS: dict[tuple[str, ...], object] = {
     ("train", "pair_sampling"): "interactions",  # every training pair once an epoch
     ("model", "layout"): "pre_norm",  # GConv-Transform: our encoder, as before the key
     ("model", "cnn_path"): "conv2d",  # seq_baseline Caser: torch's Conv2d, as before the key
+    ("model", "cheb_norm"): "random_walk",  # GConv-Transform: L̃ = -D⁻¹A, as before the key
 }
 
 

@@ -251,3 +251,33 @@ def test_sasrec_layout_trains_and_keeps_the_default_hash():
     assert hash_plain(plain) == hash_plain({"name": "x", "model": {"name": "gconv_transform"}})
     plain["model"]["layout"] = "sasrec"
     assert hash_plain(plain) != hash_plain({"name": "x", "model": {"name": "gconv_transform"}})
+
+
+def test_symmetric_chebyshev_is_the_textbook_normalisation_and_keeps_the_default_hash():
+    """cheb_norm: symmetric (issue 33: the paper's ChebConv formula is lost, spec §2): the
+    ChebConvs read D^-1/2 A D^-1/2 (D the row sums) instead of D⁻¹A; the model stays causal;
+    the default leaves every cached run's hash unchanged."""
+    from recbench.config import hash_plain
+
+    a = torch.tensor([[[1.0, 0.0, 0.0], [2.0, 1.0, 0.0], [0.5, 1.0, 1.0]]])
+    d = a.sum(-1)
+    expected = a / torch.sqrt(d[:, :, None] * d[:, None, :])
+    assert torch.allclose(gm.symmetric_normalize(a), expected)
+    assert torch.allclose(gm.row_normalize(a).sum(-1), torch.ones(1, 3))
+    items = torch.tensor([[0, 0, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6]])
+    sim = torch.rand(21, 21, generator=torch.Generator().manual_seed(0))
+    states = {}
+    for norm in ("random_walk", "symmetric"):
+        cfg = gm.GConvTransformConfig(name="gconv_transform", hidden=8, num_heads=2,
+                                      cheb_norm=norm, next_item=nt.NextItemConfig(max_len=6))
+        torch.manual_seed(0)
+        model = gm.GConvTransform(cfg, 20, sim).eval()
+        states[norm] = model.states(items)
+        later = items.clone()
+        later[:, -1] = 9
+        assert torch.allclose(model.states(later)[:, :-1], states[norm][:, :-1], atol=1e-6)
+    assert not torch.allclose(states["random_walk"], states["symmetric"])
+    plain = {"name": "x", "model": {"name": "gconv_transform", "cheb_norm": "random_walk"}}
+    assert hash_plain(plain) == hash_plain({"name": "x", "model": {"name": "gconv_transform"}})
+    plain["model"]["cheb_norm"] = "symmetric"
+    assert hash_plain(plain) != hash_plain({"name": "x", "model": {"name": "gconv_transform"}})

@@ -12,7 +12,10 @@ convolution → ReLU → dropout} → ChebConv ("decoding") → scores over all 
   positions, so every position of a training window can be scored at once.
 - **ChebConv** on that directed graph: ``L̃ = -D⁻¹A`` (λ_max = 2), ``T_0 = I, T_1 = L̃,
   T_k = 2 L̃ T_{k-1} - T_{k-2}``; a dense batched product, measured faster than ``dgl.batch``
-  of 96 small graphs per step (docs/gconv_transform.md).
+  of 96 small graphs per step (docs/gconv_transform.md). ``cheb_norm: symmetric`` takes the
+  textbook ``L̃ = -D^{-1/2} A D^{-1/2}`` instead (spec §2; D the row sums, as DGL's ChebConv
+  takes in-degrees on both sides): the paper's own formula is lost, so its ablation can be
+  run on both readings.
 - **LAM-GConv** (graph sub-block): the data adjacency plus a learnable weight per relative
   offset ``i - j`` (initialised at 0), row-normalised by the absolute row sum.
 - pre-norm **residuals** around both sub-blocks (GraFormer; ``residual: false`` = literal).
@@ -48,6 +51,8 @@ class GConvTransformConfig(Strict):
     residual: bool = True  # pre-norm residual around both sub-blocks; False: literal reading
     chebyshev: bool | Literal["in", "out"] = True  # False: in/out ChebConv → per-position
     # Linear ("w/o Chebyshev"); "in" / "out": keep only that one (diagnosis of where it acts)
+    # random_walk: L̃ = -D⁻¹A (rows average their neighbours); symmetric: -D^-1/2 A D^-1/2
+    cheb_norm: Literal["random_walk", "symmetric"] = "random_walk"
     attention: bool = True  # False: "w/o attention" = Table 1's "Graph"
     graph: bool = True  # False: "w/o graph"; with chebyshev False + feedforward: "Attention"
     feedforward: bool = False  # a position-wise FFN sub-block after attention (SASRec's)
@@ -94,8 +99,16 @@ def row_normalize(a: torch.Tensor) -> torch.Tensor:
     return a / a.abs().sum(-1, keepdim=True).clamp_min(1e-6)
 
 
+def symmetric_normalize(a: torch.Tensor) -> torch.Tensor:
+    """D^-1/2 A D^-1/2 with D the absolute row sums (each node's weighted in-degree: the
+    causal graph's messages flow from earlier positions, the rows), as DGL's ChebConv."""
+    d = a.abs().sum(-1).clamp_min(1e-6).rsqrt()
+    return d[..., :, None] * a * d[..., None, :]
+
+
 class SeqChebConv(nn.Module):
-    """Σ_k T_k(L̃) X W_k on each history's graph, L̃ = -P with P the row-normalised adjacency."""
+    """Σ_k T_k(L̃) X W_k on each history's graph, L̃ = -P with P the normalised adjacency
+    (row-normalised, or symmetric with ``cheb_norm: symmetric``)."""
 
     def __init__(self, in_dim: int, out_dim: int, k: int):
         super().__init__()
@@ -236,6 +249,7 @@ class GConvTransform(nn.Module):
         self.register_buffer("sim", sim if sim is not None else torch.zeros(0), persistent=False)
         self.use_sim = sim is not None
         self.graph = cfg.graph
+        self.cheb_norm = symmetric_normalize if cfg.cheb_norm == "symmetric" else row_normalize
 
     def _sasrec_init(self) -> None:
         """The reference's initialisation (pmixer's main.py): Xavier-normal on every weight
@@ -275,7 +289,7 @@ class GConvTransform(nn.Module):
     def _history_graph(self, items: torch.Tensor, valid: torch.Tensor,
                        attend: torch.Tensor | None) -> tuple:
         """(a, live, p): each history's graph, who may read whom in the graph sub-blocks
-        (``attend`` at valid rows) and its row-normalised form for the ChebConvs, each None
+        (``attend`` at valid rows) and its normalised form for the ChebConvs, each None
         where no layer reads it. Why: SASRec's reduction (no graph, no ChebConv) would build
         three unused (B, L, L) float tensors per step, 15 % of its step on ML-1M at L = 200
         (docs/gconv_transform.md); one helper for both layouts keeps them the same graph."""
@@ -284,7 +298,7 @@ class GConvTransform(nn.Module):
             live = (attend & valid[:, :, None]).float()
         if self.graph or self.cheb_in or self.cheb_out:
             a = history_adjacency(items, self.sim if self.use_sim else None)
-            p = row_normalize(a)
+            p = self.cheb_norm(a)
         return a, live, p
 
     def states(self, items: torch.Tensor) -> torch.Tensor:
