@@ -181,7 +181,7 @@ def open_tuned(setup: tune.TuneSetup, search, seeds: list[int] | None, runs_root
             seeds = list(load_experiment(Path(setup.experiment), list(setup.overrides)).seeds)
         record = tune.search_record(search, setup, seeds, earlier)
         tune.write_search_record(path, record)
-    search, seeds = tune.study_from_record(record), record["seeds"]
+    search, seeds = tune.study_from_record(record, list(setup.space["params"])), record["seeds"]
     patch = tune.best_patch(search)
     monitor = search.best_trial.user_attrs.get("monitor", "valid metric")
     final = tune.final_study(setup, patch, seeds, monitor)

@@ -513,22 +513,31 @@ def search_record(study, setup: TuneSetup, seeds: list[int],
             "direction": study.direction.name.lower(), "trials": trials}
 
 
-def study_from_record(record: dict[str, Any]):
+def study_from_record(record: dict[str, Any], order: list[str] | None = None):
     """An in-memory Optuna study holding the recorded trials, in their order: what
-    :func:`summary` and :func:`best_patch` read, after a search as on a fresh clone."""
+    :func:`summary` and :func:`best_patch` read, after a search as on a fresh clone.
+
+    ``order`` is the space file's key order: the record is written with sorted keys, and
+    the pages list a trial's parameters in its params' order, so without it a rebuild would
+    write ``model.reg, train.lr`` where the search wrote ``train.lr, model.reg``."""
     import optuna
     from optuna.distributions import json_to_distribution
     from optuna.trial import TrialState, create_trial
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name=record["name"], direction=record["direction"])
+    rank = {key: i for i, key in enumerate(order or [])}
+
+    def ordered(d: dict[str, Any]) -> dict[str, Any]:
+        return dict(sorted(d.items(), key=lambda kv: rank.get(kv[0], len(rank))))
+
     for t in record["trials"]:
         study.add_trial(create_trial(
             state=TrialState[t["state"].upper()],
             value=t["value"] if t["state"] == "complete" else None,
-            params=t["params"],
+            params=ordered(t["params"]),
             distributions={k: json_to_distribution(json.dumps(d))
-                           for k, d in t["distributions"].items()},
+                           for k, d in ordered(t["distributions"]).items()},
             user_attrs={**t["user_attrs"], "epochs": t["epochs"]},
             intermediate_values={int(step): v for step, v in t["intermediate"]}))
     return study
