@@ -513,20 +513,20 @@ def search_record(study, setup: TuneSetup, seeds: list[int],
             "direction": study.direction.name.lower(), "trials": trials}
 
 
-def study_from_record(record: dict[str, Any], order: list[str] | None = None):
+def study_from_record(record: dict[str, Any], order: list[str]):
     """An in-memory Optuna study holding the recorded trials, in their order: what
     :func:`summary` and :func:`best_patch` read, after a search as on a fresh clone.
 
-    ``order`` is the space file's key order: the record is written with sorted keys, and
-    the pages list a trial's parameters in its params' order, so without it a rebuild would
-    write ``model.reg, train.lr`` where the search wrote ``train.lr, model.reg``."""
+    ``order`` is the space file's key order (required: the record is written with sorted
+    keys, and the pages list a trial's parameters in its params' order, so without it a
+    rebuild would write ``model.reg, train.lr`` where the search wrote ``train.lr, model.reg``)."""
     import optuna
     from optuna.distributions import json_to_distribution
     from optuna.trial import TrialState, create_trial
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name=record["name"], direction=record["direction"])
-    rank = {key: i for i, key in enumerate(order or [])}
+    rank = {key: i for i, key in enumerate(order)}
 
     def ordered(d: dict[str, Any]) -> dict[str, Any]:
         return dict(sorted(d.items(), key=lambda kv: rank.get(kv[0], len(rank))))
