@@ -23,7 +23,8 @@ def tiny_data(tiny_paths):
                 tiny_paths)
 
 
-def make_trainer(data, name: str, seed: int = 0, lr: float = 0.02, **model_args):
+def make_trainer(data, name: str, seed: int = 0, lr: float = 0.02, kernels: str = "auto",
+                 **model_args):
     torch.set_num_threads(1)
     spec = MODELS[name]
     if name == "social":
@@ -31,8 +32,8 @@ def make_trainer(data, name: str, seed: int = 0, lr: float = 0.02, **model_args)
     model_args.setdefault("num_layers", 2)
     model_args.setdefault("emb_dim", 8)
     cfg = spec.config(name=name, **model_args)
-    ctx = RunContext(data, TrainConfig(lr=lr, batch_size=32), EvalConfig(k=[5]),
-                     torch.device("cpu"), seed)
+    ctx = RunContext(data, TrainConfig(lr=lr, batch_size=32, kernels=kernels),
+                     EvalConfig(k=[5]), torch.device("cpu"), seed)
     seed_everything(seed)  # as the loop does: DGL's walks and samplers read its global seed
     return spec.make_trainer(cfg, ctx)
 
@@ -492,6 +493,56 @@ def test_ngcf_epoch_matches_the_autograd_path(tiny_data, step):
     for x, y in zip(fast.model.parameters(), slow.model.parameters(), strict=True):
         assert torch.allclose(x, y, atol=1e-5)
     assert not make_trainer(tiny_data, "ngcf", edge_dropout=0.1).plain
+
+
+@pytest.mark.parametrize("name", ["lightgcn", "ngcf"])
+def test_k_negatives_on_the_written_step_are_autograds_bpr(tiny_data, name, step):
+    """Four negatives a positive on the written-out step (``train.kernels: native``): the loss,
+    the L2 term and every gradient are the autograd path's BPR over (B, k) negatives, on the
+    torch and the native kernels; under ``auto`` the same run stays on autograd (the floats
+    recorded runs were trained with)."""
+    args = dict(reg=0.01, num_layers=2, emb_dim=16, num_negatives=4)
+    if name == "ngcf":
+        args["message_dropout"] = 0.1
+    assert not make_trainer(tiny_data, name, **args).plain
+    trainer = make_trainer(tiny_data, name, kernels="native", **args)
+    assert type(trainer.step) is step_class(name, step) and trainer.plain
+    model = trainer.model.train()
+    idx = torch.randperm(len(trainer.users), generator=torch.Generator().manual_seed(3))[:50]
+    u, p = trainer.users[idx], trainer.items[idx]
+    n = trainer.sample(u)
+    assert n.shape == (50, 4)
+    n[:2, 1] = p[:2]
+    params = [prm for prm in model.parameters() if prm.requires_grad]
+    torch.manual_seed(11)
+    users_e, items_e = model.embed()
+    ue, pe, ne = users_e[u], items_e[p], items_e[n]
+    loss, reg_t = trainer.pair_loss(ue, pe, ne, model.ego(u, p, n, (ue, pe, ne)))
+    expected = torch.autograd.grad(loss + reg_t, params)
+    torch.manual_seed(11)
+    got_loss, got_reg = trainer.batch_gradient(u, p, n)
+    assert float(got_loss) == pytest.approx(float(loss), rel=1e-6)
+    assert float(got_reg) == pytest.approx(float(reg_t), rel=1e-6)
+    for prm, want in zip(params, expected, strict=True):
+        assert torch.allclose(prm.grad, want, atol=1e-7, rtol=1e-4), prm.shape
+
+
+def test_k_negative_epoch_on_the_written_step_matches_the_autograd_path(tiny_data, step):
+    from recbench.train.trainers import PairwiseTrainer
+
+    args = dict(reg=0.01, message_dropout=0.1, num_negatives=3)
+    fast = make_trainer(tiny_data, "ngcf", kernels="native", **args)
+    slow = make_trainer(tiny_data, "ngcf", kernels="native", **args)
+    assert fast.plain
+    for epoch in range(3):
+        torch.manual_seed(epoch)
+        a = fast.train_epoch(epoch)
+        torch.manual_seed(epoch)
+        b = PairwiseTrainer.train_epoch(slow, epoch)
+        assert a["bpr"] == pytest.approx(b["bpr"], rel=1e-5)
+        assert a["reg"] == pytest.approx(b["reg"], rel=1e-5)
+    for x, y in zip(fast.model.parameters(), slow.model.parameters(), strict=True):
+        assert torch.allclose(x, y, atol=1e-5)
 
 
 def test_uniform_negatives_draw_as_retesting_the_whole_batch_would():

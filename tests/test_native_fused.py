@@ -156,11 +156,13 @@ def reference_l2_scatter(table: np.ndarray, rows: list[np.ndarray], alpha: float
 @needs_native
 @pytest.mark.parametrize("dim", [16, 24])
 @pytest.mark.parametrize("batch", [1, 7, 8, 9, 300])
-def test_the_prefetching_l2_scatter_is_the_reference(dim, batch):
-    """Batches shorter than, at and past the prefetch distance (8 triples), rows repeated."""
+@pytest.mark.parametrize("k", [1, 3])
+def test_the_prefetching_l2_scatter_is_the_reference(dim, batch, k):
+    """Batches shorter than, at and past the prefetch distance (8 triples), rows repeated;
+    ``k`` negatives a positive (n holds batch · k rows)."""
     gen = torch.Generator().manual_seed(batch * dim)
     table = torch.randn(40, dim, generator=gen)
-    u, p, n = (torch.randint(0, 40, (batch,), generator=gen) for _ in range(3))
+    u, p, n = (torch.randint(0, 40, (size,), generator=gen) for size in (batch, batch, batch * k))
     grad = torch.randn(40, dim, generator=gen)
     want = grad.numpy().copy()
     want_sq = reference_l2_scatter(table.numpy(), [u.numpy(), p.numpy(), n.numpy()], 0.3, want)

@@ -48,7 +48,7 @@ SIGNATURES: dict[str, tuple[list, type | None]] = {  # kernels.c's functions: (a
     "ngcf_activate_back": ([_PTR, _PTR, _I64, _PTR, _PTR, _PTR, _F32, _PTR, _F32, _PTR, _PTR,
                             _I64, _I64, _INT], None),
     "ngcf_mix_back": ([_PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _I64, _INT], None),
-    "l2_scatter": ([_PTR, _PTR, _PTR, _PTR, _I64, _I64, _F32, _PTR], ctypes.c_double),
+    "l2_scatter": ([_PTR, _PTR, _PTR, _PTR, _I64, _I64, _I64, _F32, _PTR], ctypes.c_double),
     "csr_spmm": ([_PTR, _PTR, _PTR, _PTR, _PTR, _I64, _I64, _INT, _INT], None),
     "csr_spmm_fused": ([_PTR, _PTR, _PTR, _PTR, _PTR, _I64, _I64, _INT, _PTR, _F32, _INT], None),
     "bpr_scatter": ([_PTR, _PTR, _PTR, _PTR, _PTR, _I64, _I64, _F32, _PTR, _PTR, _PTR], None),

@@ -125,14 +125,17 @@ static inline float bpr_slope(const float *eu, const float *ep, const float *en,
     return (1.f / (1.f + expf(x))) * scale;
 }
 
-/* grad[idx] += alpha * table[idx] for u, p, n rows; returns sum of squares of those rows / 2 */
+/* grad[idx] += alpha * table[idx] for the u and p rows (`batch` each), then the n rows
+   (`negatives`: batch x k with k negatives a positive, row-major); returns the sum of squares
+   of those rows / 2 */
 double l2_scatter(const float *table, const int64_t *u, const int64_t *p, const int64_t *n,
-                  int64_t batch, int64_t dim, float alpha, float *grad) {
+                  int64_t batch, int64_t negatives, int64_t dim, float alpha, float *grad) {
     double sq = 0.0;
     const int64_t *lists[3] = {u, p, n};
-    for (int l = 0; l < 3; l++)
-        for (int64_t b = 0; b < batch; b++) {
-            if (b + ROWS_AHEAD < batch) {
+    for (int l = 0; l < 3; l++) {
+        const int64_t count = l == 2 ? negatives : batch;
+        for (int64_t b = 0; b < count; b++) {
+            if (b + ROWS_AHEAD < count) {
                 prefetch_row(table + lists[l][b + ROWS_AHEAD] * dim, dim);
                 prefetch_row_w(grad + lists[l][b + ROWS_AHEAD] * dim, dim);
             }
@@ -142,6 +145,7 @@ double l2_scatter(const float *table, const int64_t *u, const int64_t *p, const 
 #pragma GCC ivdep
             for (int64_t k = 0; k < dim; k++) g[k] += alpha * e[k];
         }
+    }
     return sq / 2;
 }
 

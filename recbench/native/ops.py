@@ -253,13 +253,17 @@ def bpr_scatter(table: torch.Tensor, u: torch.Tensor, p: torch.Tensor, n: torch.
 def l2_scatter(table: torch.Tensor, u: torch.Tensor, p: torch.Tensor, n: torch.Tensor,
                alpha: float, grad: torch.Tensor) -> float:
     """``grad[rows] += alpha * table[rows]`` for the rows ``u``, ``p``, ``n``; returns the sum
-    of their squares / 2 (``trainers.l2_value``)."""
+    of their squares / 2 (``trainers.l2_value``). ``n`` holds one negative a positive or, flat,
+    k of them (``len(n) == k * len(u)``)."""
     _check(table, grad)
     _matrix(table, "table")
     _same_shape(table, grad)
-    _triples(u, p, n, len(table), len(table))
-    return _lib().l2_scatter(_ptr(table), _ptr(u), _ptr(p), _ptr(n), len(u), table.shape[1],
-                             alpha, _ptr(grad))
+    if len(u) and len(n) % len(u):
+        raise ValueError(f"n must hold k negatives for each of the {len(u)} rows, got {len(n)}")
+    _triples(u, p, n[:len(u)], len(table), len(table))
+    _rows(n, len(table), "n")
+    return _lib().l2_scatter(_ptr(table), _ptr(u), _ptr(p), _ptr(n), len(u), len(n),
+                             table.shape[1], alpha, _ptr(grad))
 
 
 def mf_bpr_scatter(users: torch.Tensor, items: torch.Tensor, u: torch.Tensor, p: torch.Tensor,

@@ -269,11 +269,17 @@ class HandWrittenBPR(PairwiseTrainer):
     ``.grad`` for a batch, return (loss, L2 term)) and say when it applies (``plain``); the
     draws, the loss and the optimiser step are the parent's, so results agree with the
     autograd path to float rounding (tests check the gradients against autograd's). Other
-    losses, several or hard negatives use the autograd path."""
+    losses and hard negatives use the autograd path; so do several negatives a positive unless
+    the subclass takes them (:meth:`takes_k_negatives`)."""
 
     @property
     def plain(self) -> bool:
-        return self.loss == "bpr" and self.k == 1 and self.sampler_name != "hard"
+        return (self.loss == "bpr" and self.sampler_name != "hard"
+                and (self.k == 1 or self.takes_k_negatives()))
+
+    def takes_k_negatives(self) -> bool:
+        """Whether ``batch_gradient`` takes (B, k) negatives for this run; none does by default."""
+        return False
 
     def batch_gradient(self, u: torch.Tensor, p: torch.Tensor, n: torch.Tensor
                        ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -123,8 +123,16 @@ class FullGraphBPR(HandWrittenBPR):
     sparse products (:class:`GraphKernels`) vary independently of this loop; the trainer holds
     the one step ``kernel_choice`` picks (``train.kernels``, native/choice.py) instead of a
     subclass per model and path. Used when the propagation can be written out: full-graph
-    training over the factorised norm, no DropEdge, a dense table (``hand``), BPR with one
-    non-hard negative and the step's own condition (``plain``); else the autograd path."""
+    training over the factorised norm, no DropEdge, a dense table (``hand``), BPR with
+    non-hard negatives and the step's own condition (``plain``); else the autograd path.
+
+    k > 1 negatives a positive (:meth:`takes_k_negatives`) only where the run declares
+    ``train.kernels: native``: the loss is BPR over the batch's B·k (user, positive, negative)
+    triples, the same function as the autograd path's with sums in another order, so ``auto``
+    keeps those runs on autograd, the floats they were recorded with (before this, ``native``
+    with k > 1 was refused, so no recorded run changes). Why: the propagation, not the scoring,
+    is the step's cost, so NGCF's 4-negative Gowalla epoch drops from 45 s on autograd towards
+    the one-negative step's 20 s (issue 32's NGCF recipe, issue 36)."""
 
     def __init__(self, model: GraphModel, ctx: RunContext,
                  steps: Mapping[str, StepFactory],
@@ -148,6 +156,9 @@ class FullGraphBPR(HandWrittenBPR):
     def native_update(self) -> bool:
         return self.hand and self.kernel_choice.path == "native"
 
+    def takes_k_negatives(self) -> bool:
+        return self.ctx.train.kernels == "native"
+
     @property
     def plain(self) -> bool:
         return self.hand and super().plain and self.step.applies()
@@ -155,20 +166,26 @@ class FullGraphBPR(HandWrittenBPR):
     def kernels(self) -> KernelChoice:
         if self.kernel_choice.path == "native" and not self.plain:
             return KernelChoice("torch", "autograd step: DropEdge, message dropout (LightGCN), "
-                                         "a sparse table or a non-BPR loss")
+                                         "a sparse table, a non-BPR loss, hard negatives, or "
+                                         "k > 1 negatives without train.kernels: native")
         return self.kernel_choice
 
     def batch_gradient(self, u: torch.Tensor, p: torch.Tensor, n: torch.Tensor
                        ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Fill the parameters' ``.grad`` with the batch's BPR (+ L2) gradient."""
+        """Fill the parameters' ``.grad`` with the batch's BPR (+ L2) gradient; ``n`` is (B,)
+        or (B, k): k negatives a positive are BPR over the B·k triples, averaged over all."""
         model, off, step = self.model, self.model.num_users, self.step
         weight = model.emb.weight
+        scored_u, scored_p = u, p
+        if n.dim() == 2:  # triple b·k + j is (u[b], p[b], n[b, j]), as n.reshape(-1) lists them
+            scored_u, scored_p = u.repeat_interleave(n.shape[1]), p.repeat_interleave(n.shape[1])
+            n = n.reshape(-1)
         with torch.no_grad():
             out, saved = step.forward_saved()
-            loss, grad_out = step.kernels.score_gradient(out, u, p + off, n + off)
+            loss, grad_out = step.kernels.score_gradient(out, scored_u, scored_p + off, n + off)
             grad = step.propagate_back(grad_out, out, saved)
             reg = torch.zeros((), device=weight.device)
-            if self.reg > 0:  # reg * |e0|^2 / 2 / B on the batch's ego rows
+            if self.reg > 0:  # reg * |e0|^2 / 2 / B on the batch's ego rows (each negative's)
                 reg = step.kernels.add_l2(grad, self.reg / len(u), u, p, n)
             weight.grad = grad
         return loss, reg
