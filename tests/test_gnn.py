@@ -457,11 +457,20 @@ def test_ngcf_hand_written_gradient_equals_autograds(tiny_data, dropout, emb_dim
     trainer = make_trainer(tiny_data, "ngcf", reg=0.01, num_layers=2, message_dropout=dropout,
                            emb_dim=emb_dim)
     assert uses_step(trainer, "ngcf", step) and trainer.plain
+    loss, got_loss = assert_written_gradient_is_autograds(trainer)
+    if step == "torch":
+        assert float(got_loss) == float(loss)  # the same forward, bit for bit
+
+
+def assert_written_gradient_is_autograds(trainer) -> tuple[torch.Tensor, torch.Tensor]:
+    """A 50-pair batch (two negatives set to their positives) through autograd and through
+    ``trainer.batch_gradient``, the dropout masks drawn from the same seed: the losses, L2 terms
+    and every parameter's gradient agree. Returns (autograd's loss, the written step's)."""
     model = trainer.model.train()
     idx = torch.randperm(len(trainer.users), generator=torch.Generator().manual_seed(3))[:50]
     u, p = trainer.users[idx], trainer.items[idx]
     n = trainer.sample(u)
-    n[:2] = p[:2]
+    n[:2] = p[:2, None] if n.dim() == 2 else p[:2]
     params = [prm for prm in model.parameters() if prm.requires_grad]
     torch.manual_seed(11)
     users_e, items_e = model.embed()
@@ -470,26 +479,30 @@ def test_ngcf_hand_written_gradient_equals_autograds(tiny_data, dropout, emb_dim
     expected = torch.autograd.grad(loss + reg_t, params)
     torch.manual_seed(11)
     got_loss, got_reg = trainer.batch_gradient(u, p, n)
-    if step == "torch":
-        assert float(got_loss) == float(loss)  # the same forward, bit for bit
     assert float(got_loss) == pytest.approx(float(loss), rel=1e-6)
     assert float(got_reg) == pytest.approx(float(reg_t), rel=1e-6, abs=1e-12)
     for prm, want in zip(params, expected, strict=True):
         assert torch.allclose(prm.grad, want, atol=1e-7, rtol=1e-4), prm.shape
+    return loss, got_loss
 
 
-def test_ngcf_epoch_matches_the_autograd_path(tiny_data, step):
+@pytest.mark.parametrize("kernels,negatives", [("auto", 1), ("native", 3)])
+def test_ngcf_epoch_matches_the_autograd_path(tiny_data, step, kernels, negatives):
+    """Three epochs on the written-out step against the autograd path's, one negative a
+    positive and (``train.kernels: native``) three."""
     from recbench.train.trainers import PairwiseTrainer
 
-    fast = make_trainer(tiny_data, "ngcf", reg=0.01, message_dropout=0.1)
-    slow = make_trainer(tiny_data, "ngcf", reg=0.01, message_dropout=0.1)
-    assert uses_step(fast, "ngcf", step)
+    args = dict(reg=0.01, message_dropout=0.1, num_negatives=negatives, kernels=kernels)
+    fast = make_trainer(tiny_data, "ngcf", **args)
+    slow = make_trainer(tiny_data, "ngcf", **args)
+    assert type(fast.step) is step_class("ngcf", step) and fast.plain
     for epoch in range(3):
         torch.manual_seed(epoch)
         a = fast.train_epoch(epoch)
         torch.manual_seed(epoch)
         b = PairwiseTrainer.train_epoch(slow, epoch)
         assert a["bpr"] == pytest.approx(b["bpr"], rel=1e-5)
+        assert a["reg"] == pytest.approx(b["reg"], rel=1e-5)
     for x, y in zip(fast.model.parameters(), slow.model.parameters(), strict=True):
         assert torch.allclose(x, y, atol=1e-5)
     assert not make_trainer(tiny_data, "ngcf", edge_dropout=0.1).plain
@@ -507,42 +520,8 @@ def test_k_negatives_on_the_written_step_are_autograds_bpr(tiny_data, name, step
     assert not make_trainer(tiny_data, name, **args).plain
     trainer = make_trainer(tiny_data, name, kernels="native", **args)
     assert type(trainer.step) is step_class(name, step) and trainer.plain
-    model = trainer.model.train()
-    idx = torch.randperm(len(trainer.users), generator=torch.Generator().manual_seed(3))[:50]
-    u, p = trainer.users[idx], trainer.items[idx]
-    n = trainer.sample(u)
-    assert n.shape == (50, 4)
-    n[:2, 1] = p[:2]
-    params = [prm for prm in model.parameters() if prm.requires_grad]
-    torch.manual_seed(11)
-    users_e, items_e = model.embed()
-    ue, pe, ne = users_e[u], items_e[p], items_e[n]
-    loss, reg_t = trainer.pair_loss(ue, pe, ne, model.ego(u, p, n, (ue, pe, ne)))
-    expected = torch.autograd.grad(loss + reg_t, params)
-    torch.manual_seed(11)
-    got_loss, got_reg = trainer.batch_gradient(u, p, n)
-    assert float(got_loss) == pytest.approx(float(loss), rel=1e-6)
-    assert float(got_reg) == pytest.approx(float(reg_t), rel=1e-6)
-    for prm, want in zip(params, expected, strict=True):
-        assert torch.allclose(prm.grad, want, atol=1e-7, rtol=1e-4), prm.shape
-
-
-def test_k_negative_epoch_on_the_written_step_matches_the_autograd_path(tiny_data, step):
-    from recbench.train.trainers import PairwiseTrainer
-
-    args = dict(reg=0.01, message_dropout=0.1, num_negatives=3)
-    fast = make_trainer(tiny_data, "ngcf", kernels="native", **args)
-    slow = make_trainer(tiny_data, "ngcf", kernels="native", **args)
-    assert fast.plain
-    for epoch in range(3):
-        torch.manual_seed(epoch)
-        a = fast.train_epoch(epoch)
-        torch.manual_seed(epoch)
-        b = PairwiseTrainer.train_epoch(slow, epoch)
-        assert a["bpr"] == pytest.approx(b["bpr"], rel=1e-5)
-        assert a["reg"] == pytest.approx(b["reg"], rel=1e-5)
-    for x, y in zip(fast.model.parameters(), slow.model.parameters(), strict=True):
-        assert torch.allclose(x, y, atol=1e-5)
+    assert trainer.sample(trainer.users[:5]).shape == (5, 4)
+    assert_written_gradient_is_autograds(trainer)
 
 
 def test_uniform_negatives_draw_as_retesting_the_whole_batch_would():
