@@ -119,6 +119,8 @@ class TrainConfig(Strict):
     # the native kernels on the CPU where they build and the graph is below the large-graph
     # size, never decided by the thread count or the load; native where they cannot run is an
     # error. In the run hash (the floats differ in the last bits between the two paths).
+    # LightGCN / NGCF with k > 1 negatives a positive: autograd under auto and torch (the floats
+    # such runs were recorded with), the written-out native step under native.
     kernels: Literal["auto", "native", "torch"] = "auto"
     # the published protocol of NGCF/LightGCN's official code: also score TEST at every
     # validation point and record the best test evaluation in metrics.json's extra
