@@ -69,7 +69,7 @@ def _table_and_triples(rows: int = 12, dim: int = 16, batch: int = 40):
 @needs_native
 @pytest.mark.parametrize("case", ["index past the end", "negative index", "lengths differ",
                                   "int32 index", "grad shape", "2-D index",
-                                  "negatives not a multiple"])
+                                  "negatives not a multiple", "negatives without rows"])
 def test_bpr_and_l2_scatter_refuse_bad_indices_and_shapes(case):
     table, u, p, n = _table_and_triples()
     grad = torch.zeros_like(table)
@@ -85,6 +85,8 @@ def test_bpr_and_l2_scatter_refuse_bad_indices_and_shapes(case):
         grad = torch.zeros(len(table) - 1, table.shape[1])
     elif case == "negatives not a multiple":
         n = torch.cat([n, n[:3]])
+    elif case == "negatives without rows":
+        u, p = u[:0], p[:0]
     else:
         u, p, n = u[:, None], p[:, None], n[:, None]
     with pytest.raises(ValueError):

@@ -258,7 +258,7 @@ def l2_scatter(table: torch.Tensor, u: torch.Tensor, p: torch.Tensor, n: torch.T
     _check(table, grad)
     _matrix(table, "table")
     _same_shape(table, grad)
-    if len(u) and len(n) % len(u):
+    if len(n) != len(u) and (len(u) == 0 or len(n) % len(u)):
         raise ValueError(f"n must hold k negatives for each of the {len(u)} rows, got {len(n)}")
     _triples(u, p, n[:len(u)], len(table), len(table))
     _rows(n, len(table), "n")
