@@ -131,8 +131,7 @@ class FullGraphBPR(HandWrittenBPR):
     triples, the same function as the autograd path's with sums in another order, so ``auto``
     keeps those runs on autograd, the floats they were recorded with (before this, ``native``
     with k > 1 was refused, so no recorded run changes). Why: the propagation, not the scoring,
-    is the step's cost, so NGCF's 4-negative Gowalla epoch drops from 45 s on autograd towards
-    the one-negative step's 20 s (issue 32's NGCF recipe, issue 36)."""
+    is the step's cost, so k negatives cost about one negative's epoch (docs/benchmarks.md)."""
 
     def __init__(self, model: GraphModel, ctx: RunContext,
                  steps: Mapping[str, StepFactory],
