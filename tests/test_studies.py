@@ -117,6 +117,25 @@ def test_select_subsets_seeds_and_variants_and_rejects_unknown(tmp_path):
             studies.select(plan, seeds, variants)
 
 
+def test_a_variant_names_its_own_seeds_and_keeps_the_one_seed_runs_cached(tmp_path):
+    """Pilots at one seed, headline rows at three (gowalla-mf-schedule): without a study-level
+    ``seeds`` each variant plans its experiment's ``seeds`` list, and that list is outside the
+    run hash, so seed 0 of a row given more seeds is the run it was before."""
+    one = _study(tmp_path, seeds=[0], variants={"pilot": {}, "head": {}}, vary={})
+    body = yaml.safe_load((tmp_path / "studies" / "dims.yaml").read_text())
+    del body["seeds"]
+    body["set"] = {"seeds": [0]}
+    body["variants"] = {"pilot": {}, "head": {"seeds": [0, 1, 2]}}
+    (tmp_path / "studies" / "dims.yaml").write_text(yaml.safe_dump(body))
+    mixed = studies.load_study(tmp_path / "studies", "dims")
+    planned = studies.plan(mixed, tmp_path / "runs")
+    assert sorted((p.variant, p.seed) for p in planned) == [
+        ("head", 0), ("head", 1), ("head", 2), ("pilot", 0)]
+    before = {p.variant: p.hash for p in studies.plan(one, tmp_path / "runs")}
+    assert {p.variant: p.hash for p in planned if p.seed == 0} == before
+    assert {p.seed for p in studies.select(planned, "2", None)} == {2}
+
+
 def test_extra_columns_by_hand(tmp_path, tiny_paths):
     study = _study(tmp_path, columns=["recall@5", "extra.no_such_key", "epochs_run"])
     root = tmp_path / "runs"
