@@ -9,7 +9,7 @@ A figure selected on test gets a loud ⚠ line.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 
 from recbench.config import ExperimentConfig
 from recbench.models import registry
@@ -161,10 +161,25 @@ def _merged(values: list[tuple[str, str, str]]) -> str:
     return " · ".join(parts)
 
 
-def card(configs: list[tuple[str, str, ExperimentConfig]], metric: str, seeds: list[int],
-         split: str = "test", test_keys: dict[str, list[str]] | None = None) -> list[str]:
+def _seeds_text(configs: list[tuple[str, str, ExperimentConfig]],
+                seeds: Sequence[int] | Mapping[str, Sequence[int]]) -> str:
+    """The planned seeds: one list for every cell, or (a mapping by cell label, for a study
+    whose variants name their own seeds: pilots at one seed, headline rows at three) each
+    distinct list with the cells that have it."""
+    def listed(values: Sequence[int]) -> str:
+        return ", ".join(str(s) for s in values) or "—"
+
+    if not isinstance(seeds, Mapping):
+        return listed(seeds)
+    return _merged([(b, label, listed(seeds.get(label, []))) for b, label, _ in configs]) \
+        if configs else "—"
+
+
+def card(configs: list[tuple[str, str, ExperimentConfig]], metric: str,
+         seeds: Sequence[int] | Mapping[str, Sequence[int]], split: str = "test",
+         test_keys: dict[str, list[str]] | None = None) -> list[str]:
     """Markdown lines of the card for the cells ``configs`` ((experiment, cell label, resolved
-    config) each)."""
+    config) each); ``seeds``: the planned seeds of every cell, or of each by cell label."""
     rows = [(base, label, describe(cfg, metric)) for base, label, cfg in configs]
     lines = ["**Protocol** (derived from the resolved configs of the cells):", ""]
     for name in FIELDS[:-1]:
@@ -172,7 +187,7 @@ def card(configs: list[tuple[str, str, ExperimentConfig]], metric: str, seeds: l
         if name == "selection" and split == "valid":
             text += "; **this table reports validation figures**"
         lines.append(f"- {name}: {text}")
-    lines.append(f"- seeds: {', '.join(str(s) for s in seeds) or '—'} planned (a row's seeds "
+    lines.append(f"- seeds: {_seeds_text(configs, seeds)} planned (a row's seeds "
                  "column counts its finished runs; the split seed is part of the split)")
     labelled = [(label, cfg) for _, label, cfg in configs]
     lines += [f"- {w}" for w in test_selected_warnings(labelled, test_keys or {})]

@@ -262,7 +262,7 @@ def block_card(paper: Paper, studies_dir: Path | None) -> list[str]:
     root = studies_dir.resolve().parent.parent  # experiments/studies/ -> the repository
     resolved: dict[str, list] = {}
     chosen: list = []
-    seeds: list[int] = []
+    seeds: list[list[int]] = []  # per chosen cell: a variant may plan its own seeds
     for row in paper.rows:
         study = known.get(row.study)
         if study is None:
@@ -278,14 +278,15 @@ def block_card(paper: Paper, studies_dir: Path | None) -> list[str]:
             if base == row.experiment and row.variant in shown and all(
                     (b, c) != (base, cfg) for b, _, c in chosen):
                 chosen.append((base, label, cfg))
-                seeds += study.seeds if study.seeds is not None else cfg.seeds
+                seeds.append(list(study.seeds if study.seeds is not None else cfg.seeds))
     if not chosen:
         return []
     metrics = list(dict.fromkeys(r.metric for r in paper.rows))
     metric = metrics[0] if len(metrics) == 1 else "the row's metric"
     bases = [b for b, _, _ in chosen]
     named = [(b, b if bases.count(b) == 1 else f"{b} · {label}", cfg) for b, label, cfg in chosen]
-    return card(named, metric, sorted(set(seeds)))
+    by_label = {label: mine for (_, label, _), mine in zip(named, seeds, strict=True)}
+    return card(named, metric, by_label)
 
 
 def _escape(cell: str) -> str:

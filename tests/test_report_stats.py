@@ -133,6 +133,10 @@ def test_card_is_derived_from_the_configs(tmp_path):
     assert "final epoch (fixed schedule, no validation split) [loo, pub]" in text
     assert "- seeds: 0, 1" in text
     assert "⚠ selected on test: pub set train.track_test" in text
+    per_cell = "\n".join(protocol.card([("honest", "honest", honest), ("loo", "loo", loo),
+                                        ("pub", "pub", tracked)], "recall@5",
+                                       {"honest": [0], "loo": [0, 1, 2], "pub": [0, 1, 2]}))
+    assert "- seeds: 0 [honest] · 0, 1, 2 [loo, pub] planned" in per_cell
     same = "\n".join(protocol.card([("honest", "honest", honest)], "recall@5", [0]))
     assert "[honest]" not in same  # one value: no labels
     assert "⚠" not in same

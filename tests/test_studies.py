@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from recbench import runs, studies
-from recbench.studies import report
+from recbench.studies import report, tables
 from tests.conftest import write_experiment
 
 
@@ -134,6 +134,8 @@ def test_a_variant_names_its_own_seeds_and_keeps_the_one_seed_runs_cached(tmp_pa
     before = {p.variant: p.hash for p in studies.plan(one, tmp_path / "runs")}
     assert {p.variant: p.hash for p in planned if p.seed == 0} == before
     assert {p.seed for p in studies.select(planned, "2", None)} == {2}
+    card = "\n".join(tables.protocol_card(studies.aggregate(mixed, planned)))
+    assert "- seeds: 0, 1, 2 [head] · 0 [pilot] planned" in card
 
 
 def test_extra_columns_by_hand(tmp_path, tiny_paths):

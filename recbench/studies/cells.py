@@ -68,7 +68,8 @@ class StudyResult:
     variants: list[str] = field(default_factory=list)
     configs: list[tuple[str, str, ExperimentConfig]] = field(default_factory=list)  # per
     # planned config (experiment, cell label, resolved config) for the protocol card
-    seeds: list[int] = field(default_factory=list)  # the planned run seeds
+    seeds: dict[str, list[int]] = field(default_factory=dict)  # the planned run seeds by
+    # card label (a variant may name its own)
     also: list[StudyResult] = field(default_factory=list)  # one per secondary metric of the
     # study (``also``): the same cells and statistics for that metric, no paper figures
     versus: list[StudyResult] = field(default_factory=list)  # per extra reference row of the

@@ -126,7 +126,11 @@ def aggregate(study: StudyConfig, planned: list[PlannedRun]) -> StudyResult:
                     for p in planned if p.cfg is not None}.values())
     numeric = len(study.vary) == 1 and not study.variants and not study.rows and all(
         isinstance(v, (int, float)) and not isinstance(v, bool) for v in next(iter(study.vary.values())))
-    seeds = list(dict.fromkeys(p.seed for p in planned))
+    seeds: dict[str, list[int]] = {}  # per card label: variants may plan their own seeds
+    for p in planned:
+        mine = seeds.setdefault(card_label(study, p), [])
+        if p.seed not in mine:
+            mine.append(p.seed)
     return StudyResult(study, metric, reference, list(cells.values()), numeric, labels,
                        configs, seeds, [aggregate(secondary(study, m), planned) for m in study.also],
                        [aggregate(against(study, r, m, metric), planned)
