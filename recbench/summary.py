@@ -252,6 +252,7 @@ def block_card(paper: Paper, studies_dir: Path | None) -> list[str]:
     from recbench.errors import RecbenchError
     from recbench.protocol import card
     from recbench.studies import cell_configs, list_studies
+    from recbench.studies.planning import planned_seeds
 
     if studies_dir is None or not studies_dir.is_dir():
         return []
@@ -278,7 +279,7 @@ def block_card(paper: Paper, studies_dir: Path | None) -> list[str]:
             if base == row.experiment and row.variant in shown and all(
                     (b, c) != (base, cfg) for b, _, c in chosen):
                 chosen.append((base, label, cfg))
-                seeds.append(list(study.seeds if study.seeds is not None else cfg.seeds))
+                seeds.append(planned_seeds(study, cfg))
     if not chosen:
         return []
     metrics = list(dict.fromkeys(r.metric for r in paper.rows))

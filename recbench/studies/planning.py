@@ -35,6 +35,12 @@ def cell_configs(study: StudyConfig, root: Path | None = None
     return out
 
 
+def planned_seeds(study: StudyConfig, cfg: ExperimentConfig) -> list[int]:
+    """The seeds a cell runs: the study's list, or without one the variant's own (its
+    experiment's ``seeds``), so pilots can stay at one seed beside headline rows at three."""
+    return list(study.seeds if study.seeds is not None else cfg.seeds)
+
+
 def plan(study: StudyConfig, runs_root: Path, ledger: Path | None = None,
          data=None) -> list[PlannedRun]:
     """Every (experiment, variant, seed) of the study, each with its finished run if one
@@ -44,7 +50,7 @@ def plan(study: StudyConfig, runs_root: Path, ledger: Path | None = None,
         base = _base_config(base_path, study)
         for label, patch in variant_patches(study):
             cfg = with_overrides(base, patch) if patch else base
-            for seed in study.seeds if study.seeds is not None else cfg.seeds:
+            for seed in planned_seeds(study, cfg):
                 run_cfg = cfg.model_copy(update={"seed": seed})
                 out.append(PlannedRun(base.name, cfg.dataset.name, label, seed, run_cfg,
                                       run_hash(run_cfg), None))
