@@ -29,6 +29,8 @@ import torch.nn.functional as F
 from recbench.config import NonNegFloat, PosInt, Strict
 from recbench.models.closed_form import item_blocks, training_matrix
 from recbench.models.mf import BPRMF
+from recbench.native import ops as native
+from recbench.native.choice import KernelChoice, choose_kernels
 from recbench.seeding import continue_globally, init_generator
 from recbench.train.api import RunContext
 from recbench.train.trainers import PairwiseTrainer
@@ -83,9 +85,18 @@ def item_constraints(users: torch.Tensor, items: torch.Tensor, num_users: int, n
 
 
 class UltraGCNTrainer(PairwiseTrainer):
-    """BPR-MF's tables and evaluation; the step is UltraGCN's constrained loss (module docstring)."""
+    """BPR-MF's tables and evaluation; the step is UltraGCN's constrained loss (module docstring).
+
+    On the CPU the batch's gradient is one native loop (``native.ops.ultragcn_scatter``, taken
+    as ``train.kernels`` chooses: ``native.choice``), the γ·θ term a pass over each table, and
+    Adam's update native too; elsewhere autograd over :meth:`batch_loss`. Same function, sums in
+    another order: the two agree to float rounding (tests/test_ultragcn.py). Why: the autograd
+    step materialises (batch × negatives × d) gathers and their backward, hours an epoch at
+    Gowalla's 1,500 negatives a pair on this CPU (docs/gnn.md, UltraGCN)."""
 
     def __init__(self, model: BPRMF, ctx: RunContext, cfg: UltraGCNConfig):
+        self.choice = choose_kernels(ctx.train.kernels, ctx.device)
+        self.native = self.choice.path == "native"  # read by native_update in the parent
         super().__init__(model, ctx)
         self.cfg = cfg
         data = ctx.data
@@ -93,6 +104,13 @@ class UltraGCNTrainer(PairwiseTrainer):
                                                 data.num_items)
         self.ii_neighbours, self.ii_weights = item_constraints(
             self.users, self.items, data.num_users, data.num_items, cfg.ii_neighbors)
+        self.work: torch.Tensor | None = None  # the native loop's scratch (_work)
+
+    def native_update(self) -> bool:
+        return self.native
+
+    def kernels(self) -> KernelChoice:
+        return self.choice
 
     def batch_loss(self, u: torch.Tensor, p: torch.Tensor, neg: torch.Tensor
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -114,6 +132,34 @@ class UltraGCNTrainer(PairwiseTrainer):
         norm = sum((w ** 2).sum() for w in model.parameters()) / 2
         return main, item_loss, norm
 
+    def batch_gradient(self, u: torch.Tensor, p: torch.Tensor, neg: torch.Tensor
+                       ) -> tuple[float, float, float]:
+        """The native step's gradient of :meth:`batch_loss`'s ``L + γ·norm + λ·L_I`` into the
+        tables' ``.grad`` (each ``γ·θ``, then the batch's rows added); returns (L, L_I, norm)."""
+        cfg = self.cfg
+        users_w, items_w = self.model.user.weight, self.model.item.weight
+        with torch.no_grad():
+            grads = []
+            for w in (users_w, items_w):
+                grads.append(torch.mul(w, cfg.gamma, out=w.grad if w.grad is not None
+                                       else torch.empty_like(w)))
+            main, item_loss = native.ultragcn_scatter(
+                users_w.detach(), items_w.detach(), u, p, neg, self.ii_neighbours,
+                self.ii_weights, self.beta_u, self.beta_i,
+                (cfg.w1, cfg.w2, cfg.w3, cfg.w4, cfg.negative_weight, cfg.ii_weight),
+                grads[0], grads[1], self._work(len(u), neg.shape[1], users_w.shape[1]))
+            users_w.grad, items_w.grad = grads
+            norm = sum(float(torch.dot(w.view(-1), w.view(-1))) for w in (users_w, items_w)) / 2
+        return main, item_loss, norm
+
+    def _work(self, batch: int, k: int, dim: int) -> torch.Tensor:
+        """The native loop's scratch vector, kept from batch to batch (ops.ultragcn_scatter)."""
+        size = native.ultragcn_work_size(batch, k, self.ii_neighbours.shape[1], dim)
+        work = self.work
+        if work is None or work.numel() < size:
+            work = self.work = torch.empty(size)
+        return work
+
     def train_epoch(self, epoch: int) -> dict[str, float]:
         self.start_epoch(epoch)
         cfg, dev = self.cfg, self.ctx.device
@@ -121,10 +167,13 @@ class UltraGCNTrainer(PairwiseTrainer):
         for u, p in self.epoch_pairs():
             neg = torch.randint(self.ctx.data.num_items, (len(u), cfg.num_negatives),
                                 generator=self.neg_gen)
-            main, item_loss, norm = self.batch_loss(u.to(dev), p.to(dev), neg.to(dev))
-            loss = main + cfg.gamma * norm + cfg.ii_weight * item_loss
-            self.opt.zero_grad()
-            loss.backward()
+            if self.native:
+                main, item_loss, norm = self.batch_gradient(u, p, neg)
+            else:
+                main, item_loss, norm = self.batch_loss(u.to(dev), p.to(dev), neg.to(dev))
+                loss = main + cfg.gamma * norm + cfg.ii_weight * item_loss
+                self.opt.zero_grad()
+                loss.backward()
             self.opt.step()
             totals += [float(main), float(item_loss), float(norm)]
             batches += 1

@@ -52,6 +52,9 @@ SIGNATURES: dict[str, tuple[list, type | None]] = {  # kernels.c's functions: (a
     "csr_spmm": ([_PTR, _PTR, _PTR, _PTR, _PTR, _I64, _I64, _INT, _INT], None),
     "csr_spmm_fused": ([_PTR, _PTR, _PTR, _PTR, _PTR, _I64, _I64, _INT, _PTR, _F32, _INT], None),
     "bpr_scatter": ([_PTR, _PTR, _PTR, _PTR, _PTR, _I64, _I64, _F32, _PTR, _PTR, _PTR], None),
+    "ultragcn_scatter": ([_PTR, _PTR, _PTR, _PTR, _PTR, _I64, _I64, _PTR, _PTR, _I64, _PTR, _PTR,
+                          _I64, _I64, _PTR, _PTR, _PTR, _PTR, _PTR, _INT], None),
+    "ultragcn_work_size": ([_I64, _I64, _I64, _I64], ctypes.c_int64),
     "adam_update": ([_PTR, _PTR, _PTR, _PTR, _I64, _F32, _F32, _F32, _F32, _F32, _F32, _F32,
                      _INT], None),
 }

@@ -313,6 +313,116 @@ void bpr_scatter(const float *users, const float *items, const int64_t *u, const
     out[1] = sq / 2;
 }
 
+/* softplus(x) = log(1 + e^x) and sigmoid(x) from one exp, stable at both ends */
+static inline float softplus_sigmoid(float x, float *sig) {
+    float e = expf(-fabsf(x));
+    *sig = x >= 0.f ? 1.f / (1.f + e) : e / (1.f + e);
+    return (x > 0.f ? x : 0.f) + log1pf(e);
+}
+
+/* One weighted BCE term of UltraGCN, item row `ei` against user row `eu`: returns its loss,
+   weight * softplus(sign * s) with s = eu.ei (sign -1 for a positive target, +1 for a
+   negative), writes *coef = grad_scale * dL/ds and adds *coef * ei into the user's gradient
+   row gu (d softplus(sign s)/ds = sign * sigmoid(sign s)) */
+static inline float ultragcn_term(const float *eu, const float *ei, float *gu, int64_t dim,
+                                  float weight, float sign, float grad_scale, float *coef) {
+    float sig, s = dot(eu, ei, dim);
+    float loss = weight * softplus_sigmoid(sign * s, &sig);
+    float c = grad_scale * weight * sign * sig;
+    *coef = c;
+#pragma GCC ivdep
+    for (int64_t k = 0; k < dim; k++) gu[k] += c * ei[k];
+    return loss;
+}
+
+/* UltraGCN's batch (recbench/models/ultragcn.py says why and what each weight is), its gradient
+   added into grad_u / grad_i (the gamma * theta term is the caller's). Pair b is (u[b], p[b])
+   with the k negatives neg[b k ..] and the m item-item neighbours nbr[p[b] m ..] of weights
+   omega[p[b] m ..]; w = {w1, w2, w3, w4, negative_weight, ii_weight}:
+     L   = sum_b (w1 + w2 bu bi_p) softplus(-s_p)
+             + negative_weight / k * sum_j (w3 + w4 bu bi_j) softplus(s_j)
+     L_I = sum_b sum_q omega_q softplus(-s_q)          (= -omega log sigmoid(s_q))
+   the gradient is that of L + ii_weight L_I; out[0] = L, out[1] = L_I.
+   Three passes, so that two threads share the work and the floats are the same at any count:
+   (1) each pair's 1 + k + m terms (scores, losses, dL/ds into work's `coef`, the user row's
+   gradient into the pair's own row of work's `gub`), pairs split between threads; (2) the
+   user rows, serially in pair order (two pairs may share a user); (3) the item rows: each
+   thread adds into the rows of its own range of item ids, visiting every term in pair order,
+   so each row's sum runs in the serial loop's order. work: batch (1 + k + m + dim + 2) floats. */
+void ultragcn_scatter(const float *users, const float *items, const int64_t *u, const int64_t *p,
+                      const int64_t *neg, int64_t batch, int64_t k, const int64_t *nbr,
+                      const float *omega, int64_t m, const float *beta_u, const float *beta_i,
+                      int64_t item_rows, int64_t dim, const float *w, float *grad_u,
+                      float *grad_i, float *work, double *out, int threads) {
+    const float w1 = w[0], w2 = w[1], w3 = w[2], w4 = w[3], neg_scale = w[4] / (float)k;
+    const float ii_weight = w[5];
+    const int64_t terms = 1 + k + m;
+    float *coef = work, *gub = work + batch * terms, *pair_loss = gub + batch * dim;
+    const int par = batch * terms * dim >= PAR_MIN ? threads : 1;
+#pragma omp parallel for schedule(static) num_threads(par)
+    for (int64_t b = 0; b < batch; b++) {
+        const float *eu = users + u[b] * dim;
+        float *gu = gub + b * dim, *c = coef + b * terms;
+        for (int64_t d = 0; d < dim; d++) gu[d] = 0.f;
+        const float bu = beta_u[u[b]];
+        const int64_t pos = p[b];
+        float pos_loss = ultragcn_term(eu, items + pos * dim, gu, dim, w1 + w2 * bu * beta_i[pos],
+                                   -1.f, 1.f, c);
+        const int64_t *nb = neg + b * k;
+        double part = 0.0;  /* the pair's negatives, then scaled as their mean */
+        for (int64_t j = 0; j < k; j++) {
+            if (j + ROWS_AHEAD < k) prefetch_row(items + nb[j + ROWS_AHEAD] * dim, dim);
+            part += ultragcn_term(eu, items + nb[j] * dim, gu, dim,
+                                  w3 + w4 * bu * beta_i[nb[j]], 1.f, neg_scale, c + 1 + j);
+        }
+        const int64_t *q = nbr + pos * m;
+        const float *om = omega + pos * m;
+        double item_loss = 0.0;
+        for (int64_t j = 0; j < m; j++)
+            item_loss += ultragcn_term(eu, items + q[j] * dim, gu, dim, om[j], -1.f, ii_weight,
+                                       c + 1 + k + j);
+        pair_loss[2 * b] = (float)(pos_loss + neg_scale * part);
+        pair_loss[2 * b + 1] = (float)item_loss;
+    }
+    double loss = 0.0, item_loss = 0.0;
+    for (int64_t b = 0; b < batch; b++) {
+        float *g = grad_u + u[b] * dim;
+        const float *gu = gub + b * dim;
+#pragma GCC ivdep
+        for (int64_t d = 0; d < dim; d++) g[d] += gu[d];
+        loss += pair_loss[2 * b];
+        item_loss += pair_loss[2 * b + 1];
+    }
+#pragma omp parallel num_threads(par)
+    {
+#ifdef _OPENMP
+        int t = omp_get_thread_num(), n = omp_get_num_threads();
+#else
+        int t = 0, n = 1;
+#endif
+        const int64_t lo = item_rows * t / n, hi = item_rows * (t + 1) / n;
+        for (int64_t b = 0; b < batch; b++) {
+            const float *eu = users + u[b] * dim, *c = coef + b * terms;
+            const int64_t *q = nbr + p[b] * m, *nb = neg + b * k;
+            for (int64_t j = 0; j < terms; j++) {
+                const int64_t row = j == 0 ? p[b] : j <= k ? nb[j - 1] : q[j - 1 - k];
+                if (row < lo || row >= hi) continue;
+                float *g = grad_i + row * dim;
+                const float cj = c[j];
+#pragma GCC ivdep
+                for (int64_t d = 0; d < dim; d++) g[d] += cj * eu[d];
+            }
+        }
+    }
+    out[0] = loss;
+    out[1] = item_loss;
+}
+
+/* the floats of ultragcn_scatter's workspace for a batch */
+int64_t ultragcn_work_size(int64_t batch, int64_t k, int64_t m, int64_t dim) {
+    return batch * (1 + k + m + dim + 2);
+}
+
 /* One Adam step on a contiguous float32 tensor, torch 2.2's multi-tensor Adam op for op:
    g (+= weight_decay * p); m = lerp(m, g, 1 - beta1); v = v * beta2 + (1 - beta2) g g;
    p += step_size * m / (sqrt(v) / bc2_sqrt + eps), step_size = -lr / (1 - beta1^t) */

@@ -285,3 +285,63 @@ def mf_bpr_scatter(users: torch.Tensor, items: torch.Tensor, u: torch.Tensor, p:
     _lib().bpr_scatter(_ptr(users), _ptr(items), _ptr(u), _ptr(p), _ptr(n), len(u),
                        users.shape[1], shrink, _ptr(grad_u), _ptr(grad_i), out)
     return out[0] / len(u), out[1]
+
+
+def ultragcn_scatter(users: torch.Tensor, items: torch.Tensor, u: torch.Tensor, p: torch.Tensor,
+                     neg: torch.Tensor, neighbours: torch.Tensor, omega: torch.Tensor,
+                     beta_u: torch.Tensor, beta_i: torch.Tensor,
+                     weights: tuple[float, float, float, float, float, float],
+                     grad_u: torch.Tensor, grad_i: torch.Tensor,
+                     work: torch.Tensor | None = None) -> tuple[float, float]:
+    """UltraGCN's batch (``models.ultragcn``): adds the gradient of L + ii_weight · L_I for the
+    pairs (``u``, ``p``), their negatives ``neg`` (B, k) and ``p``'s item-item ``neighbours``
+    (I, m) weighted ``omega`` into ``grad_u`` / ``grad_i``; returns (L, L_I), sums over the
+    batch. ``weights`` = (w1, w2, w3, w4, negative_weight, ii_weight); ``work``: a float32
+    scratch vector of at least :func:`ultragcn_work_size` entries, kept by the caller from
+    batch to batch (a fresh one is ~3 MB of page faults a step at Gowalla's settings). Why:
+    the autograd step gathers a (B, k, d) block of negatives, ~200 MB a batch at 1,500
+    negatives, and scatters it back; this reads each row once (docs/gnn.md, UltraGCN). Same
+    floats at any thread count (kernels.c says how)."""
+    _check(users, items, grad_u, grad_i, omega, beta_u, beta_i, work)
+    _check(neg, neighbours, dtype=torch.int64)
+    _matrix(users, "users")
+    _matrix(items, "items")
+    if users.shape[1] != items.shape[1]:
+        raise ValueError(f"users and items differ in width: {users.shape[1]} vs {items.shape[1]}")
+    _same_shape(users, grad_u)
+    _same_shape(items, grad_i)
+    if neg.dim() != 2 or neg.shape[0] != len(u) or neg.shape[1] == 0:
+        raise ValueError(f"neg must be ({len(u)}, k) with k ≥ 1, got {tuple(neg.shape)}")
+    if neighbours.dim() != 2 or neighbours.shape != omega.shape or len(neighbours) != len(items):
+        raise ValueError(f"neighbours and omega must be ({len(items)}, m), got "
+                         f"{tuple(neighbours.shape)} and {tuple(omega.shape)}")
+    if beta_u.shape != (len(users),) or beta_i.shape != (len(items),):
+        raise ValueError(f"beta_u / beta_i must hold one value a user / item, got "
+                         f"{tuple(beta_u.shape)} / {tuple(beta_i.shape)}")
+    if len(weights) != 6:
+        raise ValueError(f"weights must be (w1, w2, w3, w4, negative_weight, ii_weight), got "
+                         f"{len(weights)} values")
+    if len(u) != len(p):
+        raise ValueError(f"u and p must have one length, got {len(u)}, {len(p)}")
+    _rows(u, len(users), "u")
+    _rows(p, len(items), "p")
+    _rows(neg.reshape(-1), len(items), "neg")
+    _rows(neighbours.reshape(-1), len(items), "neighbours")
+    size = ultragcn_work_size(len(u), neg.shape[1], neighbours.shape[1], users.shape[1])
+    if work is None:
+        work = torch.empty(size)
+    elif work.dim() != 1 or work.numel() < size:
+        raise ValueError(f"work must be a vector of at least {size} floats, got shape "
+                         f"{tuple(work.shape)}")
+    w = (ctypes.c_float * 6)(*weights)
+    out = (ctypes.c_double * 2)()
+    _lib().ultragcn_scatter(_ptr(users), _ptr(items), _ptr(u), _ptr(p), _ptr(neg), len(u),
+                            neg.shape[1], _ptr(neighbours), _ptr(omega), neighbours.shape[1],
+                            _ptr(beta_u), _ptr(beta_i), len(items), users.shape[1], w,
+                            _ptr(grad_u), _ptr(grad_i), _ptr(work), out, threads())
+    return out[0], out[1]
+
+
+def ultragcn_work_size(batch: int, k: int, m: int, dim: int) -> int:
+    """The float32 entries :func:`ultragcn_scatter`'s ``work`` needs (kernels.c's layout)."""
+    return int(_lib().ultragcn_work_size(batch, k, m, dim))
