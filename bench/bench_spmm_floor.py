@@ -163,6 +163,71 @@ def epoch_equivalent(trainer, steps: int, threads: int) -> dict:
             "epoch_seconds": round(step * per_epoch, 2), "load_avg_1min": os.getloadavg()[0]}
 
 
+class PartTimes:
+    """Seconds of named calls inside the trainer's step, by wrapping those calls on their
+    instances: the step runs its own code unchanged, so the parts are what ``batch_gradient``
+    does, not a copy of it."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, list[float]] = {}
+
+    def wrap(self, owner, attr: str, name: str) -> None:
+        call = getattr(owner, attr)
+
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return call(*args, **kwargs)
+            finally:
+                self.seconds.setdefault(name, []).append(time.perf_counter() - t0)
+
+        setattr(owner, attr, timed)
+
+
+STEP_PARTS = (("sample", "negatives drawn"), ("forward", "3 products + layer sums"),
+              ("score", "BPR rows → dL/dF"), ("backward", "3 transposed products, fused"),
+              ("l2", "L2 rows"), ("adam", "Adam over the ego table"))
+
+
+def step_parts(trainer, steps: int, reps: int) -> dict:
+    """Median milliseconds of each part of the native LightGCN step at 1 and 2 threads
+    (the thread counts alternating over ``reps`` blocks of ``steps`` batches, the first step of
+    each block untimed), and the step's rest (batch slicing, Python) as "other". Why (issue 36):
+    the floor ratio says how much of the step is not the products, not which part it is."""
+    from recbench.train.trainers import shuffled_batches
+
+    step, timer = trainer.step, PartTimes()
+    timer.wrap(trainer, "sample", "sample")
+    timer.wrap(step, "forward_saved", "forward")
+    timer.wrap(step.kernels, "score_gradient", "score")
+    timer.wrap(step, "propagate_back", "backward")
+    timer.wrap(step.kernels, "add_l2", "l2")
+    timer.wrap(trainer.opt, "step", "adam")
+    batch = trainer.ctx.train.batch_size
+    per_part: dict[int, dict[str, list[float]]] = {1: {}, 2: {}}
+    for rep in range(reps):
+        for threads in ((1, 2) if rep % 2 == 0 else (2, 1)):
+            torch.set_num_threads(threads)
+            batches = itertools.islice(shuffled_batches(len(trainer.users), batch, trainer.gen),
+                                       steps + 1)
+            for i, idx in enumerate(batches):
+                timer.seconds.clear()
+                t0 = time.perf_counter()
+                u, p = trainer.users.index_select(0, idx), trainer.items.index_select(0, idx)
+                trainer.batch_gradient(u, p, trainer.sample(u))
+                trainer.opt.step()
+                total = time.perf_counter() - t0
+                if i == 0:  # warm-up after the switch of thread count
+                    continue
+                parts = {name: sum(v) for name, v in timer.seconds.items()}
+                parts["other"] = total - sum(parts.values())
+                parts["step"] = total
+                for name, v in parts.items():
+                    per_part[threads].setdefault(name, []).append(v)
+    return {f"{t}t": {name: round(statistics.median(v) * 1e3, 2) for name, v in parts.items()}
+            for t, parts in per_part.items()} | {"load_avg_1min": os.getloadavg()[0]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=5)
@@ -183,6 +248,7 @@ def main() -> None:
         epoch["multiple_of_floor"] = round(epoch["epoch_seconds"] / floor, 2)
         epochs[f"{threads}t"] = epoch
     figures["lightgcn_epoch"] = epochs
+    figures["lightgcn_step_parts"] = parts = step_parts(trainer, args.steps, max(2, args.reps // 2))
     del trainer
     ngcf = build_trainer(data_paths(DATASET["name"]), NGCF)
     assert ngcf.kernels().path == "native", ngcf.kernels()
@@ -224,6 +290,18 @@ def main() -> None:
         lines.append(f"| {key[:-1]} | {e['step_seconds']} | {e['steps_per_epoch']} | "
                      f"{e['epoch_seconds']} | {e['floor_seconds']} | "
                      f"{e['multiple_of_floor']}× | {e['load_avg_1min']:.2f} |")
+    lines += ["", f"LightGCN step by part (native step, the same batch; median ms over "
+              f"{max(2, args.reps // 2)} alternating blocks of {args.steps} steps at each thread "
+              f"count; \"other\": batch slicing and the step's Python; medians, so the shares need "
+              f"not sum to 100 %; load "
+              f"{parts['load_avg_1min']:.2f}):", "",
+              "| part | what | 1 thread ms | 2 threads ms | 1 / 2 | share at 2 threads |",
+              "|---|---|---|---|---|---|"]
+    for name, what in (*STEP_PARTS, ("other", "the rest"), ("step", "the whole step")):
+        one, two = parts["1t"][name], parts["2t"][name]
+        lines.append(f"| {name} | {what} | {one:.2f} | {two:.2f} | "
+                     f"{one / two if two > 0 else float('nan'):.2f}× | "
+                     f"{100 * two / parts['2t']['step']:.0f} % |")
     lines += ["", f"NGCF epoch-equivalent (same batch; message dropout 0.1, as "
               f"experiments/gowalla_ngcf.yaml; step timed over {max(2, args.steps // 2)} batches, "
               f"median). Its floor is the six products plus its dense transforms timed alone "

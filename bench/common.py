@@ -34,7 +34,10 @@ def data_paths(*names: str):
 def machine() -> dict:
     import torch
 
+    from recbench.cpu import cpu_model
+
     return {"machine": platform.machine(), "processor": platform.processor(),
+            "cpu_model": cpu_model(),
             "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "load_average_1m": os.getloadavg()[0], "torch": torch.__version__}
 
@@ -50,7 +53,8 @@ def write(name: str, figures: dict, lines: list[str], out: Path | None = None) -
     (out / f"{name}.json").write_text(json.dumps(figures, indent=2, default=float) + "\n")
     env = figures["env"]
     head = [f"# bench: {name}", "",
-            f"machine: {env['cpus']} CPUs ({env['machine']}), torch {env['torch']} with "
+            f"machine: {env['cpus']} CPUs ({env['machine']}, {env['cpu_model']}), torch "
+            f"{env['torch']} with "
             f"{env['torch_threads']} threads, 1-min load average at the end {env['load_average_1m']:.2f}",
             ""]
     (out / f"{name}.md").write_text("\n".join(head + lines) + "\n")
