@@ -16,6 +16,17 @@
 #define PAR_MIN 32768 /* below this many elements a second thread costs more than it saves */
 #define PAR_IF(n, threads) num_threads((n) >= PAR_MIN ? (threads) : 1)
 
+/* this thread's number and the team's size inside a parallel region (0 of 1 when serial) */
+static inline void thread_slot(int *t, int *n) {
+#ifdef _OPENMP
+    *t = omp_get_thread_num();
+    *n = omp_get_num_threads();
+#else
+    *t = 0;
+    *n = 1;
+#endif
+}
+
 /* a . b with 8 partial sums, so the compiler can vectorise the reduction */
 static inline float dot(const float *a, const float *b, int64_t n) {
     float acc[8] = {0};
@@ -258,11 +269,8 @@ void csr_spmm_fused(const int64_t *indptr, const int64_t *col, const float *weig
     }
 #pragma omp parallel num_threads(threads)
     {
-#ifdef _OPENMP
-        int t = omp_get_thread_num(), n = omp_get_num_threads();
-#else
-        int t = 0, n = 1;
-#endif
+        int t, n;
+        thread_slot(&t, &n);
         int64_t total = indptr[rows] + rows;
         int64_t lo = block_start(indptr, rows, total * t / n);
         int64_t hi = t == n - 1 ? rows : block_start(indptr, rows, total * (t + 1) / n);
@@ -395,11 +403,8 @@ void ultragcn_scatter(const float *users, const float *items, const int64_t *u, 
     }
 #pragma omp parallel num_threads(par)
     {
-#ifdef _OPENMP
-        int t = omp_get_thread_num(), n = omp_get_num_threads();
-#else
-        int t = 0, n = 1;
-#endif
+        int t, n;
+        thread_slot(&t, &n);
         const int64_t lo = item_rows * t / n, hi = item_rows * (t + 1) / n;
         for (int64_t b = 0; b < batch; b++) {
             const float *eu = users + u[b] * dim, *c = coef + b * terms;

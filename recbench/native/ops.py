@@ -74,6 +74,18 @@ def _triples(u: torch.Tensor, p: torch.Tensor, n: torch.Tensor, user_rows: int,
     _rows(n, item_rows, "n")
 
 
+def _user_item_tables(users: torch.Tensor, items: torch.Tensor, grad_u: torch.Tensor,
+                      grad_i: torch.Tensor) -> None:
+    """A user and an item table of one width, each with its gradient table of its shape."""
+    _check(users, items, grad_u, grad_i)
+    _matrix(users, "users")
+    _matrix(items, "items")
+    if users.shape[1] != items.shape[1]:
+        raise ValueError(f"users and items differ in width: {users.shape[1]} vs {items.shape[1]}")
+    _same_shape(users, grad_u)
+    _same_shape(items, grad_i)
+
+
 def _lib():
     lib = library()
     if lib is None:
@@ -273,13 +285,7 @@ def mf_bpr_scatter(users: torch.Tensor, items: torch.Tensor, u: torch.Tensor, p:
     plus ``shrink`` × the row (the L2 term; 0 for none) into ``grad_u`` / ``grad_i``; returns
     (mean loss, the rows' sum of squares / 2, counted only when ``shrink`` ≠ 0). Why: BPR-MF's
     step is ~20 tiny ops over 2048 × 64 rows, dispatch-bound (docs/benchmarks.md)."""
-    _check(users, items, grad_u, grad_i)
-    _matrix(users, "users")
-    _matrix(items, "items")
-    if users.shape[1] != items.shape[1]:
-        raise ValueError(f"users and items differ in width: {users.shape[1]} vs {items.shape[1]}")
-    _same_shape(users, grad_u)
-    _same_shape(items, grad_i)
+    _user_item_tables(users, items, grad_u, grad_i)
     _triples(u, p, n, len(users), len(items))
     out = (ctypes.c_double * 2)()
     _lib().bpr_scatter(_ptr(users), _ptr(items), _ptr(u), _ptr(p), _ptr(n), len(u),
@@ -302,14 +308,9 @@ def ultragcn_scatter(users: torch.Tensor, items: torch.Tensor, u: torch.Tensor, 
     the autograd step gathers a (B, k, d) block of negatives, ~200 MB a batch at 1,500
     negatives, and scatters it back; this reads each row once (docs/gnn.md, UltraGCN). Same
     floats at any thread count (kernels.c says how)."""
-    _check(users, items, grad_u, grad_i, omega, beta_u, beta_i, work)
+    _user_item_tables(users, items, grad_u, grad_i)
+    _check(omega, beta_u, beta_i, work)
     _check(neg, neighbours, dtype=torch.int64)
-    _matrix(users, "users")
-    _matrix(items, "items")
-    if users.shape[1] != items.shape[1]:
-        raise ValueError(f"users and items differ in width: {users.shape[1]} vs {items.shape[1]}")
-    _same_shape(users, grad_u)
-    _same_shape(items, grad_i)
     if neg.dim() != 2 or neg.shape[0] != len(u) or neg.shape[1] == 0:
         raise ValueError(f"neg must be ({len(u)}, k) with k ≥ 1, got {tuple(neg.shape)}")
     if neighbours.dim() != 2 or neighbours.shape != omega.shape or len(neighbours) != len(items):
