@@ -140,6 +140,14 @@ def dense_transforms(dim: int, rows: int, reps: int) -> dict[int, float]:
     return {t: statistics.median(v) for t, v in seconds.items()}
 
 
+def one_step(trainer, idx) -> None:
+    """One training step on the pairs ``idx``, as the trainer's epoch runs it: negatives,
+    the written-out gradient, the optimiser's update."""
+    u, p = trainer.users.index_select(0, idx), trainer.items.index_select(0, idx)
+    trainer.batch_gradient(u, p, trainer.sample(u))
+    trainer.opt.step()
+
+
 def epoch_equivalent(trainer, steps: int, threads: int) -> dict:
     """The real native LightGCN or NGCF step (sample, forward, BPR rows, backward, Adam) timed over
     ``steps`` batches, scaled to the epoch's number of batches."""
@@ -152,11 +160,8 @@ def epoch_equivalent(trainer, steps: int, threads: int) -> dict:
                                steps + 1)
     times = []
     for idx in batches:
-        u, p = trainer.users.index_select(0, idx), trainer.items.index_select(0, idx)
         t0 = time.perf_counter()
-        neg = trainer.sample(u)
-        trainer.batch_gradient(u, p, neg)
-        trainer.opt.step()
+        one_step(trainer, idx)
         times.append(time.perf_counter() - t0)
     step = statistics.median(times[1:])  # the first: warm-up
     return {"step_seconds": round(step, 4), "steps_per_epoch": per_epoch,
@@ -213,9 +218,7 @@ def step_parts(trainer, steps: int, reps: int) -> dict:
             for i, idx in enumerate(batches):
                 timer.seconds.clear()
                 t0 = time.perf_counter()
-                u, p = trainer.users.index_select(0, idx), trainer.items.index_select(0, idx)
-                trainer.batch_gradient(u, p, trainer.sample(u))
-                trainer.opt.step()
+                one_step(trainer, idx)
                 total = time.perf_counter() - t0
                 if i == 0:  # warm-up after the switch of thread count
                     continue

@@ -8,7 +8,7 @@ split (experiments/gowalla_ultragcn.yaml: 742,879 training pairs after the 10 % 
 carve-out) over a few batches per thread count, alternating, and scales the median step to
 the epoch's 1,451 batches: the figure that sizes a run to a working session.
 
-Parts: the negatives drawn (``torch.randint``, as the epoch draws them), the batch's gradient
+Parts: the negatives drawn (``UltraGCNTrainer.draw_negatives``, as the epoch draws them), the batch's gradient
 (the γ·θ pass, the C loop, the norm) and Adam's update; the load average is written beside
 each. Writes results/bench/ultragcn.{json,md}.
 
@@ -47,10 +47,9 @@ def time_steps(trainer, steps: int, threads: int) -> dict[str, float]:
     """Median seconds of each part over ``steps`` batches at ``threads`` (one untimed first)."""
     torch.set_num_threads(threads)
     parts: dict[str, list[float]] = {}
-    k, items = trainer.cfg.num_negatives, trainer.ctx.data.num_items
     for i, (u, p) in enumerate(itertools.islice(trainer.epoch_pairs(), steps + 1)):
         t0 = time.perf_counter()
-        neg = torch.randint(items, (len(u), k), generator=trainer.neg_gen)
+        neg = trainer.draw_negatives(u)
         t1 = time.perf_counter()
         trainer.batch_gradient(u, p, neg)
         t2 = time.perf_counter()

@@ -160,13 +160,18 @@ class UltraGCNTrainer(PairwiseTrainer):
             work = self.work = torch.empty(size)
         return work
 
+    def draw_negatives(self, u: torch.Tensor) -> torch.Tensor:
+        """(len(u), num_negatives) items uniform over all items (the authors'
+        ``sampling_sift_pos=no``: a positive may be drawn), from the run's negative stream."""
+        return torch.randint(self.ctx.data.num_items, (len(u), self.cfg.num_negatives),
+                             generator=self.neg_gen)
+
     def train_epoch(self, epoch: int) -> dict[str, float]:
         self.start_epoch(epoch)
         cfg, dev = self.cfg, self.ctx.device
         totals, batches = np.zeros(3), 0
         for u, p in self.epoch_pairs():
-            neg = torch.randint(self.ctx.data.num_items, (len(u), cfg.num_negatives),
-                                generator=self.neg_gen)
+            neg = self.draw_negatives(u)
             if self.native:
                 main, item_loss, norm = self.batch_gradient(u, p, neg)
             else:
